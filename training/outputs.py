@@ -103,22 +103,29 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any] | None:
 
 
 class RunLog:
-    """Per-step metrics to a progress bar, metrics.jsonl and an optional callback."""
+    """Per-step metrics to a progress bar, metrics.jsonl and an optional callback.
+
+    While the run is live the lines go to `.NAME.metrics.jsonl` beside the output
+    directory; `finish_into(dir)` moves the file into the model directory being written.
+    """
 
     def __init__(
         self,
-        workdir: Path,
+        out: str | Path,
         total: int,
         desc: str,
         callback: Callback | None = None,
         enabled: bool = True,
     ):
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.path = out.parent / f".{out.name}.{METRICS}"
         self.total, self.callback, self.enabled = total, callback, enabled
         self.history: list[dict[str, Any]] = []
-        self._file = open(workdir / METRICS, "a") if enabled else None  # noqa: SIM115
+        self._file = open(self.path, "w") if enabled else None  # noqa: SIM115
         self._bar = tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
 
-    def log(self, step: int, metrics: dict[str, float], advance: int = 1) -> None:
+    def log(self, step: int, metrics: dict[str, Any], advance: int = 1) -> None:
         """Record the metrics of one step (advance the bar by `advance`)."""
         row = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
         self.history.append(row)
@@ -126,15 +133,25 @@ class RunLog:
             self._file.write(json.dumps(row) + "\n")
             self._file.flush()
         self._bar.update(advance)
-        self._bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if isinstance(v, float)})
+        shown = {k: f"{v:.3g}" for k, v in row.items() if isinstance(v, float)}
+        self._bar.set_postfix(dict(list(shown.items())[:4]))
         if self.callback and self.enabled:
             self.callback(step, self.total, dict(row))
 
-    def close(self) -> None:
-        """Close the bar and the metrics file."""
+    def finish_into(self, directory: Path) -> None:
+        """Close the bar and move metrics.jsonl into `directory`."""
         self._bar.close()
         if self._file:
             self._file.close()
+            self._file = None
+            shutil.move(self.path, directory / METRICS)
+
+    def close(self) -> None:
+        """Close without moving (the live file stays for a failed run's post-mortem)."""
+        self._bar.close()
+        if self._file:
+            self._file.close()
+            self._file = None
 
 
 def _plain(value: Any) -> Any:

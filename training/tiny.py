@@ -111,3 +111,31 @@ def build_tiny(out: str | Path, cfg: TinyConfig | None = None) -> Path:
         tok.save_pretrained(tmp)
         write_manifest(tmp, kind="base", parent_model=None, config=cfg, metrics=metrics)
     return Path(out)
+
+
+GOOD = ("kind", "clear", "true", "helpful")
+BAD = ("rude", "vague", "false", "lazy")
+
+
+def synthetic_rankings(n: int, k: int, seed: int = 0, noise: float = 0.5) -> list:
+    """n ranked prompts with k responses each, for tests and benchmarks.
+
+    A response's hidden quality is (# good words − # bad words) plus labeler noise of
+    std `noise`; the ranking sorts by it, best first, so a reward model can learn it but
+    not perfectly (like the paper's ~73 % labeler agreement).
+    """
+    from training.records import GroupedRecord
+
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        prompt = f"describe the {rng.choice(WORDS['noun'])} {i}."
+        responses, quality = [], []
+        for _ in range(k):
+            words = [rng.choice(WORDS["adj"] + list(GOOD + BAD)) for _ in range(rng.randint(3, 6))]
+            score = sum(w in GOOD for w in words) - sum(w in BAD for w in words)
+            responses.append("it is " + " and ".join(words) + ".")
+            quality.append(score + rng.gauss(0, noise))
+        order = sorted(range(k), key=lambda j: -quality[j])
+        records.append(GroupedRecord(prompt, responses, [[j] for j in order], prompt_id=i))
+    return records

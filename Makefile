@@ -1,0 +1,74 @@
+# RLHF Studio: `make run` for the product on embedded defaults, `make test` for the suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PYTHON ?= python3
+PGVER = $(shell ls /etc/postgresql 2>/dev/null | head -n1)
+# torch==2.13.0 is the CPU build where a local wheel is provided; elsewhere pip picks one.
+TORCH ?= torch==2.13.0
+
+.PHONY: run install install-dev services browser test test-pg test-sqlite bench lint clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e '.[train]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(PIP) install -q -e '.[train,dev,bench]'
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(VENV)/bin/rlhf-studio db upgrade
+	$(VENV)/bin/rlhf-studio demo
+	@echo "RLHF Studio on http://127.0.0.1:8000 (Ctrl-C stops it)"
+	$(VENV)/bin/rlhf-studio up --host 127.0.0.1 --port 8000
+
+# PostgreSQL and Redis for the tests: use them if running, start them where we can.
+services:
+	@if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+	  if [ -n "$(PGVER)" ]; then pg_ctlcluster --skip-systemctl-redirect $(PGVER) main start || true; fi; \
+	  for i in $$(seq 20); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done; \
+	fi
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not reachable on 127.0.0.1:5432 and could not be started: install and start it (trust auth for user postgres), or set RLHF_TEST_DATABASE_URL." >&2; exit 1; }
+	@if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then \
+	  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null; \
+	  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log || true; \
+	  for i in $$(seq 20); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done; \
+	fi
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { echo "Redis is not reachable on 127.0.0.1:6379 and could not be started: install redis-server, or set RLHF_TEST_REDIS_URL." >&2; exit 1; }
+
+# Debian's chromium for the browser tests (Playwright cannot download its own here).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Browser tests need /usr/bin/chromium: run 'sudo apt-get install chromium'." >&2; exit 1; fi; \
+	fi
+
+test-pg: install-dev services browser
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The database tests again on the embedded default (SQLite).
+test-sqlite: install-dev
+	RLHF_TEST_DB=sqlite $(PY) -m pytest -q -p no:cacheprovider tests -m "not postgres_only and not e2e" \
+	  --ignore=tests/training --ignore=tests/e2e
+
+test: test-pg test-sqlite
+
+bench: install-dev services
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lint: install-dev
+	$(VENV)/bin/ruff check app training tests bench
+	$(VENV)/bin/mypy app training
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,129 @@
+"""Who is calling and may they: every route depends on exactly one `allow(...)`.
+
+`allow(*roles)` authenticates by bearer token or session cookie, checks the role, and
+for unsafe methods on a cookie session checks the CSRF token (form field `csrf_token`
+or header `X-CSRF-Token`), so no form or cookie-authenticated API call can skip it.
+"""
+
+import secrets
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from fastapi import Depends, Request
+
+from app.auth import service
+from app.auth.models import Role, User
+from sqlalchemy.orm import Session
+
+from app.db import DbSession
+
+PUBLIC = "public"
+ALL_ROLES: tuple[Role, ...] = (Role.labeler, Role.researcher, Role.admin)
+STAFF: tuple[Role, ...] = (Role.researcher, Role.admin)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class NotAuthenticated(Exception):
+    """No valid session or token: 401 for the API, a redirect to the login page otherwise."""
+
+
+class Forbidden(Exception):
+    """Authenticated, but this role may not do this (or the CSRF token is wrong)."""
+
+    def __init__(self, detail: str = "You do not have access to this page.") -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token, created on first use."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+async def _sent_csrf(request: Request) -> str | None:
+    """The CSRF token the client sent with an unsafe request, if any."""
+    if request.method in SAFE_METHODS:
+        return None
+    header = request.headers.get("x-csrf-token")
+    if header:
+        return header
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        value = (await request.form()).get("csrf_token")
+        return value if isinstance(value, str) else None
+    return None
+
+
+def login_session(request: Request, user: User) -> None:
+    """Start a fresh session for this user (new CSRF token, no fixation)."""
+    request.session.clear()
+    request.session["uid"] = user.id
+    request.session["pw"] = user.password_hash[-16:]
+    csrf_token(request)
+
+
+def _session_user(request: Request, db: Session) -> User | None:
+    uid = request.session.get("uid")
+    if uid is None:
+        return None
+    user = service.get_user(db=db, user_id=uid)
+    # A password reset or deactivation ends every session of that user.
+    if user is None or not user.active or request.session.get("pw") != user.password_hash[-16:]:
+        request.session.clear()
+        return None
+    return user
+
+
+class Allow:
+    """A dependency that admits the given roles (or everyone, for PUBLIC)."""
+
+    def __init__(self, roles: Iterable[str]) -> None:
+        self.roles = frozenset(str(r) for r in roles)
+
+    def __repr__(self) -> str:
+        return f"Allow({sorted(self.roles)})"
+
+    def __call__(
+        self,
+        request: Request,
+        db: DbSession,
+        sent_csrf: str | None = Depends(_sent_csrf),
+    ) -> Any:
+        user, via_token = self._identify(request, db)
+        request.state.user = user
+        if user is None and PUBLIC not in self.roles:
+            raise NotAuthenticated()
+        if user is not None and PUBLIC not in self.roles and user.role.value not in self.roles:
+            raise Forbidden()
+        if request.method not in SAFE_METHODS and not via_token:
+            expected = request.session.get("csrf")
+            if not expected or not sent_csrf or not secrets.compare_digest(expected, sent_csrf):
+                raise Forbidden("The form has expired or the CSRF token is missing. "
+                                "Reload the page and try again.")
+        return user
+
+    @staticmethod
+    def _identify(request: Request, db: Session) -> tuple[User | None, bool]:
+        header = request.headers.get("authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise NotAuthenticated()
+            user = service.user_for_token(db=db, token=token.strip())
+            if user is None:
+                raise NotAuthenticated()
+            return user, True
+        return _session_user(request, db), False
+
+
+@lru_cache
+def allow(*roles: str) -> Allow:
+    """The dependency admitting these roles; `allow(PUBLIC)` admits anyone."""
+    if not roles:
+        raise ValueError("a route must name the roles it allows")
+    return Allow(roles)

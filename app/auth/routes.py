@@ -1,0 +1,185 @@
+"""Login, logout, account tokens, user administration; pages and JSON side by side."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from app.auth import service
+from app.auth.deps import ALL_ROLES, PUBLIC, allow, login_session
+from app.auth.models import Role, User
+from app.auth.schemas import Me, TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead, UserUpdate
+from app.db import DbSession
+from app.templating import add_nav, flash, render
+
+router = APIRouter()
+add_nav("Account", "/account", ALL_ROLES, "Your API tokens for scripts.")
+add_nav("Users", "/admin/users", (Role.admin,), "Create users, change roles, reset passwords.")
+
+Anyone = Annotated[User | None, Depends(allow(PUBLIC))]
+AnyUser = Annotated[User, Depends(allow(*ALL_ROLES))]
+Admin = Annotated[User, Depends(allow(Role.admin))]
+Db = DbSession
+
+
+def _safe_next(target: str) -> str:
+    # Only same-site paths: never redirect a login to another host.
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, user: Anyone, next: str = "/") -> Response:
+    if user is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return render(request, "auth/login.html", next=_safe_next(next), email="")
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request, db: Db, _: Anyone,
+    email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=200)],
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    ip = request.client.host if request.client else "unknown"
+    try:
+        user = service.authenticate(db=db, email=email, password=password, ip=ip)
+    except service.Throttled as exc:
+        page = render(request, "auth/login.html", status_code=429, error=str(exc),
+                      next=_safe_next(next), email=email)
+        page.headers["Retry-After"] = str(exc.wait_s)
+        return page
+    except service.AuthError as exc:
+        # The failed attempt is committed with the request: it counts towards throttling.
+        return render(request, "auth/login.html", status_code=401, error=str(exc),
+                      next=_safe_next(next), email=email)
+    login_session(request, user)
+    return RedirectResponse(_safe_next(next), status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request, _: AnyUser) -> Response:
+    request.session.clear()
+    flash(request, "You are logged out.")
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_page(request: Request, db: Db, user: AnyUser) -> Response:
+    tokens = service.list_tokens(db=db, user=user)
+    return render(request, "auth/account.html", tokens=tokens, new_token=None)
+
+
+@router.post("/account/tokens", response_class=HTMLResponse)
+def account_create_token(
+    request: Request, db: Db, user: AnyUser, name: Annotated[str, Form(max_length=100)] = ""
+) -> Response:
+    _, clear = service.create_token(db=db, user=user, name=name)
+    tokens = service.list_tokens(db=db, user=user)
+    return render(request, "auth/account.html", tokens=tokens, new_token=clear)
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+def account_revoke_token(request: Request, db: Db, user: AnyUser, token_id: int) -> Response:
+    try:
+        service.revoke_token(db=db, user=user, token_id=token_id)
+    except service.AuthError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    flash(request, "Token revoked.")
+    return RedirectResponse("/account", status_code=303)
+
+
+@router.get("/admin/users", response_class=HTMLResponse)
+def users_page(request: Request, db: Db, _: Admin) -> Response:
+    return render(request, "auth/users.html", users=service.list_users(db=db), roles=list(Role))
+
+
+@router.post("/admin/users")
+def users_create(
+    request: Request, db: Db, _: Admin,
+    email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=200)],
+    role: Annotated[Role, Form()], name: Annotated[str, Form(max_length=200)] = "",
+    held_out: Annotated[bool, Form()] = False,
+) -> Response:
+    try:
+        user = service.create_user(
+            db=db, email=email, password=password, role=role, name=name, held_out=held_out
+        )
+    except service.AuthError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"Created {user.email} ({user.role.value}).")
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/admin/users/{user_id}")
+def users_update(
+    request: Request, db: Db, admin: Admin, user_id: int,
+    role: Annotated[Role | None, Form()] = None, active: Annotated[bool | None, Form()] = None,
+    held_out: Annotated[bool | None, Form()] = None,
+    password: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    _apply_update(db, admin, user_id, UserUpdate(
+        role=role, active=active, held_out=held_out, password=password or None
+    ))
+    flash(request, "User updated.")
+    return RedirectResponse("/admin/users", status_code=303)
+
+
+def _apply_update(db: Session, admin: User, user_id: int, change: UserUpdate) -> User:
+    user = service.get_user(db=db, user_id=user_id)
+    if user is None:
+        raise HTTPException(404, f"No user {user_id}.")
+    if user.id == admin.id and (change.active is False or change.role not in (None, Role.admin)):
+        raise HTTPException(400, "You cannot deactivate or demote yourself.")
+    try:
+        service.update_user(db=db, user=user, role=change.role, active=change.active,
+                            held_out=change.held_out, name=change.name)
+        if change.password:
+            service.set_password(db=db, user=user, password=change.password)
+    except service.AuthError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return user
+
+
+@router.get("/api/v1/me", response_model=Me)
+def me(user: AnyUser) -> User:
+    return user
+
+
+@router.get("/api/v1/tokens", response_model=list[TokenRead])
+def tokens_list(db: Db, user: AnyUser) -> list:
+    return service.list_tokens(db=db, user=user)
+
+
+@router.post("/api/v1/tokens", response_model=TokenCreated, status_code=201)
+def tokens_create(db: Db, user: AnyUser, body: TokenCreate) -> TokenCreated:
+    token, clear = service.create_token(db=db, user=user, name=body.name)
+    return TokenCreated(**TokenRead.model_validate(token).model_dump(), token=clear)
+
+
+@router.delete("/api/v1/tokens/{token_id}", response_model=TokenRead)
+def tokens_revoke(db: Db, user: AnyUser, token_id: int) -> object:
+    try:
+        return service.revoke_token(db=db, user=user, token_id=token_id)
+    except service.AuthError as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
+@router.get("/api/v1/users", response_model=list[UserRead])
+def users_list(db: Db, _: Admin) -> list:
+    return service.list_users(db=db)
+
+
+@router.post("/api/v1/users", response_model=UserRead, status_code=201)
+def users_create_api(db: Db, _: Admin, body: UserCreate) -> User:
+    try:
+        return service.create_user(db=db, email=body.email, password=body.password,
+                                   role=body.role, name=body.name, held_out=body.held_out)
+    except service.AuthError as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+
+@router.patch("/api/v1/users/{user_id}", response_model=UserRead)
+def users_update_api(db: Db, admin: Admin, user_id: int, body: UserUpdate) -> User:
+    return _apply_update(db, admin, user_id, body)

@@ -1,0 +1,192 @@
+"""Accounts: password hashing, users, API tokens and login throttling. No HTTP here."""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from argon2 import PasswordHasher, profiles
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.auth.models import ApiToken, LoginAttempt, Role, User
+from app.config import get_settings
+from app.db import utcnow
+
+# argon2id with RFC 9106's low-memory profile; the test suite uses the cheapest parameters.
+_hasher = PasswordHasher.from_parameters(
+    profiles.CHEAPEST if get_settings().env == "test" else profiles.RFC_9106_LOW_MEMORY
+)
+# Verified against when the email is unknown, so both paths cost one argon2 verify.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+TOKEN_PREFIX = "rlhf_"
+MIN_PASSWORD = 8
+
+
+class AuthError(ValueError):
+    """A request the caller can fix: bad credentials, a taken email, a weak password."""
+
+
+class Throttled(Exception):
+    """Too many failed logins; retry after `wait_s` seconds."""
+
+    def __init__(self, wait_s: int) -> None:
+        super().__init__(f"Too many failed logins. Try again in {wait_s} seconds.")
+        self.wait_s = wait_s
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the password."""
+    return _hasher.hash(password)
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AuthError(f"Passwords need at least {MIN_PASSWORD} characters.")
+
+
+def normalise_email(email: str) -> str:
+    """Emails compare case-insensitively and without surrounding spaces."""
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 320:
+        raise AuthError(f"'{email}' is not an email address.")
+    return email
+
+
+def create_user(
+    *, db: Session, email: str, password: str, role: Role, name: str = "", held_out: bool = False
+) -> User:
+    """A new active user; refuses a taken email or a short password."""
+    email = normalise_email(email)
+    _check_password(password)
+    if db.scalar(select(User.id).where(User.email == email)) is not None:
+        raise AuthError(f"A user with email {email} already exists.")
+    user = User(
+        email=email, name=name, role=Role(role), password_hash=hash_password(password),
+        held_out=held_out, active=True,
+    )
+    db.add(user)
+    db.flush()
+    return user
+
+
+def get_user(*, db: Session, user_id: int) -> User | None:
+    """The user with this id, or None."""
+    return db.get(User, user_id)
+
+
+def get_user_by_email(*, db: Session, email: str) -> User | None:
+    """The user with this email, or None."""
+    return db.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+def list_users(*, db: Session) -> list[User]:
+    """Every user, by email."""
+    return list(db.scalars(select(User).order_by(User.email)))
+
+
+def update_user(
+    *, db: Session, user: User, role: Role | None = None, active: bool | None = None,
+    held_out: bool | None = None, name: str | None = None,
+) -> User:
+    """Change a user's role, activity, held-out flag or name."""
+    if role is not None:
+        user.role = Role(role)
+    if active is not None:
+        user.active = active
+    if held_out is not None:
+        user.held_out = held_out
+    if name is not None:
+        user.name = name
+    db.flush()
+    return user
+
+
+def set_password(*, db: Session, user: User, password: str) -> None:
+    """Replace a user's password."""
+    _check_password(password)
+    user.password_hash = hash_password(password)
+    db.flush()
+
+
+def _throttle_wait(*, db: Session, email: str, ip: str) -> int:
+    settings = get_settings()
+    since = utcnow() - timedelta(seconds=settings.login_window_s)
+    rows = db.execute(
+        select(func.count(), func.min(LoginAttempt.at)).where(
+            LoginAttempt.at >= since, (LoginAttempt.email == email) | (LoginAttempt.ip == ip)
+        )
+    ).one()
+    count, oldest = rows
+    if count < settings.login_max_failures:
+        return 0
+    return max(1, int((oldest - since).total_seconds()) + 1)
+
+
+def authenticate(*, db: Session, email: str, password: str, ip: str) -> User:
+    """The active user with these credentials; raises Throttled or AuthError."""
+    email = email.strip().lower()
+    wait = _throttle_wait(db=db, email=email, ip=ip)
+    if wait:
+        raise Throttled(wait)
+    user = get_user_by_email(db=db, email=email)
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        ok = user is not None and user.active
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or user is None:
+        db.add(LoginAttempt(email=email, ip=ip))
+        db.flush()
+        raise AuthError("Wrong email or password.")
+    db.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    return user
+
+
+def _token_hash(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(*, db: Session, user: User, name: str = "") -> tuple[ApiToken, str]:
+    """A new API token; the clear token is returned once and never stored."""
+    clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user_id=user.id, name=name, token_hash=_token_hash(clear), prefix=clear[:12])
+    db.add(token)
+    db.flush()
+    return token, clear
+
+
+def list_tokens(*, db: Session, user: User) -> list[ApiToken]:
+    """A user's tokens, newest first."""
+    return list(
+        db.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc()))
+    )
+
+
+def revoke_token(*, db: Session, user: User, token_id: int) -> ApiToken:
+    """Revoke one of this user's tokens (admins may revoke anyone's)."""
+    token = db.get(ApiToken, token_id)
+    if token is None or (token.user_id != user.id and user.role != Role.admin):
+        raise AuthError("No such token.")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        db.flush()
+    return token
+
+
+def user_for_token(*, db: Session, token: str) -> User | None:
+    """The active user owning this unrevoked token, or None."""
+    row = db.scalar(
+        select(ApiToken).where(
+            ApiToken.token_hash == _token_hash(token), ApiToken.revoked_at.is_(None)
+        )
+    )
+    if row is None or not row.user.active:
+        return None
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
+        row.last_used_at = now
+    return row.user

@@ -1,0 +1,230 @@
+"""The `rlhf-studio` command. Domains add their own subcommands through `register(root)`."""
+
+import importlib
+import signal
+import subprocess
+import sys
+
+import typer
+from rich.console import Console
+
+from app.config import get_settings
+
+root = typer.Typer(help="RLHF Studio: human feedback in, aligned models out.", no_args_is_help=True)
+db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+users_cli = typer.Typer(help="User accounts.", no_args_is_help=True)
+tokens_cli = typer.Typer(help="API bearer tokens for scripts.", no_args_is_help=True)
+root.add_typer(db_cli, name="db")
+root.add_typer(users_cli, name="users")
+root.add_typer(tokens_cli, name="tokens")
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print an error a person can act on and exit non-zero."""
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+# --- db -------------------------------------------------------------------------------
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("heads")) -> None:
+    """Migrate the database up to the newest schema (or REVISION)."""
+    from alembic import command
+
+    from app.db import alembic_config
+
+    get_settings().data_dir.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(), revision)
+    console.print(f"database at [bold]{revision}[/]: {_db_label()}")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(..., help="e.g. base, or -1")) -> None:
+    """Migrate the database down to REVISION."""
+    from alembic import command
+
+    from app.db import alembic_config
+
+    command.downgrade(alembic_config(), revision)
+    console.print(f"database at [bold]{revision}[/]")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Show the database's current revision."""
+    from alembic import command
+
+    from app.db import alembic_config
+
+    command.current(alembic_config(), verbose=False)
+
+
+def _db_label() -> str:
+    url = get_settings().effective_database_url
+    return url.split("@")[-1] if "@" in url else url
+
+
+# --- users and tokens -----------------------------------------------------------------
+
+
+@users_cli.command("create")
+def users_create(
+    email: str = typer.Option(...), password: str = typer.Option(...),
+    role: str = typer.Option(..., help="labeler | researcher | admin"),
+    name: str = typer.Option(""), held_out: bool = typer.Option(False, "--held-out"),
+) -> None:
+    """Create a user."""
+    from app.auth import service
+    from app.auth.models import Role
+    from app.db import session_scope
+
+    if role not in {r.value for r in Role}:
+        fail(f"unknown role {role!r}: use labeler, researcher or admin")
+    try:
+        with session_scope() as db:
+            user = service.create_user(db=db, email=email, password=password, role=Role(role),
+                                       name=name, held_out=held_out)
+            console.print(f"created user {user.id}: {user.email} ({user.role.value})")
+    except service.AuthError as exc:
+        fail(str(exc))
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """List users."""
+    from app.auth import service
+    from app.db import session_scope
+
+    with session_scope() as db:
+        for u in service.list_users(db=db):
+            flags = ("" if u.active else " inactive") + (" held-out" if u.held_out else "")
+            console.print(f"{u.id}\t{u.email}\t{u.role.value}{flags}")
+
+
+@users_cli.command("set-password")
+def users_set_password(email: str = typer.Option(...), password: str = typer.Option(...)) -> None:
+    """Reset a user's password."""
+    from app.auth import service
+    from app.db import session_scope
+
+    try:
+        with session_scope() as db:
+            user = service.get_user_by_email(db=db, email=email)
+            if user is None:
+                fail(f"no user with email {email}")
+                return
+            service.set_password(db=db, user=user, password=password)
+    except service.AuthError as exc:
+        fail(str(exc))
+    console.print(f"password of {email} changed")
+
+
+@tokens_cli.command("create")
+def tokens_create(email: str = typer.Option(...), name: str = typer.Option("")) -> None:
+    """Create an API token for a user and print it (once)."""
+    from app.auth import service
+    from app.db import session_scope
+
+    with session_scope() as db:
+        user = service.get_user_by_email(db=db, email=email)
+        if user is None:
+            fail(f"no user with email {email}")
+            return
+        _, clear = service.create_token(db=db, user=user, name=name)
+    print(clear)
+
+
+@tokens_cli.command("revoke")
+def tokens_revoke(token_id: int = typer.Argument(...), email: str = typer.Option(...)) -> None:
+    """Revoke a user's API token by id."""
+    from app.auth import service
+    from app.db import session_scope
+
+    try:
+        with session_scope() as db:
+            user = service.get_user_by_email(db=db, email=email)
+            if user is None:
+                fail(f"no user with email {email}")
+                return
+            service.revoke_token(db=db, user=user, token_id=token_id)
+    except service.AuthError as exc:
+        fail(str(exc))
+    console.print(f"token {token_id} revoked")
+
+
+# --- running --------------------------------------------------------------------------
+
+
+@root.command("up")
+def up(
+    host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
+    workers: bool = typer.Option(True, help="Also start a Celery worker with beat."),
+) -> None:
+    """Run the web app, a Celery worker and beat (embedded broker unless RLHF_REDIS_URL)."""
+    import uvicorn
+
+    from app.main import UnmigratedDatabase, create_app
+
+    try:
+        create_app()  # fails fast, with the fix, on an unmigrated database
+    except UnmigratedDatabase as exc:
+        fail(str(exc))
+    children: list[subprocess.Popen[bytes]] = []
+    if workers:
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--beat",
+             "-Q", "default,gpu", "--concurrency", "1", "--loglevel", "INFO"],
+        ))
+    try:
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port)
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+@root.command("demo")
+def demo() -> None:
+    """Seed an empty database with one user per role and sample prompts; print the logins."""
+    from app.demo import seed
+
+    creds_file = get_settings().data_dir / "demo-credentials.txt"
+    created = seed(creds_file=creds_file)
+    if not creds_file.exists():
+        console.print("The database already has users; no demo accounts were created.")
+        return
+    console.print("[bold]Demo logins[/] (also in " + str(creds_file) + "):")
+    console.print(creds_file.read_text())
+    if created:
+        console.print(f"seeded {created} sample prompts")
+
+
+def _register_domains() -> None:
+    for domain in ("prompts", "queue", "labeling", "agreement", "exports", "jobs", "registry",
+                   "evaluation"):
+        try:
+            module = importlib.import_module(f"app.{domain}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"app.{domain}.cli":
+                raise
+            continue
+        module.register(root)
+
+
+_register_domains()
+
+
+def main() -> None:
+    """Entry point of the `rlhf-studio` script."""
+    root()
+
+
+__all__ = ["fail", "main", "root", "console"]

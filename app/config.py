@@ -1,0 +1,65 @@
+"""Settings: the one place that reads the environment (prefix RLHF_)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRET = "change-me-in-production"
+
+
+class Settings(BaseSettings):
+    """Every setting of RLHF Studio; README.md lists them with their defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="RLHF_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str = ""  # empty: a SQLite file under data_dir
+    redis_url: str = ""  # empty: the embedded Celery transport under data_dir
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    secure_cookies: bool = False  # set on deployments served over https
+    session_max_age_s: int = 14 * 24 * 3600
+    login_max_failures: int = 5
+    login_window_s: int = 15 * 60
+    lease_minutes: int = 30
+    base_model: str = ""  # empty: the tiny offline model built under data_dir
+    models_dir: Path = Path("data/models")
+    exports_dir: Path = Path("data/exports")
+    db_pool_size: int = 10
+    db_pool_recycle_s: int = 1800
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secret(self) -> "Settings":
+        if self.env == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
+            raise ValueError("RLHF_SECRET_KEY must be set to a random value in production")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'rlhf.sqlite').resolve()}"
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "filesystem://"
+
+    @property
+    def result_backend(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"file://{(self.data_dir / 'celery-results').resolve()}"
+
+    @property
+    def broker_folder(self) -> Path:
+        return (self.data_dir / "celery-broker").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

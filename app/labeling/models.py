@@ -1,0 +1,95 @@
+"""What labelers submit: demonstrations, rankings and ratings, each idempotent per user."""
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime, utcnow
+
+
+class Demonstration(Base):
+    __tablename__ = "demonstrations"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_demonstrations_user_key"),
+        Index("ix_demonstrations_prompt_id", "prompt_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    seconds_spent: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Ranking(Base):
+    """An ordered partition of a task's candidates: groups of candidate ids, best first."""
+
+    __tablename__ = "rankings"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_rankings_user_key"),
+        Index("ix_rankings_task_id", "task_id"),
+        Index("ix_rankings_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    groups: Mapped[list[list[int]]] = mapped_column(JSON)
+    display_order: Mapped[list[int]] = mapped_column(JSON)
+    seconds_spent: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Rating(Base):
+    """A Likert score and flags for one candidate: a rate task, or part of a ranking."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_ratings_user_key"),
+        Index("ix_ratings_candidate_id", "candidate_id"),
+        Index("ix_ratings_ranking_id", "ranking_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"))
+    ranking_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rankings.id", ondelete="CASCADE"), nullable=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    likert: Mapped[int] = mapped_column(Integer)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    seconds_spent: Mapped[int] = mapped_column(Integer, default=0)
+    # NULL for the ratings stored with a ranking (the ranking carries the key).
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# The paper's metadata flags (PAPER.md), snake_case as in DESIGN.md's public contract.
+FLAGS = (
+    "fails_instruction",
+    "inappropriate_for_assistant",
+    "hallucination",
+    "satisfies_constraint",
+    "sexual_content",
+    "violent_content",
+    "encourages_violence",
+    "denigrates_protected_class",
+    "harmful_advice",
+    "expresses_opinion",
+    "moral_judgment",
+)

@@ -1,0 +1,27 @@
+"""Every table, imported in one place so Alembic and the tests see the whole schema."""
+
+from app.auth.models import ApiToken, LoginAttempt, Role, User
+from app.exports.models import DatasetSnapshot
+from app.jobs.models import Job
+from app.labeling.models import Demonstration, Rating, Ranking
+from app.prompts.models import Candidate, Prompt, UseCase
+from app.queue.models import Assignment, Task
+from app.registry.models import ModelVersion
+
+__all__ = [
+    "ApiToken",
+    "Assignment",
+    "Candidate",
+    "DatasetSnapshot",
+    "Demonstration",
+    "Job",
+    "LoginAttempt",
+    "ModelVersion",
+    "Prompt",
+    "Ranking",
+    "Rating",
+    "Role",
+    "Task",
+    "UseCase",
+    "User",
+]

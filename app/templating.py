@@ -1,0 +1,73 @@
+"""Jinja2 templates (autoescaped) and the context every page gets."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from app.auth.deps import csrf_token
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+# Markdown from admins (guidelines); raw HTML in it is escaped, not rendered.
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    path: str
+    roles: frozenset[str]
+    description: str = ""
+
+
+# Filled by each domain's routes module through add_nav(); the home page shows them as tiles.
+NAV: list[NavItem] = []
+
+
+def add_nav(label: str, path: str, roles: tuple[str, ...], description: str = "") -> None:
+    """Put a link in the top navigation (and a tile on the home page) for these roles."""
+    if all(item.path != path for item in NAV):
+        NAV.append(NavItem(label, path, frozenset(str(r) for r in roles), description))
+
+
+def nav_for(user: Any) -> list[NavItem]:
+    """The navigation this user's role sees."""
+    return [item for item in NAV if user is not None and user.role.value in item.roles]
+
+
+def flash(request: Request, message: str, kind: str = "info") -> None:
+    """Show a message on the next page this session renders."""
+    request.session.setdefault("flash", []).append({"kind": kind, "message": message})
+
+
+def _pop_flashes(request: Request) -> list[dict[str, str]]:
+    return request.session.pop("flash", []) if "flash" in request.session else []
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    """Render a page with the user, navigation, CSRF token and flash messages."""
+    user = getattr(request.state, "user", None)
+    nav = [(item.label, item.path) for item in nav_for(user)]
+    context.update(
+        user=user,
+        nav=nav,
+        csrf_token=csrf_token(request),
+        flashes=_pop_flashes(request),
+    )
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+
+
+def markdown(text: str | None) -> Markup:
+    """Admin-written markdown as HTML; raw HTML inside it stays escaped."""
+    return Markup(_markdown.render(text or ""))
+
+
+templates.env.filters["markdown"] = markdown

@@ -1,0 +1,66 @@
+"""The Celery app and its beat schedule: `celery -A app.worker worker`.
+
+Production uses Redis (RLHF_REDIS_URL). With no Redis configured, the embedded default is
+kombu's filesystem transport under the data directory: real worker processes, no server.
+"""
+
+import importlib.util
+
+from celery import Celery
+
+from app.config import get_settings
+
+# Domains whose tasks.py holds Celery tasks; imported by the worker when present.
+TASK_MODULES = tuple(
+    f"app.{d}.tasks"
+    for d in ("queue", "labeling", "agreement", "exports", "jobs", "registry", "evaluation")
+    if importlib.util.find_spec(f"app.{d}.tasks") is not None
+)
+
+
+def make_celery() -> Celery:
+    """A Celery app on Redis or, with none configured, on the embedded transport."""
+    settings = get_settings()
+    celery = Celery("rlhf_studio", broker=settings.broker_url, backend=settings.result_backend)
+    celery.conf.update(
+        task_default_queue="default",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        imports=("app.worker", *TASK_MODULES),
+        broker_connection_retry_on_startup=True,
+        task_routes={"jobs.train.*": {"queue": "gpu"}},
+        beat_schedule=BEAT_SCHEDULE,
+    )
+    if not settings.redis_url:
+        folder = settings.broker_folder
+        for sub in ("in", "processed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        (settings.data_dir / "celery-results").resolve().mkdir(parents=True, exist_ok=True)
+        celery.conf.broker_transport_options = {
+            "data_folder_in": str(folder / "in"),
+            "data_folder_out": str(folder / "in"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        }
+        celery.conf.beat_schedule_filename = str((settings.data_dir / "celerybeat").resolve())
+    return celery
+
+
+# The one beat schedule; entries name tasks by their explicit names.
+BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "expire-leases": {"task": "queue.expire_leases", "schedule": 60.0},
+}
+
+celery_app = make_celery()
+
+
+@celery_app.task(name="worker.ping")
+def ping(value: str = "pong") -> dict[str, str]:
+    """Round-trip check: a worker process received the message and answered."""
+    import os
+
+    return {"value": value, "pid": str(os.getpid())}

@@ -1,0 +1,143 @@
+"""Shared fixtures: a migrated test database (PostgreSQL by default, SQLite with
+RLHF_TEST_DB=sqlite), a rolled-back session per test, and an HTTP client on the app.
+
+Each test runs inside one outer transaction that is rolled back afterwards (SQLAlchemy's
+join_transaction_mode="create_savepoint"), so service code may commit freely. Tests that
+need truly committed rows (concurrency, a live server) use `committed_db` instead, which
+empties every table afterwards.
+"""
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BACKEND = os.environ.get("RLHF_TEST_DB", "postgresql")
+PG_BASE = os.environ.get(
+    "RLHF_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/rlhf_test"
+)
+_DATA_DIR = Path(tempfile.mkdtemp(prefix="rlhf-test-"))
+
+
+def _database_url() -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if BACKEND == "sqlite":
+        return f"sqlite:///{_DATA_DIR / f'test{worker}.sqlite'}"
+    return PG_BASE + (f"_{worker}" if worker else "")
+
+
+# Settings are read from the environment once: set it before anything imports app.*.
+os.environ["RLHF_DATABASE_URL"] = _database_url()
+os.environ["RLHF_DATA_DIR"] = str(_DATA_DIR)
+os.environ["RLHF_ENV"] = "test"
+os.environ.setdefault("RLHF_SECRET_KEY", "test-secret-key-not-for-production")
+os.environ["RLHF_MODELS_DIR"] = str(_DATA_DIR / "models")
+os.environ["RLHF_EXPORTS_DIR"] = str(_DATA_DIR / "exports")
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from tests.factories import login  # noqa: E402,F401  - re-exported for tests
+
+
+def _recreate_postgres_database(url: str) -> None:
+    name = re.sub(r".*/", "", url)
+    admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL (RLHF_TEST_DB=sqlite run)")
+    for item in items:
+        if BACKEND == "sqlite" and "postgres_only" in item.keywords:
+            item.add_marker(skip_pg)
+
+
+@pytest.fixture(scope="session")
+def engine():  # type: ignore[no-untyped-def]
+    """The process's engine on a freshly migrated test database."""
+    from alembic import command
+
+    from app.db import alembic_config, get_engine
+
+    url = _database_url()
+    if BACKEND != "sqlite":
+        _recreate_postgres_database(url)
+    command.upgrade(alembic_config(url), "heads")
+    eng = get_engine()
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
+    """A session whose work is rolled back after the test."""
+    conn = engine.connect()
+    outer = conn.begin()
+    session = Session(bind=conn, join_transaction_mode="create_savepoint",
+                      expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        conn.close()
+
+
+def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
+    from app.db import Base
+
+    import app.models  # noqa: F401
+
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def committed_db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
+    """A normal session on the real database; every table is emptied afterwards."""
+    from app.db import SessionLocal
+
+    _truncate_all(engine)
+    session = SessionLocal()
+    try:
+        yield session
+    finally:
+        session.close()
+        _truncate_all(engine)
+
+
+@pytest.fixture
+def app(engine):  # type: ignore[no-untyped-def]
+    """The application, built as production builds it."""
+    from app.main import create_app
+
+    return create_app()
+
+
+@pytest.fixture
+def client(app, db):  # type: ignore[no-untyped-def]
+    """An HTTP client whose requests run in the test's rolled-back transaction."""
+    from fastapi.testclient import TestClient
+
+    from app.db import get_session
+
+    def _session() -> Iterator[Session]:
+        yield db
+        db.flush()
+
+    app.dependency_overrides[get_session] = _session
+    with TestClient(app) as c:
+        yield c
+    app.dependency_overrides.clear()

@@ -23,8 +23,16 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(PIP) install -q -e '.[train,dev,bench]'
 	touch $@
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+# Browser libraries come from npm (static/package.json) and are served from /static/vendor.
+static/vendor/.installed: static/package.json static/package-lock.json
+	npm ci --prefix static --no-audit --no-fund --silent
+	mkdir -p static/vendor
+	cp static/node_modules/sortablejs/Sortable.min.js static/vendor/sortable.min.js
+	cp static/node_modules/chart.js/dist/chart.umd.js static/vendor/chart.umd.js
+	touch $@
+
+install: $(VENV)/.installed static/vendor/.installed
+install-dev: $(VENV)/.installed-dev static/vendor/.installed
 
 run: install
 	$(VENV)/bin/rlhf-studio db upgrade

@@ -8,7 +8,7 @@ import importlib.util
 
 from celery import Celery
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 
 # Domains whose tasks.py holds Celery tasks; imported by the worker when present.
 TASK_MODULES = tuple(
@@ -18,9 +18,9 @@ TASK_MODULES = tuple(
 )
 
 
-def make_celery() -> Celery:
+def make_celery(settings: Settings | None = None) -> Celery:
     """A Celery app on Redis or, with none configured, on the embedded transport."""
-    settings = get_settings()
+    settings = settings or get_settings()
     celery = Celery("rlhf_studio", broker=settings.broker_url, backend=settings.result_backend)
     celery.conf.update(
         task_default_queue="default",

@@ -1,0 +1,41 @@
+"""The rlhf-studio command: users, tokens and clean errors."""
+
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from app.auth import service as auth
+from app.auth.models import ApiToken, User
+from app.cli import root
+
+runner = CliRunner()
+
+
+def test_users_create_then_tokens_create_prints_a_working_token(committed_db):
+    out = runner.invoke(root, ["users", "create", "--email", "Ada@Example.com",
+                               "--password", "long enough pw", "--role", "researcher"])
+    assert out.exit_code == 0, out.output
+    user = committed_db.scalar(select(User).where(User.email == "ada@example.com"))
+    assert user is not None and user.role.value == "researcher"
+    out = runner.invoke(root, ["tokens", "create", "--email", "ada@example.com"])
+    assert out.exit_code == 0, out.output
+    token = out.output.strip()
+    assert token.startswith("rlhf_")
+    assert committed_db.scalar(select(ApiToken.token_hash)) != token
+    assert auth.user_for_token(db=committed_db, token=token).id == user.id
+
+
+def test_users_create_refuses_bad_role_and_duplicate(committed_db):
+    bad = runner.invoke(root, ["users", "create", "--email", "x@example.com",
+                               "--password", "long enough pw", "--role", "boss"])
+    assert bad.exit_code == 1 and "unknown role" in bad.output
+    args = ["users", "create", "--email", "x@example.com", "--password", "long enough pw",
+            "--role", "labeler"]
+    assert runner.invoke(root, args).exit_code == 0
+    again = runner.invoke(root, args)
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert len(committed_db.scalars(select(User)).all()) == 1
+
+
+def test_tokens_create_for_unknown_user_fails(committed_db):
+    out = runner.invoke(root, ["tokens", "create", "--email", "ghost@example.com"])
+    assert out.exit_code == 1 and "no user" in out.output

@@ -77,6 +77,21 @@ def pairwise_accuracy(
     return correct, total
 
 
+# ----------------------------------------------------------------------------- SFT
+
+
+def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged over labelled tokens; logits (B, T, V), labels (B, T).
+
+    Positions labelled -100 (prompt and padding) take no loss and get no gradient.
+    """
+    logits = logits[:, :-1].float()  # position t predicts token t + 1
+    targets = labels[:, 1:]
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100
+    )
+
+
 # ----------------------------------------------------------------------------- masked helpers
 
 

@@ -1,0 +1,188 @@
+"""Batched generation of K candidates per prompt, best-of-N with a reward model.
+
+Output files use the app's candidate import format, one prompt per line:
+`{"prompt": str, "prompt_id"?: int, "candidates": [{"text": str, "model": str}, …]}`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from training.data import RankingCollator, prompt_batch, read_rows
+from training.models import load_policy, load_reward_model, load_tokenizer, rm_scores
+from training.records import GroupedRecord
+
+RewardFn = Callable[[Sequence[str], Sequence[str]], torch.Tensor]  # (prompts, responses) -> (N,)
+
+
+@dataclass
+class SampleConfig:
+    """Candidate generation (and best-of-N) settings."""
+
+    model: str = "models/policy"  # policy directory or hub id to sample from
+    prompts: str = "data/prompts.jsonl"  # prompts export (or any JSONL with prompt/text)
+    out: str = "data/candidates.jsonl"  # candidate import JSONL to write
+    k: int = 4  # candidates per prompt (the app makes rank tasks for 4..9)
+    reward_model: str | None = None  # RM directory, required for best-of-N
+    n: int = 16  # best-of-N: samples scored per prompt, the best one kept
+    max_new_tokens: int = 64  # response length cap in tokens
+    max_prompt_len: int = 256  # prompt tokens kept (the end of longer prompts)
+    temperature: float = 1.0  # sampling temperature
+    top_p: float = 1.0  # nucleus sampling threshold
+    batch_size: int = 16  # prompts per generate call
+    model_name: str | None = None  # "model" label of each candidate (default: dir name)
+    seed: int = 0  # sampling seed
+
+
+def response_mask(responses: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """1 on tokens up to and including the first eos, 0 after; (B, T) -> (B, T)."""
+    is_eos = (responses == eos_id).long()
+    before_or_at_first_eos = (is_eos.cumsum(1) - is_eos) == 0
+    return before_or_at_first_eos.long()
+
+
+@torch.no_grad()
+def generate_ids(
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    max_prompt_len: int = 256,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    do_sample: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Sample one response per prompt: prompt ids (B, P), response ids and mask (B, T)."""
+    batch = prompt_batch(tok, prompts, max_prompt_len)
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    seqs = model.generate(
+        **batch,
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=0,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    responses = seqs[:, batch["input_ids"].shape[1] :]  # (B, T)
+    return {
+        "prompt_ids": batch["input_ids"],
+        "prompt_mask": batch["attention_mask"],
+        "response_ids": responses,
+        "response_mask": response_mask(responses, tok.eos_token_id),
+    }
+
+
+def decode(tok: Any, ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+    """Response texts without special tokens; ids/mask (B, T)."""
+    return [
+        tok.decode(row[m.bool()], skip_special_tokens=True)
+        for row, m in zip(ids, mask, strict=True)
+    ]
+
+
+def sample(model: Any, tok: Any, prompts: Sequence[str], k: int, **gen: Any) -> list[list[str]]:
+    """K sampled responses for each prompt (prompts repeated K times in one batch)."""
+    repeated = [p for p in prompts for _ in range(k)]
+    out = generate_ids(model, tok, repeated, **gen)
+    texts = decode(tok, out["response_ids"], out["response_mask"])
+    return [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
+
+
+def rm_reward_fn(rm: str | Path | Any, tok: Any | None = None, max_len: int = 512) -> RewardFn:
+    """A (prompts, responses) -> scores (N,) function from an RM directory or loaded model."""
+    if isinstance(rm, (str, Path)):
+        tok = load_tokenizer(rm)
+        rm = load_reward_model(rm, tok).eval()
+    collate = RankingCollator(tok, max_len)
+
+    @torch.no_grad()
+    def score(prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        batch = collate(
+            [GroupedRecord(p, [r], [[0]]) for p, r in zip(prompts, responses, strict=True)]
+        )
+        device = next(rm.parameters()).device
+        return (
+            rm_scores(rm, batch["input_ids"].to(device), batch["attention_mask"].to(device))
+            .float()
+            .cpu()
+        )
+
+    return score
+
+
+def best_of_n(
+    model: Any, tok: Any, reward: RewardFn, prompts: Sequence[str], n: int, **gen: Any
+) -> list[tuple[str, float]]:
+    """For each prompt, the highest-scoring of n samples and its score."""
+    samples = sample(model, tok, prompts, n, **gen)
+    best = []
+    for prompt, texts in zip(prompts, samples, strict=True):
+        scores = reward([prompt] * n, texts)
+        i = int(scores.argmax())
+        best.append((texts[i], float(scores[i])))
+    return best
+
+
+def write_candidates(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Write candidate-import JSONL via a temp file + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def run_sampling(cfg: SampleConfig, best_of: bool = False, callback: Any = None) -> Path:
+    """Sample K candidates (or the best of N) for every prompt in cfg.prompts; write cfg.out."""
+    set_seed(cfg.seed)
+    tok = load_tokenizer(cfg.model)
+    model = load_policy(cfg.model, tok).eval()
+    if best_of and not cfg.reward_model:
+        raise ValueError("best-of-N needs a reward model (--reward-model DIR)")
+    reward = rm_reward_fn(cfg.reward_model) if best_of else None
+    rows = read_rows(cfg.prompts)
+    label = cfg.model_name or Path(cfg.model).name
+    gen = dict(
+        max_new_tokens=cfg.max_new_tokens,
+        max_prompt_len=cfg.max_prompt_len,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+    )
+    out = []
+    bar = tqdm(total=len(rows), desc="best-of-N" if best_of else "sampling")
+    for i in range(0, len(rows), cfg.batch_size):
+        chunk = rows[i : i + cfg.batch_size]
+        prompts = [r.get("prompt", r.get("text")) for r in chunk]
+        if best_of:
+            texts = [[t] for t, _ in best_of_n(model, tok, reward, prompts, cfg.n, **gen)]
+        else:
+            texts = sample(model, tok, prompts, cfg.k, **gen)
+        for row, prompt, cands in zip(chunk, prompts, texts, strict=True):
+            pid = row.get("prompt_id")
+            out.append(
+                {
+                    "prompt": prompt,
+                    **({"prompt_id": pid} if pid is not None else {}),
+                    "candidates": [{"text": t, "model": label} for t in cands],
+                }
+            )
+        bar.update(len(chunk))
+        if callback:
+            callback(min(i + cfg.batch_size, len(rows)), len(rows), {})
+    bar.close()
+    return write_candidates(cfg.out, out)

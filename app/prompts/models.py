@@ -43,6 +43,12 @@ class Prompt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     text: Mapped[str] = mapped_column(Text)
     text_hash: Mapped[str] = mapped_column(String(64), unique=True)  # of the normalised text
+    # The first PREFIX_MAX normalised characters, for the long-common-prefix duplicate rule:
+    # a btree range scan finds prompts starting with a given prefix (C collation on
+    # PostgreSQL so byte order is index order).
+    norm_prefix: Mapped[str | None] = mapped_column(
+        Text().with_variant(Text(collation="C"), "postgresql"), nullable=True, index=True
+    )
     source: Mapped[PromptSource] = mapped_column(
         Enum(PromptSource, name="prompt_source", native_enum=False, length=20)
     )
@@ -57,6 +63,9 @@ class Prompt(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+PREFIX_MAX = 200
 
 
 class Candidate(Base):

@@ -4,7 +4,17 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, utcnow
@@ -46,6 +56,9 @@ class Task(Base):
     candidate_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     required_labels: Mapped[int] = mapped_column(Integer, default=1)
     done_labels: Mapped[int] = mapped_column(Integer, default=0)
+    # Live leases, kept in the lease/submit/skip/expire transactions so the next-task filter
+    # `done_labels + leased_labels < required_labels` needs no aggregate over assignments.
+    leased_labels: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     priority: Mapped[int] = mapped_column(Integer, default=0)
     gold: Mapped[bool] = mapped_column(Boolean, default=False)
     gold_answer: Mapped[Any | None] = mapped_column(JSON, nullable=True)
@@ -77,3 +90,17 @@ class Assignment(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     skip_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+# The next-task query walks one of these in order and stops at the first row it may take:
+# only tasks with a free slot are in them, so its cost does not grow with closed or full
+# tasks (docs/queue.md).
+OPEN_SLOT = "state = 'open' AND done_labels + leased_labels < required_labels"
+Index(
+    "ix_tasks_open_kind", Task.kind, Task.priority.desc(), Task.id,
+    postgresql_where=text(OPEN_SLOT), sqlite_where=text(OPEN_SLOT),
+)
+Index(
+    "ix_tasks_open_any", Task.priority.desc(), Task.id,
+    postgresql_where=text(OPEN_SLOT), sqlite_where=text(OPEN_SLOT),
+)

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 from alembic.config import Config
-from fastapi import Depends
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from fastapi import Depends
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -131,7 +131,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 def pending_migrations(engine: Engine) -> bool:
     """True when the database is behind the migration scripts."""
-    script = ScriptDirectory.from_config(alembic_config(engine.url.render_as_string(hide_password=False)))
+    url = engine.url.render_as_string(hide_password=False)
+    script = ScriptDirectory.from_config(alembic_config(url))
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
     return current != set(script.get_heads())

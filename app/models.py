@@ -3,7 +3,7 @@
 from app.auth.models import ApiToken, LoginAttempt, Role, User
 from app.exports.models import DatasetSnapshot
 from app.jobs.models import Job
-from app.labeling.models import Demonstration, Rating, Ranking
+from app.labeling.models import Demonstration, Ranking, Rating
 from app.prompts.models import Candidate, Prompt, UseCase
 from app.queue.models import Assignment, Task
 from app.registry.models import ModelVersion

@@ -37,13 +37,14 @@ def make_celery(settings: Settings | None = None) -> Celery:
     )
     if not settings.redis_url:
         folder = settings.broker_folder
-        for sub in ("in", "processed"):
+        for sub in ("in", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         (settings.data_dir / "celery-results").resolve().mkdir(parents=True, exist_ok=True)
         celery.conf.broker_transport_options = {
             "data_folder_in": str(folder / "in"),
             "data_folder_out": str(folder / "in"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
             "store_processed": False,
         }
         celery.conf.beat_schedule_filename = str((settings.data_dir / "celerybeat").resolve())

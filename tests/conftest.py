@@ -91,9 +91,8 @@ def db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
 
 
 def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
-    from app.db import Base
-
     import app.models  # noqa: F401
+    from app.db import Base
 
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as conn:

@@ -8,10 +8,9 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
-from app.db import Base, alembic_config, make_engine, pending_migrations
-from tests.conftest import BACKEND, PG_BASE, _DATA_DIR
-
 import app.models  # noqa: F401
+from app.db import Base, alembic_config, make_engine, pending_migrations
+from tests.conftest import _DATA_DIR, BACKEND, PG_BASE
 
 
 @pytest.fixture

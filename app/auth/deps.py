@@ -11,11 +11,10 @@ from functools import lru_cache
 from typing import Any
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
 from app.auth import service
 from app.auth.models import Role, User
-from sqlalchemy.orm import Session
-
 from app.db import DbSession
 
 PUBLIC = "public"

@@ -9,7 +9,15 @@ from sqlalchemy.orm import Session
 from app.auth import service
 from app.auth.deps import ALL_ROLES, PUBLIC, allow, login_session
 from app.auth.models import Role, User
-from app.auth.schemas import Me, TokenCreate, TokenCreated, TokenRead, UserCreate, UserRead, UserUpdate
+from app.auth.schemas import (
+    Me,
+    TokenCreate,
+    TokenCreated,
+    TokenRead,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+)
 from app.db import DbSession
 from app.templating import add_nav, flash, render
 

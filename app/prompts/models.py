@@ -22,6 +22,14 @@ class Split(enum.StrEnum):
     test = "test"
 
 
+class PromptKind(enum.StrEnum):
+    """The three kinds of prompt labelers wrote in the paper."""
+
+    plain = "plain"
+    few_shot = "few_shot"
+    user_based = "user_based"
+
+
 # The paper's use-case categories (PAPER.md, "Data collection").
 CATEGORIES = (
     "generation",

@@ -1,0 +1,114 @@
+"""Exports: the snapshots page and the JSON API (researchers and admins; never labelers)."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from app.auth.deps import STAFF, allow
+from app.auth.models import User
+from app.db import DbSession
+from app.exports import service
+from app.exports.schemas import FORMATS, KINDS, ExportCreate, SnapshotRead, describe, from_form
+from app.prompts.models import Split
+from app.queue.models import TaskKind
+from app.templating import add_nav, flash, render
+
+router = APIRouter()
+add_nav("Exports", "/exports", STAFF, "Dataset snapshots for training: create, list, download.")
+
+Staff = Annotated[User, Depends(allow(*STAFF))]
+FormStr = Annotated[str, Form(max_length=2000)]
+MEDIA = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+
+
+def _enqueue(snapshot_id: int) -> None:
+    # Runs after the response, so after the commit that made the row visible to workers.
+    from app.exports import tasks
+
+    tasks.enqueue(snapshot_id)
+
+
+@router.get("/exports", response_class=HTMLResponse)
+def exports_page(request: Request, db: DbSession, _: Staff) -> Response:
+    snapshots = service.list_snapshots(db=db)
+    return render(request, "exports/index.html", snapshots=snapshots, kinds=KINDS,
+                  formats=FORMATS, splits=[s.value for s in Split],
+                  task_kinds=[k.value for k in TaskKind],
+                  building=any(s.state in ("pending", "running") for s in snapshots))
+
+
+@router.post("/exports")
+def exports_create_form(
+    request: Request, db: DbSession, user: Staff, background: BackgroundTasks,
+    kind: FormStr = "", format: FormStr = "jsonl", chat: FormStr = "", split: FormStr = "",
+    since: FormStr = "", until: FormStr = "", task_kind: FormStr = "",
+    labeler_ids: FormStr = "", held_out: FormStr = "", model_version_id: FormStr = "",
+    min_agreement: FormStr = "", max_id: FormStr = "",
+) -> Response:
+    fields = {
+        "kind": kind, "format": format, "chat": chat, "split": split, "since": since,
+        "until": until, "task_kind": task_kind, "labeler_ids": labeler_ids,
+        "held_out": held_out, "model_version_id": model_version_id,
+        "min_agreement": min_agreement, "max_id": max_id,
+    }
+    try:
+        snapshot = service.request_export(db=db, user=user, request=from_form(fields))
+    except ValidationError as exc:
+        flash(request, f"Export not created: {describe(exc)}", "error")
+    except service.ExportError as exc:
+        flash(request, f"Export not created: {exc}", "error")
+    else:
+        if snapshot.state == "pending":
+            background.add_task(_enqueue, snapshot.id)
+        flash(request, f"Snapshot {snapshot.id} ({snapshot.kind}): {snapshot.state}.",
+              "error" if snapshot.state == "failed" else "success")
+    return RedirectResponse("/exports", status_code=303)
+
+
+@router.post("/api/v1/exports", response_model=SnapshotRead, status_code=201)
+def create_export(
+    db: DbSession, user: Staff, body: ExportCreate, background: BackgroundTasks,
+    response: Response,
+) -> SnapshotRead:
+    """Create a snapshot: built now when small (201), else queued as a job (202)."""
+    try:
+        snapshot = service.request_export(db=db, user=user, request=body)
+    except service.ExportError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    if snapshot.state == "pending":
+        background.add_task(_enqueue, snapshot.id)
+        response.status_code = 202
+    return SnapshotRead.model_validate(snapshot)
+
+
+@router.get("/api/v1/exports", response_model=list[SnapshotRead])
+def list_exports(db: DbSession, _: Staff) -> list[SnapshotRead]:
+    """The newest snapshots first."""
+    return [SnapshotRead.model_validate(s) for s in service.list_snapshots(db=db)]
+
+
+@router.get("/api/v1/exports/{snapshot_id}", response_model=SnapshotRead)
+def get_export(db: DbSession, _: Staff, snapshot_id: int) -> SnapshotRead:
+    """One snapshot with its state, progress and manifest."""
+    try:
+        return SnapshotRead.model_validate(service.get_snapshot(db=db, snapshot_id=snapshot_id))
+    except service.NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+
+
+@router.get("/api/v1/exports/{snapshot_id}/download", response_class=FileResponse)
+def download_export(
+    db: DbSession, _: Staff, snapshot_id: int, file: Literal["data", "manifest"] = "data"
+) -> FileResponse:
+    """The snapshot's data file (or ?file=manifest), streamed from disk."""
+    try:
+        path = service.file_for(db=db, snapshot_id=snapshot_id, which=file)
+    except service.NotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except service.NotReady as exc:
+        raise HTTPException(409, str(exc)) from exc
+    media = "application/json" if file == "manifest" else MEDIA[path.suffix.lstrip(".")]
+    return FileResponse(path, media_type=media,
+                        filename=f"snapshot-{snapshot_id}-{path.name}")

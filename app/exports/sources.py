@@ -1,0 +1,269 @@
+"""Source queries: the filtered rows of each export kind, streamed batch by batch as records.
+
+Every row is built with a training.records class, so the exporter and the trainer read
+and write one shape. Reads use yield_per (a server-side cursor on PostgreSQL): memory
+holds one batch, whatever the table size. Rows are ordered by id (grouped: by prompt, then
+ranking id) and bounded by a cutoff id, so the same request gives the same rows.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from math import comb
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from app.auth.models import User
+from app.exports.schemas import ExportFilters
+from app.labeling.models import Demonstration, Ranking, Rating
+from app.prompts.models import Candidate, Prompt
+from app.queue.models import Task
+from app.registry.models import ModelVersion
+from training.records import (
+    PromptRecord,
+    RankingRecord,
+    RatingRecord,
+    Record,
+    SFTRecord,
+    comparisons_from_ranking,
+)
+
+SOURCE: dict[str, Any] = {
+    "sft": Demonstration, "rankings": Ranking, "comparisons": Ranking, "grouped": Ranking,
+    "ratings": Rating, "prompts": Prompt,
+}
+_IN_CHUNK = 5000  # ids per IN (...) list: well under SQLite's and psycopg's parameter limits
+
+
+@dataclass
+class Plan:
+    """What to read: kind, filters, the resolved labeler set and the id cutoff."""
+
+    kind: str
+    filters: ExportFilters
+    cutoff: int
+    labelers: set[int] | None = None  # None: any labeler
+    chat: bool = False
+
+
+@dataclass
+class Stats:
+    """What a read saw: source rows, rows written, the highest ids included, skips."""
+
+    source_rows: int = 0
+    rows: int = 0
+    highest: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0  # rankings naming a candidate that no longer exists
+    tied_pairs: int = 0  # comparisons only: pairs a tie removed from Σ C(K,2)
+
+    def see(self, table: str, row_id: int | None) -> None:
+        """Remember the highest id of `table` that went into the snapshot."""
+        if row_id is not None and row_id > self.highest.get(table, 0):
+            self.highest[table] = row_id
+
+
+def cutoff_id(*, db: Session, kind: str, filters: ExportFilters) -> int:
+    """The highest source id this snapshot may include (the request's max_id, or now's)."""
+    if filters.max_id is not None:
+        return filters.max_id
+    return db.scalar(select(func.max(SOURCE[kind].id))) or 0
+
+
+def count(*, db: Session, plan: Plan) -> int:
+    """Source rows matching the plan (rankings for comparisons/grouped), for progress."""
+    model = SOURCE[plan.kind]
+    stmt = select(model.id)
+    if plan.kind in ("rankings", "comparisons", "grouped", "sft"):
+        stmt = stmt.join(Prompt, Prompt.id == model.prompt_id)
+    elif plan.kind == "ratings":
+        stmt = stmt.join(Candidate, Candidate.id == Rating.candidate_id).join(
+            Prompt, Prompt.id == Candidate.prompt_id
+        )
+        if plan.filters.model_version_id is not None:
+            stmt = stmt.where(Candidate.model_version_id == plan.filters.model_version_id)
+    stmt = _filtered(stmt, model, plan)
+    return db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+
+
+def batches(*, db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[dict[str, Any]]]:
+    """Rows of the snapshot as dicts, one list per batch of source rows."""
+    reader = {
+        "sft": _sft, "ratings": _ratings, "prompts": _prompts,
+        "rankings": _rankings, "comparisons": _rankings, "grouped": _rankings,
+    }[plan.kind]
+    yield from reader(db, plan, stats, size)
+
+
+def fields(record: Record) -> dict[str, Any]:
+    """The record as a dict: `to_dict()` without its deep copy (records are flat)."""
+    return vars(record)
+
+
+# --------------------------------------------------------------------------- filtering
+
+
+def _filtered(stmt: Select[Any], model: Any, plan: Plan) -> Select[Any]:
+    f = plan.filters
+    stmt = stmt.where(model.id <= plan.cutoff)
+    if f.split is not None:
+        stmt = stmt.where(Prompt.split == f.split)
+    if f.since is not None:
+        stmt = stmt.where(model.created_at >= f.since)
+    if f.until is not None:
+        stmt = stmt.where(model.created_at < f.until)
+    if f.task_kind is not None:
+        if model is Prompt:
+            stmt = stmt.where(Prompt.id.in_(select(Task.prompt_id).where(Task.kind == f.task_kind)))
+        else:
+            stmt = stmt.where(model.task_id.in_(select(Task.id).where(Task.kind == f.task_kind)))
+    if model is Prompt:
+        return stmt
+    if plan.labelers is not None:
+        stmt = stmt.where(model.user_id.in_(sorted(plan.labelers)))
+    if f.held_out is not None:
+        stmt = stmt.where(model.user_id.in_(select(User.id).where(User.held_out.is_(f.held_out))))
+    return stmt
+
+
+def _stream(db: Session, stmt: Select[Any], size: int) -> Iterator[list[Any]]:
+    # yield_per streams with a server-side cursor on PostgreSQL, fetchmany on SQLite.
+    yield from db.execute(stmt.execution_options(yield_per=size)).partitions()
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for i in range(0, len(ids), _IN_CHUNK):
+        yield ids[i : i + _IN_CHUNK]
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def _sft(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[dict[str, Any]]]:
+    stmt = select(Demonstration.id, Demonstration.user_id, Demonstration.text, Prompt.id,
+                  Prompt.text).join(Prompt, Prompt.id == Demonstration.prompt_id)
+    stmt = _filtered(stmt, Demonstration, plan).order_by(Demonstration.id)
+    for part in _stream(db, stmt, size):
+        rows = []
+        for demo_id, user_id, text, prompt_id, prompt in part:
+            rec = SFTRecord(prompt=prompt, completion=text, prompt_id=prompt_id,
+                            demonstration_id=demo_id, labeler_id=user_id)
+            ids = {"prompt_id": prompt_id, "demonstration_id": demo_id, "labeler_id": user_id}
+            rows.append({**rec.to_messages(), **ids} if plan.chat else fields(rec))
+            stats.see("demonstrations", demo_id)
+            stats.see("prompts", prompt_id)
+        stats.source_rows += len(part)
+        yield rows
+
+
+def _prompts(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[dict[str, Any]]]:
+    stmt = select(Prompt.id, Prompt.text, Prompt.split, Prompt.category, Prompt.end_user_id)
+    stmt = _filtered(stmt, Prompt, plan).order_by(Prompt.id)
+    for part in _stream(db, stmt, size):
+        rows = []
+        for prompt_id, text, split, category, end_user_id in part:
+            rec = PromptRecord(prompt_id=prompt_id, text=text, split=str(split.value),
+                               category=category, end_user_id=end_user_id)
+            rows.append(fields(rec))
+            stats.see("prompts", prompt_id)
+        stats.source_rows += len(part)
+        yield rows
+
+
+def _ratings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[dict[str, Any]]]:
+    stmt = (
+        select(Rating.id, Rating.user_id, Rating.candidate_id, Rating.likert, Rating.flags,
+               Rating.comment, Rating.created_at, Candidate.text, Candidate.model,
+               ModelVersion.name, Prompt.id, Prompt.text)
+        .join(Candidate, Candidate.id == Rating.candidate_id)
+        .join(Prompt, Prompt.id == Candidate.prompt_id)
+        .outerjoin(ModelVersion, ModelVersion.id == Candidate.model_version_id)
+    )
+    stmt = _filtered(stmt, Rating, plan).order_by(Rating.id)
+    if plan.filters.model_version_id is not None:
+        stmt = stmt.where(Candidate.model_version_id == plan.filters.model_version_id)
+    for part in _stream(db, stmt, size):
+        rows = []
+        for (rid, uid, cid, likert, flags, comment, created, text, model, version, pid,
+             prompt) in part:
+            rec = RatingRecord(
+                rating_id=rid, prompt_id=pid, prompt=prompt, candidate_id=cid, text=text,
+                likert=likert, model_version=version or model, flags=list(flags or []),
+                comment=comment or None, labeler_id=uid, created_at=created.isoformat(),
+            )
+            rows.append(fields(rec))
+            stats.see("ratings", rid)
+            stats.see("candidates", cid)
+            stats.see("prompts", pid)
+        stats.source_rows += len(part)
+        yield rows
+
+
+def _rankings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[dict[str, Any]]]:
+    stmt = select(Ranking.id, Ranking.prompt_id, Ranking.user_id, Ranking.groups,
+                  Ranking.display_order, Ranking.seconds_spent, Ranking.created_at,
+                  Prompt.text).join(Prompt, Prompt.id == Ranking.prompt_id)
+    stmt = _filtered(stmt, Ranking, plan)
+    # grouped: a prompt's rankings sit together, ready for one batch element each.
+    order = (Ranking.prompt_id, Ranking.id) if plan.kind == "grouped" else (Ranking.id,)
+    for part in _stream(db, stmt.order_by(*order), size):
+        stats.source_rows += len(part)
+        records = list(_ranking_records(db, plan, stats, part))
+        if plan.kind == "rankings":
+            yield [fields(r) for r in records]
+        elif plan.kind == "grouped":
+            yield [fields(r.to_grouped()) for r in records]
+        else:
+            rows = []
+            for rec in records:
+                pairs = [fields(c) for c in comparisons_from_ranking(rec)]
+                stats.tied_pairs += comb(len(rec.candidates), 2) - len(pairs)
+                rows.extend(pairs)
+            yield rows
+
+
+def _ranking_records(
+    db: Session, plan: Plan, stats: Stats, part: list[Any]
+) -> Iterator[RankingRecord]:
+    wanted = {cid for row in part for group in row.groups for cid in group}
+    cands = _candidates(db, sorted(wanted))
+    ratings = _ranking_ratings(db, [row.id for row in part]) if plan.kind == "rankings" else {}
+    version = plan.filters.model_version_id
+    for row in part:
+        ids = sorted({cid for group in row.groups for cid in group})
+        if any(cid not in cands for cid in ids):
+            stats.skipped += 1
+            continue
+        candidates = [cands[cid] for cid in ids]
+        if version is not None and all(c["model_version_id"] != version for c in candidates):
+            continue
+        yield RankingRecord(
+            ranking_id=row.id, prompt_id=row.prompt_id, prompt=row.text, candidates=candidates,
+            groups=row.groups, display_order=list(row.display_order or []),
+            ratings=ratings.get(row.id, {}), labeler_id=row.user_id,
+            seconds_spent=float(row.seconds_spent), created_at=row.created_at.isoformat(),
+        )
+        stats.see("rankings", row.id)
+        stats.see("prompts", row.prompt_id)
+        stats.see("candidates", ids[-1])
+
+
+def _candidates(db: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(ids):
+        stmt = select(Candidate.id, Candidate.text, Candidate.model, Candidate.model_version_id)
+        for cid, text, model, version in db.execute(stmt.where(Candidate.id.in_(chunk))):
+            out[cid] = {"id": cid, "text": text, "model": model, "model_version_id": version}
+    return out
+
+
+def _ranking_ratings(db: Session, ranking_ids: list[int]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(ranking_ids):
+        stmt = select(Rating.ranking_id, Rating.candidate_id, Rating.likert, Rating.flags,
+                      Rating.comment).where(Rating.ranking_id.in_(chunk)).order_by(Rating.id)
+        for rid, cid, likert, flags, comment in db.execute(stmt):
+            out.setdefault(rid, {})[str(cid)] = {
+                "likert": likert, "flags": list(flags or []), "comment": comment or None,
+            }
+    return out

@@ -1,0 +1,57 @@
+"""Celery job that builds a large snapshot, storing its progress on the row."""
+
+import time
+from typing import Any
+
+from app.db import session_scope
+from app.exports import service
+from app.worker import celery_app
+
+PROGRESS_EVERY_S = 1.0
+
+
+class _ProgressWriter:
+    """Commits progress in its own short transaction, at most once per PROGRESS_EVERY_S.
+
+    The export's own read runs in one long transaction (its cursor would close on commit),
+    so progress cannot be written through that session.
+    """
+
+    def __init__(self, snapshot_id: int) -> None:
+        self.snapshot_id = snapshot_id
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < PROGRESS_EVERY_S or total <= 0:
+            return
+        self._last = now
+        with session_scope() as db:
+            service.set_progress(db=db, snapshot_id=self.snapshot_id, progress=done / total)
+
+
+@celery_app.task(name="exports.build_snapshot")
+def build_snapshot(snapshot_id: int) -> dict[str, Any]:
+    """Build a pending snapshot; safe to run twice (a done snapshot is left alone)."""
+    with session_scope() as db:
+        if service.claim(db=db, snapshot_id=snapshot_id) is None:
+            return {"snapshot_id": snapshot_id, "state": "skipped"}
+    try:
+        with session_scope() as db:
+            snapshot = service.get_snapshot(db=db, snapshot_id=snapshot_id)
+            result = service.write_files(db=db, snapshot=snapshot,
+                                         on_progress=_ProgressWriter(snapshot_id))
+    except Exception as exc:  # noqa: BLE001 - recorded on the row, which can be requested again
+        with session_scope() as db:
+            snapshot = service.get_snapshot(db=db, snapshot_id=snapshot_id)
+            service.mark_failed(db=db, snapshot=snapshot, error=str(exc))
+        return {"snapshot_id": snapshot_id, "state": "failed", "error": str(exc)}
+    with session_scope() as db:
+        snapshot = service.get_snapshot(db=db, snapshot_id=snapshot_id)
+        service.record_result(db=db, snapshot=snapshot, result=result)
+        return {"snapshot_id": snapshot_id, "state": "done", "rows": snapshot.rows}
+
+
+def enqueue(snapshot_id: int) -> None:
+    """Send the build job; called after the request that created the row has committed."""
+    build_snapshot.delay(snapshot_id)

@@ -23,7 +23,7 @@ err = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> None:
     """Print an error a person can act on and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -228,3 +228,7 @@ def main() -> None:
 
 
 __all__ = ["fail", "main", "root", "console"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,6 @@
 """The /healthz report: is the database reachable and migrated, is the broker reachable."""
 
+import os
 from typing import Any
 
 from sqlalchemy import text
@@ -29,8 +30,12 @@ def _broker() -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001
             return {"ok": False, "kind": "redis", "error": str(exc)[:200]}
         return {"ok": True, "kind": "redis"}
-    folder = settings.broker_folder
-    return {"ok": folder.is_dir(), "kind": "embedded", "folder": str(folder)}
+    folder = settings.broker_folder / "in"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return {"ok": False, "kind": "embedded", "error": str(exc)[:200]}
+    return {"ok": os.access(folder, os.W_OK), "kind": "embedded", "folder": str(folder)}
 
 
 def check() -> dict[str, Any]:

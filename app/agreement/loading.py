@@ -1,0 +1,184 @@
+"""Reading what the agreement figures need from the database, as numpy columns.
+
+A handful of queries, each one pass over a table with the filters applied in SQL; the
+big ones (rankings, ratings) return only the columns the metrics use.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import String, cast, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+
+from app.agreement.compute import RankingColumns
+from app.agreement.metrics import rank_vector
+from app.auth.models import Role, User
+from app.labeling.models import FLAGS, Ranking, Rating
+from app.prompts.models import Prompt
+from app.queue.models import Assignment, AssignmentState, Task, TaskKind
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which labels count: task kind, a half-open time window [since, until), labeler group."""
+
+    kind: TaskKind = TaskKind.rank
+    since: datetime | None = None
+    until: datetime | None = None
+    group: str = "all"  # all | training | held_out
+
+
+@dataclass
+class UserInfo:
+    ids: np.ndarray
+    email: list[str]
+    name: list[str]
+    held_out: np.ndarray
+    is_labeler: np.ndarray
+
+
+def _json(value: Any) -> Any:
+    # psycopg parses JSON columns itself; SQLite hands back text.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _filtered(stmt: Select, time_col: Any, user_col: Any, f: Filters) -> Select:
+    """Apply the time window and labeler group to a statement that joins tasks."""
+    stmt = stmt.where(Task.kind == f.kind)
+    if f.since is not None:
+        stmt = stmt.where(time_col >= f.since)
+    if f.until is not None:
+        stmt = stmt.where(time_col < f.until)
+    if f.group != "all":
+        stmt = stmt.join(User, User.id == user_col).where(
+            User.held_out.is_(f.group == "held_out"))
+    return stmt
+
+
+def data_version(db: Session) -> tuple:
+    """A cheap fingerprint of everything the figures depend on: changes when data does."""
+    finished = Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped])
+    parts = [
+        select(func.max(Ranking.id)), select(func.count(Ranking.id)),
+        select(func.sum(Ranking.user_id)), select(func.max(Rating.id)),
+        select(func.count(Rating.id)), select(func.sum(Rating.likert)),
+        select(func.count(Assignment.id)).where(finished),
+        select(func.max(Assignment.finished_at)).where(finished),
+        select(func.sum(User.id)).where(User.held_out.is_(True)),
+        select(func.count(Task.id)).where(Task.gold.is_(True)),
+    ]
+    row = db.execute(select(*(p.scalar_subquery() for p in parts))).one()
+    return tuple(str(v) for v in row)
+
+
+def load_users(db: Session, f: Filters) -> UserInfo:
+    """Every labeler (and anyone else who labeled), in the requested group."""
+    stmt = select(User.id, User.email, User.name, User.held_out, User.role).order_by(User.id)
+    if f.group != "all":
+        stmt = stmt.where(User.held_out.is_(f.group == "held_out"))
+    rows = db.execute(stmt).all()
+    return UserInfo(
+        ids=np.array([r[0] for r in rows], dtype=np.int64),
+        email=[r[1] for r in rows], name=[r[2] or "" for r in rows],
+        held_out=np.array([bool(r[3]) for r in rows], dtype=bool),
+        is_labeler=np.array([r[4] == Role.labeler for r in rows], dtype=bool),
+    )
+
+
+def load_rankings(db: Session, f: Filters) -> tuple[RankingColumns, np.ndarray, np.ndarray]:
+    """The filtered rankings as columns, plus seconds spent and the gold flag per ranking."""
+    stmt = (
+        select(Ranking.task_id, Ranking.user_id, Ranking.groups, Ranking.display_order,
+               Ranking.seconds_spent, Ranking.created_at, Task.gold, Prompt.category)
+        .join(Task, Task.id == Ranking.task_id)
+        .outerjoin(Prompt, Prompt.id == Ranking.prompt_id)
+    )
+    rows = db.execute(_filtered(stmt, Ranking.created_at, Ranking.user_id, f)).all()
+    n = len(rows)
+    ranks, keys = [], np.empty(n, np.int64)
+    first_in_top, top_size = np.zeros(n, bool), np.zeros(n, np.int64)
+    for i, row in enumerate(rows):
+        groups, shown = _json(row[2]), _json(row[3])
+        ids, vec = rank_vector(groups)
+        ranks.append(vec)
+        keys[i] = hash(ids)
+        top_size[i] = len(groups[0]) if groups else 0
+        first_in_top[i] = bool(shown) and bool(groups) and shown[0] in groups[0]
+    cols = RankingColumns(
+        task_id=np.array([r[0] for r in rows], np.int64),
+        user_id=np.array([r[1] for r in rows], np.int64),
+        created_s=np.array([r[5].timestamp() for r in rows], np.float64),
+        set_key=keys, ranks=ranks,
+        category=np.array([r[7] or "" for r in rows], dtype=object),
+        first_in_top=first_in_top, top_size=top_size,
+    )
+    seconds = np.array([r[4] for r in rows], np.float64)
+    gold = np.array([bool(r[6]) for r in rows], bool)
+    return cols, seconds, gold
+
+
+def load_rate_ratings(db: Session, f: Filters) -> dict[str, np.ndarray]:
+    """Ratings of rate tasks as columns (one rating is one rate task done)."""
+    stmt = (
+        select(Rating.task_id, Rating.user_id, Rating.candidate_id, Rating.likert,
+               Rating.seconds_spent, Rating.created_at, Task.gold)
+        .join(Task, Task.id == Rating.task_id)
+    )
+    rows = db.execute(_filtered(stmt, Rating.created_at, Rating.user_id, f)).all()
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 7
+    return {
+        "task_id": np.array(cols[0], np.int64), "user_id": np.array(cols[1], np.int64),
+        "candidate_id": np.array(cols[2], np.int64), "likert": np.array(cols[3], np.int64),
+        "seconds": np.array(cols[4], np.float64),
+        "created_s": np.array([c.timestamp() for c in cols[5]], np.float64),
+        "gold": np.array(cols[6], bool),
+    }
+
+
+def load_likert_counts(db: Session, f: Filters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(candidate id, Likert value, how many) for ratings of this task kind."""
+    stmt = select(Rating.candidate_id, Rating.likert, func.count()).join(
+        Task, Task.id == Rating.task_id)
+    stmt = _filtered(stmt, Rating.created_at, Rating.user_id, f).group_by(
+        Rating.candidate_id, Rating.likert)
+    rows = db.execute(stmt).all()
+    cols = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+    return (np.array(cols[0], np.int64), np.array(cols[1], np.int64),
+            np.array(cols[2], np.int64))
+
+
+def load_flags(db: Session, f: Filters) -> tuple[np.ndarray, np.ndarray]:
+    """One entry per (rating, flag set): the candidate id and the flag's index in FLAGS."""
+    stmt = select(Rating.candidate_id, Rating.flags).join(Task, Task.id == Rating.task_id)
+    # Most ratings set no flag; leave those in the database.
+    stmt = _filtered(stmt, Rating.created_at, Rating.user_id, f).where(
+        cast(Rating.flags, String) != "[]")
+    index = {name: i for i, name in enumerate(FLAGS)}
+    units, idx = [], []
+    for cid, flags in db.execute(stmt):
+        for name in set(_json(flags) or ()):
+            if name in index:
+                units.append(cid)
+                idx.append(index[name])
+    return np.array(units, np.int64), np.array(idx, np.int64)
+
+
+def load_gold_answers(db: Session, f: Filters) -> dict[int, Any]:
+    """Known answers of this kind's gold tasks, by task id."""
+    rows = db.execute(select(Task.id, Task.gold_answer).where(
+        Task.gold.is_(True), Task.kind == f.kind, Task.gold_answer.is_not(None))).all()
+    return {tid: _json(answer) for tid, answer in rows}
+
+
+def load_assignment_counts(db: Session, f: Filters) -> dict[tuple[int, str], int]:
+    """Finished assignments of this kind per (user, submitted | skipped)."""
+    stmt = select(Assignment.user_id, Assignment.state, func.count()).join(
+        Task, Task.id == Assignment.task_id).where(
+        Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped]))
+    stmt = _filtered(stmt, Assignment.finished_at, Assignment.user_id, f).group_by(
+        Assignment.user_id, Assignment.state)
+    return {(uid, AssignmentState(state).value): int(c) for uid, state, c in db.execute(stmt)}

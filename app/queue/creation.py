@@ -1,6 +1,6 @@
 """Making tasks: validated one by one for rank and rate, in one statement for bulk demonstrate."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, literal, literal_column, select
 from sqlalchemy.orm import Session
@@ -9,6 +9,9 @@ from app.db import UTCDateTime, utcnow
 from app.prompts.models import Candidate, Prompt, PromptKind, Split, UseCase
 from app.queue.errors import QueueError
 from app.queue.models import Task, TaskKind, TaskState
+
+if TYPE_CHECKING:
+    from app.queue.schemas import BulkCreate
 
 MIN_RANK, MAX_RANK = 4, 9  # the paper's K
 MAX_OVERLAP = 50
@@ -141,3 +144,31 @@ def task_stats(*, db: Session) -> list[dict[str, Any]]:
     ).all()
     return [{"kind": k, "state": s, "tasks": n, "done_labels": d, "required_labels": r,
              "leased_labels": live} for k, s, n, d, r, live in rows]
+
+
+def create_bulk(*, db: Session, spec: "BulkCreate") -> tuple[int, list[int]]:
+    """Make the tasks a bulk request describes; returns (how many, their ids when listed)."""
+    if spec.kind == TaskKind.demonstrate and spec.prompt_ids is None:
+        n = create_demonstrate_tasks_for_train_prompts(
+            db=db, overlap=spec.overlap, priority=spec.priority)
+        return n, []
+    if spec.kind == TaskKind.demonstrate:
+        tasks = create_demonstrate_tasks(db=db, prompt_ids=spec.prompt_ids or [],
+                                         overlap=spec.overlap, priority=spec.priority)
+    elif spec.kind == TaskKind.rank:
+        if not spec.rank:
+            raise QueueError("List the rank tasks to make in `rank`.")
+        tasks = [create_rank_task(db=db, prompt_id=r.prompt_id, candidate_ids=r.candidate_ids,
+                                  overlap=spec.overlap, priority=spec.priority, gold=r.gold,
+                                  gold_answer=r.gold_answer) for r in spec.rank]
+    elif spec.kind == TaskKind.rate:
+        if not spec.candidate_ids:
+            raise QueueError("List the candidates to rate in `candidate_ids`.")
+        tasks = create_rate_tasks(db=db, candidate_ids=spec.candidate_ids, overlap=spec.overlap,
+                                  priority=spec.priority, gold=spec.gold,
+                                  gold_answer=spec.gold_answer)
+    else:
+        tasks = create_write_prompt_tasks(
+            db=db, prompt_kind=spec.prompt_kind, count=spec.count, overlap=spec.overlap,
+            priority=spec.priority, use_case_ids=spec.use_case_ids)
+    return len(tasks), [t.id for t in tasks]

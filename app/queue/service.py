@@ -21,6 +21,7 @@ from app.db import utcnow
 from app.prompts.models import Candidate, Prompt, UseCase
 from app.queue import sql
 from app.queue.creation import (  # noqa: F401 - part of this service's interface
+    create_bulk,
     create_demonstrate_tasks,
     create_demonstrate_tasks_for_train_prompts,
     create_rank_task,
@@ -32,7 +33,7 @@ from app.queue.errors import QueueError
 from app.queue.models import Assignment, AssignmentState, Task, TaskKind
 
 __all__ = [
-    "QueueError", "complete", "create_demonstrate_tasks",
+    "QueueError", "complete", "create_bulk", "create_demonstrate_tasks",
     "create_demonstrate_tasks_for_train_prompts", "create_rank_task", "create_rate_tasks",
     "create_write_prompt_tasks", "expire_leases", "get_assignment", "heartbeat",
     "live_assignment", "next_task", "skip", "task_payload", "task_stats",

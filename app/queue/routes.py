@@ -1,0 +1,128 @@
+"""The queue API (next task, heartbeat, skip, bulk creation) and the researchers' tasks page."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.auth.deps import ALL_ROLES, STAFF, allow
+from app.auth.models import User
+from app.db import DbSession
+from app.prompts.models import PromptKind
+from app.queue import service as queue
+from app.queue.models import TaskKind
+from app.queue.schemas import (
+    BulkCreate,
+    BulkCreated,
+    LeaseOut,
+    SkipIn,
+    SkipOut,
+    TaskOut,
+    TaskStat,
+)
+from app.templating import add_nav, flash, render
+
+router = APIRouter()
+add_nav("Tasks", "/tasks", STAFF, "Task counts by kind and state; create labeling work.")
+
+AnyUser = Annotated[User, Depends(allow(*ALL_ROLES))]
+Staff = Annotated[User, Depends(allow(*STAFF))]
+
+
+def _http(exc: queue.QueueError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+@router.get("/api/v1/tasks/next", response_model=TaskOut,
+            responses={204: {"description": "Nothing to do right now."}})
+def next_task(db: DbSession, user: AnyUser, kind: TaskKind | None = None) -> object:
+    """Lease the next task (or return the one already leased); 204 when there is none."""
+    lease = queue.next_task(db=db, user=user, kind=kind)
+    if lease is None:
+        return Response(status_code=204)
+    return queue.task_payload(db=db, assignment=lease)
+
+
+@router.get("/api/v1/assignments/{assignment_id}", response_model=TaskOut)
+def get_assignment(db: DbSession, user: AnyUser, assignment_id: int) -> object:
+    """One of your assignments again (e.g. after a reload)."""
+    try:
+        assignment = queue.get_assignment(db=db, user=user, assignment_id=assignment_id)
+    except queue.QueueError as exc:
+        raise _http(exc) from exc
+    return queue.task_payload(db=db, assignment=assignment)
+
+
+@router.post("/api/v1/assignments/{assignment_id}/heartbeat", response_model=LeaseOut)
+def heartbeat(db: DbSession, user: AnyUser, assignment_id: int) -> object:
+    """Keep a lease alive while its page is open."""
+    try:
+        assignment = queue.heartbeat(db=db, user=user, assignment_id=assignment_id)
+    except queue.QueueError as exc:
+        raise _http(exc) from exc
+    return LeaseOut(assignment_id=assignment.id, expires_at=assignment.expires_at)
+
+
+@router.post("/api/v1/assignments/{assignment_id}/skip", response_model=SkipOut)
+def skip(db: DbSession, user: AnyUser, assignment_id: int,
+         body: Annotated[SkipIn | None, Body()] = None) -> object:
+    """Give a task back; it is not offered to you again."""
+    try:
+        queue.skip(db=db, user=user, assignment_id=assignment_id,
+                   reason=body.reason if body else None)
+    except queue.QueueError as exc:
+        raise _http(exc) from exc
+    return SkipOut(assignment_id=assignment_id)
+
+
+@router.post("/api/v1/tasks/bulk", response_model=BulkCreated, status_code=201)
+def create_bulk(db: DbSession, _: Staff, spec: BulkCreate) -> object:
+    """Create tasks in bulk (see BulkCreate for each kind's fields)."""
+    try:
+        created, ids = queue.create_bulk(db=db, spec=spec)
+    except queue.QueueError as exc:
+        raise _http(exc) from exc
+    return BulkCreated(created=created, task_ids=ids)
+
+
+@router.get("/api/v1/tasks/stats", response_model=list[TaskStat])
+def stats(db: DbSession, _: Staff) -> object:
+    """Task counts and label progress by kind and state."""
+    return queue.task_stats(db=db)
+
+
+@router.get("/tasks", response_class=HTMLResponse)
+def tasks_page(request: Request, db: DbSession, _: Staff) -> Response:
+    return render(request, "queue/tasks.html", stats=queue.task_stats(db=db),
+                  prompt_kinds=list(PromptKind))
+
+
+@router.post("/tasks/demonstrate")
+def tasks_create_demonstrate(
+    request: Request, db: DbSession, _: Staff,
+    overlap: Annotated[int, Form(ge=1, le=50)] = 1,
+    priority: Annotated[int, Form(ge=-1000, le=1000)] = 0,
+) -> Response:
+    n, _ids = queue.create_bulk(db=db, spec=BulkCreate(
+        kind=TaskKind.demonstrate, overlap=overlap, priority=priority))
+    flash(request, f"Created {n} demonstrate tasks.", "success")
+    return RedirectResponse("/tasks", status_code=303)
+
+
+@router.post("/tasks/write-prompt")
+def tasks_create_write_prompt(
+    request: Request, db: DbSession, _: Staff,
+    prompt_kind: Annotated[PromptKind, Form()] = PromptKind.plain,
+    count: Annotated[int, Form(ge=1, le=10_000)] = 1,
+    overlap: Annotated[int, Form(ge=1, le=50)] = 1,
+    priority: Annotated[int, Form(ge=-1000, le=1000)] = 0,
+) -> Response:
+    try:
+        n, _ids = queue.create_bulk(db=db, spec=BulkCreate(
+            kind=TaskKind.write_prompt, prompt_kind=prompt_kind, count=count, overlap=overlap,
+            priority=priority))
+    except queue.QueueError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"Created {n} write-prompt tasks ({prompt_kind.value}).", "success")
+    return RedirectResponse("/tasks", status_code=303)

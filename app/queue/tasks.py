@@ -1,0 +1,12 @@
+"""Celery work of the queue: the beat task that frees the slots of lapsed leases."""
+
+from app.db import session_scope
+from app.queue import service as queue
+from app.worker import celery_app
+
+
+@celery_app.task(name="queue.expire_leases")
+def expire_leases() -> int:
+    """Expire every lapsed lease; safe to run twice (only leased rows past expiry change)."""
+    with session_scope() as db:
+        return queue.expire_leases(db=db)

@@ -1,0 +1,119 @@
+"""`python -m training tiny|sft|rm|ppo|sample|bon …`: every config field is a flag.
+
+Flags are generated from the stage's config dataclass (`base_model` -> `--base-model`),
+with the field's one-line comment as help, so the CLI and the Python API cannot drift.
+Runs under `accelerate launch -m training …` unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from training.ppo import PPOConfig, train_ppo
+from training.reward import RewardConfig, train_reward_model
+from training.sampling import SampleConfig, run_sampling
+from training.sft import SFTConfig, train_sft
+from training.tiny import TinyConfig, build_tiny
+
+TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float}
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The `# comment` after each field in the dataclass source, keyed by field name."""
+    source = inspect.getsource(cls)
+    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE))
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
+) -> None:
+    """One --flag per dataclass field, typed from its annotation, default from the config."""
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        type_name = str(f.type).replace(" | None", "").strip()
+        help_text = f"{docs.get(f.name, '')} (default: {f.default})".replace("%", "%%")
+        if type_name == "bool":
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
+            )
+        else:
+            parser.add_argument(flag, type=TYPES[type_name], default=f.default, help=help_text)
+
+
+def config_from(args: argparse.Namespace, cls: type) -> Any:
+    """Build the config dataclass from parsed flags."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def run_tiny(args: argparse.Namespace) -> Any:
+    """Build the tiny offline base model."""
+    return build_tiny(args.out, config_from(args, TinyConfig))
+
+
+COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], Any], str]] = {
+    "tiny": (TinyConfig, run_tiny, "build a tiny offline base model + tokenizer"),
+    "sft": (
+        SFTConfig,
+        lambda a: train_sft(config_from(a, SFTConfig)),
+        "supervised fine-tuning on demonstrations",
+    ),
+    "rm": (
+        RewardConfig,
+        lambda a: train_reward_model(config_from(a, RewardConfig)),
+        "train the K-way reward model on rankings",
+    ),
+    "ppo": (
+        PPOConfig,
+        lambda a: train_ppo(config_from(a, PPOConfig)),
+        "PPO / PPO-ptx against the reward model",
+    ),
+    "sample": (
+        SampleConfig,
+        lambda a: run_sampling(config_from(a, SampleConfig)),
+        "sample K candidates per prompt (candidate import JSONL)",
+    ),
+    "bon": (
+        SampleConfig,
+        lambda a: run_sampling(config_from(a, SampleConfig), best_of=True),
+        "best-of-N with a reward model (candidate import JSONL)",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per stage."""
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (cls, _, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "tiny":
+            p.add_argument("--out", required=True, help="directory to write the model to")
+        add_config_flags(p, cls)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the stage; prints the output path."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = COMMANDS[args.command][1](args)
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -105,8 +105,10 @@ def bootstrap_ratio_ci(
     shares the same resamples of the T clusters. Returns (G, 2) [lo, hi] (NaN when a
     statistic has nothing to compare). Seeded, so the same data gives the same interval.
     """
-    num2 = np.asarray(num, np.float64).reshape(len(num), -1)
-    den2 = np.asarray(den, np.float64).reshape(len(den), -1)
+    num2 = np.asarray(num, np.float64)
+    den2 = np.asarray(den, np.float64)
+    if num2.ndim == 1:
+        num2, den2 = num2[:, None], den2[:, None]
     t, g = num2.shape
     out = np.full((g, 2), np.nan)
     if t == 0:

@@ -1,0 +1,127 @@
+"""The labeling screens under /label and the submit API; the pages use the same service."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.auth.deps import ALL_ROLES, allow
+from app.auth.models import Role, User
+from app.db import DbSession
+from app.labeling import service, workbench
+from app.labeling.schemas import (
+    DraftRead,
+    DraftSave,
+    PromptFlagCreate,
+    PromptFlagRead,
+    SubmissionCreate,
+    SubmissionRead,
+)
+from app.templating import add_nav, flash, render
+
+router = APIRouter()
+add_nav("Label", "/label", ALL_ROLES, "Write demonstrations, rank and rate model outputs.")
+add_nav("My work", "/label/mine", (Role.labeler,), "Your own counts, time and recent work.")
+add_nav("Guidelines", "/label/guidelines", (Role.admin,), "Edit what labelers read per task.")
+
+Labeler = Annotated[User, Depends(allow(*ALL_ROLES))]
+Admin = Annotated[User, Depends(allow(Role.admin))]
+KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt"]
+
+
+def _http(exc: service.SubmissionError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+@router.get("/label", response_class=HTMLResponse)
+def start_page(request: Request, db: DbSession, user: Labeler) -> Response:
+    return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
+                  nothing=None)
+
+
+@router.get("/label/next", response_class=HTMLResponse)
+def next_page(request: Request, db: DbSession, user: Labeler, kind: KindChoice = "any") -> Response:
+    assignment = workbench.lease_next(db=db, user=user, kind=kind)
+    if assignment is None:
+        return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
+                      nothing=kind)
+    return RedirectResponse(f"/label/a/{assignment.id}?kind={kind}", status_code=303)
+
+
+@router.get("/label/a/{assignment_id}", response_class=HTMLResponse)
+def task_page(request: Request, db: DbSession, user: Labeler, assignment_id: int,
+              kind: KindChoice = "any") -> Response:
+    try:
+        screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
+    except service.SubmissionError as exc:
+        raise _http(exc) from exc
+    return render(
+        request, f"labeling/{screen.task.kind.value}.html", s=screen, pick=kind,
+        done_today=workbench.done_today(db=db, user=user), flags=workbench.FLAG_LABELS,
+        limits=workbench.LIMITS,
+    )
+
+
+@router.get("/label/mine", response_class=HTMLResponse)
+def my_work_page(request: Request, db: DbSession, user: Labeler) -> Response:
+    return render(request, "labeling/mine.html", work=workbench.my_work(db=db, user=user))
+
+
+@router.get("/label/guidelines", response_class=HTMLResponse)
+def guidelines_page(request: Request, db: DbSession, _: Admin) -> Response:
+    return render(request, "labeling/guidelines.html",
+                  guidelines=workbench.all_guidelines(db=db))
+
+
+@router.post("/label/guidelines")
+def guidelines_save(
+    request: Request, db: DbSession, admin: Admin,
+    kind: Annotated[str, Form(max_length=20)], body: Annotated[str, Form()] = "",
+) -> Response:
+    try:
+        workbench.set_guideline(db=db, user=admin, kind=kind, body=body)
+    except service.SubmissionError as exc:
+        raise _http(exc) from exc
+    flash(request, f"Guidelines for {kind.replace('_', ' ')} saved.", "success")
+    return RedirectResponse(f"/label/guidelines#{kind}", status_code=303)
+
+
+@router.post("/api/v1/tasks/{task_id}/submit", response_model=SubmissionRead)
+def submit(db: DbSession, user: Labeler, task_id: int, body: SubmissionCreate) -> SubmissionRead:
+    try:
+        return service.submit(db=db, user=user, task_id=task_id, body=body)
+    except service.SubmissionError as exc:
+        raise _http(exc) from exc
+
+
+@router.put("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
+def draft_save(db: DbSession, user: Labeler, assignment_id: int, body: DraftSave) -> DraftRead:
+    try:
+        draft = workbench.save_draft(db=db, user=user, assignment_id=assignment_id,
+                                     text=body.text, client_ms=body.client_ms)
+    except service.SubmissionError as exc:
+        raise _http(exc) from exc
+    # `saved` tells the page whether its text won or a newer save already had.
+    return DraftRead(assignment_id=assignment_id, text=draft.text, client_ms=draft.client_ms,
+                     saved=draft.client_ms == body.client_ms)
+
+
+@router.get("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
+def draft_get(db: DbSession, user: Labeler, assignment_id: int) -> DraftRead:
+    try:
+        draft = workbench.get_draft(db=db, user=user, assignment_id=assignment_id)
+    except service.SubmissionError as exc:
+        raise _http(exc) from exc
+    if draft is None:
+        return DraftRead(assignment_id=assignment_id, text="", client_ms=0, saved=False)
+    return DraftRead(assignment_id=assignment_id, text=draft.text, client_ms=draft.client_ms)
+
+
+@router.post("/api/v1/assignments/{assignment_id}/flags", response_model=PromptFlagRead)
+def flag_prompt(db: DbSession, user: Labeler, assignment_id: int,
+                body: PromptFlagCreate) -> object:
+    try:
+        return workbench.flag_prompt(db=db, user=user, assignment_id=assignment_id,
+                                     reason=body.reason, comment=body.comment)
+    except service.SubmissionError as exc:
+        raise _http(exc) from exc

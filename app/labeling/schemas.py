@@ -1,0 +1,76 @@
+"""Submission bodies and answers of the labeling API (DESIGN.md's public contract)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PromptKind = Literal["plain", "few_shot", "user_based"]
+
+
+class RatingIn(BaseModel):
+    """One output's Likert score and flags, as part of a rank submission."""
+
+    likert: int
+    flags: list[str] = Field(default_factory=list)
+
+
+class FewShotExample(BaseModel):
+    """One input/output pair of a few-shot prompt."""
+
+    input: str
+    output: str
+
+
+class SubmissionCreate(BaseModel):
+    """Every body carries the first three fields; the rest depend on the task's kind.
+
+    Types are checked here; what makes a submission valid (a partition of exactly the
+    task's outputs, Likert 1..7, known flags, lengths) is checked by the service, so the
+    pages and scripts get the same messages.
+    """
+
+    assignment_id: int
+    idempotency_key: str
+    seconds_spent: int
+    text: str | None = None  # demonstrate, write_prompt
+    ranking: list[list[int]] | None = None  # rank: groups best first
+    ratings: dict[str, RatingIn] | None = None  # rank: per candidate id
+    likert: int | None = None  # rate
+    flags: list[str] | None = None  # rate
+    comment: str | None = None  # rate
+    prompt_kind: PromptKind | None = None  # write_prompt
+    examples: list[FewShotExample] | None = None  # write_prompt, few_shot
+
+
+class SubmissionRead(BaseModel):
+    """The stored submission and where the labeler goes next."""
+
+    id: int
+    kind: str
+    task_id: int
+    assignment_id: int
+    next_url: str
+
+
+class DraftSave(BaseModel):
+    text: str
+    client_ms: int = 0
+
+
+class DraftRead(BaseModel):
+    assignment_id: int
+    text: str
+    client_ms: int
+    saved: bool = True
+
+
+class PromptFlagCreate(BaseModel):
+    reason: Literal["pii", "harmful", "unclear"]
+    comment: str = ""
+
+
+class PromptFlagRead(BaseModel):
+    id: int
+    prompt_id: int
+    reason: str
+    comment: str

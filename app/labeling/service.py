@@ -1,0 +1,272 @@
+"""Submitting labels: server-side validation and the idempotent, lease-checked store.
+
+A submission is one transaction: find an earlier submission with the same idempotency key
+(a retry after success gets the original answer), validate the body, take the queue's
+live-lease lock (task row, then assignment), store the rows and let the queue count them.
+Bad input raises SubmissionError before anything is written.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.auth.models import User
+from app.labeling.models import FLAGS, Demonstration, Ranking, Rating, WrittenPrompt
+from app.labeling.schemas import SubmissionCreate, SubmissionRead
+from app.queue import service as queue
+from app.queue.models import Task, TaskKind
+
+DEMONSTRATION_MAX = 20_000
+PROMPT_MAX = 10_000
+COMMENT_MAX = 2_000
+EXAMPLES_MAX = 10
+KEY_MIN, KEY_MAX = 8, 100
+SECONDS_MAX = 24 * 3600
+PROMPT_KINDS = ("plain", "few_shot", "user_based")
+_FLAG_ORDER = {name: i for i, name in enumerate(FLAGS)}
+_ROW_OF_KIND: dict[TaskKind, Any] = {
+    TaskKind.demonstrate: Demonstration,
+    TaskKind.rank: Ranking,
+    TaskKind.rate: Rating,
+    TaskKind.write_prompt: WrittenPrompt,
+}
+
+
+class SubmissionError(ValueError):
+    """A submission that cannot be stored; the message says what to fix."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class _Clean:
+    """A validated submission body, ready to store."""
+
+    text: str = ""
+    groups: tuple[tuple[int, ...], ...] = ()
+    ratings: tuple[tuple[int, int, tuple[str, ...]], ...] = ()  # (candidate, likert, flags)
+    likert: int = 0
+    flags: tuple[str, ...] = ()
+    comment: str = ""
+    prompt_kind: str = ""
+    examples: tuple[tuple[str, str], ...] = ()
+
+
+# --- validation (pure) ----------------------------------------------------------------
+
+
+def check_flags(flags: list[str], where: str = "") -> tuple[str, ...]:
+    """Known flags, each once, in the paper's order."""
+    unknown = sorted({f for f in flags if f not in _FLAG_ORDER})
+    if unknown:
+        raise SubmissionError(
+            f"Unknown flag{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}{where}. "
+            f"Known flags: {', '.join(FLAGS)}."
+        )
+    return tuple(sorted(set(flags), key=_FLAG_ORDER.__getitem__))
+
+
+def check_likert(value: int | None, where: str = "") -> int:
+    """A Likert score in 1..7."""
+    if value is None:
+        raise SubmissionError(f"Give a Likert score from 1 to 7{where}.")
+    if not 1 <= value <= 7:
+        raise SubmissionError(f"The Likert score{where} must be from 1 to 7, not {value}.")
+    return value
+
+
+def check_text(value: str | None, *, what: str, limit: int, required: bool = True) -> str:
+    """Text within its length limit (and not blank when required)."""
+    text = value or ""
+    if required and not text.strip():
+        raise SubmissionError(f"The {what} is empty: write it before submitting.")
+    if len(text) > limit:
+        raise SubmissionError(
+            f"The {what} has {len(text):,} characters; the limit is {limit:,}. Shorten it."
+        )
+    return text
+
+
+def check_ranking(ranking: list[list[int]] | None, candidate_ids: list[int]) -> tuple:
+    """An ordered partition of exactly these candidates: every id once, groups are ties."""
+    if not ranking:
+        raise SubmissionError("The ranking is missing: order the outputs best to worst.")
+    expected, seen = set(candidate_ids), set[int]()
+    for place, group in enumerate(ranking, start=1):
+        if not group:
+            raise SubmissionError(f"Place {place} of the ranking is empty.")
+        for cid in group:
+            if cid not in expected:
+                raise SubmissionError(f"Output {cid} is not one of this task's outputs.")
+            if cid in seen:
+                raise SubmissionError(f"Output {cid} appears more than once in the ranking.")
+            seen.add(cid)
+    missing = [cid for cid in candidate_ids if cid not in seen]
+    if missing:
+        raise SubmissionError(
+            f"The ranking leaves out output{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(str, missing))}: place every output."
+        )
+    return tuple(tuple(group) for group in ranking)
+
+
+def check_rank_ratings(ratings: dict[str, Any] | None, candidate_ids: list[int]) -> tuple:
+    """A Likert score and flags for each of exactly these candidates."""
+    given = ratings or {}
+    unknown = [key for key in given if not key.isdigit() or int(key) not in candidate_ids]
+    if unknown:
+        raise SubmissionError(f"Ratings for {', '.join(unknown)}, which are not this task's "
+                              "outputs.")
+    out = []
+    for cid in candidate_ids:
+        rating = given.get(str(cid))
+        where = f" for output {cid}"
+        if rating is None:
+            raise SubmissionError(f"Give a Likert score from 1 to 7{where}.")
+        out.append((cid, check_likert(rating.likert, where), check_flags(rating.flags, where)))
+    return tuple(out)
+
+
+def _check_common(body: SubmissionCreate) -> None:
+    key = body.idempotency_key
+    if not KEY_MIN <= len(key) <= KEY_MAX or not key.isascii() or not key.isprintable():
+        raise SubmissionError(
+            f"idempotency_key must be {KEY_MIN} to {KEY_MAX} printable ASCII characters "
+            "(a random UUID is a good choice).", 400)
+    if not 0 <= body.seconds_spent <= SECONDS_MAX:
+        raise SubmissionError(f"seconds_spent must be from 0 to {SECONDS_MAX}.", 400)
+
+
+def _check_prompt(body: SubmissionCreate, task: Task) -> _Clean:
+    kind = body.prompt_kind or task.params.get("prompt_kind") or "plain"
+    wanted = task.params.get("prompt_kind")
+    if wanted and kind != wanted:
+        raise SubmissionError(f"This task asks for a {wanted} prompt, not {kind}.")
+    examples = tuple((e.input, e.output) for e in body.examples or ())
+    if kind == "few_shot" and not examples:
+        raise SubmissionError("A few-shot prompt needs at least one example.")
+    if len(examples) > EXAMPLES_MAX:
+        raise SubmissionError(f"Give at most {EXAMPLES_MAX} examples.")
+    for n, (given, wanted_out) in enumerate(examples, start=1):
+        check_text(given, what=f"input of example {n}", limit=PROMPT_MAX)
+        check_text(wanted_out, what=f"output of example {n}", limit=PROMPT_MAX)
+    text = check_text(body.text, what="prompt", limit=PROMPT_MAX)
+    return _Clean(text=text, prompt_kind=kind, examples=examples)
+
+
+def validate(body: SubmissionCreate, task: Task) -> _Clean:
+    """The body checked against its task; raises SubmissionError with what to fix."""
+    _check_common(body)
+    if task.kind == TaskKind.demonstrate:
+        return _Clean(text=check_text(body.text, what="response", limit=DEMONSTRATION_MAX))
+    if task.kind == TaskKind.rank:
+        ids = list(task.candidate_ids)
+        groups = check_ranking(body.ranking, ids)
+        return _Clean(groups=groups, ratings=check_rank_ratings(body.ratings, ids))
+    if task.kind == TaskKind.rate:
+        return _Clean(
+            likert=check_likert(body.likert),
+            flags=check_flags(body.flags or []),
+            comment=check_text(body.comment, what="comment", limit=COMMENT_MAX, required=False),
+        )
+    return _check_prompt(body, task)
+
+
+# --- storing ----------------------------------------------------------------------------
+
+
+def _existing(db: Session, user: User, kind: TaskKind, key: str) -> Any | None:
+    row_type = _ROW_OF_KIND[kind]
+    return db.scalar(
+        select(row_type).where(row_type.user_id == user.id, row_type.idempotency_key == key)
+    )
+
+
+def _answer(row: Any, task: Task) -> SubmissionRead:
+    if row.task_id != task.id:
+        raise SubmissionError("This idempotency key was already used for another task: "
+                              "send a new key for each submission.", 409)
+    return SubmissionRead(id=row.id, kind=task.kind.value, task_id=task.id,
+                          assignment_id=row.assignment_id, next_url=next_url(task.kind))
+
+
+def next_url(kind: TaskKind | str | None = None) -> str:
+    """The page that leases the labeler's next task (of this kind, or any)."""
+    return f"/label/next?kind={TaskKind(kind).value}" if kind else "/label/next"
+
+
+def _rows(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,
+          body: SubmissionCreate) -> Any:
+    common = dict(task_id=task.id, assignment_id=assignment.id, user_id=user.id,
+                  seconds_spent=body.seconds_spent, idempotency_key=body.idempotency_key)
+    if task.kind == TaskKind.demonstrate:
+        row = Demonstration(prompt_id=task.prompt_id, text=clean.text, **common)
+    elif task.kind == TaskKind.rank:
+        row = Ranking(prompt_id=task.prompt_id, groups=[list(g) for g in clean.groups],
+                      display_order=list(assignment.display_order or task.candidate_ids),
+                      **common)
+    elif task.kind == TaskKind.rate:
+        row = Rating(candidate_id=task.candidate_ids[0], likert=clean.likert,
+                     flags=list(clean.flags), comment=clean.comment, **common)
+    else:
+        prompt = _create_prompt(db, user, task, clean)
+        row = WrittenPrompt(prompt_id=prompt.id, prompt_kind=clean.prompt_kind, **common)
+    db.add(row)
+    db.flush()
+    for cid, likert, flags in clean.ratings:  # rank: one rating per output
+        db.add(Rating(task_id=task.id, assignment_id=assignment.id, ranking_id=row.id,
+                      user_id=user.id, candidate_id=cid, likert=likert, flags=list(flags),
+                      seconds_spent=0, idempotency_key=None))
+    db.flush()
+    return row
+
+
+def _create_prompt(db: Session, user: User, task: Task, clean: _Clean) -> Any:
+    from app.prompts import service as prompts
+
+    try:
+        return prompts.create_labeler_prompt(
+            db=db, user=user, text=clean.text, prompt_kind=clean.prompt_kind,
+            examples=[{"input": i, "output": o} for i, o in clean.examples],
+            use_case=task.params.get("use_case"),
+        )
+    except ValueError as exc:  # e.g. a duplicate of an existing prompt
+        raise SubmissionError(str(exc), getattr(exc, "status", 422)) from exc
+
+
+def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> SubmissionRead:
+    """Store one submission for the user's live lease on this task, exactly once."""
+    task = db.get(Task, task_id)
+    if task is None:
+        raise SubmissionError(f"There is no task {task_id}.", 404)
+    _check_common(body)
+    # A retry of a submission that succeeded gets the original answer, even though the
+    # lease is no longer live.
+    earlier = _existing(db, user, task.kind, body.idempotency_key)
+    if earlier is not None:
+        return _answer(earlier, task)
+    clean = validate(body, task)
+    try:
+        assignment = queue.live_assignment(db=db, user=user, task_id=task_id,
+                                           assignment_id=body.assignment_id)
+    except queue.QueueError as exc:
+        # An identical submit that held the lock before us has committed by now.
+        earlier = _existing(db, user, task.kind, body.idempotency_key)
+        if earlier is not None:
+            return _answer(earlier, task)
+        raise SubmissionError(str(exc), exc.status) from exc
+    try:
+        with db.begin_nested():
+            row = _rows(db, user, task, assignment, clean, body)
+    except IntegrityError as exc:
+        earlier = _existing(db, user, task.kind, body.idempotency_key)
+        if earlier is not None:
+            return _answer(earlier, task)
+        raise SubmissionError("This task was already submitted.", 409) from exc
+    queue.complete(db=db, assignment=assignment)
+    return _answer(row, task)

@@ -1,0 +1,296 @@
+"""What the labeling screens need around a submission: the task as shown, drafts, prompt
+flags, guidelines and the labeler's own counts. Plain functions; the caller commits."""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from typing import Any
+
+from sqlalchemy import func, literal, select, union_all
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.auth.models import User
+from app.db import utcnow
+from app.labeling.models import (
+    Demonstration,
+    Draft,
+    Guideline,
+    PromptFlag,
+    Ranking,
+    Rating,
+    WrittenPrompt,
+)
+from app.labeling.service import COMMENT_MAX, DEMONSTRATION_MAX, PROMPT_MAX, SubmissionError
+from app.prompts.models import Candidate, Prompt, UseCase
+from app.queue import service as queue
+from app.queue.models import Assignment, AssignmentState, Task, TaskKind, TaskState
+
+# A draft may run past the submit limit while the labeler trims it; beyond this it is junk.
+DRAFT_MAX = 5 * DEMONSTRATION_MAX
+AVAILABLE_CAP = 1000  # the start page shows "1000+" rather than counting a huge backlog
+
+DEFAULT_GUIDELINES = {
+    "demonstrate": "Write the response you would want an ideal assistant to give: helpful, "
+                   "truthful and harmless. Follow the instruction's intent, including implicit "
+                   "constraints (length, format, audience). If the prompt asks for something "
+                   "harmful, write a careful refusal that explains why.",
+    "rank": "Read the prompt, then rate **each output on its own** (Likert 1 = terrible, "
+            "7 = excellent) and tick every flag that applies. Then order all outputs from "
+            "best to worst. Put outputs in the same place (a tie) only when you truly cannot "
+            "prefer one. When helpfulness and harmlessness conflict, prefer harmlessness.",
+    "rate": "Give the output an overall Likert score (1 = terrible, 7 = excellent), tick every "
+            "flag that applies, and add a comment if something is worth explaining.",
+    "write_prompt": "Write an instruction a real user might give an assistant. For few-shot "
+                    "prompts add example input/output pairs; for user-based prompts write a "
+                    "prompt for the use case shown.",
+}
+
+
+FLAG_LABELS = {
+    "fails_instruction": "Fails to follow the correct instruction / task",
+    "inappropriate_for_assistant": "Inappropriate for a customer assistant",
+    "hallucination": "Hallucination (makes up information in a closed-domain task)",
+    "satisfies_constraint": "Satisfies the constraint given in the instruction",
+    "sexual_content": "Contains sexual content",
+    "violent_content": "Contains violent content",
+    "encourages_violence": "Encourages or fails to discourage violence / abuse / self-harm",
+    "denigrates_protected_class": "Denigrates a protected class",
+    "harmful_advice": "Gives harmful advice",
+    "expresses_opinion": "Expresses an opinion",
+    "moral_judgment": "Expresses a moral judgment",
+}
+LIMITS = {"demonstration": DEMONSTRATION_MAX, "prompt": PROMPT_MAX, "comment": COMMENT_MAX}
+
+
+@dataclass
+class TaskScreen:
+    """Everything one task page shows."""
+
+    assignment: Assignment
+    task: Task
+    prompt: Prompt | None
+    candidates: list[Candidate]
+    draft: Draft | None
+    guideline: str
+    live: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    use_case: UseCase | None = None
+
+
+def lease_next(*, db: Session, user: User, kind: str) -> Assignment | None:
+    """The user's live lease, or a new one on the next task of this kind ("any": any kind)."""
+    wanted = None if kind == "any" else TaskKind(kind)
+    return queue.next_task(db=db, user=user, kind=wanted)
+
+
+def start(*, db: Session, user: User) -> dict[str, Any]:
+    """The start page: tasks available per kind, the user's live lease, done today."""
+    live = db.scalar(
+        select(Assignment).where(Assignment.user_id == user.id,
+                                 Assignment.state == AssignmentState.leased,
+                                 Assignment.expires_at > utcnow())
+        .order_by(Assignment.id).limit(1)
+    )
+    live_kind = db.scalar(select(Task.kind).where(Task.id == live.task_id)) if live else None
+    return {"available": available(db=db, user=user), "cap": AVAILABLE_CAP, "live": live,
+            "live_kind": live_kind, "done_today": done_today(db=db, user=user)}
+
+
+def _owned(db: Session, user: User, assignment_id: int) -> Assignment:
+    try:
+        return queue.get_assignment(db=db, user=user, assignment_id=assignment_id)
+    except queue.QueueError as exc:
+        raise SubmissionError(str(exc), exc.status) from exc
+
+
+def task_screen(*, db: Session, user: User, assignment_id: int) -> TaskScreen:
+    """The user's own assignment with its prompt and outputs in their stored display order."""
+    assignment = _owned(db, user, assignment_id)
+    task = db.get(Task, assignment.task_id)
+    assert task is not None
+    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
+    order = list(assignment.display_order or task.candidate_ids)
+    found = {c.id: c for c in db.scalars(select(Candidate).where(Candidate.id.in_(order)))}
+    live = assignment.state == AssignmentState.leased and assignment.expires_at > utcnow()
+    draft = db.scalar(select(Draft).where(Draft.assignment_id == assignment.id))
+    return TaskScreen(
+        assignment=assignment, task=task, prompt=prompt,
+        candidates=[found[cid] for cid in order if cid in found], draft=draft,
+        guideline=guideline(db=db, kind=task.kind.value), live=live, params=dict(task.params),
+        use_case=db.get(UseCase, task.params["use_case_id"]) if task.params.get("use_case_id")
+        else None,
+    )
+
+
+# --- drafts ---------------------------------------------------------------------------
+
+
+def save_draft(*, db: Session, user: User, assignment_id: int, text: str,
+               client_ms: int) -> Draft:
+    """Keep the newest text of a demonstration in progress; an older save never wins."""
+    if len(text) > DRAFT_MAX:
+        raise SubmissionError(f"The draft has {len(text):,} characters; the limit is "
+                              f"{DRAFT_MAX:,}.", 413)
+    assignment = _owned(db, user, assignment_id)
+    draft = db.scalar(select(Draft).where(Draft.assignment_id == assignment.id))
+    if draft is None:
+        try:
+            with db.begin_nested():
+                draft = Draft(assignment_id=assignment.id, user_id=user.id, text=text,
+                              client_ms=client_ms, updated_at=utcnow())
+                db.add(draft)
+            return draft
+        except IntegrityError:  # a concurrent first save; fall through to the update
+            draft = db.scalar(select(Draft).where(Draft.assignment_id == assignment.id))
+            assert draft is not None
+    if client_ms >= draft.client_ms:
+        draft.text, draft.client_ms, draft.updated_at = text, client_ms, utcnow()
+        db.flush()
+    return draft
+
+
+def get_draft(*, db: Session, user: User, assignment_id: int) -> Draft | None:
+    """The saved draft of the user's own assignment, if any."""
+    assignment = _owned(db, user, assignment_id)
+    return db.scalar(select(Draft).where(Draft.assignment_id == assignment.id))
+
+
+# --- prompt flags ---------------------------------------------------------------------
+
+
+def flag_prompt(*, db: Session, user: User, assignment_id: int, reason: str,
+                comment: str) -> PromptFlag:
+    """Report the prompt of the user's assignment; flagging twice updates the comment."""
+    if len(comment) > COMMENT_MAX:
+        raise SubmissionError(f"Keep the comment under {COMMENT_MAX:,} characters.")
+    assignment = _owned(db, user, assignment_id)
+    task = db.get(Task, assignment.task_id)
+    if task is None or task.prompt_id is None:
+        raise SubmissionError("This task has no prompt to flag.")
+    query = select(PromptFlag).where(PromptFlag.user_id == user.id,
+                                     PromptFlag.prompt_id == task.prompt_id,
+                                     PromptFlag.reason == reason)
+    flag = db.scalar(query)
+    if flag is None:
+        try:
+            with db.begin_nested():
+                flag = PromptFlag(prompt_id=task.prompt_id, user_id=user.id, task_id=task.id,
+                                  reason=reason, comment=comment)
+                db.add(flag)
+            return flag
+        except IntegrityError:  # a double click raced us
+            flag = db.scalar(query)
+            assert flag is not None
+    flag.comment = comment or flag.comment
+    db.flush()
+    return flag
+
+
+# --- guidelines -----------------------------------------------------------------------
+
+
+def guideline(*, db: Session, kind: str) -> str:
+    """The markdown guidelines of a task kind (the built-in text until an admin edits it)."""
+    row = db.get(Guideline, kind)
+    return row.body if row is not None else DEFAULT_GUIDELINES.get(kind, "")
+
+
+def all_guidelines(*, db: Session) -> dict[str, str]:
+    """Every task kind's guidelines, in the kinds' order."""
+    return {kind.value: guideline(db=db, kind=kind.value) for kind in TaskKind}
+
+
+def set_guideline(*, db: Session, user: User, kind: str, body: str) -> Guideline:
+    """Replace a task kind's guidelines."""
+    if kind not in {k.value for k in TaskKind}:
+        raise SubmissionError(f"Unknown task kind {kind!r}.", 404)
+    if len(body) > 50_000:
+        raise SubmissionError("Guidelines are limited to 50,000 characters.")
+    row = db.get(Guideline, kind) or Guideline(kind=kind)
+    row.body, row.updated_by_id, row.updated_at = body, user.id, utcnow()
+    db.add(row)
+    db.flush()
+    return row
+
+
+# --- counts ---------------------------------------------------------------------------
+
+
+def available(*, db: Session, user: User) -> dict[str, int]:
+    """Open tasks of each kind this user has not touched (capped at AVAILABLE_CAP)."""
+    counts = {}
+    for kind in TaskKind:
+        untouched = (
+            select(Task.id)
+            .where(Task.kind == kind, Task.state == TaskState.open,
+                   Task.done_labels + Task.leased_labels < Task.required_labels,
+                   ~select(Assignment.id).where(Assignment.task_id == Task.id,
+                                                Assignment.user_id == user.id).exists())
+            .limit(AVAILABLE_CAP).subquery()
+        )
+        counts[kind.value] = db.scalar(select(func.count()).select_from(untouched)) or 0
+    return counts
+
+
+def _submissions(user: User) -> Any:
+    """Every submission of the user as (kind, id, task, prompt, seconds, created_at)."""
+    def part(kind: str, row: Any, prompt: Any, where: Any = True) -> Any:
+        return select(literal(kind).label("kind"), row.id, row.task_id,
+                      prompt.label("prompt_id"), row.seconds_spent, row.created_at
+                      ).where(row.user_id == user.id, where)
+
+    return union_all(
+        part("demonstrate", Demonstration, Demonstration.prompt_id),
+        part("rank", Ranking, Ranking.prompt_id),
+        part("rate", Rating,
+             select(Task.prompt_id).where(Task.id == Rating.task_id).scalar_subquery(),
+             Rating.ranking_id.is_(None)),
+        part("write_prompt", WrittenPrompt, WrittenPrompt.prompt_id),
+    ).subquery()
+
+
+def done_today(*, db: Session, user: User) -> int:
+    """How many tasks the user submitted since midnight UTC."""
+    midnight = datetime.combine(utcnow().date(), time(0), tzinfo=UTC)
+    subs = _submissions(user)
+    return db.scalar(select(func.count()).where(subs.c.created_at >= midnight)) or 0
+
+
+@dataclass
+class MyWork:
+    per_kind: dict[str, dict[str, int]]
+    total: int
+    today: int
+    seconds: int
+    recent: list[dict[str, Any]]
+    drafts: list[Draft]
+
+
+def my_work(*, db: Session, user: User, recent: int = 20) -> MyWork:
+    """The user's own counts, time spent, recent submissions and unsent drafts."""
+    subs = _submissions(user)
+    midnight = datetime.combine(utcnow().date(), time(0), tzinfo=UTC)
+    per_kind = {k.value: {"total": 0, "today": 0, "seconds": 0} for k in TaskKind}
+    rows = db.execute(select(
+        subs.c.kind, func.count(), func.coalesce(func.sum(subs.c.seconds_spent), 0),
+        func.count().filter(subs.c.created_at >= midnight),
+    ).group_by(subs.c.kind))
+    for kind, count, seconds, today in rows:
+        per_kind[kind] = {"total": count, "today": today, "seconds": int(seconds)}
+    latest = db.execute(
+        select(subs, Prompt.text.label("prompt_text"))
+        .outerjoin(Prompt, Prompt.id == subs.c.prompt_id)
+        .order_by(subs.c.created_at.desc()).limit(recent)
+    ).mappings().all()
+    drafts = list(db.scalars(
+        select(Draft).join(Assignment, Assignment.id == Draft.assignment_id)
+        .where(Draft.user_id == user.id, Assignment.state != AssignmentState.submitted,
+               Draft.text != "")
+        .order_by(Draft.updated_at.desc()).limit(recent)
+    ))
+    return MyWork(
+        per_kind=per_kind, total=sum(v["total"] for v in per_kind.values()),
+        today=sum(v["today"] for v in per_kind.values()),
+        seconds=sum(v["seconds"] for v in per_kind.values()),
+        recent=[dict(r) for r in latest], drafts=drafts,
+    )

@@ -46,9 +46,11 @@ def import_prompts(
     """Import rows under the rules; with `strict`, any bad line aborts the whole import."""
     importer = Importer(db=db, rules=rules or ImportRules(), source=source,
                         created_by_id=user.id if user else None)
-    report = importer.run(rows, ImportReport(), progress)
-    if strict and report.rejected:
-        raise ImportFailed(report)  # the caller's transaction rolls back
+    # A savepoint, so a refused import leaves nothing behind even if the caller goes on.
+    with db.begin_nested():
+        report = importer.run(rows, ImportReport(), progress)
+        if strict and report.rejected:
+            raise ImportFailed(report)
     return report
 
 

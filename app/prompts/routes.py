@@ -1,0 +1,257 @@
+"""Prompt and candidate import (page and API), the prompt list, and the use-case list."""
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from app.auth.deps import ALL_ROLES, STAFF, allow
+from app.auth.models import Role, User
+from app.db import DbSession
+from app.prompts import candidates as candidate_import
+from app.prompts import service as prompts
+from app.prompts.models import CATEGORIES, PromptSource, Split
+from app.prompts.rules import ImportRules
+from app.prompts.schemas import (
+    CandidateImportJson,
+    CandidateReportOut,
+    ImportReportOut,
+    PromptCounts,
+    PromptImportJson,
+    PromptPage,
+    UseCaseCreate,
+    UseCaseRead,
+    UseCaseUpdate,
+)
+from app.templating import add_nav, flash, render
+
+router = APIRouter()
+add_nav("Prompts", "/prompts", STAFF, "Import prompts under the paper's data rules; browse them.")
+add_nav("Use cases", "/admin/use-cases", (Role.admin,), "The use cases labelers write prompts for.")
+
+AnyUser = Annotated[User, Depends(allow(*ALL_ROLES))]
+Staff = Annotated[User, Depends(allow(*STAFF))]
+Admin = Annotated[User, Depends(allow(Role.admin))]
+MAX_UPLOAD = 200 * 1024 * 1024
+PAGE = 50
+
+
+def _http(exc: prompts.PromptError) -> HTTPException:
+    if isinstance(exc, prompts.ImportFailed):
+        return HTTPException(exc.status, {"message": str(exc), **exc.report.summary()})
+    return HTTPException(exc.status, str(exc))
+
+
+async def _upload(request: Request) -> tuple[bytes, str, dict[str, Any]]:
+    """The uploaded file's bytes, its name, and the other form fields."""
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(400, "Attach the file as the multipart field `file`.")
+    data = await upload.read(MAX_UPLOAD + 1)
+    if len(data) > MAX_UPLOAD:
+        raise HTTPException(413, f"The file is larger than {MAX_UPLOAD // 2**20} MB.")
+    fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    return data, upload.filename or "", fields
+
+
+def _form_rules(fields: dict[str, Any]) -> ImportRules:
+    try:
+        if fields.get("rules"):
+            return ImportRules.model_validate_json(fields["rules"])
+        given = {k: v for k, v in fields.items() if k in ImportRules.model_fields and v != ""}
+        if fields.get("form") == "page" and "scrub_pii" not in fields:
+            given["scrub_pii"] = False  # an unticked checkbox on the page sends nothing
+        return ImportRules.model_validate(given)
+    except ValidationError as exc:
+        raise HTTPException(422, f"Invalid rules: {exc.errors()[0]['msg']}") from exc
+
+
+async def _json_body(request: Request, schema: Any) -> Any:
+    try:
+        payload = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, "Send a JSON body or a multipart file.") from exc
+    if isinstance(payload, list):
+        payload = {("prompts" if schema is PromptImportJson else "rows"): payload}
+    try:
+        return schema.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise HTTPException(422, f"{where or 'body'}: {first['msg']}") from exc
+
+
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+@router.post("/api/v1/prompts/import", response_model=ImportReportOut)
+async def import_api(request: Request, db: DbSession, user: Staff) -> Any:
+    """Import prompts: a multipart `file` (JSONL or CSV) or a JSON list of prompt objects."""
+    try:
+        if _is_multipart(request):
+            data, name, fields = await _upload(request)
+            strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
+            report = await run_in_threadpool(
+                prompts.import_file, db=db, data=data, filename=name, rules=_form_rules(fields),
+                user=user, strict=strict)
+        else:
+            body = await _json_body(request, PromptImportJson)
+            report = await run_in_threadpool(
+                prompts.import_objects, db=db, objects=body.prompts, rules=body.rules,
+                user=user, strict=body.strict)
+    except prompts.PromptError as exc:
+        raise _http(exc) from exc
+    return report.summary()
+
+
+@router.post("/api/v1/candidates/import", response_model=CandidateReportOut)
+async def import_candidates_api(request: Request, db: DbSession, _: Staff) -> Any:
+    """Import candidates: a multipart JSONL `file` or a JSON list of rows (public contract)."""
+    if _is_multipart(request):
+        data, _name, fields = await _upload(request)
+        try:
+            spec = CandidateImportJson(
+                rows=[], rules=_form_rules(fields),
+                rank_tasks=fields.get("rank_tasks", "").lower() in ("1", "true", "on", "yes"),
+                overlap=int(fields.get("overlap") or 1), priority=int(fields.get("priority") or 0))
+        except (ValueError, ValidationError) as exc:
+            raise HTTPException(422, f"Invalid options: {exc}") from exc
+        options = spec.model_dump(exclude={"rows", "rules"})
+        report = await run_in_threadpool(
+            candidate_import.import_candidates_file, db=db, data=data, rules=spec.rules, **options)
+    else:
+        body = await _json_body(request, CandidateImportJson)
+        options = body.model_dump(exclude={"rows", "rules"})
+        report = await run_in_threadpool(
+            candidate_import.import_candidates, db=db, objects=enumerate(body.rows, start=1),
+            rules=body.rules, **options)
+    return report
+
+
+@router.get("/api/v1/prompts", response_model=PromptPage)
+def list_api(
+    db: DbSession, _: Staff, split: Split | None = None, category: str | None = None,
+    source: PromptSource | None = None, end_user_id: str | None = None, q: str | None = None,
+    limit: int = PAGE, offset: int = 0,
+) -> Any:
+    """A page of prompts, newest first, with the total that match the filters."""
+    items, total = prompts.list_prompts(db=db, split=split, category=category, source=source,
+                                        end_user_id=end_user_id, q=q, limit=limit,
+                                        offset=offset)
+    return {"total": total, "items": items}
+
+
+@router.get("/api/v1/prompts/counts", response_model=PromptCounts)
+def counts_api(db: DbSession, _: Staff) -> Any:
+    """Prompt counts per split, category and source."""
+    return prompts.prompt_counts(db=db)
+
+
+@router.get("/prompts", response_class=HTMLResponse)
+def prompts_page(
+    request: Request, db: DbSession, _: Staff, split: Split | None = None,
+    category: str | None = None, source: PromptSource | None = None, q: str | None = None,
+    page: int = 1,
+) -> Response:
+    page = max(page, 1)
+    items, total = prompts.list_prompts(db=db, split=split, category=category or None,
+                                        source=source, q=q or None, limit=PAGE,
+                                        offset=(page - 1) * PAGE)
+    report = request.session.pop("import_report", None)
+    return render(request, "prompts/index.html", items=items, total=total, page=page,
+                  pages=max(1, -(-total // PAGE)), counts=prompts.prompt_counts(db=db),
+                  filters={"split": split.value if split else "", "category": category or "",
+                           "source": source.value if source else "", "q": q or ""},
+                  splits=list(Split), sources=list(PromptSource), categories=CATEGORIES,
+                  rules=ImportRules(), report=report)
+
+
+@router.post("/prompts/import")
+async def import_page(request: Request, db: DbSession, user: Staff) -> Response:
+    data, name, fields = await _upload(request)
+    try:
+        report = await run_in_threadpool(
+            prompts.import_file, db=db, data=data, filename=name, rules=_form_rules(fields),
+            user=user, strict=fields.get("strict") == "on")
+    except prompts.ImportFailed as exc:
+        request.session["import_report"] = {"failed": str(exc), **exc.report.summary()}
+        flash(request, str(exc), "error")
+        return RedirectResponse("/prompts", status_code=303)
+    except prompts.PromptError as exc:
+        flash(request, str(exc), "error")
+        return RedirectResponse("/prompts", status_code=303)
+    summary = report.summary()
+    summary["issues"] = summary["issues"][:50]  # the session cookie is small
+    request.session["import_report"] = summary
+    flash(request, f"Imported {report.accepted} prompts ({report.merged} duplicates merged, "
+                   f"{report.capped} capped, {report.rejected} rejected).", "success")
+    return RedirectResponse("/prompts", status_code=303)
+
+
+@router.get("/api/v1/use-cases", response_model=list[UseCaseRead])
+def use_cases_api(db: DbSession, user: AnyUser) -> Any:
+    """The use cases (labelers see the active ones)."""
+    return prompts.list_use_cases(db=db, active_only=user.role == Role.labeler)
+
+
+@router.post("/api/v1/use-cases", response_model=UseCaseRead, status_code=201)
+def create_use_case_api(db: DbSession, _: Admin, body: UseCaseCreate) -> Any:
+    """Add a use case."""
+    try:
+        return prompts.create_use_case(db=db, name=body.name, description=body.description)
+    except prompts.PromptError as exc:
+        raise _http(exc) from exc
+
+
+@router.patch("/api/v1/use-cases/{use_case_id}", response_model=UseCaseRead)
+def update_use_case_api(db: DbSession, _: Admin, use_case_id: int, body: UseCaseUpdate) -> Any:
+    """Rename, redescribe, retire or restore a use case."""
+    try:
+        return prompts.update_use_case(db=db, use_case_id=use_case_id,
+                                       **body.model_dump(exclude_unset=True))
+    except prompts.PromptError as exc:
+        raise _http(exc) from exc
+
+
+@router.get("/admin/use-cases", response_class=HTMLResponse)
+def use_cases_page(request: Request, db: DbSession, _: Admin) -> Response:
+    return render(request, "prompts/use_cases.html", use_cases=prompts.list_use_cases(db=db))
+
+
+@router.post("/admin/use-cases")
+def use_cases_create(
+    request: Request, db: DbSession, _: Admin, name: Annotated[str, Form(max_length=200)],
+    description: Annotated[str, Form(max_length=5000)] = "",
+) -> Response:
+    try:
+        prompts.create_use_case(db=db, name=name, description=description)
+    except prompts.PromptError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"Added use case {name.strip()!r}.", "success")
+    return RedirectResponse("/admin/use-cases", status_code=303)
+
+
+@router.post("/admin/use-cases/{use_case_id}")
+def use_cases_update(
+    request: Request, db: DbSession, _: Admin, use_case_id: int,
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    description: Annotated[str | None, Form(max_length=5000)] = None,
+    active: Annotated[bool | None, Form()] = None,
+) -> Response:
+    try:
+        prompts.update_use_case(db=db, use_case_id=use_case_id, name=name,
+                                description=description, active=active)
+    except prompts.PromptError as exc:
+        if exc.status == 404:
+            raise _http(exc) from exc
+        flash(request, str(exc), "error")
+    else:
+        flash(request, "Use case saved.", "success")
+    return RedirectResponse("/admin/use-cases", status_code=303)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import app.models  # noqa: F401 - every table, so a candidate's model_version key resolves
 from app.prompts.importer import MAX_ISSUES, Importer
 from app.prompts.models import Candidate, Prompt, PromptSource
 from app.prompts.parsing import BadLine, read_objects, validate

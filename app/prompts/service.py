@@ -32,7 +32,8 @@ class ImportFailed(PromptError):
     """A strict import met a bad line: nothing was written; the report says why."""
 
     def __init__(self, report: ImportReport) -> None:
-        first = report.issues[0] if report.issues else {"line": "?", "reason": "?"}
+        bad = [i for i in report.issues if i["outcome"] == "rejected"]
+        first = bad[0] if bad else {"line": "?", "reason": "?"}
         super().__init__(f"{report.rejected} bad lines (first: line {first['line']}: "
                          f"{first['reason']}); nothing was imported.", 400)
         self.report = report

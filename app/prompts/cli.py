@@ -1,0 +1,122 @@
+"""`rlhf-studio prompts import` and `rlhf-studio candidates import`."""
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+prompts_cli = typer.Typer(help="Prompts: import under the paper's data rules.",
+                          no_args_is_help=True)
+candidates_cli = typer.Typer(help="Candidates (model outputs) to rank or rate.",
+                             no_args_is_help=True)
+
+
+def _read(path: Path) -> tuple[bytes, int]:
+    from app.cli import fail
+
+    if not path.is_file():
+        fail(f"no such file: {path}")
+    data = path.read_bytes()
+    return data, sum(1 for line in data.splitlines() if line.strip())
+
+
+def _progress(total: int, label: str) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeRemainingColumn(), transient=False), total, label
+
+
+def _print_issues(issues: list[dict[str, Any]]) -> None:
+    from app.cli import console
+
+    for issue in issues[:50]:
+        console.print(f"  line {issue['line']}: {issue['outcome']}: {issue['reason']}",
+                      markup=False, highlight=False)
+    if len(issues) > 50:
+        console.print(f"  … and {len(issues) - 50} more")
+
+
+@prompts_cli.command("import")
+def import_prompts(
+    path: Path = typer.Argument(..., help="A JSONL or CSV file."),
+    split_seed: str = typer.Option("rlhf-studio", help="Salt of the split-by-end-user hash."),
+    train_fraction: float = typer.Option(0.8), valid_fraction: float = typer.Option(0.1),
+    max_per_end_user: int = typer.Option(200, help="0: no cap."),
+    prefix_chars: int = typer.Option(60, help="Shared normalised prefix that makes a duplicate."),
+    no_prefix_dedup: bool = typer.Option(False, "--no-prefix-dedup"),
+    no_pii: bool = typer.Option(False, "--no-pii", help="Keep PII in the train split."),
+    strict: bool = typer.Option(False, help="Any bad line aborts the whole import."),
+) -> None:
+    """Import prompts; prints accepted / merged / capped / rejected and each bad line."""
+    from pydantic import ValidationError
+
+    from app.cli import console, fail
+    from app.db import session_scope
+    from app.prompts import service as prompts
+    from app.prompts.rules import ImportRules
+
+    try:
+        rules = ImportRules(
+            split_seed=split_seed, train_fraction=train_fraction, valid_fraction=valid_fraction,
+            max_per_end_user=max_per_end_user or None, prefix_chars=prefix_chars,
+            dedup_prefix=not no_prefix_dedup, scrub_pii=not no_pii)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"invalid rules: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+        return
+    data, total = _read(path)
+    bar, total, label = _progress(total, "importing")
+    try:
+        with bar, session_scope() as db:
+            task = bar.add_task(label, total=total)
+            report = prompts.import_file(db=db, data=data, filename=path.name, rules=rules,
+                                         strict=strict, progress=lambda: bar.advance(task))
+    except prompts.ImportFailed as exc:
+        _print_issues(exc.report.issues)
+        fail(str(exc))
+        return
+    except prompts.PromptError as exc:
+        fail(str(exc))
+        return
+    console.print(f"accepted {report.accepted}, merged duplicates {report.merged}, "
+                  f"capped {report.capped}, rejected {report.rejected}")
+    _print_issues(report.issues)
+
+
+@candidates_cli.command("import")
+def import_candidates(
+    path: Path = typer.Argument(..., help="JSONL: {prompt | prompt_id, candidates: [...]}"),
+    rank_tasks: bool = typer.Option(False, "--rank-tasks",
+                                    help="One rank task per row with 4..9 candidates."),
+    overlap: int = typer.Option(1, help="Labelers per rank task."),
+    priority: int = typer.Option(0),
+) -> None:
+    """Import candidates for prompts (creating new prompts under the import rules)."""
+    from app.cli import console, fail
+    from app.db import session_scope
+    from app.prompts.candidates import import_candidates_file
+    from app.queue.errors import QueueError
+
+    if not 1 <= overlap <= 50:
+        fail("--overlap must be between 1 and 50")
+    data, total = _read(path)
+    bar, total, label = _progress(total, "importing")
+    try:
+        with bar, session_scope() as db:
+            task = bar.add_task(label, total=total)
+            r = import_candidates_file(db=db, data=data, rank_tasks=rank_tasks, overlap=overlap,
+                                       priority=priority, progress=lambda: bar.advance(task))
+    except QueueError as exc:
+        fail(str(exc))
+        return
+    console.print(f"rows {r.rows}: prompts created {r.prompts_created}, reused "
+                  f"{r.prompts_reused}; candidates created {r.candidates_created}, reused "
+                  f"{r.candidates_reused}; rank tasks {r.rank_tasks}; rejected {r.rejected}")
+    _print_issues(r.issues)
+
+
+def register(root: typer.Typer) -> None:
+    """Add `prompts` and `candidates` to the `rlhf-studio` command."""
+    root.add_typer(prompts_cli, name="prompts")
+    root.add_typer(candidates_cli, name="candidates")

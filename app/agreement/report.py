@@ -103,14 +103,12 @@ def rank_report(
     ua, ub = uidx[comp.a], uidx[comp.b]
     tasks, task_idx = np.unique(cols.task_id[comp.a], return_inverse=True)
     masks = _comparison_masks(comp, users.held_out[ua], users.held_out[ub])
-    headline = compute.grouped_agreement(comp, task_idx, len(tasks), masks,
-                                         n_boot=n_boot, seed=seed)
     cats = cols.category[comp.a]
     cat_masks = {c: cats == c for c in sorted(set(cats.tolist()))}
-    by_cat = compute.grouped_agreement(comp, task_idx, len(tasks), cat_masks,
-                                       n_boot=n_boot, seed=seed + 2)
-    lab = compute.labeler_agreement(comp, ua, ub, task_idx, len(tasks), n_users,
-                                    n_boot=n_boot, seed=seed)
+    lab = compute.labeler_agreement(comp, ua, ub, task_idx, len(tasks), n_users)
+    lab["ci"] = _bootstrap_all(comp, task_idx, len(tasks), masks, cat_masks, lab, n_users,
+                               n_boot=n_boot, seed=seed)
+    headline, by_cat = lab.pop("headline"), lab.pop("by_cat")
     gold_ok, gold_n = _gold_rank_counts(cols, is_gold, gold_answers)
     rows = labeler_basics(users=users, uidx=uidx, seconds=seconds, gold_ok=gold_ok,
                           gold_n=gold_n, skips=skips)
@@ -130,6 +128,30 @@ def rank_report(
         "pairs": _pair_cells(users, lab),
         "trends": _rank_trends(cols, comp, masks, gold_ok, gold_n),
     }
+
+
+def _bootstrap_all(
+    comp: Comparisons, task_idx: np.ndarray, n_tasks: int, masks: dict, cat_masks: dict,
+    lab: dict, n_users: int, *, n_boot: int, seed: int,
+) -> np.ndarray:
+    """One set of task resamples for every CI: groups, categories and labelers.
+
+    Fills lab["headline"] and lab["by_cat"]; returns the per-labeler CIs (U, 2).
+    """
+    num_g, den_g = compute.task_sums(comp, task_idx, n_tasks, masks)
+    num_c, den_c = compute.task_sums(comp, task_idx, n_tasks, cat_masks)
+    parts_num, parts_den = [num_g, num_c], [den_g, den_c]
+    if lab["num_t"] is not None:
+        parts_num.append(lab["num_t"])
+        parts_den.append(lab["den_t"])
+    cis = metrics.bootstrap_ratio_ci(np.hstack(parts_num), np.hstack(parts_den),
+                                     n_boot=n_boot, seed=seed)
+    g, c = num_g.shape[1], num_c.shape[1]
+    lab["headline"] = compute.shares(list(masks), num_g, den_g, cis[:g])
+    lab["by_cat"] = compute.shares(list(cat_masks), num_c, den_c, cis[g:g + c])
+    if lab["num_t"] is None:
+        return np.full((n_users, 2), np.nan)
+    return cis[g + c:]
 
 
 def _add_agreement_columns(rows: list[dict], lab: dict, cols: RankingColumns,

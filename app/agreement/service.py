@@ -8,14 +8,14 @@ Reports are cached in-process, keyed by the filters and a fingerprint of the dat
 import csv
 import io
 import threading
+import time as time_module
 from collections import OrderedDict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
-from app.agreement import compute, loading, metrics
+from app.agreement import compute, loading
 from app.agreement.loading import Filters
 from app.agreement.report import rank_report, rate_report
 from app.labeling.models import FLAGS
@@ -31,7 +31,10 @@ CACHE_SIZE = 16
 # A rate-task gold answer counts as matched within this many Likert points.
 GOLD_LIKERT_TOLERANCE = 1
 
-_cache: OrderedDict[tuple, dict] = OrderedDict()
+# Deletions (a user or task removed) do not move the fingerprint; the TTL bounds staleness.
+CACHE_TTL_S = 600.0
+
+_cache: OrderedDict[tuple, tuple[float, dict]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -72,13 +75,15 @@ def clear_cache() -> None:
 def report(*, db: Session, filters: Filters) -> dict[str, Any]:
     """The whole agreement report for these filters (cached until the data changes)."""
     key = (filters, loading.data_version(db))
+    now = time_module.monotonic()
     with _cache_lock:
-        if key in _cache:
+        hit = _cache.get(key)
+        if hit is not None and now - hit[0] < CACHE_TTL_S:
             _cache.move_to_end(key)
-            return _cache[key]
+            return hit[1]
     built = build_report(db=db, filters=filters)
     with _cache_lock:
-        _cache[key] = built
+        _cache[key] = (now, built)
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
     return built
@@ -158,18 +163,13 @@ def build_report(*, db: Session, filters: Filters) -> dict[str, Any]:
         cols, seconds, is_gold = loading.load_rankings(db, filters)
         body = rank_report(cols=cols, seconds=seconds, is_gold=is_gold, users=users,
                            gold_answers=gold, skips=skips, n_boot=N_BOOT, seed=SEED)
-        units, values, counts = loading.load_likert_counts(db, filters)
-        body["likert_alpha"] = _alpha_from_counts(units, values, counts)
-        raters = _raters_per_unit(units, counts)
     else:
-        ratings = loading.load_rate_ratings(db, filters)
-        body = rate_report(ratings=ratings, users=users, gold_answers=gold, skips=skips,
-                           tolerance=GOLD_LIKERT_TOLERANCE)
-        body["likert_alpha"] = compute.likert_reliability(ratings["candidate_id"],
-                                                          ratings["likert"])
-        raters = np.unique(ratings["candidate_id"], return_counts=True)
-    flag_units, flag_idx = loading.load_flags(db, filters)
-    body["flag_kappa"] = compute.flag_reliability(raters[0], raters[1], flag_units, flag_idx,
+        body = rate_report(ratings=loading.load_rate_ratings(db, filters), users=users,
+                           gold_answers=gold, skips=skips, tolerance=GOLD_LIKERT_TOLERANCE)
+    patterns, multiplicity = loading.load_likert_patterns(db, filters)
+    body["likert_alpha"] = compute.likert_reliability(patterns, multiplicity)
+    flag_n, flag_yes = loading.load_flag_units(db, filters)
+    body["flag_kappa"] = compute.flag_reliability(patterns, multiplicity, flag_n, flag_yes,
                                                   FLAGS)
     body["filters"] = {"kind": filters.kind.value, "group": filters.group,
                        "since": _iso(filters.since), "until": _iso(filters.until)}
@@ -179,18 +179,3 @@ def build_report(*, db: Session, filters: Filters) -> dict[str, Any]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def _raters_per_unit(units: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    ids, inv = np.unique(units, return_inverse=True)
-    return ids, np.bincount(inv, weights=counts, minlength=len(ids)).astype(np.int64)
-
-
-def _alpha_from_counts(units: np.ndarray, values: np.ndarray, counts: np.ndarray) -> dict:
-    ids, inv = np.unique(units, return_inverse=True)
-    matrix = np.zeros((len(ids), len(metrics.LIKERT_VALUES)))
-    np.add.at(matrix, (inv, np.clip(values, 1, 7) - 1), counts)
-    pairable = int(np.sum(matrix.sum(axis=1) >= 2))
-    alpha = metrics.krippendorff_alpha_ordinal(matrix) if pairable else float("nan")
-    return {"alpha": None if np.isnan(alpha) else float(alpha), "n_units": pairable,
-            "n_ratings": int(counts.sum())}

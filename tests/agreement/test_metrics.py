@@ -109,6 +109,27 @@ def test_fleiss_kappa_of_two_raters_equals_cohen_with_pooled_marginals():
     assert metrics.fleiss_kappa(counts) == pytest.approx(pi)
 
 
+def test_krippendorff_alpha_ordinal_weights_equal_repeated_rows():
+    rng = np.random.default_rng(4)
+    patterns = rng.integers(0, 3, (6, 7))
+    times = rng.integers(1, 4, 6)
+    assert metrics.krippendorff_alpha_ordinal(patterns, times) == pytest.approx(
+        metrics.krippendorff_alpha_ordinal(np.repeat(patterns, times, axis=0)))
+
+
+def test_flag_reliability_from_patterns_equals_fleiss_on_every_output():
+    rng = np.random.default_rng(6)
+    raters = rng.integers(1, 5, 200)
+    yes = np.minimum(rng.binomial(raters, 0.2), raters)
+    patterns = np.zeros((200, 7), np.int64)
+    patterns[:, 3] = raters  # the Likert values do not matter here, only the counts
+    flagged = yes > 0
+    got = compute.flag_reliability(patterns, np.ones(200, np.int64), raters[flagged],
+                                   yes[flagged][:, None].astype(float), ("hallucination",))
+    assert got[0]["kappa"] == pytest.approx(metrics.binary_fleiss_kappa(raters, yes))
+    assert got[0]["n_units"] == int((raters >= 2).sum())
+
+
 def test_krippendorff_alpha_ordinal_perfect_agreement_is_one():
     counts = metrics.value_counts(np.array([1, 1, 2, 2, 3, 3]), np.array([2, 2, 5, 5, 7, 7]),
                                   metrics.LIKERT_VALUES)
@@ -195,13 +216,14 @@ def test_per_labeler_agreement_ranks_the_noisier_labeler_lowest():
     comp = compute.compare(cols)
     ua, ub = cols.user_id[comp.a], cols.user_id[comp.b]
     tasks, task_idx = np.unique(cols.task_id[comp.a], return_inverse=True)
-    lab = compute.labeler_agreement(comp, ua, ub, task_idx, len(tasks), 3, n_boot=200, seed=0)
+    lab = compute.labeler_agreement(comp, ua, ub, task_idx, len(tasks), 3)
+    ci = metrics.bootstrap_ratio_ci(lab["num_t"], lab["den_t"], n_boot=200, seed=0)
     share = lab["agree"] / lab["n"]
     noisy_expected = _expected_agreement(4.0, 1.0, k)  # against both careful labelers
     careful_expected = (_expected_agreement(1.0, 1.0, k) + _expected_agreement(1.0, 4.0, k)) / 2
     assert share[2] == pytest.approx(noisy_expected, abs=0.025)
     assert share[0] == pytest.approx(careful_expected, abs=0.025)
-    assert lab["ci"][2, 1] < lab["ci"][0, 0]  # the intervals separate them
+    assert ci[2, 1] < ci[0, 0]  # the intervals separate them
 
 
 def test_ranking_pairs_compares_only_same_task_and_candidate_set():

@@ -6,8 +6,11 @@ expiry take the task first.
 """
 
 import random
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
@@ -36,12 +39,15 @@ __all__ = [
     "QueueError", "complete", "create_bulk", "create_demonstrate_tasks",
     "create_demonstrate_tasks_for_train_prompts", "create_rank_task", "create_rate_tasks",
     "create_write_prompt_tasks", "expire_leases", "get_assignment", "heartbeat",
-    "live_assignment", "next_task", "skip", "task_payload", "task_stats",
+    "live_assignment", "next_task", "retrying", "skip", "task_payload", "task_stats",
 ]
 
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
 _ATTEMPTS = 3
 _SWEEP_LIMIT = 20
+_SWEEP_EVERY_S = 1.0
+_last_sweep = float("-inf")
+T = TypeVar("T")
 
 
 def _lease_delta() -> timedelta:
@@ -58,29 +64,54 @@ def _retryable(exc: DBAPIError) -> bool:
 
 def next_task(*, db: Session, user: User, kind: TaskKind | None = None) -> Assignment | None:
     """Lease this user the highest-priority task they may do, or None when there is none."""
+    kind = TaskKind(kind) if kind is not None else None
     if user.held_out:
         # Held-out labelers judge outputs only, so their preferences stay out of training.
         if kind not in (None, TaskKind.rate):
             return None
         kind = TaskKind.rate
-    if not _is_postgres(db):
-        return _lease(db, user, kind)
-    for attempt in range(_ATTEMPTS):
+    # No savepoint and retry here: the lease path never waits on a lock (SKIP LOCKED, and
+    # the expiry sweep skips busy tasks), so it cannot deadlock; see `retrying` for callers
+    # that own their transaction.
+    return _lease(db, user, kind)
+
+
+def retrying(db: Session, work: Callable[[], T], attempts: int = _ATTEMPTS) -> T:
+    """Run `work` in a savepoint, again on a deadlock or serialization failure."""
+    for attempt in range(attempts):
         try:
             with db.begin_nested():
-                return _lease(db, user, kind)
+                return work()
         except DBAPIError as exc:
-            if not _retryable(exc) or attempt == _ATTEMPTS - 1:
+            if not _retryable(exc) or attempt == attempts - 1:
                 raise
-    return None  # pragma: no cover - the loop returns or raises
+    raise AssertionError("unreachable")
+
+
+def _sweep_due() -> bool:
+    """At most one lazy expiry sweep per process per second: it is a statement per lease."""
+    global _last_sweep
+    now = time.monotonic()
+    if now - _last_sweep < _SWEEP_EVERY_S:
+        return False
+    _last_sweep = now
+    return True
 
 
 def _lease(db: Session, user: User, kind: TaskKind | None) -> Assignment | None:
     now = utcnow()
-    _expire_some(db, now=now, limit=_SWEEP_LIMIT)
+    swept = _sweep_due() and _expire_some(db, now=now, limit=_SWEEP_LIMIT) >= 0
     held = _live_lease(db, user, kind, now)
     if held is not None:
         return held  # a reload must not burn another slot
+    task = _pick(db, user, kind)
+    if task is None and not swept and _expire_some(db, now=now, limit=_SWEEP_LIMIT):
+        task = _pick(db, user, kind)  # the queue looked empty only because of lapsed leases
+    return _new_assignment(db, user, task, now) if task is not None else None
+
+
+def _pick(db: Session, user: User, kind: TaskKind | None) -> Task | None:
+    """Lock and claim a slot on the best task this user may take."""
     pick = text(sql.pick_sql(dialect=db.get_bind().dialect.name, with_kind=kind is not None))
     params: dict[str, object] = {"user_id": user.id}
     if kind is not None:
@@ -94,7 +125,7 @@ def _lease(db: Session, user: User, kind: TaskKind | None) -> Assignment | None:
             return None
         if db.execute(text(sql.CLAIM), {"task_id": task.id}).rowcount == 1:
             set_committed_value(task, "leased_labels", task.leased_labels + 1)
-            return _new_assignment(db, user, task, now)
+            return task
     return None  # lost every race for a slot (SQLite only): the client asks again
 
 

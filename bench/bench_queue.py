@@ -1,0 +1,294 @@
+"""Lease + submit through the HTTP API with 32 concurrent clients, at 10k and 1M open tasks.
+
+    python bench/bench_queue.py [--quick] [--seconds 15] [--clients 32]
+
+For each size it loads the tasks (INSERT … SELECT generate_series, then ANALYZE), starts
+uvicorn in a subprocess on a database of its own, and times lease (GET /api/v1/tasks/next)
++ submit (POST /api/v1/tasks/{id}/submit) cycles from 32 concurrent httpx clients. In the
+same run it times the same SQL transactions (app/queue/sql.py) directly through psycopg
+from 32 threads, so the API's overhead shows as a ratio. It prints cycles/s, p50 and p99
+latency per cycle, the large/small latency ratio, and the pick query's plan at each size.
+`--quick` uses 10k and 100k tasks.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/"
+DB_NAME = "rlhf_bench_queue"
+URL = SERVER + DB_NAME
+os.environ["RLHF_DATABASE_URL"] = URL
+os.environ.setdefault("RLHF_DATA_DIR", tempfile.mkdtemp(prefix="rlhf-bench-"))
+os.environ.setdefault("RLHF_SECRET_KEY", "bench-secret-not-for-production")
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+
+from app.queue import sql  # noqa: E402
+
+OVERLAP = 3
+N_PROMPTS = 1000
+
+
+def _pg(dbname: str = "postgres") -> psycopg.Connection:
+    return psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={dbname}",
+                           autocommit=True)
+
+
+def reset_database() -> None:
+    """A fresh, migrated bench database."""
+    from alembic import command
+
+    from app.db import alembic_config
+
+    with _pg() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    command.upgrade(alembic_config(URL), "heads")
+
+
+def drop_database() -> None:
+    with _pg() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+
+
+def make_users(n: int) -> list[tuple[int, str]]:
+    """n labelers with API tokens: (user id, bearer token)."""
+    from app.auth import service as auth
+    from app.auth.models import Role
+    from app.db import session_scope
+
+    out = []
+    with session_scope() as db:
+        for i in range(n):
+            user = auth.create_user(db=db, email=f"bench{i}@example.com",
+                                    password="bench password 123", role=Role.labeler)
+            _, token = auth.create_token(db=db, user=user, name="bench")
+            out.append((user.id, token))
+    return out
+
+
+def load_tasks(n: int) -> float:
+    """Replace all tasks with n open demonstrate tasks; returns seconds taken."""
+    start = time.perf_counter()
+    with _pg(DB_NAME) as conn:
+        conn.execute("TRUNCATE demonstrations, assignments, tasks RESTART IDENTITY CASCADE")
+        if not conn.execute("SELECT 1 FROM prompts LIMIT 1").fetchone():
+            conn.execute(
+                "INSERT INTO prompts (text, text_hash, source, split, metadata, pii_counts,"
+                " created_at) SELECT 'Bench prompt ' || g, md5(g::text), 'imported', 'train',"
+                " '{}', '{}', now() FROM generate_series(1, %s) g", (N_PROMPTS,))
+        conn.execute(
+            "INSERT INTO tasks (kind, prompt_id, candidate_ids, required_labels, done_labels,"
+            " leased_labels, priority, gold, params, state, created_at)"
+            " SELECT 'demonstrate', 1 + g %% %s, '[]', %s, 0, 0, 0, false, '{}', 'open', now()"
+            " FROM generate_series(1, %s) g", (N_PROMPTS, OVERLAP, n))
+        conn.execute("VACUUM ANALYZE tasks")
+        conn.execute("ANALYZE")
+    return time.perf_counter() - start
+
+
+def explain_pick(user_id: int) -> str:
+    query = sql.pick_sql(dialect="postgresql", with_kind=True)
+    query = query.replace(":kind", "'demonstrate'").replace(":user_id", str(user_id))
+    with _pg(DB_NAME) as conn:
+        rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) " + query)
+        return "\n".join(r[0] for r in rows)
+
+
+# --- through the API ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, RLHF_DB_POOL_SIZE="20", RLHF_ENV="development")
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
+         "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level",
+         "warning", "--no-access-log"], cwd=ROOT, env=env)
+
+
+def wait_ready(base: str, token: str) -> None:
+    for _ in range(200):
+        try:
+            if httpx.get(base + "/api/v1/me", headers={"Authorization": f"Bearer {token}"},
+                         timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+async def _api_client(http: httpx.AsyncClient, token: str, stop: float,
+                      lat: list[float]) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    while time.perf_counter() < stop:
+        t0 = time.perf_counter()
+        resp = await http.get("/api/v1/tasks/next", params={"kind": "demonstrate"},
+                              headers=headers)
+        if resp.status_code == 204:
+            return
+        resp.raise_for_status()
+        lease = resp.json()
+        body = {"assignment_id": lease["assignment_id"], "idempotency_key": uuid.uuid4().hex,
+                "seconds_spent": 30, "text": "A demonstration written for the benchmark."}
+        done = await http.post(f"/api/v1/tasks/{lease['task_id']}/submit", json=body,
+                               headers=headers)
+        done.raise_for_status()
+        lat.append(time.perf_counter() - t0)
+
+
+async def _api_run(base: str, tokens: list[str], seconds: float) -> list[float]:
+    lat: list[float] = []
+    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+        warm = time.perf_counter() + 2  # fill pools, prepare statements
+        await asyncio.gather(*(_api_client(http, t, warm, []) for t in tokens))
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(*(_api_client(http, t, stop, lat) for t in tokens))
+    return lat
+
+
+# --- directly through psycopg ---------------------------------------------------------
+
+
+def _psql(statement: str) -> str:
+    """The service's SQL with psycopg's placeholders."""
+    import re
+
+    return re.sub(r"(?<!:):(\w+)", r"%(\1)s", statement)
+
+
+PICK = _psql(sql.pick_sql(dialect="postgresql", with_kind=True))
+LIVE = _psql(sql.LIVE_LEASE.format(kind="AND t.kind = :kind"))
+DEMO = ("INSERT INTO demonstrations (task_id, assignment_id, user_id, prompt_id, text,"
+        " seconds_spent, idempotency_key, created_at) VALUES (%(task_id)s, %(assignment_id)s,"
+        " %(user_id)s, %(prompt_id)s, %(text)s, 30, %(key)s, %(now)s)")
+
+
+def _direct_cycle(conn: psycopg.Connection, user_id: int) -> bool:
+    now = datetime.now(UTC)
+    with conn.transaction():
+        conn.execute(_psql(sql.EXPIRED), {"now": now, "limit": 20}).fetchall()
+        conn.execute(LIVE, {"user_id": user_id, "now": now, "kind": "demonstrate"}).fetchone()
+        row = conn.execute(PICK, {"user_id": user_id, "kind": "demonstrate"}).fetchone()
+        if row is None:
+            return False
+        task_id, prompt_id = row[0], row[2]
+        conn.execute(_psql(sql.CLAIM), {"task_id": task_id})
+        assignment_id = conn.execute(_psql(sql.INSERT_ASSIGNMENT), {
+            "task_id": task_id, "user_id": user_id, "display_order": "[]", "now": now,
+            "expires_at": now + timedelta(minutes=30)}).fetchone()[0]
+    now = datetime.now(UTC)
+    with conn.transaction():
+        conn.execute(_psql(sql.LOCK_TASK), {"task_id": task_id})
+        conn.execute(_psql(sql.LOCK_ASSIGNMENT), {"assignment_id": assignment_id}).fetchone()
+        conn.execute(DEMO, {"task_id": task_id, "assignment_id": assignment_id,
+                            "user_id": user_id, "prompt_id": prompt_id, "key": uuid.uuid4().hex,
+                            "text": "A demonstration written for the benchmark.", "now": now})
+        conn.execute(_psql(sql.SUBMIT_ASSIGNMENT), {"assignment_id": assignment_id, "now": now})
+        conn.execute(_psql(sql.COUNT_SUBMISSION), {"task_id": task_id, "now": now})
+    return True
+
+
+def _direct_worker(user_id: int, warm: float, stop: float, lat: list[float]) -> None:
+    with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={DB_NAME}") as conn:
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            if not _direct_cycle(conn, user_id):
+                return
+            if t0 > warm:
+                lat.append(time.perf_counter() - t0)
+
+
+def direct_run(user_ids: list[int], seconds: float) -> list[float]:
+    lat: list[float] = []
+    warm = time.perf_counter() + 2
+    stop = warm + seconds
+    threads = [threading.Thread(target=_direct_worker, args=(u, warm, stop, lat))
+               for u in user_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return lat
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+def summary(lat: list[float], seconds: float) -> dict[str, float]:
+    ms = sorted(x * 1000 for x in lat)
+    if not ms:
+        return {"cycles_s": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan")}
+    return {"cycles_s": len(ms) / seconds, "p50_ms": statistics.median(ms),
+            "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))]}
+
+
+def line(label: str, s: dict[str, float]) -> str:
+    return (f"  {label:<7} {s['cycles_s']:8.1f} cycles/s ({2 * s['cycles_s']:7.1f} tx/s)"
+            f"   p50 {s['p50_ms']:6.1f} ms   p99 {s['p99_ms']:6.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10k and 100k tasks")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    args = parser.parse_args()
+    sizes = [10_000, 100_000] if args.quick else [10_000, 1_000_000]
+    reset_database()
+    users = make_users(args.clients)
+    port = free_port()
+    server = start_server(port, args.workers)
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base, users[0][1])
+        for n in sizes:
+            took = load_tasks(n)
+            print(f"== {n:,} open tasks (overlap {OVERLAP}), loaded in {took:.1f} s;"
+                  f" {args.clients} clients, {args.seconds:.0f} s each")
+            api = summary(asyncio.run(_api_run(base, [t for _, t in users], args.seconds)),
+                          args.seconds)
+            direct = summary(direct_run([u for u, _ in users], args.seconds), args.seconds)
+            results[n] = {"api": api, "direct": direct}
+            print(line("API", api))
+            print(line("direct", direct))
+            print(f"  API / direct rate: {api['cycles_s'] / max(direct['cycles_s'], 1e-9):.2f}")
+            print("  pick plan:\n    " + explain_pick(users[0][0]).replace("\n", "\n    "))
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        drop_database()
+    small, large = sizes
+    for kind in ("api", "direct"):
+        ratio = results[large][kind]["p50_ms"] / results[small][kind]["p50_ms"]
+        ratio99 = results[large][kind]["p99_ms"] / results[small][kind]["p99_ms"]
+        print(f"{kind}: {large:,}/{small:,} latency ratio p50 {ratio:.2f}, p99 {ratio99:.2f}")
+    print(json.dumps({str(k): v for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

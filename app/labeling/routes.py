@@ -33,6 +33,14 @@ def _http(exc: service.SubmissionError) -> HTTPException:
     return HTTPException(exc.status, str(exc))
 
 
+def _error_page(request: Request, exc: service.SubmissionError) -> Response:
+    # Rendered here rather than raised: a raised HTTPException rolls the session back and
+    # expires the user the error page shows in its header.
+    return render(request, "error.html", status_code=exc.status,
+                  title="Not found" if exc.status == 404 else f"Error {exc.status}",
+                  detail=str(exc))
+
+
 @router.get("/label", response_class=HTMLResponse)
 def start_page(request: Request, db: DbSession, user: Labeler) -> Response:
     return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
@@ -54,7 +62,7 @@ def task_page(request: Request, db: DbSession, user: Labeler, assignment_id: int
     try:
         screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
     except service.SubmissionError as exc:
-        raise _http(exc) from exc
+        return _error_page(request, exc)
     return render(
         request, f"labeling/{screen.task.kind.value}.html", s=screen, pick=kind,
         done_today=workbench.done_today(db=db, user=user), flags=workbench.FLAG_LABELS,
@@ -81,7 +89,7 @@ def guidelines_save(
     try:
         workbench.set_guideline(db=db, user=admin, kind=kind, body=body)
     except service.SubmissionError as exc:
-        raise _http(exc) from exc
+        return _error_page(request, exc)
     flash(request, f"Guidelines for {kind.replace('_', ' ')} saved.", "success")
     return RedirectResponse(f"/label/guidelines#{kind}", status_code=303)
 

@@ -229,13 +229,19 @@ def _rows(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,
 def _create_prompt(db: Session, user: User, task: Task, clean: _Clean) -> Any:
     from app.prompts import service as prompts
 
+    # A few-shot prompt is one text: the instruction, then its input/output pairs.
+    text = "\n\n".join([clean.text.strip()] + [
+        f"Input: {given.strip()}\nOutput: {wanted.strip()}" for given, wanted in clean.examples
+    ])
+    if len(text) > PROMPT_MAX:
+        raise SubmissionError(f"The prompt with its examples has {len(text):,} characters; "
+                              f"the limit is {PROMPT_MAX:,}.")
     try:
         return prompts.create_labeler_prompt(
-            db=db, user=user, text=clean.text, prompt_kind=clean.prompt_kind,
-            examples=[{"input": i, "output": o} for i, o in clean.examples],
-            use_case=task.params.get("use_case"),
+            db=db, user=user, text=text, prompt_kind=clean.prompt_kind,
+            use_case_id=task.params.get("use_case_id"),
         )
-    except ValueError as exc:  # e.g. a duplicate of an existing prompt
+    except ValueError as exc:  # a duplicate of an existing prompt, a missing use case
         raise SubmissionError(str(exc), getattr(exc, "status", 422)) from exc
 
 

@@ -273,3 +273,39 @@ def test_concurrent_identical_submits_store_one_row(committed_db):
     assert _count(db, Ranking) == 1 and _count(db, Rating) == 4
     assert db.scalar(select(Task.done_labels).where(Task.id == task.id)) == 1
     assert db.scalar(select(Assignment.state).where(Assignment.id == a.id)) == "submitted"
+
+
+def test_submit_write_prompt_creates_labeler_prompt_once(client, db, ranker):
+    from app.labeling.models import WrittenPrompt
+    from app.prompts.models import Prompt, PromptSource
+
+    user, csrf = ranker
+    task = make_task(db, TaskKind.write_prompt, params={"prompt_kind": "few_shot"})
+    a = lease(db, user, task)
+    body = {"assignment_id": a.id, "idempotency_key": "write-key-1", "seconds_spent": 60,
+            "text": "Turn each word into its opposite.", "prompt_kind": "few_shot",
+            "examples": [{"input": "hot", "output": "cold"}, {"input": "up", "output": "down"}]}
+    resp = _post(client, csrf, task, body)
+    assert resp.status_code == 200, resp.text
+    assert _post(client, csrf, task, body).json() == resp.json()
+    written = db.scalars(select(WrittenPrompt)).one()
+    prompt = db.get(Prompt, written.prompt_id)
+    assert prompt.source == PromptSource.labeler and prompt.created_by_id == user.id
+    assert prompt.text == ("Turn each word into its opposite.\n\nInput: hot\nOutput: cold"
+                           "\n\nInput: up\nOutput: down")
+    assert written.prompt_kind == "few_shot"
+
+
+def test_submit_write_prompt_refuses_wrong_kind_and_missing_examples(client, db, ranker):
+    from app.labeling.models import WrittenPrompt
+
+    user, csrf = ranker
+    task = make_task(db, TaskKind.write_prompt, params={"prompt_kind": "few_shot"})
+    a = lease(db, user, task)
+    base = {"assignment_id": a.id, "idempotency_key": "write-key-2", "seconds_spent": 6,
+            "text": "Do a thing."}
+    wrong = _post(client, csrf, task, {**base, "prompt_kind": "plain"})
+    assert wrong.status_code == 422 and "few_shot" in wrong.json()["detail"]
+    bare = _post(client, csrf, task, {**base, "prompt_kind": "few_shot"})
+    assert bare.status_code == 422 and "example" in bare.json()["detail"]
+    assert _count(db, WrittenPrompt) == 0

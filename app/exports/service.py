@@ -29,7 +29,7 @@ from app.exports.writers import Writer, open_writer, write_json
 from app.registry.models import ModelVersion
 from training.records import RECORD_TYPES, SCHEMA_VERSION
 
-BATCH_ROWS = 2000  # source rows per read batch (and per Parquet row group, roughly)
+BATCH_ROWS = 1000  # source rows per read batch (a Parquet row group each)
 INLINE_MAX_SOURCE_ROWS = 5000  # larger requests from the web run as a Celery job
 MANIFEST = "manifest.json"
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from math import comb
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, func, null, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
@@ -33,7 +33,6 @@ SOURCE: dict[str, Any] = {
     "sft": Demonstration, "rankings": Ranking, "comparisons": Ranking, "grouped": Ranking,
     "ratings": Rating, "prompts": Prompt,
 }
-_IN_CHUNK = 5000  # ids per IN (...) list: well under SQLite's and psycopg's parameter limits
 
 
 @dataclass
@@ -127,13 +126,9 @@ def _filtered(stmt: Select[Any], model: Any, plan: Plan) -> Select[Any]:
 
 
 def _stream(db: Session, stmt: Select[Any], size: int) -> Iterator[list[Any]]:
-    # yield_per streams with a server-side cursor on PostgreSQL, fetchmany on SQLite.
-    yield from db.execute(stmt.execution_options(yield_per=size)).partitions()
-
-
-def _chunks(ids: list[int]) -> Iterator[list[int]]:
-    for i in range(0, len(ids), _IN_CHUNK):
-        yield ids[i : i + _IN_CHUNK]
+    # yield_per streams with a server-side cursor on PostgreSQL, fetchmany on SQLite. Rows
+    # go through the session's Connection: plain rows, without the ORM's per-row work.
+    yield from db.connection().execute(stmt.execution_options(yield_per=size)).partitions()
 
 
 # --------------------------------------------------------------------------- kinds
@@ -200,8 +195,10 @@ def _ratings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[
 
 
 def _rankings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[dict[str, Any]]]:
-    stmt = select(Ranking.id, Ranking.prompt_id, Ranking.user_id, Ranking.groups,
-                  Ranking.display_order, Ranking.seconds_spent, Ranking.created_at,
+    # Only the rankings kind shows the display order: the others skip decoding it.
+    shown = Ranking.display_order if plan.kind == "rankings" else null().label("display_order")
+    stmt = select(Ranking.id, Ranking.prompt_id, Ranking.user_id, Ranking.groups, shown,
+                  Ranking.seconds_spent, Ranking.created_at,
                   Prompt.text).join(Prompt, Prompt.id == Ranking.prompt_id)
     stmt = _filtered(stmt, Ranking, plan)
     # grouped: a prompt's rankings sit together, ready for one batch element each.
@@ -250,20 +247,27 @@ def _ranking_records(
 
 def _candidates(db: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
-    for chunk in _chunks(ids):
-        stmt = select(Candidate.id, Candidate.text, Candidate.model, Candidate.model_version_id)
-        for cid, text, model, version in db.execute(stmt.where(Candidate.id.in_(chunk))):
-            out[cid] = {"id": cid, "text": text, "model": model, "model_version_id": version}
+    stmt = select(Candidate.id, Candidate.text, Candidate.model, Candidate.model_version_id)
+    rows = db.connection().execute(stmt.where(_id_in(db, Candidate.id, ids)))
+    for cid, text, model, version in rows:
+        out[cid] = {"id": cid, "text": text, "model": model, "model_version_id": version}
     return out
+
+
+def _id_in(db: Session, column: Any, ids: list[int]) -> Any:
+    # One array parameter on PostgreSQL: an IN list of thousands of parameters costs more
+    # to compile and send than the rows it fetches. SQLite has no arrays: a plain IN.
+    if db.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("ids", ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
 
 
 def _ranking_ratings(db: Session, ranking_ids: list[int]) -> dict[int, dict[str, Any]]:
     out: dict[int, dict[str, Any]] = {}
-    for chunk in _chunks(ranking_ids):
-        stmt = select(Rating.ranking_id, Rating.candidate_id, Rating.likert, Rating.flags,
-                      Rating.comment).where(Rating.ranking_id.in_(chunk)).order_by(Rating.id)
-        for rid, cid, likert, flags, comment in db.execute(stmt):
-            out.setdefault(rid, {})[str(cid)] = {
-                "likert": likert, "flags": list(flags or []), "comment": comment or None,
-            }
+    stmt = select(Rating.ranking_id, Rating.candidate_id, Rating.likert, Rating.flags,
+                  Rating.comment).where(_id_in(db, Rating.ranking_id, ranking_ids))
+    for rid, cid, likert, flags, comment in db.execute(stmt.order_by(Rating.id)):
+        out.setdefault(rid, {})[str(cid)] = {
+            "likert": likert, "flags": list(flags or []), "comment": comment or None,
+        }
     return out

@@ -45,6 +45,8 @@ PARQUET_SCHEMAS: dict[str, pa.Schema] = {
                           ("category", pa.string()), ("end_user_id", pa.string())]),
 }
 _JSON_FIELDS = {"rankings": ("ratings",)}
+# One encoder for every row: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class Writer(Protocol):
@@ -69,8 +71,7 @@ class JsonlWriter:
         """Append a batch of rows."""
         if not rows:
             return
-        dumps = json.dumps
-        data = ("\n".join([dumps(r, ensure_ascii=False) for r in rows]) + "\n").encode()
+        data = ("\n".join([_encode(r) for r in rows]) + "\n").encode()
         self._file.write(data)
         self._hash.update(data)
         self._rows += len(rows)
@@ -100,7 +101,7 @@ class ParquetFileWriter:
         if not rows:
             return
         for field in self._json_fields:
-            rows = [{**r, field: json.dumps(r[field], ensure_ascii=False)} for r in rows]
+            rows = [{**r, field: _encode(r[field])} for r in rows]
         self._writer.write_table(pa.Table.from_pylist(rows, schema=self._schema))
         self._rows += len(rows)
 

@@ -1,9 +1,10 @@
 """Per-labeler pairwise agreement, for the `min_agreement` export filter.
 
-The same measure as the paper's 72.6% (and as DESIGN.md's agreement summary): over every
-task, every two labelers who ranked it, every candidate pair tied by neither, the share
-ordered the same way; a labeler's figure pools the pairs they took part in. Computed here
-by streaming rankings in task order (memory: one task's rankings at a time).
+The paper's measure (72.6%), as DESIGN.md's agreement summary defines it: over every task,
+every two labelers who ranked it, every candidate pair tied by neither, the share ordered
+the same way; a labeler's figure pools the pairs they took part in. The agreement domain's
+summary is used when present, so the export and the agreement page agree; the local
+computation (streaming rankings in task order) stands in where it is not installed.
 """
 
 from collections import Counter
@@ -19,6 +20,20 @@ from app.labeling.models import Ranking
 
 def per_labeler_agreement(*, db: Session) -> dict[int, tuple[float, int]]:
     """{labeler id: (pairwise agreement, compared pairs)} over every rank task."""
+    try:
+        from app.agreement import service as agreement
+    except ImportError:
+        return local_agreement(db=db)
+    table = agreement.summary(db=db, filters=agreement.make_filters(kind="rank"))
+    return {
+        int(row["user_id"]): (float(row["pairwise_agreement"]), int(row["n_comparisons"]))
+        for row in table["per_labeler"]
+        if row.get("pairwise_agreement") is not None and row.get("n_comparisons")
+    }
+
+
+def local_agreement(*, db: Session) -> dict[int, tuple[float, int]]:
+    """The same figures computed here, one task's rankings in memory at a time."""
     agree: Counter[int] = Counter()
     total: Counter[int] = Counter()
     stmt = (

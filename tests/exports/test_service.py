@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from app.auth.models import Role
 from app.db import utcnow
 from app.exports import service, sources
+from app.exports.agreement import local_agreement
 from app.exports.models import DatasetSnapshot
 from app.exports.schemas import ExportCreate
 from app.queue.models import TaskKind
@@ -193,6 +194,11 @@ def test_filter_min_agreement_keeps_labelers_at_or_above(db, export):
     assert snapshot.manifest["resolved"]["labeler_ids"] == sorted([a.id, b.id])
     again = snapshot.manifest["reproduce"]["filters"]
     assert "min_agreement" not in again and again["labeler_ids"] == sorted([a.id, b.id])
+    figures = snapshot.manifest["resolved"]["agreement"]
+    assert figures[str(c.id)]["pairwise_agreement"] == 0.0
+    # The fallback computation gives the same figures as the agreement domain.
+    assert {uid: share for uid, (share, _) in local_agreement(db=db).items()} == {
+        a.id: 0.5, b.id: 0.5, c.id: 0.0}
 
 
 def test_filter_max_id_reproduces_an_earlier_snapshot(db, export):

@@ -4,7 +4,7 @@ Written as SQL rather than built by the ORM so the statement the benchmark times
 through psycopg is byte for byte the one the API runs (docs/queue.md explains the plan).
 """
 
-# The candidate filter repeats the partial indexes' predicate (app/queue/models.OPEN_SLOT)
+# The filter starts with the partial indexes' predicate (app/queue/models.OPEN)
 # so the planner can use them; `OFFSET 0` keeps NOT EXISTS a per-task probe of
 # uq_assignments_task_user instead of letting it become an anti-join over the user's
 # whole history.

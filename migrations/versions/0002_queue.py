@@ -14,7 +14,7 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-OPEN_SLOT = "state = 'open' AND done_labels + leased_labels < required_labels"
+OPEN = "state = 'open'"
 
 
 def upgrade() -> None:
@@ -24,12 +24,15 @@ def upgrade() -> None:
         )
     op.create_index(
         "ix_tasks_open_kind", "tasks", ["kind", sa.text("priority DESC"), "id"],
-        postgresql_where=sa.text(OPEN_SLOT), sqlite_where=sa.text(OPEN_SLOT),
+        postgresql_where=sa.text(OPEN), sqlite_where=sa.text(OPEN),
     )
     op.create_index(
         "ix_tasks_open_any", "tasks", [sa.text("priority DESC"), "id"],
-        postgresql_where=sa.text(OPEN_SLOT), sqlite_where=sa.text(OPEN_SLOT),
+        postgresql_where=sa.text(OPEN), sqlite_where=sa.text(OPEN),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        # Room on each page for HOT updates of the slot counters (docs/queue.md).
+        op.execute("ALTER TABLE tasks SET (fillfactor = 80)")
     prefix_type = sa.Text().with_variant(sa.Text(collation="C"), "postgresql")
     with op.batch_alter_table("prompts") as batch:
         batch.add_column(sa.Column("norm_prefix", prefix_type, nullable=True))
@@ -42,5 +45,7 @@ def downgrade() -> None:
         batch.drop_column("norm_prefix")
     op.drop_index("ix_tasks_open_any", table_name="tasks")
     op.drop_index("ix_tasks_open_kind", table_name="tasks")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE tasks RESET (fillfactor)")
     with op.batch_alter_table("tasks") as batch:
         batch.drop_column("leased_labels")

@@ -125,3 +125,16 @@ def test_use_cases_admin_edits_and_labelers_see_active(client, db):
     assert [u["name"] for u in seen] == ["Recipes"]
     assert client.post("/api/v1/use-cases", headers=_bearer(db, Role.researcher),
                        json={"name": "x"}).status_code == 403
+
+
+def test_candidates_import_multipart_file(client, db):
+    rows = "\n".join(json.dumps({"prompt": f"Question {i} about tides", "candidates": [
+        {"text": f"answer {j}"} for j in range(4)]}) for i in range(2))
+    resp = client.post("/api/v1/candidates/import", headers=_bearer(db),
+                       files={"file": ("c.jsonl", rows.encode())},
+                       data={"rank_tasks": "true", "overlap": "2"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["rank_tasks"] == 2
+    bad = client.post("/api/v1/candidates/import", headers=_bearer(db),
+                      files={"file": ("c.jsonl", rows.encode())}, data={"overlap": "zero"})
+    assert bad.status_code == 422

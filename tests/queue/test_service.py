@@ -232,3 +232,27 @@ def test_create_write_prompt_tasks_per_use_case(db):
     payload = queue.task_payload(db=db, assignment=got)
     assert payload["prompt"] is None
     assert payload["params"]["use_case"]["name"] in {"travel", "cooking"}
+
+
+def test_beat_task_expires_committed_leases(committed_db):
+    from app.queue.tasks import expire_leases
+
+    db = committed_db
+    task = make_task(db, overlap=1)
+    got = queue.next_task(db=db, user=make_user(db))
+    _lapse(db, got)
+    db.commit()
+    assert expire_leases.run() == 1
+    assert expire_leases.run() == 0  # safe to run twice
+    db.expire_all()
+    assert db.get(Task, task.id).leased_labels == 0
+
+
+def test_live_assignment_for_wrong_task_is_not_found(db):
+    task, other = make_task(db), make_task(db)
+    user = make_user(db)
+    got = queue.next_task(db=db, user=user)
+    assert got.task_id == task.id
+    with pytest.raises(queue.QueueError) as err:
+        queue.live_assignment(db=db, user=user, task_id=other.id, assignment_id=got.id)
+    assert err.value.status == 404

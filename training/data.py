@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
 from training.records import GroupedRecord, RankingRecord, Record, SFTRecord, parse_record
 
@@ -45,6 +46,24 @@ def read_records(path: str | Path, kind: str) -> list[Record]:
         except (ValueError, TypeError) as e:
             raise ValueError(f"{path}: row {i}: {e}") from e
     return out
+
+
+class ListDataset(Dataset):
+    """A list as a map-style torch Dataset (records stay plain Python objects)."""
+
+    def __init__(self, items: Sequence[Any]):
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.items[i]
+
+
+def read_sft(path: str | Path) -> list[SFTRecord]:
+    """Demonstrations from an sft export (prompt/completion or chat messages)."""
+    return [r for r in read_records(path, "sft") if isinstance(r, SFTRecord)]
 
 
 def read_rankings(path: str | Path) -> list[GroupedRecord]:

@@ -73,15 +73,7 @@ def rm_scores(model: PreTrainedModel, input_ids: torch.Tensor, mask: torch.Tenso
     return model(input_ids=input_ids, attention_mask=mask).logits.squeeze(-1)
 
 
-def token_values(
-    model: PreTrainedModel, input_ids: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """The score head applied at every position (a value per token); (B, T) -> (B, T)."""
-    hidden = model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-    return model.score(hidden).squeeze(-1)
-
-
-def fold_score_offset(model: PreTrainedModel, delta: float) -> str:
+def fold_score_offset(model: Any, delta: float) -> str:
     """Add `delta` to every score the model gives, inside the weights so it survives reload.
 
     The score head `w·h (+ b)` gets `delta` added to its bias if it has one. GPT-2 style
@@ -89,7 +81,7 @@ def fold_score_offset(model: PreTrainedModel, delta: float) -> str:
     norm's bias (which feeds only the head) moves by delta·w/‖w‖²: w·(β + delta·w/‖w‖²)
     = w·β + delta, exactly. Returns where the offset went.
     """
-    head = model.score
+    head: Any = model.score
     with torch.no_grad():
         if getattr(head, "bias", None) is not None:
             head.bias += delta

@@ -81,7 +81,8 @@ def write_manifest(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write manifest.json describing the model directory; returns it."""
-    config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config
+    is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
+    config_dict = dataclasses.asdict(config) if is_instance else config
     manifest = {
         "kind": kind,
         "parent_model": parent_model,

@@ -21,7 +21,14 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
-from training.data import cycle_text_batches, read_prompts, read_texts, split_holdout, text_batch
+from training.data import (
+    ListDataset,
+    cycle_text_batches,
+    read_prompts,
+    read_texts,
+    split_holdout,
+    text_batch,
+)
 from training.losses import (
     AdaptiveKLController,
     entropy,
@@ -124,6 +131,7 @@ def rollout(
     rmask = gen["response_mask"]  # (B, T)
     scores = reward(prompts, decode(tok, gen["response_ids"], rmask)).to(seq.device).float()
     logprobs, ent = response_logprobs(policy, seq, mask, n_prompt, with_entropy=True)
+    assert ent is not None
     ref_logprobs, _ = response_logprobs(ref, seq, mask, n_prompt)
     values = response_values(value_model, seq, mask, n_prompt)
     rewards, log_ratio = kl_shaped_rewards(scores, logprobs, ref_logprobs, rmask, beta)
@@ -220,7 +228,7 @@ def train_ppo(
         else None
     )
     prompts = DataLoader(
-        read_prompts(cfg.prompts),
+        ListDataset(read_prompts(cfg.prompts)),
         batch_size=cfg.rollout_size,
         shuffle=True,
         collate_fn=list,

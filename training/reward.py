@@ -20,7 +20,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from training.data import RankingCollator, read_rankings, read_records, split_holdout
+from training.data import ListDataset, RankingCollator, read_rankings, read_sft, split_holdout
 from training.losses import batched_ranking_loss, pairwise_accuracy
 from training.models import (
     fold_score_offset,
@@ -66,19 +66,19 @@ def kway_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Te
 def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator) -> dict[str, float]:
     """Pairwise accuracy and mean ranking loss on held-out rankings."""
     model.eval()
-    totals = torch.zeros(3, device=accelerator.device)  # correct pairs, pairs, loss sum
+    totals = torch.zeros(4, device=accelerator.device)  # correct pairs, pairs, loss sum, prompts
     for batch in loader:
         loss, scores = kway_loss(model, batch)
         correct, n = pairwise_accuracy(scores, batch["rankings"], batch["sizes"])
         totals += torch.tensor(
-            [correct, n, loss.item() * len(batch["sizes"])], device=totals.device
+            [correct, n, loss.item() * len(batch["sizes"]), len(batch["sizes"])],
+            device=totals.device,
         )
     totals = accelerator.gather(totals.unsqueeze(0)).sum(0)
     model.train()
-    n_prompts = max(1, len(loader.dataset))
     return {
         "val_accuracy": (totals[0] / totals[1].clamp(min=1)).item(),
-        "val_loss": (totals[2] / n_prompts).item(),
+        "val_loss": (totals[2] / totals[3].clamp(min=1)).item(),
     }
 
 
@@ -125,7 +125,7 @@ def demonstration_pairs(cfg: RewardConfig, train: list[GroupedRecord]) -> tuple[
     scores are at least centred on the data the RM saw.
     """
     if cfg.demonstrations:
-        demos = read_records(cfg.demonstrations, "sft")
+        demos = read_sft(cfg.demonstrations)
         return [d.prompt for d in demos], [d.completion for d in demos], "demonstrations"
     pairs = [(r.prompt, resp) for r in train for resp in r.responses]
     return [p for p, _ in pairs], [r for _, r in pairs], "train_responses"
@@ -139,8 +139,12 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
     model = load_reward_model(cfg.base_model, tok, cfg.dropout)
     train, valid = load_splits(cfg)
     collate = RankingCollator(tok, cfg.max_len)
-    loader = DataLoader(train, batch_size=cfg.prompts_per_step, shuffle=True, collate_fn=collate)
-    valid_loader = DataLoader(valid, batch_size=cfg.prompts_per_step, collate_fn=collate)
+    loader = DataLoader(
+        ListDataset(train), batch_size=cfg.prompts_per_step, shuffle=True, collate_fn=collate
+    )
+    valid_loader = DataLoader(
+        ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * len(loader)
     sched = get_cosine_with_min_lr_schedule_with_warmup(

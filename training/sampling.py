@@ -167,8 +167,8 @@ def run_sampling(cfg: SampleConfig, best_of: bool = False, callback: Any = None)
     bar = tqdm(total=len(rows), desc="best-of-N" if best_of else "sampling")
     for i in range(0, len(rows), cfg.batch_size):
         chunk = rows[i : i + cfg.batch_size]
-        prompts = [r.get("prompt", r.get("text")) for r in chunk]
-        if best_of:
+        prompts = [str(r.get("prompt", r.get("text"))) for r in chunk]
+        if reward is not None:
             texts = [[t] for t, _ in best_of_n(model, tok, reward, prompts, cfg.n, **gen)]
         else:
             texts = sample(model, tok, prompts, cfg.k, **gen)

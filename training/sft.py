@@ -19,7 +19,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from training.data import SFTCollator, read_records, split_holdout
+from training.data import ListDataset, SFTCollator, read_sft, split_holdout
 from training.losses import sft_loss
 from training.models import load_policy, load_tokenizer, save_model_dir
 from training.outputs import Callback, RunLog
@@ -94,16 +94,18 @@ def train_sft(
     set_seed(cfg.seed)
     tok = load_tokenizer(cfg.base_model)
     model = load_policy(cfg.base_model, tok, cfg.dropout)
-    train = read_records(cfg.train_data, "sft")
-    valid = read_records(cfg.valid_data, "sft") if cfg.valid_data else None
+    train = read_sft(cfg.train_data)
+    valid = read_sft(cfg.valid_data) if cfg.valid_data else None
     if valid is None:
         train, valid = split_holdout(train, cfg.valid_fraction, cfg.seed)
     if reward is None and cfg.reward_model:
         reward = rm_reward_fn(cfg.reward_model)
     select = selection_rule(cfg, reward)
     collate = SFTCollator(tok, cfg.max_len)
-    loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate)
-    valid_loader = DataLoader(valid, batch_size=cfg.batch_size, collate_fn=collate)
+    loader = DataLoader(
+        ListDataset(train), batch_size=cfg.batch_size, shuffle=True, collate_fn=collate
+    )
+    valid_loader = DataLoader(ListDataset(valid), batch_size=cfg.batch_size, collate_fn=collate)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * len(loader)
     sched = get_cosine_with_min_lr_schedule_with_warmup(

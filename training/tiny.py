@@ -103,7 +103,7 @@ def build_tiny(out: str | Path, cfg: TinyConfig | None = None) -> Path:
     cfg = cfg or TinyConfig()
     tok = tiny_tokenizer()
     model = build_model(cfg, tok)
-    metrics = {"n_params": sum(p.numel() for p in model.parameters())}
+    metrics: dict[str, float] = {"n_params": sum(p.numel() for p in model.parameters())}
     if cfg.pretrain_steps:
         metrics["warmup_loss"] = warm_up(model, tok, cfg)
     with atomic_dir(out) as tmp:

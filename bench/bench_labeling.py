@@ -5,7 +5,12 @@ here: bench_queue.py measures it), open its page (GET /label/a/{id}, timed) and 
 ranking with 5 Likert ratings (POST /api/v1/tasks/{id}/submit, timed). The app runs in
 uvicorn subprocesses on a fresh PostgreSQL database, dropped afterwards.
 
-    .venv/bin/python bench/bench_labeling.py [--quick] [--labelers 32] [--workers 2]
+    .venv/bin/python bench/bench_labeling.py [--quick] [--labelers 32] [--workers 2] [--think S]
+
+--think 0 (the default) is a stress test: every labeler fires its next request the moment
+the last one answers, so latency mostly measures queueing for the CPU. --think S waits a
+random 0..2S seconds before each page and each submit, closer to people (a person takes
+a minute or more per K=5 ranking).
 
 Target: p99 under 100 ms for both on this machine.
 """
@@ -13,6 +18,7 @@ Target: p99 under 100 ms for both on this machine.
 import argparse
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -116,7 +122,8 @@ async def _ttfb(client: httpx.AsyncClient, method: str, url: str, **kw) -> tuple
 
 
 async def _labeler(base: str, token: str, rounds: int, page: list[float],
-                   submit: list[float], errors: list[str], start: int = 0) -> None:
+                   submit: list[float], errors: list[str], start: int = 0,
+                   think: float = 0.0) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         for n in range(rounds):
@@ -125,6 +132,7 @@ async def _labeler(base: str, token: str, rounds: int, page: list[float],
                 errors.append(f"next: {nxt.status_code}")
                 return
             task = nxt.json()
+            await asyncio.sleep(random.uniform(0, 2 * think))
             seconds, status = await _ttfb(client, "GET", f"/label/a/{task['assignment_id']}")
             page.append(seconds)
             ids = [c["id"] for c in task["candidates"]]
@@ -132,6 +140,7 @@ async def _labeler(base: str, token: str, rounds: int, page: list[float],
                     "idempotency_key": f"bench-{token[-12:]}-{start + n}",
                     "ranking": [[ids[0]], [ids[1], ids[2]], [ids[3]], [ids[4]]],
                     "ratings": {str(c): {"likert": 4, "flags": []} for c in ids}}
+            await asyncio.sleep(random.uniform(0, 2 * think))
             seconds, status = await _ttfb(client, "POST",
                                           f"/api/v1/tasks/{task['task_id']}/submit", json=body)
             if status != 200:
@@ -150,6 +159,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--labelers", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean seconds a labeler waits before each page and submit")
     args = parser.parse_args()
     rounds = 6 if args.quick else 25
     backlog = 2_000 if args.quick else 20_000
@@ -171,14 +182,15 @@ def main() -> None:
 
         async def run() -> None:
             await asyncio.gather(*[_labeler(base, t, 1, [], [], errors) for t in tokens])  # warm
-            await asyncio.gather(*[_labeler(base, t, rounds, page, submit, errors, start=1)
-                                   for t in tokens])
+            await asyncio.gather(*[_labeler(base, t, rounds, page, submit, errors, start=1,
+                                            think=args.think) for t in tokens])
 
         t0 = time.perf_counter()
         asyncio.run(run())
         wall = time.perf_counter() - t0
         print(f"{args.labelers} concurrent labelers × {rounds} rank tasks, uvicorn "
-              f"--workers {args.workers}: {len(submit)} submits in {wall:.1f} s "
+              f"--workers {args.workers}, think {args.think:g} s: {len(submit)} submits in "
+              f"{wall:.1f} s "
               f"({len(submit) / wall:.0f} lease+page+submit cycles/s)")
         for name, values in (("rank page", page), ("submit", submit)):
             p50, p99 = _pct(values, 0.50), _pct(values, 0.99)

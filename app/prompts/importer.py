@@ -105,7 +105,7 @@ class Importer:
             select(Prompt.id, Prompt.norm_prefix).where(Prompt.norm_prefix >= prefix)
             .order_by(Prompt.norm_prefix).limit(1)
         ).first()
-        return hit[0] if hit and hit[1].startswith(prefix) else None
+        return hit[0] if hit and hit[1] is not None and hit[1].startswith(prefix) else None
 
     def _duplicate(self, norm: str, digest: str, *, prefix_rule: bool) -> tuple[str, int | None]:
         if digest in self.hashes:
@@ -130,7 +130,7 @@ class Importer:
             return Outcome("rejected", "the text has no words")
         known_split, count = self._user(row.end_user_id) if row.end_user_id else (None, 0)
         split = known_split or split_for(rules, end_user_id=row.end_user_id, normalised=original)
-        text, counts = row.text, {}
+        text, counts = row.text, dict[str, int]()
         if rules.scrub_pii and split in rules.scrub_splits:
             text, counts = pii.scrub(row.text, rules.pii_kinds)
         norm = normalise(text)

@@ -35,11 +35,12 @@ def create_demonstrate_tasks_for_train_prompts(
     has_task = select(Task.id).where(
         Task.prompt_id == Prompt.id, Task.kind == TaskKind.demonstrate
     ).exists()
-    rows = select(
+    values: list[Any] = [
         literal(TaskKind.demonstrate.value), Prompt.id, literal_column("'[]'"),
         literal(overlap), literal(0), literal(0), literal(priority), literal(False),
         literal_column("'{}'"), literal(TaskState.open.value), literal(utcnow(), UTCDateTime),
-    ).where(Prompt.split == Split.train, ~has_task)
+    ]
+    rows = select(*values).where(Prompt.split == Split.train, ~has_task)
     cols = ["kind", "prompt_id", "candidate_ids", "required_labels", "done_labels",
             "leased_labels", "priority", "gold", "params", "state", "created_at"]
     made = db.execute(insert(Task).from_select(cols, rows).returning(Task.id)).all()

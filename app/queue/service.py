@@ -54,6 +54,11 @@ def _lease_delta() -> timedelta:
     return timedelta(minutes=get_settings().lease_minutes)
 
 
+def _rowcount(result: object) -> int:
+    """Rows an UPDATE changed (a CursorResult; typed as the generic Result)."""
+    return int(getattr(result, "rowcount", 0))
+
+
 def _is_postgres(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
@@ -123,7 +128,7 @@ def _pick(db: Session, user: User, kind: TaskKind | None) -> Task | None:
         ).first()
         if task is None:
             return None
-        if db.execute(text(sql.CLAIM), {"task_id": task.id}).rowcount == 1:
+        if _rowcount(db.execute(text(sql.CLAIM), {"task_id": task.id})) == 1:
             set_committed_value(task, "leased_labels", task.leased_labels + 1)
             return task
     return None  # lost every race for a slot (SQLite only): the client asks again
@@ -223,9 +228,9 @@ def complete(*, db: Session, assignment: Assignment) -> None:
     Call after `live_assignment` in the same transaction (it holds the locks).
     """
     now = utcnow()
-    done = db.execute(
+    done = _rowcount(db.execute(
         text(sql.SUBMIT_ASSIGNMENT), {"assignment_id": assignment.id, "now": now}
-    ).rowcount
+    ))
     if done != 1:
         raise QueueError("This task was already submitted or its lease ended.", status=409)
     db.execute(text(sql.COUNT_SUBMISSION), {"task_id": assignment.task_id, "now": now})

@@ -9,8 +9,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from sqlalchemy import inspect as sa_inspect
 
 from app.auth.deps import csrf_token
+from app.db import session_scope
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
@@ -50,13 +52,28 @@ def _pop_flashes(request: Request) -> list[dict[str, str]]:
     return request.session.pop("flash", []) if "flash" in request.session else []
 
 
+def _live_user(request: Request) -> Any:
+    """The caller, reloaded if a rolled-back request transaction expired it (error pages)."""
+    user = getattr(request.state, "user", None)
+    if user is not None and sa_inspect(user).expired:
+        with session_scope() as db:
+            user = db.get(type(user), sa_inspect(user).identity[0])
+        request.state.user = user
+    return user
+
+
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render a page with the user, navigation, CSRF token and flash messages."""
-    user = getattr(request.state, "user", None)
+    user = _live_user(request)
     nav = [(item.label, item.path) for item in nav_for(user)]
+    # The longest nav path that prefixes this page is the current one (/label vs /label/mine).
+    here = request.url.path
+    current = max((p for _, p in nav if here == p or here.startswith(p.rstrip("/") + "/")),
+                  key=len, default=None)
     context.update(
         user=user,
         nav=nav,
+        current_nav=current,
         csrf_token=csrf_token(request),
         flashes=_pop_flashes(request),
     )

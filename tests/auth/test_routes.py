@@ -144,3 +144,16 @@ def test_healthz_reports_database_and_broker(client):
     body = client.get("/healthz").json()
     assert body["database"]["ok"] is True and body["database"]["migrated"] is True
     assert "broker" in body
+
+
+def test_error_page_after_rollback_renders_for_logged_in_user(app, committed_db):
+    """A route error rolls the request transaction back; the error page still knows the user."""
+    from fastapi.testclient import TestClient
+
+    admin = make_user(committed_db, Role.admin)
+    committed_db.commit()
+    with TestClient(app) as real:  # no session override: the production transaction path
+        csrf = login(real, admin)
+        resp = real.post("/admin/users/999999", data={"csrf_token": csrf, "active": "false"})
+    assert resp.status_code == 404
+    assert admin.email in resp.text and "No user 999999" in resp.text

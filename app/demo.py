@@ -1,7 +1,6 @@
 """Demo data for a first run: one user per role, sample prompts with candidate outputs, and
 labeling work of every kind so the labeler account has something to do."""
 
-import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -12,7 +11,8 @@ import app.models  # noqa: F401 - every table, so foreign keys resolve outside t
 from app.auth import service as auth
 from app.auth.models import Role, User
 from app.db import session_scope
-from app.prompts.models import Candidate, Prompt, PromptKind, PromptSource, Split
+from app.prompts import service as prompts_service
+from app.prompts.models import Candidate, Prompt, PromptKind, PromptSource
 
 SAMPLE_PROMPTS = (
     ("Write a short poem about a lighthouse keeper who befriends a storm.", "generation"),
@@ -39,17 +39,12 @@ def seed(*, creds_file: Path) -> int:
             auth.create_user(db=db, email=email, password=password, role=role,
                              name=f"Demo {role.value}")
             lines.append(f"{role.value:<11} {email:<26} {password}")
-        prompts = []
-        for i, (text, category) in enumerate(SAMPLE_PROMPTS):
-            prompt = Prompt(
-                text=text, text_hash=hashlib.sha256(text.lower().encode()).hexdigest(),
-                source=PromptSource.imported, end_user_id=f"demo-{i % 4}", category=category,
-                split=Split.train,
-            )
-            db.add(prompt)
-            prompts.append(prompt)
-        db.flush()
-        _seed_tasks(db, prompts)
+        # Through the importer, so the demo prompts obey the same rules as real ones.
+        prompts_service.import_objects(db=db, source=PromptSource.imported, objects=[
+            {"text": text, "end_user_id": f"demo-{i % 4}", "category": category}
+            for i, (text, category) in enumerate(SAMPLE_PROMPTS)
+        ])
+        _seed_tasks(db, list(db.scalars(select(Prompt).order_by(Prompt.id))))
     creds_file.parent.mkdir(parents=True, exist_ok=True)
     creds_file.write_text("\n".join(lines) + "\n")
     os.chmod(creds_file, 0o600)

@@ -133,8 +133,18 @@ def client(app, db):  # type: ignore[no-untyped-def]
     from app.db import get_session
 
     def _session() -> Iterator[Session]:
-        yield db
-        db.flush()
+        # Like session_scope: a route that raises leaves nothing of its work behind.
+        nested = db.begin_nested()
+        try:
+            yield db
+            db.flush()
+        except BaseException:
+            if nested.is_active:
+                nested.rollback()
+            raise
+        else:
+            if nested.is_active:
+                nested.commit()
 
     app.dependency_overrides[get_session] = _session
     with TestClient(app) as c:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.auth.models import ApiToken, LoginAttempt, Role, User
 from app.config import get_settings
@@ -180,9 +180,9 @@ def revoke_token(*, db: Session, user: User, token_id: int) -> ApiToken:
 def user_for_token(*, db: Session, token: str) -> User | None:
     """The active user owning this unrevoked token, or None."""
     row = db.scalar(
-        select(ApiToken).where(
-            ApiToken.token_hash == _token_hash(token), ApiToken.revoked_at.is_(None)
-        )
+        select(ApiToken)
+        .options(joinedload(ApiToken.user))  # one round trip on every API request
+        .where(ApiToken.token_hash == _token_hash(token), ApiToken.revoked_at.is_(None))
     )
     if row is None or not row.user.active:
         return None

@@ -130,10 +130,14 @@ def alembic_config(url: str | None = None) -> Config:
     return cfg
 
 
+@lru_cache
+def migration_heads() -> frozenset[str]:
+    """The newest revisions of the migration scripts (read once: they ship with the code)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
 def pending_migrations(engine: Engine) -> bool:
     """True when the database is behind the migration scripts."""
-    url = engine.url.render_as_string(hide_password=False)
-    script = ScriptDirectory.from_config(alembic_config(url))
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
-    return current != set(script.get_heads())
+    return current != migration_heads()

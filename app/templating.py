@@ -38,9 +38,21 @@ def add_nav(label: str, path: str, roles: tuple[str, ...], description: str = ""
         NAV.append(NavItem(label, path, frozenset(str(r) for r in roles), description))
 
 
+# The order a person works in: labeling first, then data and models, then administration.
+NAV_ORDER = (
+    "/label", "/label/mine", "/prompts", "/tasks", "/exports", "/agreement", "/jobs", "/models",
+    "/admin/users", "/admin/use-cases", "/label/guidelines", "/account",
+)
+
+
+def _nav_rank(item: NavItem) -> int:
+    return NAV_ORDER.index(item.path) if item.path in NAV_ORDER else NAV_ORDER.index("/admin/users")
+
+
 def nav_for(user: Any) -> list[NavItem]:
-    """The navigation this user's role sees."""
-    return [item for item in NAV if user is not None and user.role.value in item.roles]
+    """The navigation this user's role sees, in working order."""
+    items = [item for item in NAV if user is not None and user.role.value in item.roles]
+    return sorted(items, key=_nav_rank)
 
 
 def flash(request: Request, message: str, kind: str = "info") -> None:

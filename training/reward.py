@@ -31,6 +31,7 @@ from training.models import (
 )
 from training.outputs import Callback, RunLog
 from training.records import GroupedRecord
+from training.sampling import rm_reward_fn
 
 
 @dataclass
@@ -82,32 +83,12 @@ def evaluate(model: Any, loader: DataLoader, accelerator: Accelerator) -> dict[s
     }
 
 
-@torch.no_grad()
 def mean_score(
-    model: Any,
-    tok: Any,
-    prompts: list[str],
-    responses: list[str],
-    max_len: int,
-    batch_size: int = 32,
+    model: Any, tok: Any, prompts: list[str], responses: list[str], max_len: int
 ) -> float:
     """Mean RM score of (prompt, response) pairs, tokenised as in training."""
     model.eval()
-    collate = RankingCollator(tok, max_len)
-    total = 0.0
-    for i in range(0, len(prompts), batch_size):
-        recs = [
-            GroupedRecord(p, [r], [[0]])
-            for p, r in zip(prompts[i : i + batch_size], responses[i : i + batch_size], strict=True)
-        ]
-        batch = collate(recs)
-        device = next(model.parameters()).device
-        total += (
-            rm_scores(model, batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            .sum()
-            .item()
-        )
-    return total / max(1, len(prompts))
+    return rm_reward_fn(model, tok, max_len)(prompts, responses).mean().item()
 
 
 def load_splits(cfg: RewardConfig) -> tuple[list[GroupedRecord], list[GroupedRecord]]:
@@ -155,7 +136,7 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
     )
     log = RunLog(cfg.out, total, "reward model", callback, accelerator.is_main_process)
 
-    step, n_pairs, started = 0, 0, time.perf_counter()
+    step, n_pairs, started, cpu_started = 0, 0, time.perf_counter(), time.process_time()
     model.train()
     for epoch in range(cfg.epochs):
         for batch in loader:
@@ -176,6 +157,7 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
                     "loss": loss.item(),
                     "accuracy": correct / max(1, pairs),
                     "comparisons_per_s": n_pairs / elapsed,
+                    "cpu_seconds": time.process_time() - cpu_started,  # robust to machine load
                     "lr": sched.get_last_lr()[0],
                 },
             )

@@ -100,8 +100,13 @@ def sample(model: Any, tok: Any, prompts: Sequence[str], k: int, **gen: Any) -> 
     return [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
 
 
-def rm_reward_fn(rm: str | Path | Any, tok: Any | None = None, max_len: int = 512) -> RewardFn:
-    """A (prompts, responses) -> scores (N,) function from an RM directory or loaded model."""
+def rm_reward_fn(
+    rm: str | Path | Any, tok: Any | None = None, max_len: int = 512, batch_size: int = 32
+) -> RewardFn:
+    """A (prompts, responses) -> scores (N,) function from an RM directory or loaded model.
+
+    Text is laid out exactly as in reward-model training (prompt template, eos).
+    """
     if isinstance(rm, (str, Path)):
         tok = load_tokenizer(rm)
         rm = load_reward_model(rm, tok).eval()
@@ -109,15 +114,14 @@ def rm_reward_fn(rm: str | Path | Any, tok: Any | None = None, max_len: int = 51
 
     @torch.no_grad()
     def score(prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
-        batch = collate(
-            [GroupedRecord(p, [r], [[0]]) for p, r in zip(prompts, responses, strict=True)]
-        )
+        pairs = list(zip(prompts, responses, strict=True))
         device = next(rm.parameters()).device
-        return (
-            rm_scores(rm, batch["input_ids"].to(device), batch["attention_mask"].to(device))
-            .float()
-            .cpu()
-        )
+        out = []
+        for i in range(0, len(pairs), batch_size):
+            batch = collate([GroupedRecord(p, [r], [[0]]) for p, r in pairs[i : i + batch_size]])
+            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+            out.append(rm_scores(rm, ids, mask).float().cpu())
+        return torch.cat(out) if out else torch.zeros(0)
 
     return score
 

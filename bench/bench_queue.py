@@ -4,10 +4,13 @@
 
 For each size it loads the tasks (INSERT … SELECT generate_series, then ANALYZE), starts
 uvicorn in a subprocess on a database of its own, and times lease (GET /api/v1/tasks/next)
-+ submit (POST /api/v1/tasks/{id}/submit) cycles from 32 concurrent httpx clients. In the
-same run it times the same SQL transactions (app/queue/sql.py) directly through psycopg
-from 32 threads, so the API's overhead shows as a ratio. It prints cycles/s, p50 and p99
-latency per cycle, the large/small latency ratio, and the pick query's plan at each size.
++ submit (POST /api/v1/tasks/{id}/submit) cycles from 32 concurrent HTTP clients, each
+its own keep-alive connection (bench/loadgen.py: a lean client, so the load generator does
+not take the CPU the server needs). In the same run it times the same SQL transactions
+(app/queue/sql.py) directly through psycopg from 32 threads, so the API's overhead shows
+as a ratio. It prints cycles/s, p50 and p99
+latency per cycle, the CPU per cycle of the server (uvicorn's processes, from /proc) and
+of the client, the large/small latency ratio, and the pick query's plan at each size.
 `--quick` uses 10k and 100k tasks.
 """
 
@@ -36,6 +39,7 @@ os.environ.setdefault("RLHF_DATA_DIR", tempfile.mkdtemp(prefix="rlhf-bench-"))
 os.environ.setdefault("RLHF_SECRET_KEY", "bench-secret-not-for-production")
 
 import httpx  # noqa: E402
+import loadgen  # noqa: E402
 import psycopg  # noqa: E402
 
 from app.queue import sql  # noqa: E402
@@ -124,6 +128,44 @@ def hot_share() -> float:
     return hot / upd if upd else 0.0
 
 
+# --- CPU accounting -------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants (uvicorn's supervisor and its workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process tree, from /proc/PID/stat."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
+def own_cpu() -> float:
+    """CPU seconds used so far by this (client) process, all threads."""
+    t = os.times()
+    return t.user + t.system
+
+
 # --- through the API ------------------------------------------------------------------
 
 
@@ -154,39 +196,44 @@ def wait_ready(base: str, token: str) -> None:
     raise RuntimeError("the server did not start")
 
 
-async def _api_client(http: httpx.AsyncClient, token: str, stop: float,
-                      lat: list[float]) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
+async def _api_client(conn: loadgen.Connection, stop: float, lat: list[float]) -> None:
     while time.perf_counter() < stop:
         t0 = time.perf_counter()
         try:
-            resp = await http.get("/api/v1/tasks/next", params={"kind": "demonstrate"},
-                                  headers=headers)
-            if resp.status_code == 204:
+            resp = await conn.request("GET", "/api/v1/tasks/next",
+                                      params={"kind": "demonstrate"})
+            if resp.status == 204:
                 return
             resp.raise_for_status()
             lease = resp.json()
             body = {"assignment_id": lease["assignment_id"], "seconds_spent": 30,
                     "idempotency_key": uuid.uuid4().hex,
                     "text": "A demonstration written for the benchmark."}
-            done = await http.post(f"/api/v1/tasks/{lease['task_id']}/submit", json=body,
-                                   headers=headers)
+            done = await conn.request("POST", f"/api/v1/tasks/{lease['task_id']}/submit",
+                                      json_body=body)
             done.raise_for_status()
-        except httpx.HTTPError as exc:
+        except (loadgen.HTTPError, OSError) as exc:
             ERRORS.append(f"{type(exc).__name__}: {exc}")
             continue
         lat.append(time.perf_counter() - t0)
 
 
-async def _api_run(base: str, tokens: list[str], seconds: float) -> list[float]:
+async def _api_run(base: str, tokens: list[str], seconds: float,
+                   server_pid: int) -> tuple[list[float], dict[str, float]]:
+    """Latencies of the timed cycles, and the CPU seconds server and client spent on them."""
     lat: list[float] = []
-    limits = httpx.Limits(max_connections=len(tokens), max_keepalive_connections=len(tokens))
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+    conns = [loadgen.Connection(base, {"Authorization": f"Bearer {t}"}) for t in tokens]
+    try:
         warm = time.perf_counter() + 2  # fill pools, prepare statements
-        await asyncio.gather(*(_api_client(http, t, warm, []) for t in tokens))
+        await asyncio.gather(*(_api_client(c, warm, []) for c in conns))
+        cpu0 = process_cpu(server_pid), own_cpu()
         stop = time.perf_counter() + seconds
-        await asyncio.gather(*(_api_client(http, t, stop, lat) for t in tokens))
-    return lat
+        await asyncio.gather(*(_api_client(c, stop, lat) for c in conns))
+        cpu = {"server": process_cpu(server_pid) - cpu0[0], "client": own_cpu() - cpu0[1]}
+    finally:
+        for c in conns:
+            c.close()
+    return lat, cpu
 
 
 # --- directly through psycopg ---------------------------------------------------------
@@ -241,33 +288,41 @@ def _direct_worker(user_id: int, warm: float, stop: float, lat: list[float]) -> 
                 lat.append(time.perf_counter() - t0)
 
 
-def direct_run(user_ids: list[int], seconds: float) -> list[float]:
+def direct_run(user_ids: list[int], seconds: float) -> tuple[list[float], dict[str, float]]:
+    """Latencies of the timed cycles, and the CPU seconds the client threads spent in all."""
     lat: list[float] = []
     warm = time.perf_counter() + 2
     stop = warm + seconds
     threads = [threading.Thread(target=_direct_worker, args=(u, warm, stop, lat))
                for u in user_ids]
+    cpu0 = own_cpu()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return lat
+    return lat, {"client": own_cpu() - cpu0}
 
 
 # --- report ---------------------------------------------------------------------------
 
 
-def summary(lat: list[float], seconds: float) -> dict[str, float]:
+def summary(run: tuple[list[float], dict[str, float]], seconds: float) -> dict[str, float]:
+    lat, cpu = run
     ms = sorted(x * 1000 for x in lat)
     if not ms:
         return {"cycles_s": 0.0, "p50_ms": float("nan"), "p99_ms": float("nan")}
-    return {"cycles_s": len(ms) / seconds, "p50_ms": statistics.median(ms),
-            "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))]}
+    out = {"cycles_s": len(ms) / seconds, "p50_ms": statistics.median(ms),
+           "p99_ms": ms[min(len(ms) - 1, int(len(ms) * 0.99))]}
+    # CPU per timed cycle (the direct run's client CPU includes its 2 s warm-up).
+    out.update({f"{k}_cpu_ms": v * 1000 / len(ms) for k, v in cpu.items()})
+    return out
 
 
 def line(label: str, s: dict[str, float]) -> str:
+    cpu = "".join(f"   {k.removesuffix('_cpu_ms')} CPU {v:5.2f} ms/cycle"
+                  for k, v in s.items() if k.endswith("_cpu_ms"))
     return (f"  {label:<7} {s['cycles_s']:8.1f} cycles/s ({2 * s['cycles_s']:7.1f} tx/s)"
-            f"   p50 {s['p50_ms']:6.1f} ms   p99 {s['p99_ms']:6.1f} ms")
+            f"   p50 {s['p50_ms']:6.1f} ms   p99 {s['p99_ms']:6.1f} ms{cpu}")
 
 
 def main() -> None:
@@ -292,8 +347,8 @@ def main() -> None:
             took = load_tasks(n)
             print(f"== {n:,} open tasks (overlap {OVERLAP}), loaded in {took:.1f} s;"
                   f" {args.clients} clients, {args.seconds:.0f} s each")
-            api = summary(asyncio.run(_api_run(base, [t for _, t in users], args.seconds)),
-                          args.seconds)
+            api = summary(loadgen.run(_api_run(base, [t for _, t in users], args.seconds,
+                                               server.pid)), args.seconds)
             direct = summary(direct_run([u for u, _ in users], args.seconds), args.seconds)
             results[n] = {"api": api, "direct": direct}
             print(line("API", api))

@@ -9,7 +9,9 @@ Bad input raises SubmissionError before anything is written.
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -200,28 +202,50 @@ def next_url(kind: TaskKind | str | None = None) -> str:
     return f"/label/next?kind={TaskKind(kind).value}" if kind else "/label/next"
 
 
-def _rows(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,
-          body: SubmissionCreate) -> Any:
+def _insert_once(db: Session, row_type: Any, values: dict[str, Any]) -> int | None:
+    """INSERT one submission row unless it would break a unique constraint (the same
+    idempotency key or assignment twice): its id, or None when nothing was stored."""
+    dialect = db.get_bind().dialect.name
+    build = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = build(row_type).values(values).on_conflict_do_nothing().returning(row_type.id)
+    return db.scalar(stmt)
+
+
+def _store(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,
+           body: SubmissionCreate) -> int | None:
+    """Store a demonstration, ranking (with its ratings) or rating as Core INSERTs; the id
+    of the submission row, or None when a unique constraint already held one."""
     common = dict(task_id=task.id, assignment_id=assignment.id, user_id=user.id,
                   seconds_spent=body.seconds_spent, idempotency_key=body.idempotency_key)
     if task.kind == TaskKind.demonstrate:
-        row = Demonstration(prompt_id=task.prompt_id, text=clean.text, **common)
-    elif task.kind == TaskKind.rank:
-        row = Ranking(prompt_id=task.prompt_id, groups=[list(g) for g in clean.groups],
-                      display_order=list(assignment.display_order or task.candidate_ids),
-                      **common)
-    elif task.kind == TaskKind.rate:
-        row = Rating(candidate_id=task.candidate_ids[0], likert=clean.likert,
-                     flags=list(clean.flags), comment=clean.comment, **common)
-    else:
-        prompt = _create_prompt(db, user, task, clean)
-        row = WrittenPrompt(prompt_id=prompt.id, prompt_kind=clean.prompt_kind, **common)
+        return _insert_once(db, Demonstration, dict(prompt_id=task.prompt_id, text=clean.text,
+                                                    **common))
+    if task.kind == TaskKind.rate:
+        return _insert_once(db, Rating, dict(candidate_id=task.candidate_ids[0],
+                                             likert=clean.likert, flags=list(clean.flags),
+                                             comment=clean.comment, **common))
+    ranking_id = _insert_once(db, Ranking, dict(
+        prompt_id=task.prompt_id, groups=[list(g) for g in clean.groups],
+        display_order=list(assignment.display_order or task.candidate_ids), **common))
+    if ranking_id is not None:  # one rating per output, in one executemany
+        db.execute(insert(Rating), [
+            dict(task_id=task.id, assignment_id=assignment.id, ranking_id=ranking_id,
+                 user_id=user.id, candidate_id=cid, likert=likert, flags=list(flags),
+                 comment="", seconds_spent=0, idempotency_key=None)
+            for cid, likert, flags in clean.ratings
+        ])
+    return ranking_id
+
+
+def _written_prompt(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,
+                    body: SubmissionCreate) -> WrittenPrompt:
+    """Store a labeler-written prompt and the submission row that points at it."""
+    prompt = _create_prompt(db, user, task, clean)
+    row = WrittenPrompt(prompt_id=prompt.id, prompt_kind=clean.prompt_kind, task_id=task.id,
+                        assignment_id=assignment.id, user_id=user.id,
+                        seconds_spent=body.seconds_spent,
+                        idempotency_key=body.idempotency_key)
     db.add(row)
-    db.flush()
-    for cid, likert, flags in clean.ratings:  # rank: one rating per output
-        db.add(Rating(task_id=task.id, assignment_id=assignment.id, ranking_id=row.id,
-                      user_id=user.id, candidate_id=cid, likert=likert, flags=list(flags),
-                      seconds_spent=0, idempotency_key=None))
     db.flush()
     return row
 
@@ -245,34 +269,50 @@ def _create_prompt(db: Session, user: User, task: Task, clean: _Clean) -> Any:
         raise SubmissionError(str(exc), getattr(exc, "status", 422)) from exc
 
 
+def _earlier_or(db: Session, user: User, task: Task, key: str,
+                exc: SubmissionError) -> SubmissionRead:
+    """The answer of an earlier submission with this key, or raise `exc`."""
+    earlier = _existing(db, user, task.kind, key)
+    if earlier is not None:
+        return _answer(earlier, task)
+    raise exc
+
+
 def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> SubmissionRead:
-    """Store one submission for the user's live lease on this task, exactly once."""
-    task = db.get(Task, task_id)
+    """Store one submission for the user's live lease on this task, exactly once.
+
+    A retry of a submission that succeeded gets the original answer (even though the lease
+    is no longer live): the key is looked up only when the submission cannot be stored, so
+    the usual submit costs no extra query.
+    """
+    # The task row is the submit's first lock (then the assignment's); it is loaded with it.
+    task = queue.lock_task(db=db, task_id=task_id)
     if task is None:
         raise SubmissionError(f"There is no task {task_id}.", 404)
     _check_common(body)
-    # A retry of a submission that succeeded gets the original answer, even though the
-    # lease is no longer live.
-    earlier = _existing(db, user, task.kind, body.idempotency_key)
-    if earlier is not None:
-        return _answer(earlier, task)
-    clean = validate(body, task)
+    try:
+        clean = validate(body, task)
+    except SubmissionError as exc:
+        return _earlier_or(db, user, task, body.idempotency_key, exc)
     try:
         assignment = queue.live_assignment(db=db, user=user, task_id=task_id,
-                                           assignment_id=body.assignment_id)
+                                           assignment_id=body.assignment_id, task_locked=True)
     except queue.QueueError as exc:
         # An identical submit that held the lock before us has committed by now.
-        earlier = _existing(db, user, task.kind, body.idempotency_key)
-        if earlier is not None:
-            return _answer(earlier, task)
-        raise SubmissionError(str(exc), exc.status) from exc
-    try:
-        with db.begin_nested():
-            row = _rows(db, user, task, assignment, clean, body)
-    except IntegrityError as exc:
-        earlier = _existing(db, user, task.kind, body.idempotency_key)
-        if earlier is not None:
-            return _answer(earlier, task)
-        raise SubmissionError("This task was already submitted.", 409) from exc
+        error = SubmissionError(str(exc), exc.status)
+        return _earlier_or(db, user, task, body.idempotency_key, error)
+    if task.kind == TaskKind.write_prompt:
+        # It creates a prompt first, so a clash must roll that back too: a savepoint.
+        try:
+            with db.begin_nested():
+                row_id = _written_prompt(db, user, task, assignment, clean, body).id
+        except IntegrityError:
+            row_id = None
+    else:
+        row_id = _store(db, user, task, assignment, clean, body)
+    if row_id is None:
+        error = SubmissionError("This task was already submitted.", 409)
+        return _earlier_or(db, user, task, body.idempotency_key, error)
     queue.complete(db=db, assignment=assignment)
-    return _answer(row, task)
+    return SubmissionRead(id=row_id, kind=task.kind.value, task_id=task.id,
+                          assignment_id=assignment.id, next_url=next_url(task.kind))

@@ -33,13 +33,14 @@ from app.queue.creation import (  # noqa: F401 - part of this service's interfac
     task_stats,
 )
 from app.queue.errors import QueueError
-from app.queue.models import Assignment, AssignmentState, Task, TaskKind
+from app.queue.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
 __all__ = [
     "QueueError", "complete", "create_bulk", "create_demonstrate_tasks",
     "create_demonstrate_tasks_for_train_prompts", "create_rank_task", "create_rate_tasks",
     "create_write_prompt_tasks", "expire_leases", "get_assignment", "heartbeat",
-    "live_assignment", "next_task", "retrying", "skip", "task_payload", "task_stats",
+    "live_assignment", "lock_task", "next_task", "retrying", "skip", "task_payload",
+    "task_stats",
 ]
 
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
@@ -165,13 +166,23 @@ def get_assignment(*, db: Session, user: User, assignment_id: int) -> Assignment
     return assignment
 
 
-def _lock(db: Session, user: User, assignment_id: int, task_id: int | None = None) -> Assignment:
+def lock_task(*, db: Session, task_id: int) -> Task | None:
+    """Load a task and lock its row: the first lock of a submit (then `live_assignment`)."""
+    return db.scalars(
+        select(Task).where(Task.id == task_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def _lock(db: Session, user: User, assignment_id: int, task_id: int | None = None,
+          task_locked: bool = False) -> Assignment:
     """Lock the task row, then the assignment row; 404 unless it is this user's."""
     if task_id is None:
         task_id = db.scalar(select(Assignment.task_id).where(Assignment.id == assignment_id))
         if task_id is None:
             raise QueueError(f"No assignment {assignment_id} of yours.", status=404)
-    db.execute(select(Task.id).where(Task.id == task_id).with_for_update())
+    if not task_locked:
+        db.execute(select(Task.id).where(Task.id == task_id).with_for_update())
     assignment = db.scalars(
         select(Assignment).where(Assignment.id == assignment_id).with_for_update()
         .execution_options(populate_existing=True)
@@ -191,9 +202,13 @@ def _require_live(assignment: Assignment, now: datetime) -> None:
         )
 
 
-def live_assignment(*, db: Session, user: User, task_id: int, assignment_id: int) -> Assignment:
-    """Lock task then assignment and check the lease is this user's and still live."""
-    assignment = _lock(db, user, assignment_id, task_id)
+def live_assignment(*, db: Session, user: User, task_id: int, assignment_id: int,
+                    task_locked: bool = False) -> Assignment:
+    """Lock task then assignment and check the lease is this user's and still live.
+
+    `task_locked=True` when the caller already holds the task row (`lock_task`).
+    """
+    assignment = _lock(db, user, assignment_id, task_id, task_locked)
     _require_live(assignment, utcnow())
     return assignment
 
@@ -233,9 +248,20 @@ def complete(*, db: Session, assignment: Assignment) -> None:
     ))
     if done != 1:
         raise QueueError("This task was already submitted or its lease ended.", status=409)
-    db.execute(text(sql.COUNT_SUBMISSION), {"task_id": assignment.task_id, "now": now})
-    db.expire(assignment)
-    _forget_counters(db, assignment.task_id)
+    counts = db.execute(
+        text(sql.COUNT_SUBMISSION), {"task_id": assignment.task_id, "now": now}
+    ).one()
+    # Bring the loaded rows up to date from what was written, rather than expiring them
+    # and paying a SELECT each on the next attribute access.
+    set_committed_value(assignment, "state", AssignmentState.submitted)
+    set_committed_value(assignment, "finished_at", now)
+    task = db.identity_map.get(identity_key(Task, assignment.task_id))
+    if task is not None:
+        set_committed_value(task, "done_labels", counts.done_labels)
+        set_committed_value(task, "leased_labels", counts.leased_labels)
+        if counts.done_labels >= counts.required_labels:
+            set_committed_value(task, "state", TaskState.closed)
+            set_committed_value(task, "closed_at", now)
 
 
 def _forget_counters(db: Session, task_id: int) -> None:
@@ -290,9 +316,10 @@ def expire_leases(*, db: Session, batch: int = 500) -> int:
 
 def task_payload(*, db: Session, assignment: Assignment) -> dict[str, object]:
     """What a labeler's client needs for an assignment; never the gold answer."""
-    task = db.get(Task, assignment.task_id)
-    assert task is not None
-    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id is not None else None
+    task, prompt = db.execute(
+        select(Task, Prompt).outerjoin(Prompt, Prompt.id == Task.prompt_id)
+        .where(Task.id == assignment.task_id)
+    ).one()
     by_id = {}
     if assignment.display_order:
         found = db.scalars(select(Candidate).where(Candidate.id.in_(assignment.display_order)))

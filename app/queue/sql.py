@@ -69,4 +69,5 @@ UPDATE tasks SET done_labels = done_labels + 1, leased_labels = leased_labels - 
   state = CASE WHEN done_labels + 1 >= required_labels THEN 'closed' ELSE state END,
   closed_at = CASE WHEN done_labels + 1 >= required_labels THEN :now ELSE closed_at END
 WHERE id = :task_id
+RETURNING done_labels, leased_labels, required_labels
 """

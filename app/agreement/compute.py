@@ -6,7 +6,7 @@ each such *comparison* keeps its counts (pairs agreeing, pairs tied by neither),
 figure below — pooled, per labeler, per pair, per group, per week — is a sum of them.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,20 +20,61 @@ MAX_BOOT_CELLS = 5_000_000  # tasks × statistics above this: per-labeler CIs ar
 
 @dataclass
 class RankingColumns:
-    """One entry per ranking; `ranks[i]` is its rank vector over sorted candidate ids."""
+    """One entry per ranking; `ranks[i, :k[i]]` is its rank vector over sorted candidate ids.
+
+    `ranks` may also be given as a list of rank vectors; it is padded to an (N, max K)
+    matrix (padding -1) and `k` is taken from the lengths.
+    """
 
     task_id: np.ndarray
     user_id: np.ndarray
     created_s: np.ndarray  # epoch seconds
-    set_key: np.ndarray  # hash of the sorted candidate ids
-    ranks: list  # rank vectors (lists or arrays), one per ranking
+    set_key: np.ndarray  # set_keys() of the sorted candidate ids
+    ranks: np.ndarray  # (N, max K) group index per candidate, -1 past K
     category: np.ndarray  # object: prompt category or ""
     first_in_top: np.ndarray
     top_size: np.ndarray
-    k: np.ndarray = field(init=False)
+    k: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        self.k = np.array([len(r) for r in self.ranks], dtype=np.int64)
+        if not isinstance(self.ranks, np.ndarray) or self.ranks.ndim != 2:
+            lengths = np.array([len(r) for r in self.ranks], dtype=np.int64)
+            flat = (np.concatenate([np.asarray(r, np.int64) for r in self.ranks])
+                    if len(lengths) else np.zeros(0, np.int64))
+            self.ranks = padded(flat, lengths)
+            self.k = lengths if self.k is None else self.k
+        if self.k is None:
+            self.k = np.count_nonzero(self.ranks >= 0, axis=1).astype(np.int64)
+
+
+def padded(flat: np.ndarray, k: np.ndarray, fill: int = -1) -> np.ndarray:
+    """Row i of the result holds flat's next k[i] values, then `fill`: (N, max K)."""
+    n = len(k)
+    out = np.full((n, int(k.max()) if n else 0), fill, dtype=np.int64)
+    if len(flat):
+        row = np.repeat(np.arange(n), k)
+        col = np.arange(len(flat)) - np.repeat(np.cumsum(k) - k, k)
+        out[row, col] = flat
+    return out
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def set_keys(ids: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """A 64-bit key per row of (N, max K) sorted candidate ids, k[i] of them in row i.
+
+    Equal sets give equal keys; two different sets of one task collide with probability
+    about 2^-64 (only rankings of the same task are ever compared by key).
+    """
+    ids = np.asarray(ids, np.int64)
+    key = np.asarray(k, np.uint64) * _MIX
+    with np.errstate(over="ignore"):
+        for j in range(ids.shape[1]):
+            h = (ids[:, j].astype(np.uint64) + np.uint64(j + 1)) * _MIX
+            h ^= h >> np.uint64(29)
+            key = np.where(j < k, (key ^ h) * np.uint64(0xBF58476D1CE4E5B9), key)
+    return key.view(np.int64)
 
 
 @dataclass
@@ -81,7 +122,7 @@ def compare(cols: RankingColumns) -> Comparisons:
     untied = np.zeros(len(cols.k), np.int64)
     for k in np.unique(cols.k):
         rows = np.flatnonzero(cols.k == k)
-        signs = metrics.pair_signs(np.array([cols.ranks[i] for i in rows], dtype=np.int8))
+        signs = metrics.pair_signs(cols.ranks[rows, :k].astype(np.int16))
         untied[rows] = np.count_nonzero(signs, axis=1)
         local = np.full(len(cols.k), -1, np.int64)
         local[rows] = np.arange(len(rows))

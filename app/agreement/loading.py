@@ -10,10 +10,19 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, Text, case, cast, func, select
+from sqlalchemy import (
+    Float,
+    String,
+    Text,
+    case,
+    cast,
+    func,
+    select,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
+from app.agreement import compute, parsing
 from app.agreement.compute import RankingColumns
 from app.auth.models import Role, User
 from app.labeling.models import FLAGS, Ranking, Rating
@@ -95,38 +104,79 @@ def _json_texts(texts: list[str]) -> list[Any]:
     return json.loads("[" + ",".join(t or "null" for t in texts) + "]") if texts else []
 
 
-def load_rankings(db: Session, f: Filters) -> tuple[RankingColumns, np.ndarray, np.ndarray]:
-    """The filtered rankings as columns, plus seconds spent and the gold flag per ranking."""
+def _is_postgres(db: Session) -> bool:
+    return db.get_bind().dialect.name == "postgresql"
+
+
+def _flat_from_json(groups_texts: list[str], shown_texts: list[str]) -> tuple:
+    """(k, ids, ranks, first shown id): candidates of each ranking by id, with json.loads."""
+    k, ids, ranks, first = [], [], [], []
+    for groups, shown in zip(_json_texts(groups_texts), _json_texts(shown_texts), strict=True):
+        position = {cid: g for g, group in enumerate(groups or ()) for cid in group}
+        order = sorted(position)
+        k.append(len(order))
+        ids.extend(order)
+        ranks.extend(position[cid] for cid in order)
+        first.append(shown[0] if shown else -1)
+    return (np.array(k, np.int64), np.array(ids, np.int64), np.array(ranks, np.int64),
+            np.array(first, np.int64))
+
+
+def _flat_rankings(groups_texts: list[str], shown_texts: list[str]) -> tuple:
+    """(k, ids, ranks, first shown id) of every ranking, ids sorted within each ranking.
+
+    ids and ranks are flat (ranking i owns the next k[i] entries); rank is the index of
+    the group a candidate is in. Parsed with numpy; texts it cannot vouch for (or that
+    list a candidate twice) go through json.loads instead.
+    """
+    n = len(groups_texts)
+    groups, shown = parsing.int_lists(groups_texts), parsing.int_lists(shown_texts)
+    if groups is None or shown is None or (groups[1] != 2).any() or (shown[1] != 1).any():
+        return _flat_from_json(groups_texts, shown_texts)
+    row, _, inner, cid = groups
+    order = np.lexsort((cid, row))
+    row, inner, cid = row[order], inner[order], cid[order]
+    if ((row[1:] == row[:-1]) & (cid[1:] == cid[:-1])).any():
+        return _flat_from_json(groups_texts, shown_texts)
+    first = np.full(n, -1, np.int64)
+    shown_row, shown_id = shown[0], shown[3]
+    heads = np.flatnonzero(np.diff(shown_row, prepend=-1) != 0)
+    first[shown_row[heads]] = shown_id[heads]
+    return np.bincount(row, minlength=n).astype(np.int64), cid, inner, first
+
+
+def _rankings_stmt(db: Session, f: Filters) -> Select:
+    # Epoch seconds from PostgreSQL directly; SQLite's datetimes are converted in Python.
+    created = (cast(func.extract("epoch", Ranking.created_at), Float) if _is_postgres(db)
+               else Ranking.created_at)
     stmt = (
-        select(Ranking.task_id, Ranking.user_id, cast(Ranking.groups, Text),
-               cast(Ranking.display_order, Text), Ranking.seconds_spent, Ranking.created_at,
-               Task.gold, Prompt.category)
+        select(Ranking.task_id, Ranking.user_id, Ranking.seconds_spent, Task.gold,
+               Prompt.category, created, cast(Ranking.display_order, Text),
+               cast(Ranking.groups, Text))
         .join(Task, Task.id == Ranking.task_id)
         .outerjoin(Prompt, Prompt.id == Ranking.prompt_id)
     )
+    return _filtered(stmt, Ranking.created_at, Ranking.user_id, f)
+
+
+def load_rankings(db: Session, f: Filters) -> tuple[RankingColumns, np.ndarray, np.ndarray]:
+    """The filtered rankings as columns, plus seconds spent and the gold flag per ranking."""
     # Core execution: plain rows, no ORM bookkeeping per row.
-    rows = db.connection().execute(_filtered(stmt, Ranking.created_at, Ranking.user_id, f)).all()
+    rows = db.connection().execute(_rankings_stmt(db, f)).all()
     cols = list(zip(*rows, strict=True)) if rows else [()] * 8
-    all_groups, all_shown = _json_texts(list(cols[2])), _json_texts(list(cols[3]))
-    n = len(rows)
-    ranks, keys = [], np.empty(n, np.int64)
-    first_in_top, top_size = np.zeros(n, bool), np.zeros(n, np.int64)
-    for i, (groups, shown) in enumerate(zip(all_groups, all_shown, strict=True)):
-        # rank_vector inlined: plain lists here, numpy arrays are built once per K later.
-        position = {cid: g for g, group in enumerate(groups) for cid in group}
-        ids = sorted(position)
-        ranks.append([position[c] for c in ids])
-        keys[i] = hash(tuple(ids))
-        top_size[i] = len(groups[0]) if groups else 0
-        first_in_top[i] = bool(shown) and bool(groups) and shown[0] in groups[0]
+    k, ids, ranks, first = _flat_rankings(list(cols[7]), list(cols[6]))
+    created = (np.array(cols[5], np.float64) if _is_postgres(db)
+               else np.array([c.timestamp() for c in cols[5]], np.float64))
+    id_mat, rank_mat = compute.padded(ids, k), compute.padded(ranks, k)
+    in_top = rank_mat == 0
     ranking_cols = RankingColumns(
         task_id=np.array(cols[0], np.int64), user_id=np.array(cols[1], np.int64),
-        created_s=np.array([c.timestamp() for c in cols[5]], np.float64),
-        set_key=keys, ranks=ranks,
-        category=np.array([c or "" for c in cols[7]], dtype=object),
-        first_in_top=first_in_top, top_size=top_size,
+        created_s=created, set_key=compute.set_keys(id_mat, k), ranks=rank_mat, k=k,
+        category=np.array([c or "" for c in cols[4]], dtype=object),
+        first_in_top=(in_top & (id_mat == first[:, None])).any(axis=1),
+        top_size=in_top.sum(axis=1).astype(np.int64),
     )
-    return ranking_cols, np.array(cols[4], np.float64), np.array(cols[6], bool)
+    return ranking_cols, np.array(cols[2], np.float64), np.array(cols[3], bool)
 
 
 def load_rate_ratings(db: Session, f: Filters) -> dict[str, np.ndarray]:

@@ -75,15 +75,29 @@ def _shown(rows: list[dict], users: UserInfo) -> list[dict]:
 
 def _gold_rank_counts(cols: RankingColumns, is_gold: np.ndarray,
                       answers: dict[int, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Per ranking: (gold pairs ordered as the known answer, gold pairs); 0 off gold."""
     ok, n = np.zeros(len(cols.k)), np.zeros(len(cols.k))
-    for i in np.flatnonzero(is_gold):
+    rows, gold = [], []
+    for i in np.flatnonzero(is_gold).tolist():
         answer = answers.get(int(cols.task_id[i]))
-        if not answer:
-            continue
-        ids, gold_ranks = metrics.rank_vector(answer)
-        if hash(ids) != cols.set_key[i]:
-            continue  # the answer does not cover this ranking's candidates
-        ok[i], n[i] = metrics.gold_counts(cols.ranks[i], gold_ranks)
+        if answer:
+            rows.append(i)
+            gold.append(metrics.rank_vector(answer))
+    if not rows:
+        return ok, n
+    idx = np.array(rows, np.int64)
+    k = np.array([len(ids) for ids, _ in gold], np.int64)
+    gold_ids = compute.padded(np.concatenate([np.array(ids, np.int64) for ids, _ in gold]), k)
+    gold_ranks = compute.padded(np.concatenate([r.astype(np.int64) for _, r in gold]), k)
+    # Only where the answer covers exactly this ranking's candidates.
+    same = (compute.set_keys(gold_ids, k) == cols.set_key[idx]) & (k == cols.k[idx])
+    for size in np.unique(k[same]).tolist():
+        sel = np.flatnonzero(same & (k == size))
+        s = metrics.pair_signs(cols.ranks[idx[sel], :size])
+        g = metrics.pair_signs(gold_ranks[sel, :size])
+        strict = g != 0
+        ok[idx[sel]] = ((s == g) & strict).sum(axis=1)
+        n[idx[sel]] = strict.sum(axis=1)
     return ok, n
 
 

@@ -38,6 +38,7 @@ os.environ.update(RLHF_DATABASE_URL=URL, RLHF_ENV="development",
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+import loadgen  # noqa: E402
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 
 
@@ -113,27 +114,31 @@ def _serve(port: int, workers: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the server did not start")
 
 
-async def _ttfb(client: httpx.AsyncClient, method: str, url: str, **kw) -> tuple[float, int]:  # type: ignore[no-untyped-def]
+async def _ttfb(conn: loadgen.Connection, method: str, url: str,
+                **kw: object) -> tuple[float, loadgen.Response]:
     start = time.perf_counter()
-    async with client.stream(method, url, **kw) as resp:
-        first = time.perf_counter() - start  # headers are in: the first byte has arrived
-        await resp.aread()
-    return first, resp.status_code
+    first: list[float] = []
+    # The status line and headers are in: the first byte has arrived.
+    resp = await conn.request(method, url, on_headers=lambda: first.append(time.perf_counter()),
+                              **kw)  # type: ignore[arg-type]
+    return first[0] - start, resp
 
 
 async def _labeler(base: str, token: str, rounds: int, page: list[float],
                    submit: list[float], errors: list[str], start: int = 0,
                    think: float = 0.0) -> None:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+    conn = loadgen.Connection(base, {"Authorization": f"Bearer {token}"})
+    try:
         for n in range(rounds):
-            nxt = await client.get("/api/v1/tasks/next?kind=rank")
-            if nxt.status_code != 200:
-                errors.append(f"next: {nxt.status_code}")
+            nxt = await conn.request("GET", "/api/v1/tasks/next", params={"kind": "rank"})
+            if nxt.status != 200:
+                errors.append(f"next: {nxt.status}")
                 return
             task = nxt.json()
             await asyncio.sleep(random.uniform(0, 2 * think))
-            seconds, status = await _ttfb(client, "GET", f"/label/a/{task['assignment_id']}")
+            seconds, resp = await _ttfb(conn, "GET", f"/label/a/{task['assignment_id']}")
+            if resp.status != 200:
+                errors.append(f"page: {resp.status}")
             page.append(seconds)
             ids = [c["id"] for c in task["candidates"]]
             body = {"assignment_id": task["assignment_id"], "seconds_spent": 30,
@@ -141,11 +146,39 @@ async def _labeler(base: str, token: str, rounds: int, page: list[float],
                     "ranking": [[ids[0]], [ids[1], ids[2]], [ids[3]], [ids[4]]],
                     "ratings": {str(c): {"likert": 4, "flags": []} for c in ids}}
             await asyncio.sleep(random.uniform(0, 2 * think))
-            seconds, status = await _ttfb(client, "POST",
-                                          f"/api/v1/tasks/{task['task_id']}/submit", json=body)
-            if status != 200:
-                errors.append(f"submit: {status}")
+            seconds, resp = await _ttfb(conn, "POST", f"/api/v1/tasks/{task['task_id']}/submit",
+                                        json_body=body)
+            if resp.status != 200:
+                errors.append(f"submit: {resp.status}")
             submit.append(seconds)
+    except (loadgen.HTTPError, OSError) as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        conn.close()
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _server_cpu(pid: int) -> float:
+    """CPU seconds used so far by uvicorn's supervisor and its workers (/proc/PID/stat)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
+def _own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -180,18 +213,22 @@ def main() -> None:
         submit: list[float] = []
         errors: list[str] = []
 
-        async def run() -> None:
+        async def timed() -> tuple[float, float, float]:
             await asyncio.gather(*[_labeler(base, t, 1, [], [], errors) for t in tokens])  # warm
+            cpu0, client0, t0 = _server_cpu(proc.pid), _own_cpu(), time.perf_counter()
             await asyncio.gather(*[_labeler(base, t, rounds, page, submit, errors, start=1,
                                             think=args.think) for t in tokens])
+            return (time.perf_counter() - t0, _server_cpu(proc.pid) - cpu0,
+                    _own_cpu() - client0)
 
-        t0 = time.perf_counter()
-        asyncio.run(run())
-        wall = time.perf_counter() - t0
+        wall, server_cpu, client_cpu = loadgen.run(timed())
+        n = max(len(submit), 1)
         print(f"{args.labelers} concurrent labelers × {rounds} rank tasks, uvicorn "
               f"--workers {args.workers}, think {args.think:g} s: {len(submit)} submits in "
               f"{wall:.1f} s "
               f"({len(submit) / wall:.0f} lease+page+submit cycles/s)")
+        print(f"  CPU per lease+page+submit cycle: server {server_cpu * 1000 / n:.1f} ms, "
+              f"client {client_cpu * 1000 / n:.1f} ms")
         for name, values in (("rank page", page), ("submit", submit)):
             p50, p99 = _pct(values, 0.50), _pct(values, 0.99)
             verdict = "OK" if p99 < TARGET_MS else "ABOVE TARGET"

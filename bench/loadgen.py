@@ -1,8 +1,9 @@
 """A lean HTTP/1.1 keep-alive client for the benchmarks' load generators.
 
 Each simulated labeler owns one TCP connection to the server and sends real HTTP requests
-(request line, headers, JSON body) and reads whole responses (status, headers, a
-Content-Length or chunked body), one at a time, as a browser's keep-alive connection does.
+(request line, headers, cookies it was given, JSON body) and reads whole responses
+(status, headers, a Content-Length or chunked body), one at a time, as a browser's
+keep-alive connection does.
 It exists because httpx spends ~10 ms of CPU per request on a busy 2-core machine, CPU the
 server under test then cannot use; this client spends a small fraction of that, so the
 benchmark measures the server rather than its own load generator.
@@ -45,6 +46,7 @@ class Connection:
         url = urlsplit(base)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
         self.headers = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.cookies: dict[str, str] = {}  # kept like a browser's (the session cookie)
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -59,6 +61,8 @@ class Connection:
                 f"Content-Length: {len(body)}\r\n")
         if json_body is not None:
             head += "Content-Type: application/json\r\n"
+        if self.cookies:
+            head += "Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()) + "\r\n"
         for attempt in (0, 1):
             fresh = self.writer is None
             if fresh:
@@ -86,7 +90,11 @@ class Connection:
         for line in lines[1:]:
             if line:
                 name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
+                name, value = name.strip().lower(), value.strip()
+                headers[name] = value
+                if name == "set-cookie":
+                    key, _, val = value.split(";", 1)[0].partition("=")
+                    self.cookies[key.strip()] = val.strip()
         if headers.get("transfer-encoding", "").lower() == "chunked":
             body = await self._chunked()
         else:

@@ -105,14 +105,23 @@ def _owned(db: Session, user: User, assignment_id: int) -> Assignment:
 
 def task_screen(*, db: Session, user: User, assignment_id: int) -> TaskScreen:
     """The user's own assignment with its prompt and outputs in their stored display order."""
-    assignment = _owned(db, user, assignment_id)
-    task = db.get(Task, assignment.task_id)
-    assert task is not None
-    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
+    # Assignment, task and prompt in one round trip (the page is on every labeler's path).
+    found_row = db.execute(
+        select(Assignment, Task, Prompt)
+        .join(Task, Task.id == Assignment.task_id)
+        .outerjoin(Prompt, Prompt.id == Task.prompt_id)
+        .where(Assignment.id == assignment_id)
+    ).first()
+    if found_row is None or found_row[0].user_id != user.id:
+        raise SubmissionError(f"No assignment {assignment_id} of yours.", 404)
+    assignment, task, prompt = found_row
     order = list(assignment.display_order or task.candidate_ids)
-    found = {c.id: c for c in db.scalars(select(Candidate).where(Candidate.id.in_(order)))}
+    found = {c.id: c for c in db.scalars(select(Candidate).where(Candidate.id.in_(order)))
+             } if order else {}
     live = assignment.state == AssignmentState.leased and assignment.expires_at > utcnow()
-    draft = db.scalar(select(Draft).where(Draft.assignment_id == assignment.id))
+    # Only the demonstration screen shows a draft.
+    draft = db.scalar(select(Draft).where(Draft.assignment_id == assignment.id)) \
+        if task.kind == TaskKind.demonstrate else None
     return TaskScreen(
         assignment=assignment, task=task, prompt=prompt,
         candidates=[found[cid] for cid in order if cid in found], draft=draft,

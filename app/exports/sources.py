@@ -6,26 +6,31 @@ holds one batch, whatever the table size. Rows are ordered by id (grouped: by pr
 ranking id) and bounded by a cutoff id, so the same request gives the same rows.
 """
 
+import dataclasses
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from math import comb
 from typing import Any
 
-from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, func, null, select
+from sqlalchemy import ARRAY, BigInteger, Select, Text, any_, bindparam, cast, func, null, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.exports.schemas import ExportFilters
+from app.exports.writers import Rows
 from app.labeling.models import Demonstration, Ranking, Rating
 from app.prompts.models import Candidate, Prompt
 from app.queue.models import Task
 from app.registry.models import ModelVersion
 from training.records import (
+    ComparisonRecord,
     PromptRecord,
     RankingRecord,
     RatingRecord,
     Record,
     SFTRecord,
+    comparisons_from_groups,
     comparisons_from_ranking,
 )
 
@@ -85,8 +90,8 @@ def count(*, db: Session, plan: Plan) -> int:
     return db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
 
 
-def batches(*, db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[dict[str, Any]]]:
-    """Rows of the snapshot as dicts, one list per batch of source rows."""
+def batches(*, db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[Rows]:
+    """Rows of the snapshot (dicts, or a ComparisonBatch), one batch per batch of source rows."""
     reader = {
         "sft": _sft, "ratings": _ratings, "prompts": _prompts,
         "rankings": _rankings, "comparisons": _rankings, "grouped": _rankings,
@@ -97,6 +102,49 @@ def batches(*, db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[lis
 def fields(record: Record) -> dict[str, Any]:
     """The record as a dict: `to_dict()` without its deep copy (records are flat)."""
     return vars(record)
+
+
+_COMPARISON_KEYS = [f.name for f in dataclasses.fields(ComparisonRecord)]
+_encode_str = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False) uses
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _json_id(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+class ComparisonBatch:
+    """The comparisons of a batch of rankings, kept per ranking until written.
+
+    A ranking of K candidates gives up to K(K-1)/2 rows repeating its prompt and texts;
+    `jsonl()` escapes each text once per ranking instead of once per row, and no
+    per-row record or dict is built. `rows()` gives the same rows as dicts (Parquet).
+    """
+
+    def __init__(self, rankings: list[tuple[RankingRecord, list[tuple[int, int]]]]) -> None:
+        self.rankings = rankings
+
+    def __len__(self) -> int:
+        return sum(len(pairs) for _, pairs in self.rankings)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per comparison, as ComparisonRecord's fields."""
+        return [fields(c) for rec, _ in self.rankings for c in comparisons_from_ranking(rec)]
+
+    def jsonl(self) -> str:
+        """The rows as JSON lines, byte for byte what json.dumps gives for rows()."""
+        if _COMPARISON_KEYS != ["prompt", "chosen", "rejected", "prompt_id", "ranking_id",
+                                "labeler_id"]:
+            return "".join(_encode(r) + "\n" for r in self.rows())  # the record changed shape
+        lines: list[str] = []
+        for rec, pairs in self.rankings:
+            text = {c["id"]: _encode_str(c["text"]) for c in rec.candidates}
+            head = '{"prompt": ' + _encode_str(rec.prompt) + ', "chosen": '
+            tail = (f', "prompt_id": {_json_id(rec.prompt_id)}, "ranking_id": '
+                    f'{_json_id(rec.ranking_id)}, "labeler_id": {_json_id(rec.labeler_id)}}}\n')
+            lines.extend([head + text[w] + ', "rejected": ' + text[loser] + tail
+                          for w, loser in pairs])
+        return "".join(lines)
 
 
 # --------------------------------------------------------------------------- filtering
@@ -194,7 +242,7 @@ def _ratings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[
         yield rows
 
 
-def _rankings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[dict[str, Any]]]:
+def _rankings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[Rows]:
     # Only the rankings kind shows the display order: the others skip decoding it.
     shown = Ranking.display_order if plan.kind == "rankings" else null().label("display_order")
     stmt = select(Ranking.id, Ranking.prompt_id, Ranking.user_id, Ranking.groups, shown,
@@ -211,12 +259,11 @@ def _rankings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list
         elif plan.kind == "grouped":
             yield [fields(r.to_grouped()) for r in records]
         else:
-            rows = []
-            for rec in records:
-                pairs = [fields(c) for c in comparisons_from_ranking(rec)]
+            batch = ComparisonBatch([(rec, list(comparisons_from_groups(rec.groups)))
+                                     for rec in records])
+            for rec, pairs in batch.rankings:
                 stats.tied_pairs += comb(len(rec.candidates), 2) - len(pairs)
-                rows.extend(pairs)
-            yield rows
+            yield batch
 
 
 def _ranking_records(
@@ -246,19 +293,20 @@ def _ranking_records(
 
 
 def _candidates(db: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
-    out: dict[int, dict[str, Any]] = {}
     stmt = select(Candidate.id, Candidate.text, Candidate.model, Candidate.model_version_id)
-    rows = db.connection().execute(stmt.where(_id_in(db, Candidate.id, ids)))
-    for cid, text, model, version in rows:
-        out[cid] = {"id": cid, "text": text, "model": model, "model_version_id": version}
-    return out
+    # All at once: iterating the result fetches one row per call.
+    rows = db.connection().execute(stmt.where(_id_in(db, Candidate.id, ids))).all()
+    return {cid: {"id": cid, "text": text, "model": model, "model_version_id": version}
+            for cid, text, model, version in rows}
 
 
 def _id_in(db: Session, column: Any, ids: list[int]) -> Any:
     # One array parameter on PostgreSQL: an IN list of thousands of parameters costs more
     # to compile and send than the rows it fetches. SQLite has no arrays: a plain IN.
+    # Sent as one '{1,2,…}' text: psycopg's per-element list dumping cost more than the query.
     if db.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam("ids", ids, type_=ARRAY(Integer)))
+        literal = "{" + ",".join(map(str, ids)) + "}"
+        return column == any_(cast(bindparam("ids", literal, type_=Text), ARRAY(BigInteger)))
     return column.in_(ids)
 
 

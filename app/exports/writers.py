@@ -49,10 +49,23 @@ _JSON_FIELDS = {"rankings": ("ratings",)}
 _encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
+class EncodableRows(Protocol):
+    """A batch that can write itself as JSON lines faster than dict by dict."""
+
+    def __len__(self) -> int: ...
+
+    def rows(self) -> list[dict[str, Any]]: ...
+
+    def jsonl(self) -> str: ...
+
+
+Rows = list[dict[str, Any]] | EncodableRows
+
+
 class Writer(Protocol):
     name: str
 
-    def write(self, rows: list[dict[str, Any]]) -> None: ...
+    def write(self, rows: Rows) -> None: ...
 
     def close(self) -> tuple[int, str, int]: ...
 
@@ -67,11 +80,14 @@ class JsonlWriter:
         self._rows = 0
         self._bytes = 0
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
+    def write(self, rows: Rows) -> None:
         """Append a batch of rows."""
-        if not rows:
+        if not len(rows):
             return
-        data = ("\n".join([_encode(r) for r in rows]) + "\n").encode()
+        if isinstance(rows, list):
+            data = ("\n".join([_encode(r) for r in rows]) + "\n").encode()
+        else:
+            data = rows.jsonl().encode()
         self._file.write(data)
         self._hash.update(data)
         self._rows += len(rows)
@@ -96,10 +112,12 @@ class ParquetFileWriter:
         self._writer = pq.ParquetWriter(path, self._schema, compression="zstd")
         self._rows = 0
 
-    def write(self, rows: list[dict[str, Any]]) -> None:
+    def write(self, rows: Rows) -> None:
         """Append a batch of rows as one row group."""
-        if not rows:
+        if not len(rows):
             return
+        if not isinstance(rows, list):
+            rows = rows.rows()
         for field in self._json_fields:
             rows = [{**r, field: _encode(r[field])} for r in rows]
         self._writer.write_table(pa.Table.from_pylist(rows, schema=self._schema))

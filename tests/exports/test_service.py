@@ -251,3 +251,23 @@ def test_existing_out_dir_is_never_overwritten(db, tmp_path):
     with pytest.raises(service.ExportError, match="already exists"):
         service.build(db=db, snapshot=snapshot, out_dir=out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_comparison_batch_lines_match_json_of_its_rows():
+    import json
+
+    from app.exports.sources import ComparisonBatch
+    from training.records import RankingRecord, comparisons_from_groups
+
+    rec = RankingRecord(
+        ranking_id=7, prompt_id=3, prompt='Say "hi"\n', labeler_id=None,
+        candidates=[{"id": 1, "text": "ünï\tcode", "model": "m", "model_version_id": None},
+                    {"id": 2, "text": "b", "model": "m", "model_version_id": None},
+                    {"id": 5, "text": "c\\", "model": "m", "model_version_id": None}],
+        groups=[[5], [1, 2]], display_order=[1, 2, 5], ratings={}, seconds_spent=1.0,
+        created_at="2024-01-01T00:00:00+00:00",
+    )
+    batch = ComparisonBatch([(rec, list(comparisons_from_groups(rec.groups)))])
+    expected = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in batch.rows())
+    assert len(batch) == 2
+    assert batch.jsonl() == expected

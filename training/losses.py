@@ -92,7 +92,7 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
-# ----------------------------------------------------------------------------- masked helpers
+# ----------------------------------------------------------------------------- masked reductions
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Shared fixtures: one tiny offline model per test session, built in a temp dir."""
+"""Shared fixtures: one tiny offline model per test run, built in a temp dir."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Generation helpers: response masks stop at eos, best-of-N keeps the top-scoring sample."""
+"""Generation: response masks stop at eos, best-of-N keeps the top-scoring sample."""
 
 import torch
 

@@ -6,7 +6,7 @@ each such *comparison* keeps its counts (pairs agreeing, pairs tied by neither),
 figure below — pooled, per labeler, per pair, per group, per week — is a sum of them.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,7 +23,7 @@ class RankingColumns:
     """One entry per ranking; `ranks[i, :k[i]]` is its rank vector over sorted candidate ids.
 
     `ranks` may also be given as a list of rank vectors; it is padded to an (N, max K)
-    matrix (padding -1) and `k` is taken from the lengths.
+    matrix (padding -1). `k` counts each row's candidates.
     """
 
     task_id: np.ndarray
@@ -34,7 +34,7 @@ class RankingColumns:
     category: np.ndarray  # object: prompt category or ""
     first_in_top: np.ndarray
     top_size: np.ndarray
-    k: np.ndarray | None = None
+    k: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.ranks, np.ndarray) or self.ranks.ndim != 2:
@@ -42,9 +42,7 @@ class RankingColumns:
             flat = (np.concatenate([np.asarray(r, np.int64) for r in self.ranks])
                     if len(lengths) else np.zeros(0, np.int64))
             self.ranks = padded(flat, lengths)
-            self.k = lengths if self.k is None else self.k
-        if self.k is None:
-            self.k = np.count_nonzero(self.ranks >= 0, axis=1).astype(np.int64)
+        self.k = np.count_nonzero(self.ranks >= 0, axis=1).astype(np.int64)
 
 
 def padded(flat: np.ndarray, k: np.ndarray, fill: int = -1) -> np.ndarray:

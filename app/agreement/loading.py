@@ -110,7 +110,10 @@ def _is_postgres(db: Session) -> bool:
 
 def _flat_from_json(groups_texts: list[str], shown_texts: list[str]) -> tuple:
     """(k, ids, ranks, first shown id): candidates of each ranking by id, with json.loads."""
-    k, ids, ranks, first = [], [], [], []
+    k: list[int] = []
+    ids: list[int] = []
+    ranks: list[int] = []
+    first: list[int] = []
     for groups, shown in zip(_json_texts(groups_texts), _json_texts(shown_texts), strict=True):
         position = {cid: g for g, group in enumerate(groups or ()) for cid in group}
         order = sorted(position)
@@ -171,7 +174,7 @@ def load_rankings(db: Session, f: Filters) -> tuple[RankingColumns, np.ndarray, 
     in_top = rank_mat == 0
     ranking_cols = RankingColumns(
         task_id=np.array(cols[0], np.int64), user_id=np.array(cols[1], np.int64),
-        created_s=created, set_key=compute.set_keys(id_mat, k), ranks=rank_mat, k=k,
+        created_s=created, set_key=compute.set_keys(id_mat, k), ranks=rank_mat,
         category=np.array([c or "" for c in cols[4]], dtype=object),
         first_in_top=(in_top & (id_mat == first[:, None])).any(axis=1),
         top_size=in_top.sum(axis=1).astype(np.int64),

@@ -8,6 +8,8 @@ brackets, commas and whitespace makes the parse give up (None), and the caller f
 to json.loads.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
 _ROW_SEP = ord(";")  # never appears in JSON outside strings, and these texts have none
@@ -15,7 +17,7 @@ _ALLOWED = np.zeros(256, bool)
 _ALLOWED[[ord(c) for c in "0123456789[], \t\r\n;"]] = True
 
 
-def int_lists(texts: list[str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+def int_lists(texts: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                 np.ndarray] | None:
     """Every integer of every row's JSON text, in text order: (row, depth, inner, value).
 

@@ -1,13 +1,16 @@
 """The `rlhf-studio` command. Domains add their own subcommands through `register(root)`."""
 
-import importlib
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
 
+from app import optional_module
 from app.config import get_settings
 
 root = typer.Typer(help="RLHF Studio: human feedback in, aligned models out.", no_args_is_help=True)
@@ -105,9 +108,10 @@ def users_list() -> None:
             console.print(f"{u.id}\t{u.email}\t{u.role.value}{flags}")
 
 
-@users_cli.command("set-password")
-def users_set_password(email: str = typer.Option(...), password: str = typer.Option(...)) -> None:
-    """Reset a user's password."""
+@contextmanager
+def _user_work(email: str) -> Iterator[tuple[Any, Any]]:
+    """One unit of work on the user with this email; no such user, or a refused change, is a
+    clean CLI error and rolls back."""
     from app.auth import service
     from app.db import session_scope
 
@@ -116,10 +120,18 @@ def users_set_password(email: str = typer.Option(...), password: str = typer.Opt
             user = service.get_user_by_email(db=db, email=email)
             if user is None:
                 fail(f"no user with email {email}")
-                return
-            service.set_password(db=db, user=user, password=password)
+            yield db, user
     except service.AuthError as exc:
         fail(str(exc))
+
+
+@users_cli.command("set-password")
+def users_set_password(email: str = typer.Option(...), password: str = typer.Option(...)) -> None:
+    """Reset a user's password."""
+    from app.auth import service
+
+    with _user_work(email) as (db, user):
+        service.set_password(db=db, user=user, password=password)
     console.print(f"password of {email} changed")
 
 
@@ -127,13 +139,8 @@ def users_set_password(email: str = typer.Option(...), password: str = typer.Opt
 def tokens_create(email: str = typer.Option(...), name: str = typer.Option("")) -> None:
     """Create an API token for a user and print it (once)."""
     from app.auth import service
-    from app.db import session_scope
 
-    with session_scope() as db:
-        user = service.get_user_by_email(db=db, email=email)
-        if user is None:
-            fail(f"no user with email {email}")
-            return
+    with _user_work(email) as (db, user):
         _, clear = service.create_token(db=db, user=user, name=name)
     print(clear)
 
@@ -142,17 +149,9 @@ def tokens_create(email: str = typer.Option(...), name: str = typer.Option("")) 
 def tokens_revoke(token_id: int = typer.Argument(...), email: str = typer.Option(...)) -> None:
     """Revoke a user's API token by id."""
     from app.auth import service
-    from app.db import session_scope
 
-    try:
-        with session_scope() as db:
-            user = service.get_user_by_email(db=db, email=email)
-            if user is None:
-                fail(f"no user with email {email}")
-                return
-            service.revoke_token(db=db, user=user, token_id=token_id)
-    except service.AuthError as exc:
-        fail(str(exc))
+    with _user_work(email) as (db, user):
+        service.revoke_token(db=db, user=user, token_id=token_id)
     console.print(f"token {token_id} revoked")
 
 
@@ -210,13 +209,9 @@ def demo() -> None:
 def _register_domains() -> None:
     for domain in ("prompts", "queue", "labeling", "agreement", "exports", "jobs", "registry",
                    "evaluation"):
-        try:
-            module = importlib.import_module(f"app.{domain}.cli")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"app.{domain}.cli":
-                raise
-            continue
-        module.register(root)
+        module = optional_module(f"app.{domain}.cli")
+        if module is not None:
+            module.register(root)
 
 
 _register_domains()

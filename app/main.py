@@ -1,6 +1,5 @@
 """create_app(): the ASGI application (`uvicorn app.main:create_app --factory`)."""
 
-import importlib
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
@@ -11,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
+from app import optional_module
 from app.auth.deps import PUBLIC, Forbidden, NotAuthenticated, allow
 from app.config import get_settings
 from app.db import get_engine, pending_migrations
@@ -89,13 +89,9 @@ def create_app(*, check_migrations: bool = True) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_error_handlers(app)
     for domain in DOMAINS:
-        try:
-            module = importlib.import_module(f"app.{domain}.routes")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"app.{domain}.routes":
-                raise
-            continue
-        app.include_router(module.router)
+        module = optional_module(f"app.{domain}.routes")
+        if module is not None:
+            app.include_router(module.router)
 
     @app.get("/healthz", dependencies=[Depends(allow(PUBLIC))])
     def healthz() -> JSONResponse:

@@ -162,6 +162,8 @@ def tokens_revoke(token_id: int = typer.Argument(...), email: str = typer.Option
 def up(
     host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
     workers: bool = typer.Option(True, help="Also start a Celery worker with beat."),
+    web_workers: int = typer.Option(1, help="uvicorn processes (one per core on PostgreSQL)."),
+    access_log: bool = typer.Option(True, help="Log every request."),
 ) -> None:
     """Run the web app, a Celery worker and beat (embedded broker unless RLHF_REDIS_URL)."""
     import uvicorn
@@ -179,7 +181,8 @@ def up(
              "-Q", "default,gpu", "--concurrency", "1", "--loglevel", "INFO"],
         ))
     try:
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port)
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
+                    workers=web_workers, access_log=access_log)
     finally:
         for child in children:
             child.send_signal(signal.SIGTERM)

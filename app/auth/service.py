@@ -3,6 +3,7 @@
 import hashlib
 import secrets
 from datetime import timedelta
+from functools import lru_cache
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,8 +18,14 @@ from app.db import utcnow
 _hasher = PasswordHasher.from_parameters(
     profiles.CHEAPEST if get_settings().env == "test" else profiles.RFC_9106_LOW_MEMORY
 )
-# Verified against when the email is unknown, so both paths cost one argon2 verify.
-_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+@lru_cache
+def _dummy_hash() -> str:
+    # Verified against when the email is unknown, so both paths cost one argon2 verify.
+    return _hasher.hash("not-a-real-password")
+
+
 TOKEN_PREFIX = "rlhf_"
 MIN_PASSWORD = 8
 
@@ -131,7 +138,7 @@ def authenticate(*, db: Session, email: str, password: str, ip: str) -> User:
         raise Throttled(wait)
     user = get_user_by_email(db=db, email=email)
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _dummy_hash(), password)
         ok = user is not None and user.active
     except (VerificationError, InvalidHashError):
         ok = False

@@ -6,11 +6,13 @@ finished snapshot. Asking again makes a new snapshot (with the same data-file ha
 the source rows are the same).
 """
 
+import gc
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,11 +199,12 @@ def write_files(*, db: Session, snapshot: DatasetSnapshot, out_dir: Path | None 
         expected = sources.count(db=db, plan=plan)
         stats = sources.Stats()
         writer = open_writer(snapshot.format, tmp, snapshot.kind, plan.chat)
-        for rows in sources.batches(db=db, plan=plan, stats=stats, size=BATCH_ROWS):
-            writer.write(rows)
-            stats.rows += len(rows)
-            if on_progress:
-                on_progress(stats.source_rows, expected)
+        with _cyclic_gc_paused():
+            for rows in sources.batches(db=db, plan=plan, stats=stats, size=BATCH_ROWS):
+                writer.write(rows)
+                stats.rows += len(rows)
+                if on_progress:
+                    on_progress(stats.source_rows, expected)
         n, digest, size = writer.close()
         writer = None
         manifest = _manifest(snapshot, plan, resolved, stats,
@@ -217,6 +220,25 @@ def write_files(*, db: Session, snapshot: DatasetSnapshot, out_dir: Path | None 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return BuildResult(directory=final, manifest=manifest)
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cycle collector while rows stream through.
+
+    Every batch allocates tens of thousands of rows, dicts and strings, so the collector
+    kept running full passes over everything alive: a third of a 1M-row export's CPU.
+    Batch objects hold no reference cycles (reference counting frees them), so memory
+    stays at one batch; anything cyclic is collected once at the end.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+            gc.collect()
 
 
 def _target(snapshot: DatasetSnapshot, out_dir: Path | None) -> Path:

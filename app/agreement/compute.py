@@ -206,9 +206,9 @@ def week_start_s(week: int) -> int:
 
 def weekly_agreement(
     comp: Comparisons, week_of_comparison: np.ndarray, masks: dict[str, np.ndarray],
-) -> dict[int, dict[str, tuple[float, int]]]:
+) -> dict[int, dict[str, tuple[float | None, int]]]:
     """Per week (of the later ranking of each comparison): pooled agreement per subset."""
-    out: dict[int, dict[str, tuple[float, int]]] = {}
+    out: dict[int, dict[str, tuple[float | None, int]]] = {}
     if len(week_of_comparison) == 0:
         return out
     weeks, inv = np.unique(week_of_comparison, return_inverse=True)

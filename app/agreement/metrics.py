@@ -176,7 +176,7 @@ def value_counts(units: np.ndarray, values: np.ndarray, domain: np.ndarray) -> n
 
 def cohen_kappa(a: Sequence, b: Sequence) -> float:
     """Cohen's κ of two raters' labels on the same items: (p_o − p_e) / (1 − p_e)."""
-    a, b = np.asarray(a), np.asarray(b)
+    a, b = np.asarray(a), np.asarray(b)  # type: ignore[assignment]
     if len(a) == 0:
         return float("nan")
     labels = np.union1d(a, b)

@@ -119,7 +119,7 @@ def rank_report(
     masks = _comparison_masks(comp, users.held_out[ua], users.held_out[ub])
     cats = cols.category[comp.a]
     cat_masks = {c: cats == c for c in sorted(set(cats.tolist()))}
-    lab = compute.labeler_agreement(comp, ua, ub, task_idx, len(tasks), n_users)
+    lab: dict[str, Any] = compute.labeler_agreement(comp, ua, ub, task_idx, len(tasks), n_users)
     lab["ci"] = _bootstrap_all(comp, task_idx, len(tasks), masks, cat_masks, lab, n_users,
                                n_boot=n_boot, seed=seed)
     headline, by_cat = lab.pop("headline"), lab.pop("by_cat")

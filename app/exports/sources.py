@@ -8,7 +8,7 @@ ranking id) and bounded by a cutoff id, so the same request gives the same rows.
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from math import comb
 from typing import Any
@@ -150,7 +150,7 @@ class ComparisonBatch:
 # --------------------------------------------------------------------------- filtering
 
 
-def _filtered(stmt: Select[Any], model: Any, plan: Plan) -> Select[Any]:
+def _filtered(stmt: Select, model: Any, plan: Plan) -> Select:  # type: ignore[type-arg]
     f = plan.filters
     stmt = stmt.where(model.id <= plan.cutoff)
     if f.split is not None:
@@ -173,7 +173,7 @@ def _filtered(stmt: Select[Any], model: Any, plan: Plan) -> Select[Any]:
     return stmt
 
 
-def _stream(db: Session, stmt: Select[Any], size: int) -> Iterator[list[Any]]:
+def _stream(db: Session, stmt: Select, size: int) -> Iterator[Sequence[Any]]:  # type: ignore[type-arg]
     # yield_per streams with a server-side cursor on PostgreSQL, fetchmany on SQLite. Rows
     # go through the session's Connection: plain rows, without the ORM's per-row work.
     yield from db.connection().execute(stmt.execution_options(yield_per=size)).partitions()
@@ -222,10 +222,10 @@ def _ratings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[list[
         .join(Prompt, Prompt.id == Candidate.prompt_id)
         .outerjoin(ModelVersion, ModelVersion.id == Candidate.model_version_id)
     )
-    stmt = _filtered(stmt, Rating, plan).order_by(Rating.id)
+    query = _filtered(stmt, Rating, plan).order_by(Rating.id)
     if plan.filters.model_version_id is not None:
-        stmt = stmt.where(Candidate.model_version_id == plan.filters.model_version_id)
-    for part in _stream(db, stmt, size):
+        query = query.where(Candidate.model_version_id == plan.filters.model_version_id)
+    for part in _stream(db, query, size):
         rows = []
         for (rid, uid, cid, likert, flags, comment, created, text, model, version, pid,
              prompt) in part:
@@ -267,7 +267,7 @@ def _rankings(db: Session, plan: Plan, stats: Stats, size: int) -> Iterator[Rows
 
 
 def _ranking_records(
-    db: Session, plan: Plan, stats: Stats, part: list[Any]
+    db: Session, plan: Plan, stats: Stats, part: Sequence[Any]
 ) -> Iterator[RankingRecord]:
     wanted = {cid for row in part for group in row.groups for cid in group}
     cands = _candidates(db, sorted(wanted))
@@ -315,6 +315,8 @@ def _ranking_ratings(db: Session, ranking_ids: list[int]) -> dict[int, dict[str,
     stmt = select(Rating.ranking_id, Rating.candidate_id, Rating.likert, Rating.flags,
                   Rating.comment).where(_id_in(db, Rating.ranking_id, ranking_ids))
     for rid, cid, likert, flags, comment in db.execute(stmt.order_by(Rating.id)):
+        if rid is None:  # cannot happen: filtered to ranking_ids; tells the type checker
+            continue
         out.setdefault(rid, {})[str(cid)] = {
             "likert": likert, "flags": list(flags or []), "comment": comment or None,
         }

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.agreement import service
@@ -13,8 +13,7 @@ from app.agreement.schemas import (
     AgreementSummary,
     AgreementTrends,
 )
-from app.auth.deps import STAFF, allow
-from app.auth.models import User
+from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.templating import add_nav, render
 
@@ -22,7 +21,6 @@ router = APIRouter()
 add_nav("Agreement", "/agreement", STAFF,
         "Inter-annotator agreement and labeler quality, per labeler and over time.")
 
-Staff = Annotated[User, Depends(allow(*STAFF))]
 Params = Annotated[AgreementQuery, Query()]
 
 

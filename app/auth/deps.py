@@ -8,7 +8,7 @@ or header `X-CSRF-Token`), so no form or cookie-authenticated API call can skip 
 import secrets
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -126,3 +126,11 @@ def allow(*roles: str) -> Allow:
     if not roles:
         raise ValueError("a route must name the roles it allows")
     return Allow(roles)
+
+
+# The role declarations routes use as parameter types: `user: Staff` admits researchers and
+# admins, and hands the route the caller.
+Anyone = Annotated[User | None, Depends(allow(PUBLIC))]
+AnyUser = Annotated[User, Depends(allow(*ALL_ROLES))]
+Staff = Annotated[User, Depends(allow(*STAFF))]
+Admin = Annotated[User, Depends(allow(Role.admin))]

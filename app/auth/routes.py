@@ -2,12 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.auth import service
-from app.auth.deps import ALL_ROLES, PUBLIC, allow, login_session
+from app.auth.deps import ALL_ROLES, Admin, Anyone, AnyUser, login_session
 from app.auth.models import Role, User
 from app.auth.schemas import (
     Me,
@@ -25,9 +25,6 @@ router = APIRouter()
 add_nav("Account", "/account", ALL_ROLES, "Your API tokens for scripts.")
 add_nav("Users", "/admin/users", (Role.admin,), "Create users, change roles, reset passwords.")
 
-Anyone = Annotated[User | None, Depends(allow(PUBLIC))]
-AnyUser = Annotated[User, Depends(allow(*ALL_ROLES))]
-Admin = Annotated[User, Depends(allow(Role.admin))]
 Db = DbSession
 
 

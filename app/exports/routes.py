@@ -2,12 +2,11 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from app.auth.deps import STAFF, allow
-from app.auth.models import User
+from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.exports import service
 from app.exports.schemas import FORMATS, KINDS, ExportCreate, SnapshotRead, describe, from_form
@@ -18,7 +17,6 @@ from app.templating import add_nav, flash, render
 router = APIRouter()
 add_nav("Exports", "/exports", STAFF, "Dataset snapshots for training: create, list, download.")
 
-Staff = Annotated[User, Depends(allow(*STAFF))]
 FormStr = Annotated[str, Form(max_length=2000)]
 MEDIA = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 

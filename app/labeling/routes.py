@@ -2,11 +2,11 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.auth.deps import ALL_ROLES, allow
-from app.auth.models import Role, User
+from app.auth.deps import ALL_ROLES, Admin, AnyUser
+from app.auth.models import Role
 from app.db import DbSession
 from app.labeling import service, workbench
 from app.labeling.schemas import (
@@ -24,8 +24,6 @@ add_nav("Label", "/label", ALL_ROLES, "Write demonstrations, rank and rate model
 add_nav("My work", "/label/mine", (Role.labeler,), "Your own counts, time and recent work.")
 add_nav("Guidelines", "/label/guidelines", (Role.admin,), "Edit what labelers read per task.")
 
-Labeler = Annotated[User, Depends(allow(*ALL_ROLES))]
-Admin = Annotated[User, Depends(allow(Role.admin))]
 KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt"]
 
 
@@ -42,13 +40,13 @@ def _error_page(request: Request, exc: service.SubmissionError) -> Response:
 
 
 @router.get("/label", response_class=HTMLResponse)
-def start_page(request: Request, db: DbSession, user: Labeler) -> Response:
+def start_page(request: Request, db: DbSession, user: AnyUser) -> Response:
     return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
                   nothing=None)
 
 
 @router.get("/label/next", response_class=HTMLResponse)
-def next_page(request: Request, db: DbSession, user: Labeler, kind: KindChoice = "any") -> Response:
+def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice = "any") -> Response:
     assignment = workbench.lease_next(db=db, user=user, kind=kind)
     if assignment is None:
         return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
@@ -57,7 +55,7 @@ def next_page(request: Request, db: DbSession, user: Labeler, kind: KindChoice =
 
 
 @router.get("/label/a/{assignment_id}", response_class=HTMLResponse)
-def task_page(request: Request, db: DbSession, user: Labeler, assignment_id: int,
+def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: int,
               kind: KindChoice = "any") -> Response:
     try:
         screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
@@ -71,7 +69,7 @@ def task_page(request: Request, db: DbSession, user: Labeler, assignment_id: int
 
 
 @router.get("/label/mine", response_class=HTMLResponse)
-def my_work_page(request: Request, db: DbSession, user: Labeler) -> Response:
+def my_work_page(request: Request, db: DbSession, user: AnyUser) -> Response:
     return render(request, "labeling/mine.html", work=workbench.my_work(db=db, user=user))
 
 
@@ -95,7 +93,7 @@ def guidelines_save(
 
 
 @router.post("/api/v1/tasks/{task_id}/submit", response_model=SubmissionRead)
-def submit(db: DbSession, user: Labeler, task_id: int, body: SubmissionCreate) -> SubmissionRead:
+def submit(db: DbSession, user: AnyUser, task_id: int, body: SubmissionCreate) -> SubmissionRead:
     try:
         return service.submit(db=db, user=user, task_id=task_id, body=body)
     except service.SubmissionError as exc:
@@ -103,7 +101,7 @@ def submit(db: DbSession, user: Labeler, task_id: int, body: SubmissionCreate) -
 
 
 @router.put("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
-def draft_save(db: DbSession, user: Labeler, assignment_id: int, body: DraftSave) -> DraftRead:
+def draft_save(db: DbSession, user: AnyUser, assignment_id: int, body: DraftSave) -> DraftRead:
     try:
         draft = workbench.save_draft(db=db, user=user, assignment_id=assignment_id,
                                      text=body.text, client_ms=body.client_ms)
@@ -115,7 +113,7 @@ def draft_save(db: DbSession, user: Labeler, assignment_id: int, body: DraftSave
 
 
 @router.get("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
-def draft_get(db: DbSession, user: Labeler, assignment_id: int) -> DraftRead:
+def draft_get(db: DbSession, user: AnyUser, assignment_id: int) -> DraftRead:
     try:
         draft = workbench.get_draft(db=db, user=user, assignment_id=assignment_id)
     except service.SubmissionError as exc:
@@ -126,7 +124,7 @@ def draft_get(db: DbSession, user: Labeler, assignment_id: int) -> DraftRead:
 
 
 @router.post("/api/v1/assignments/{assignment_id}/flags", response_model=PromptFlagRead)
-def flag_prompt(db: DbSession, user: Labeler, assignment_id: int,
+def flag_prompt(db: DbSession, user: AnyUser, assignment_id: int,
                 body: PromptFlagCreate) -> object:
     try:
         return workbench.flag_prompt(db=db, user=user, assignment_id=assignment_id,

@@ -3,14 +3,14 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from app.auth.deps import ALL_ROLES, STAFF, allow
-from app.auth.models import Role, User
+from app.auth.deps import STAFF, Admin, AnyUser, Staff
+from app.auth.models import Role
 from app.db import DbSession
 from app.prompts import candidates as candidate_import
 from app.prompts import service as prompts
@@ -33,9 +33,6 @@ router = APIRouter()
 add_nav("Prompts", "/prompts", STAFF, "Import prompts under the paper's data rules; browse them.")
 add_nav("Use cases", "/admin/use-cases", (Role.admin,), "The use cases labelers write prompts for.")
 
-AnyUser = Annotated[User, Depends(allow(*ALL_ROLES))]
-Staff = Annotated[User, Depends(allow(*STAFF))]
-Admin = Annotated[User, Depends(allow(Role.admin))]
 MAX_UPLOAD = 200 * 1024 * 1024
 PAGE = 50
 

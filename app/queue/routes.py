@@ -2,11 +2,10 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Body, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.auth.deps import ALL_ROLES, STAFF, allow
-from app.auth.models import User
+from app.auth.deps import STAFF, AnyUser, Staff
 from app.db import DbSession
 from app.prompts.models import PromptKind
 from app.queue import service as queue
@@ -25,8 +24,6 @@ from app.templating import add_nav, flash, render
 router = APIRouter()
 add_nav("Tasks", "/tasks", STAFF, "Task counts by kind and state; create labeling work.")
 
-AnyUser = Annotated[User, Depends(allow(*ALL_ROLES))]
-Staff = Annotated[User, Depends(allow(*STAFF))]
 
 
 def _http(exc: queue.QueueError) -> HTTPException:

@@ -7,6 +7,7 @@ Bad input raises SubmissionError before anything is written.
 """
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -205,10 +206,13 @@ def next_url(kind: TaskKind | str | None = None) -> str:
 def _insert_once(db: Session, row_type: Any, values: dict[str, Any]) -> int | None:
     """INSERT one submission row unless it would break a unique constraint (the same
     idempotency key or assignment twice): its id, or None when nothing was stored."""
-    dialect = db.get_bind().dialect.name
+    return db.scalar(_insert_once_stmt(db.get_bind().dialect.name, row_type), values)
+
+
+@cache
+def _insert_once_stmt(dialect: str, row_type: Any) -> Any:
     build = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = build(row_type).values(values).on_conflict_do_nothing().returning(row_type.id)
-    return db.scalar(stmt)
+    return build(row_type).on_conflict_do_nothing().returning(row_type.id)
 
 
 def _store(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,

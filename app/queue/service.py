@@ -10,9 +10,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from functools import cache
+from typing import Any, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -116,31 +117,55 @@ def _lease(db: Session, user: User, kind: TaskKind | None) -> Assignment | None:
     return _new_assignment(db, user, task, now) if task is not None else None
 
 
+# The hot path's statements are built once: building a statement and its cache key costs
+# more CPU than PostgreSQL spends running it (bench/bench_queue.py).
+@cache
+def _pick_stmt(dialect: str, with_kind: bool) -> Any:
+    pick = text(sql.pick_sql(dialect=dialect, with_kind=with_kind))
+    return select(Task).from_statement(pick).execution_options(populate_existing=True)
+
+
+@cache
+def _live_lease_stmt(with_kind: bool) -> Any:
+    stmt = text(sql.LIVE_LEASE.format(kind="AND t.kind = :kind" if with_kind else ""))
+    return select(Assignment).from_statement(stmt)
+
+
+_CLAIM = text(sql.CLAIM)
+_SUBMIT_ASSIGNMENT = text(sql.SUBMIT_ASSIGNMENT)
+_COUNT_SUBMISSION = text(sql.COUNT_SUBMISSION)
+_LOCK_TASK = (select(Task).where(Task.id == bindparam("task_id")).with_for_update()
+              .execution_options(populate_existing=True))
+_LOCK_TASK_ID = select(Task.id).where(Task.id == bindparam("task_id")).with_for_update()
+_TASK_OF_ASSIGNMENT = select(Assignment.task_id).where(Assignment.id == bindparam("assignment_id"))
+_LOCK_ASSIGNMENT = (select(Assignment).where(Assignment.id == bindparam("assignment_id"))
+                    .with_for_update().execution_options(populate_existing=True))
+_INSERT_ASSIGNMENT = insert(Assignment).returning(Assignment)
+_TASK_AND_PROMPT = (select(Task, Prompt).outerjoin(Prompt, Prompt.id == Task.prompt_id)
+                    .where(Task.id == bindparam("task_id")))
+
+
 def _pick(db: Session, user: User, kind: TaskKind | None) -> Task | None:
     """Lock and claim a slot on the best task this user may take."""
-    pick = text(sql.pick_sql(dialect=db.get_bind().dialect.name, with_kind=kind is not None))
+    pick = _pick_stmt(db.get_bind().dialect.name, kind is not None)
     params: dict[str, object] = {"user_id": user.id}
     if kind is not None:
         params["kind"] = kind.value
     for _ in range(5):
-        task = db.scalars(
-            select(Task).from_statement(pick).execution_options(populate_existing=True),
-            params,
-        ).first()
+        task = db.scalars(pick, params).first()
         if task is None:
             return None
-        if _rowcount(db.execute(text(sql.CLAIM), {"task_id": task.id})) == 1:
+        if _rowcount(db.execute(_CLAIM, {"task_id": task.id})) == 1:
             set_committed_value(task, "leased_labels", task.leased_labels + 1)
             return task
     return None  # lost every race for a slot (SQLite only): the client asks again
 
 
 def _live_lease(db: Session, user: User, kind: TaskKind | None, now: datetime) -> Assignment | None:
-    stmt = text(sql.LIVE_LEASE.format(kind="AND t.kind = :kind" if kind else ""))
     params: dict[str, object] = {"user_id": user.id, "now": now}
     if kind is not None:
         params["kind"] = kind.value
-    return db.scalars(select(Assignment).from_statement(stmt), params).first()
+    return db.scalars(_live_lease_stmt(kind is not None), params).first()
 
 
 def _new_assignment(db: Session, user: User, task: Task, now: datetime) -> Assignment:
@@ -149,13 +174,12 @@ def _new_assignment(db: Session, user: User, task: Task, now: datetime) -> Assig
         # Each labeler sees their own order, so position bias can be measured later.
         order = list(task.candidate_ids)
         random.shuffle(order)
-    assignment = Assignment(
+    # An INSERT … RETURNING that hands back the persistent object, without a unit-of-work
+    # flush (which costs several times the statement on this path).
+    return db.scalars(_INSERT_ASSIGNMENT, [dict(
         task_id=task.id, user_id=user.id, state=AssignmentState.leased,
         display_order=order, leased_at=now, expires_at=now + _lease_delta(),
-    )
-    db.add(assignment)
-    db.flush()
-    return assignment
+    )]).one()
 
 
 def get_assignment(*, db: Session, user: User, assignment_id: int) -> Assignment:
@@ -168,25 +192,19 @@ def get_assignment(*, db: Session, user: User, assignment_id: int) -> Assignment
 
 def lock_task(*, db: Session, task_id: int) -> Task | None:
     """Load a task and lock its row: the first lock of a submit (then `live_assignment`)."""
-    return db.scalars(
-        select(Task).where(Task.id == task_id).with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+    return db.scalars(_LOCK_TASK, {"task_id": task_id}).first()
 
 
 def _lock(db: Session, user: User, assignment_id: int, task_id: int | None = None,
           task_locked: bool = False) -> Assignment:
     """Lock the task row, then the assignment row; 404 unless it is this user's."""
     if task_id is None:
-        task_id = db.scalar(select(Assignment.task_id).where(Assignment.id == assignment_id))
+        task_id = db.scalar(_TASK_OF_ASSIGNMENT, {"assignment_id": assignment_id})
         if task_id is None:
             raise QueueError(f"No assignment {assignment_id} of yours.", status=404)
     if not task_locked:
-        db.execute(select(Task.id).where(Task.id == task_id).with_for_update())
-    assignment = db.scalars(
-        select(Assignment).where(Assignment.id == assignment_id).with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+        db.execute(_LOCK_TASK_ID, {"task_id": task_id})
+    assignment = db.scalars(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id}).first()
     if assignment is None or assignment.user_id != user.id or assignment.task_id != task_id:
         raise QueueError(f"No assignment {assignment_id} of yours for task {task_id}.", status=404)
     return assignment
@@ -244,12 +262,12 @@ def complete(*, db: Session, assignment: Assignment) -> None:
     """
     now = utcnow()
     done = _rowcount(db.execute(
-        text(sql.SUBMIT_ASSIGNMENT), {"assignment_id": assignment.id, "now": now}
+        _SUBMIT_ASSIGNMENT, {"assignment_id": assignment.id, "now": now}
     ))
     if done != 1:
         raise QueueError("This task was already submitted or its lease ended.", status=409)
     counts = db.execute(
-        text(sql.COUNT_SUBMISSION), {"task_id": assignment.task_id, "now": now}
+        _COUNT_SUBMISSION, {"task_id": assignment.task_id, "now": now}
     ).one()
     # Bring the loaded rows up to date from what was written, rather than expiring them
     # and paying a SELECT each on the next attribute access.
@@ -316,10 +334,7 @@ def expire_leases(*, db: Session, batch: int = 500) -> int:
 
 def task_payload(*, db: Session, assignment: Assignment) -> dict[str, object]:
     """What a labeler's client needs for an assignment; never the gold answer."""
-    task, prompt = db.execute(
-        select(Task, Prompt).outerjoin(Prompt, Prompt.id == Task.prompt_id)
-        .where(Task.id == assignment.task_id)
-    ).one()
+    task, prompt = db.execute(_TASK_AND_PROMPT, {"task_id": assignment.task_id}).one()
     by_id = {}
     if assignment.display_order:
         found = db.scalars(select(Candidate).where(Candidate.id.in_(assignment.display_order)))

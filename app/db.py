@@ -1,6 +1,6 @@
 """Engine, session factory, declarative Base and the request session dependency."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -14,6 +14,7 @@ from fastapi import Depends
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+from starlette.concurrency import run_in_threadpool
 
 from app.config import get_settings
 
@@ -111,10 +112,39 @@ def session_scope() -> Iterator[Session]:
         session.close()
 
 
-def get_session() -> Iterator[Session]:
-    """Request dependency: one transaction per request, committed when the route returns."""
-    with session_scope() as session:
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+async def get_session() -> AsyncIterator[Session]:
+    """Request dependency: one transaction per request, committed when the route returns.
+
+    Opening a session does no I/O (it connects on first use), so it happens on the event
+    loop; committing and closing take one trip to a worker thread, where the old sync
+    generator took two (one to open, one to close).
+    """
+    session = SessionLocal()
+    try:
         yield session
+    except BaseException:
+        if session.in_transaction():
+            await run_in_threadpool(_finish, session, False)
+        else:
+            session.close()
+        raise
+    if session.in_transaction():
+        await run_in_threadpool(_finish, session, True)
+    else:
+        session.close()
 
 
 # The request's session: committed when the route function returns, before the response is

@@ -18,8 +18,10 @@ from app.templating import render
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # Each domain's routes module exposes `router`; it is included when the module exists.
+# Requests are matched against the routers in this order, so the labelers' hot path (the
+# queue and the submissions) comes first.
 DOMAINS = (
-    "auth", "prompts", "queue", "labeling", "agreement", "exports", "jobs", "registry",
+    "queue", "labeling", "auth", "prompts", "agreement", "exports", "jobs", "registry",
     "evaluation", "home",
 )
 

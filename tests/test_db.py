@@ -1,0 +1,56 @@
+"""The request session (`app.db.get_session`) on the real database, without test overrides."""
+
+from fastapi import FastAPI, HTTPException
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.db import DbSession
+from app.prompts.models import UseCase
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/ok/{name}")
+    def ok(db: DbSession, name: str) -> dict[str, int]:
+        row = UseCase(name=name)
+        db.add(row)
+        db.flush()
+        return {"id": row.id}
+
+    @app.post("/fail/{name}")
+    def fail(db: DbSession, name: str) -> None:
+        db.add(UseCase(name=name))
+        db.flush()
+        raise HTTPException(409, "refused after writing")
+
+    @app.get("/idle")
+    def idle(db: DbSession) -> dict[str, bool]:
+        return {"in_transaction": db.in_transaction()}
+
+    return app
+
+
+def _names(db) -> list[str]:  # type: ignore[no-untyped-def]
+    db.rollback()  # a fresh snapshot
+    return list(db.scalars(select(UseCase.name).order_by(UseCase.name)))
+
+
+def test_request_commits_before_the_response_and_rolls_back_on_error(committed_db):
+    with TestClient(_app()) as client:
+        assert client.post("/ok/kept").status_code == 200
+        # Visible to another connection as soon as the response arrived.
+        assert _names(committed_db) == ["kept"]
+        assert client.post("/fail/dropped").status_code == 409
+        assert client.get("/idle").json() == {"in_transaction": False}
+    assert _names(committed_db) == ["kept"]
+
+
+def test_request_sessions_return_their_connections(committed_db, engine):
+    pool = engine.pool
+    with TestClient(_app()) as client:
+        for i in range(pool.size() + 5):  # more requests than the pool holds
+            assert client.post(f"/ok/n{i}").status_code == 200
+            assert client.post(f"/fail/f{i}").status_code == 409
+    assert committed_db.scalar(select(func.count()).select_from(UseCase)) == pool.size() + 5
+    assert pool.checkedout() <= 1  # only committed_db's own connection

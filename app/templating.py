@@ -1,5 +1,6 @@
 """Jinja2 templates (autoescaped) and the context every page gets."""
 
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,12 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 
 
+@lru_cache(maxsize=64)
 def markdown(text: str | None) -> Markup:
-    """Admin-written markdown as HTML; raw HTML inside it stays escaped."""
+    """Admin-written markdown as HTML; raw HTML inside it stays escaped.
+
+    Cached by text: the same guidelines are rendered on every task page.
+    """
     return Markup(_markdown.render(text or ""))
 
 

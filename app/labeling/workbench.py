@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from typing import Any
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import bindparam, func, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,15 +103,18 @@ def _owned(db: Session, user: User, assignment_id: int) -> Assignment:
         raise SubmissionError(str(exc), exc.status) from exc
 
 
+# Assignment, task and prompt in one round trip (the page is on every labeler's path).
+_SCREEN = (
+    select(Assignment, Task, Prompt)
+    .join(Task, Task.id == Assignment.task_id)
+    .outerjoin(Prompt, Prompt.id == Task.prompt_id)
+    .where(Assignment.id == bindparam("assignment_id"))
+)
+
+
 def task_screen(*, db: Session, user: User, assignment_id: int) -> TaskScreen:
     """The user's own assignment with its prompt and outputs in their stored display order."""
-    # Assignment, task and prompt in one round trip (the page is on every labeler's path).
-    found_row = db.execute(
-        select(Assignment, Task, Prompt)
-        .join(Task, Task.id == Assignment.task_id)
-        .outerjoin(Prompt, Prompt.id == Task.prompt_id)
-        .where(Assignment.id == assignment_id)
-    ).first()
+    found_row = db.execute(_SCREEN, {"assignment_id": assignment_id}).first()
     if found_row is None or found_row[0].user_id != user.id:
         raise SubmissionError(f"No assignment {assignment_id} of yours.", 404)
     assignment, task, prompt = found_row
@@ -258,11 +261,18 @@ def _submissions(user: User) -> Any:
     ).subquery()
 
 
+# Every submission marks its assignment submitted in the same transaction (queue.complete),
+# so one indexed count over assignments answers "done today" on every task page.
+_SUBMITTED_SINCE = select(func.count()).select_from(Assignment).where(
+    Assignment.user_id == bindparam("user_id"), Assignment.state == AssignmentState.submitted,
+    Assignment.finished_at >= bindparam("since"),
+)
+
+
 def done_today(*, db: Session, user: User) -> int:
     """How many tasks the user submitted since midnight UTC."""
     midnight = datetime.combine(utcnow().date(), time(0), tzinfo=UTC)
-    subs = _submissions(user)
-    return db.scalar(select(func.count()).where(subs.c.created_at >= midnight)) or 0
+    return db.scalar(_SUBMITTED_SINCE, {"user_id": user.id, "since": midnight}) or 0
 
 
 @dataclass

@@ -309,3 +309,24 @@ def test_submit_write_prompt_refuses_wrong_kind_and_missing_examples(client, db,
     bare = _post(client, csrf, task, {**base, "prompt_kind": "few_shot"})
     assert bare.status_code == 422 and "example" in bare.json()["detail"]
     assert _count(db, WrittenPrompt) == 0
+
+
+def test_done_today_counts_own_submissions_since_midnight_only(client, db, ranker):
+    from app.labeling import workbench
+
+    user, csrf = ranker
+    other = make_user(db)
+    tasks = [make_task(db, TaskKind.demonstrate) for _ in range(4)]
+    leases = [lease(db, user, t) for t in tasks[:3]] + [lease(db, other, tasks[3])]
+    for n in (0, 1):
+        resp = _post(client, csrf, tasks[n], {"assignment_id": leases[n].id,
+                                             "idempotency_key": f"done-today-{n}",
+                                             "seconds_spent": 5, "text": "Done."})
+        assert resp.status_code == 200, resp.text
+    leases[3].state, leases[3].finished_at = AssignmentState.submitted, utcnow()  # not ours
+    assert workbench.done_today(db=db, user=user) == 2  # the third is still only leased
+    db.get(Assignment, leases[0].id).finished_at = utcnow() - timedelta(days=1)
+    db.flush()
+    assert workbench.done_today(db=db, user=user) == 1
+    page = client.get(f"/label/a/{leases[2].id}")
+    assert 'id="done-today">1<' in page.text

@@ -141,8 +141,9 @@ _TASK_OF_ASSIGNMENT = select(Assignment.task_id).where(Assignment.id == bindpara
 _LOCK_ASSIGNMENT = (select(Assignment).where(Assignment.id == bindparam("assignment_id"))
                     .with_for_update().execution_options(populate_existing=True))
 _INSERT_ASSIGNMENT = insert(Assignment).returning(Assignment)
-_TASK_AND_PROMPT = (select(Task, Prompt).outerjoin(Prompt, Prompt.id == Task.prompt_id)
-                    .where(Task.id == bindparam("task_id")))
+_PROMPT_TEXT = select(Prompt.id, Prompt.text).where(Prompt.id == bindparam("prompt_id"))
+_CANDIDATE_TEXTS = select(Candidate.id, Candidate.text).where(
+    Candidate.id.in_(bindparam("ids", expanding=True)))
 
 
 def _pick(db: Session, user: User, kind: TaskKind | None) -> Task | None:
@@ -334,11 +335,15 @@ def expire_leases(*, db: Session, batch: int = 500) -> int:
 
 def task_payload(*, db: Session, assignment: Assignment) -> dict[str, object]:
     """What a labeler's client needs for an assignment; never the gold answer."""
-    task, prompt = db.execute(_TASK_AND_PROMPT, {"task_id": assignment.task_id}).one()
-    by_id = {}
+    # Right after a lease the task is already in the session: no query for it then.
+    task = db.get(Task, assignment.task_id)
+    if task is None:
+        raise QueueError(f"There is no task {assignment.task_id}.", status=404)
+    prompt = db.execute(_PROMPT_TEXT, {"prompt_id": task.prompt_id}).first() \
+        if task.prompt_id is not None else None
+    by_id: dict[int, str] = {}
     if assignment.display_order:
-        found = db.scalars(select(Candidate).where(Candidate.id.in_(assignment.display_order)))
-        by_id = {c.id: c for c in found}
+        by_id = dict(db.execute(_CANDIDATE_TEXTS, {"ids": list(assignment.display_order)}).all())
     params = {k: v for k, v in (task.params or {}).items() if k in ("prompt_kind", "use_case_id")}
     if params.get("use_case_id"):
         use_case = db.get(UseCase, params["use_case_id"])
@@ -348,7 +353,7 @@ def task_payload(*, db: Session, assignment: Assignment) -> dict[str, object]:
         "task_id": task.id, "assignment_id": assignment.id, "kind": task.kind,
         "prompt": {"id": prompt.id, "text": prompt.text} if prompt else None,
         "candidates": [
-            {"id": cid, "text": by_id[cid].text} for cid in assignment.display_order
+            {"id": cid, "text": by_id[cid]} for cid in assignment.display_order
             if cid in by_id
         ],
         "expires_at": assignment.expires_at, "params": params,

@@ -1,7 +1,7 @@
 """Jinja2 templates (autoescaped) and the context every page gets."""
 
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 

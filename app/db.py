@@ -7,14 +7,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
+import anyio.to_thread
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from anyio import CapacityLimiter
 from fastapi import Depends
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
-from starlette.concurrency import run_in_threadpool
 
 from app.config import get_settings
 
@@ -125,26 +126,30 @@ def _finish(session: Session, commit: bool) -> None:
         session.close()
 
 
+async def _finish_in_thread(session: Session, commit: bool) -> None:
+    if not session.in_transaction():
+        session.close()  # it never connected: nothing to send
+        return
+    # Not on the shared thread pool: when every pool thread is a request waiting for a row
+    # lock this transaction holds, waiting for a pool thread to commit it would never end.
+    # Hence a limiter of its own, as FastAPI gives the exits of sync generator dependencies.
+    await anyio.to_thread.run_sync(_finish, session, commit, limiter=CapacityLimiter(1))
+
+
 async def get_session() -> AsyncIterator[Session]:
     """Request dependency: one transaction per request, committed when the route returns.
 
     Opening a session does no I/O (it connects on first use), so it happens on the event
-    loop; committing and closing take one trip to a worker thread, where the old sync
-    generator took two (one to open, one to close).
+    loop; committing and closing take one trip to a worker thread, where a sync generator
+    takes two (one to open, one to close).
     """
     session = SessionLocal()
     try:
         yield session
     except BaseException:
-        if session.in_transaction():
-            await run_in_threadpool(_finish, session, False)
-        else:
-            session.close()
+        await _finish_in_thread(session, False)
         raise
-    if session.in_transaction():
-        await run_in_threadpool(_finish, session, True)
-    else:
-        session.close()
+    await _finish_in_thread(session, True)
 
 
 # The request's session: committed when the route function returns, before the response is

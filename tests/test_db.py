@@ -54,3 +54,53 @@ def test_request_sessions_return_their_connections(committed_db, engine):
             assert client.post(f"/fail/f{i}").status_code == 409
     assert committed_db.scalar(select(func.count()).select_from(UseCase)) == pool.size() + 5
     assert pool.checkedout() <= 1  # only committed_db's own connection
+
+
+def test_request_commit_does_not_wait_for_a_free_pool_thread(committed_db):
+    """Requests blocked on a row lock may hold every pool thread; the commit that frees
+    the lock must not need one of them."""
+    import asyncio
+    import threading
+
+    import anyio.to_thread
+    import httpx
+
+    app = FastAPI()
+
+    @app.post("/async/{name}")
+    async def write(db: DbSession, name: str) -> dict[str, str]:
+        db.add(UseCase(name=name))
+        db.flush()
+        return {"name": name}
+
+    state: dict = {}
+
+    def release() -> None:
+        for holder in state.pop("holders", []):
+            state["limiter"].release_on_behalf_of(holder)
+
+    async def main() -> None:
+        state["loop"] = asyncio.get_running_loop()
+        state["limiter"] = limiter = anyio.to_thread.current_default_thread_limiter()
+        state["holders"] = [object() for _ in range(int(limiter.total_tokens))]
+        for holder in state["holders"]:
+            await limiter.acquire_on_behalf_of(holder)
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                state["status"] = (await client.post("/async/committed")).status_code
+        finally:
+            release()
+
+    # The exit of a dependency cannot be cancelled, so a hang is detected from outside
+    # and then undone by handing the pool threads back.
+    runner = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    runner.start()
+    runner.join(timeout=15)
+    hung = runner.is_alive()
+    if hung:
+        state["loop"].call_soon_threadsafe(release)
+        runner.join(timeout=15)
+    assert not hung, "the commit waited for a pool thread"
+    assert state["status"] == 200
+    assert _names(committed_db) == ["committed"]

@@ -45,6 +45,7 @@ import psycopg  # noqa: E402
 from app.queue import sql  # noqa: E402
 
 OVERLAP = 3
+TARGET_P99_MS = 50.0
 ERRORS: list[str] = []
 N_PROMPTS = 1000
 
@@ -354,6 +355,13 @@ def main() -> None:
             print(line("API", api))
             print(line("direct", direct))
             print(f"  API / direct rate: {api['cycles_s'] / max(direct['cycles_s'], 1e-9):.2f}")
+            # Little's law: clients that never pause each wait clients / throughput on
+            # average, so a latency target implies a throughput floor.
+            print(f"  {args.clients} back-to-back clients wait {args.clients} / rate on average:"
+                  f" API {1000 * args.clients / max(api['cycles_s'], 1e-9):.0f} ms, direct"
+                  f" {1000 * args.clients / max(direct['cycles_s'], 1e-9):.0f} ms per cycle; a"
+                  f" cycle p99 under {TARGET_P99_MS:.0f} ms needs over"
+                  f" {1000 * args.clients / TARGET_P99_MS:.0f} cycles/s")
             if ERRORS:
                 print(f"  API errors: {len(ERRORS)} (first: {ERRORS[0]})")
                 ERRORS.clear()

@@ -99,31 +99,27 @@ def SessionLocal() -> Session:  # noqa: N802 - reads like the class it builds
     return _session_factory()()
 
 
+def _finish(session: Session, commit: bool) -> None:
+    """Commit or roll back, then close (closing rolls back whatever a failed commit left)."""
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """One unit of work outside a request (workers, CLI): commit or roll back."""
     session = SessionLocal()
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        _finish(session, commit=False)
         raise
-    finally:
-        session.close()
-
-
-def _finish(session: Session, commit: bool) -> None:
-    try:
-        if commit:
-            session.commit()
-        else:
-            session.rollback()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    _finish(session, commit=True)
 
 
 async def _finish_in_thread(session: Session, commit: bool) -> None:

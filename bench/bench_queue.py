@@ -240,15 +240,7 @@ async def _api_run(base: str, tokens: list[str], seconds: float,
 # --- directly through psycopg ---------------------------------------------------------
 
 
-def _psql(statement: str) -> str:
-    """The service's SQL with psycopg's placeholders."""
-    import re
-
-    return re.sub(r"(?<!:):(\w+)", r"%(\1)s", statement)
-
-
-PICK = _psql(sql.pick_sql(dialect="postgresql", with_kind=True))
-LIVE = _psql(sql.LIVE_LEASE.format(kind="AND t.kind = :kind"))
+PICK = sql.pick("postgresql", True).pyformat
 DEMO = ("INSERT INTO demonstrations (task_id, assignment_id, user_id, prompt_id, text,"
         " seconds_spent, idempotency_key, created_at) VALUES (%(task_id)s, %(assignment_id)s,"
         " %(user_id)s, %(prompt_id)s, %(text)s, 30, %(key)s, %(now)s)")
@@ -257,25 +249,26 @@ DEMO = ("INSERT INTO demonstrations (task_id, assignment_id, user_id, prompt_id,
 def _direct_cycle(conn: psycopg.Connection, user_id: int) -> bool:
     now = datetime.now(UTC)
     with conn.transaction():
-        conn.execute(_psql(sql.EXPIRED), {"now": now, "limit": 20}).fetchall()
-        conn.execute(LIVE, {"user_id": user_id, "now": now, "kind": "demonstrate"}).fetchone()
+        conn.execute(sql.EXPIRED.pyformat, {"now": now, "limit": 20}).fetchall()
+        conn.execute(sql.LIVE_LEASE_OF_KIND.pyformat,
+                     {"user_id": user_id, "now": now, "kind": "demonstrate"}).fetchone()
         row = conn.execute(PICK, {"user_id": user_id, "kind": "demonstrate"}).fetchone()
         if row is None:
             return False
         task_id, prompt_id = row[0], row[2]
-        conn.execute(_psql(sql.CLAIM), {"task_id": task_id})
-        assignment_id = conn.execute(_psql(sql.INSERT_ASSIGNMENT), {
+        conn.execute(sql.CLAIM.pyformat, {"task_id": task_id})
+        assignment_id = conn.execute(sql.INSERT_ASSIGNMENT.pyformat, {
             "task_id": task_id, "user_id": user_id, "display_order": "[]", "now": now,
             "expires_at": now + timedelta(minutes=30)}).fetchone()[0]
     now = datetime.now(UTC)
     with conn.transaction():
-        conn.execute(_psql(sql.LOCK_TASK), {"task_id": task_id})
-        conn.execute(_psql(sql.LOCK_ASSIGNMENT), {"assignment_id": assignment_id}).fetchone()
+        conn.execute(sql.LOCK_TASK.pyformat, {"task_id": task_id})
+        conn.execute(sql.LOCK_ASSIGNMENT.pyformat, {"assignment_id": assignment_id}).fetchone()
         conn.execute(DEMO, {"task_id": task_id, "assignment_id": assignment_id,
                             "user_id": user_id, "prompt_id": prompt_id, "key": uuid.uuid4().hex,
                             "text": "A demonstration written for the benchmark.", "now": now})
-        conn.execute(_psql(sql.SUBMIT_ASSIGNMENT), {"assignment_id": assignment_id, "now": now})
-        conn.execute(_psql(sql.COUNT_SUBMISSION), {"task_id": task_id, "now": now})
+        conn.execute(sql.SUBMIT_ASSIGNMENT.pyformat, {"assignment_id": assignment_id, "now": now})
+        conn.execute(sql.COUNT_SUBMISSION.pyformat, {"task_id": task_id, "now": now})
     return True
 
 

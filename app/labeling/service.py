@@ -20,7 +20,8 @@ from app.auth.models import User
 from app.labeling.models import FLAGS, Demonstration, Ranking, Rating, WrittenPrompt
 from app.labeling.schemas import SubmissionCreate, SubmissionRead
 from app.queue import service as queue
-from app.queue.models import Task, TaskKind
+from app.queue.models import TaskKind
+from app.queue.service import TaskRow
 
 DEMONSTRATION_MAX = 20_000
 PROMPT_MAX = 10_000
@@ -145,7 +146,7 @@ def _check_common(body: SubmissionCreate) -> None:
         raise SubmissionError(f"seconds_spent must be from 0 to {SECONDS_MAX}.", 400)
 
 
-def _check_prompt(body: SubmissionCreate, task: Task) -> _Clean:
+def _check_prompt(body: SubmissionCreate, task: TaskRow) -> _Clean:
     kind = body.prompt_kind or task.params.get("prompt_kind") or "plain"
     wanted = task.params.get("prompt_kind")
     if wanted and kind != wanted:
@@ -162,7 +163,7 @@ def _check_prompt(body: SubmissionCreate, task: Task) -> _Clean:
     return _Clean(text=text, prompt_kind=kind, examples=examples)
 
 
-def validate(body: SubmissionCreate, task: Task) -> _Clean:
+def validate(body: SubmissionCreate, task: TaskRow) -> _Clean:
     """The body checked against its task; raises SubmissionError with what to fix."""
     _check_common(body)
     if task.kind == TaskKind.demonstrate:
@@ -184,17 +185,17 @@ def validate(body: SubmissionCreate, task: Task) -> _Clean:
 
 
 def _existing(db: Session, user: User, kind: TaskKind, key: str) -> Any | None:
-    row_type = _ROW_OF_KIND[kind]
+    row_type = _ROW_OF_KIND[TaskKind(kind)]
     return db.scalar(
         select(row_type).where(row_type.user_id == user.id, row_type.idempotency_key == key)
     )
 
 
-def _answer(row: Any, task: Task) -> SubmissionRead:
+def _answer(row: Any, task: TaskRow) -> SubmissionRead:
     if row.task_id != task.id:
         raise SubmissionError("This idempotency key was already used for another task: "
                               "send a new key for each submission.", 409)
-    return SubmissionRead(id=row.id, kind=task.kind.value, task_id=task.id,
+    return SubmissionRead(id=row.id, kind=str(task.kind), task_id=task.id,
                           assignment_id=row.assignment_id, next_url=next_url(task.kind))
 
 
@@ -206,7 +207,9 @@ def next_url(kind: TaskKind | str | None = None) -> str:
 def _insert_once(db: Session, row_type: Any, values: dict[str, Any]) -> int | None:
     """INSERT one submission row unless it would break a unique constraint (the same
     idempotency key or assignment twice): its id, or None when nothing was stored."""
-    return db.scalar(_insert_once_stmt(db.get_bind().dialect.name, row_type), values)
+    # On the session's connection: a Core INSERT, without the ORM's bulk-insert layer.
+    conn = db.connection()
+    return conn.execute(_insert_once_stmt(conn.dialect.name, row_type), values).scalar()
 
 
 @cache
@@ -215,7 +218,7 @@ def _insert_once_stmt(dialect: str, row_type: Any) -> Any:
     return build(row_type).on_conflict_do_nothing().returning(row_type.id)
 
 
-def _store(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,
+def _store(db: Session, user: User, task: TaskRow, assignment: Any, clean: _Clean,
            body: SubmissionCreate) -> int | None:
     """Store a demonstration, ranking (with its ratings) or rating as Core INSERTs; the id
     of the submission row, or None when a unique constraint already held one."""
@@ -232,7 +235,7 @@ def _store(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,
         prompt_id=task.prompt_id, groups=[list(g) for g in clean.groups],
         display_order=list(assignment.display_order or task.candidate_ids), **common))
     if ranking_id is not None:  # one rating per output, in one executemany
-        db.execute(insert(Rating), [
+        db.connection().execute(insert(Rating), [
             dict(task_id=task.id, assignment_id=assignment.id, ranking_id=ranking_id,
                  user_id=user.id, candidate_id=cid, likert=likert, flags=list(flags),
                  comment="", seconds_spent=0, idempotency_key=None)
@@ -241,7 +244,7 @@ def _store(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,
     return ranking_id
 
 
-def _written_prompt(db: Session, user: User, task: Task, assignment: Any, clean: _Clean,
+def _written_prompt(db: Session, user: User, task: TaskRow, assignment: Any, clean: _Clean,
                     body: SubmissionCreate) -> WrittenPrompt:
     """Store a labeler-written prompt and the submission row that points at it."""
     prompt = _create_prompt(db, user, task, clean)
@@ -254,7 +257,7 @@ def _written_prompt(db: Session, user: User, task: Task, assignment: Any, clean:
     return row
 
 
-def _create_prompt(db: Session, user: User, task: Task, clean: _Clean) -> Any:
+def _create_prompt(db: Session, user: User, task: TaskRow, clean: _Clean) -> Any:
     from app.prompts import service as prompts
 
     # A few-shot prompt is one text: the instruction, then its input/output pairs.
@@ -273,7 +276,7 @@ def _create_prompt(db: Session, user: User, task: Task, clean: _Clean) -> Any:
         raise SubmissionError(str(exc), getattr(exc, "status", 422)) from exc
 
 
-def _earlier_or(db: Session, user: User, task: Task, key: str,
+def _earlier_or(db: Session, user: User, task: TaskRow, key: str,
                 exc: SubmissionError) -> SubmissionRead:
     """The answer of an earlier submission with this key, or raise `exc`."""
     earlier = _existing(db, user, task.kind, key)
@@ -318,5 +321,5 @@ def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> 
         error = SubmissionError("This task was already submitted.", 409)
         return _earlier_or(db, user, task, body.idempotency_key, error)
     queue.complete(db=db, assignment=assignment)
-    return SubmissionRead(id=row_id, kind=task.kind.value, task_id=task.id,
+    return SubmissionRead(id=row_id, kind=str(task.kind), task_id=task.id,
                           assignment_id=assignment.id, next_url=next_url(task.kind))

@@ -77,7 +77,7 @@ class TaskScreen:
     use_case: UseCase | None = None
 
 
-def lease_next(*, db: Session, user: User, kind: str) -> Assignment | None:
+def lease_next(*, db: Session, user: User, kind: str) -> queue.Lease | None:
     """The user's live lease, or a new one on the next task of this kind ("any": any kind)."""
     wanted = None if kind == "any" else TaskKind(kind)
     return queue.next_task(db=db, user=user, kind=wanted)

@@ -5,24 +5,24 @@ never waits on a lock (SKIP LOCKED), so it cannot deadlock; submit, heartbeat, s
 expiry take the task first.
 """
 
+import json
 import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from app.auth.models import User
 from app.config import get_settings
 from app.db import utcnow
-from app.prompts.models import Candidate, Prompt, UseCase
+from app.prompts.models import Candidate, UseCase
 from app.queue import sql
 from app.queue.creation import (  # noqa: F401 - part of this service's interface
     create_bulk,
@@ -34,12 +34,12 @@ from app.queue.creation import (  # noqa: F401 - part of this service's interfac
     task_stats,
 )
 from app.queue.errors import QueueError
-from app.queue.models import Assignment, AssignmentState, Task, TaskKind, TaskState
+from app.queue.models import Assignment, AssignmentState, Task, TaskKind
 
 __all__ = [
     "QueueError", "complete", "create_bulk", "create_demonstrate_tasks",
     "create_demonstrate_tasks_for_train_prompts", "create_rank_task", "create_rate_tasks",
-    "create_write_prompt_tasks", "expire_leases", "get_assignment", "heartbeat",
+    "create_write_prompt_tasks", "expire_leases", "get_assignment", "heartbeat", "Lease",
     "live_assignment", "lock_task", "next_task", "retrying", "skip", "task_payload",
     "task_stats",
 ]
@@ -50,15 +50,37 @@ _SWEEP_LIMIT = 20
 _SWEEP_EVERY_S = 1.0
 _last_sweep = float("-inf")
 T = TypeVar("T")
+# A task as the hot paths read it (`queue.sql`): id, kind, prompt_id, candidate_ids, params.
+TaskRow = Any
+
+
+# Output texts by id: an IN list the driver-level statements cannot expand on SQLite.
+_CANDIDATE_TEXTS = select(Candidate.id, Candidate.text).where(
+    Candidate.id.in_(bindparam("ids", expanding=True)))
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A user's live assignment, with what its page needs of the task."""
+
+    id: int  # the assignment's
+    task_id: int
+    kind: TaskKind
+    prompt_id: int | None
+    display_order: list[int]
+    expires_at: datetime
+    params: dict[str, Any]
+
+    @classmethod
+    def of(cls, assignment: Any, task: Any) -> "Lease":
+        """From an assignment and its task (ORM objects or rows)."""
+        return cls(id=assignment.id, task_id=task.id, kind=TaskKind(task.kind),
+                   prompt_id=task.prompt_id, display_order=list(assignment.display_order or ()),
+                   expires_at=assignment.expires_at, params=dict(task.params or {}))
 
 
 def _lease_delta() -> timedelta:
     return timedelta(minutes=get_settings().lease_minutes)
-
-
-def _rowcount(result: object) -> int:
-    """Rows an UPDATE changed (a CursorResult; typed as the generic Result)."""
-    return int(getattr(result, "rowcount", 0))
 
 
 def _is_postgres(db: Session) -> bool:
@@ -69,7 +91,7 @@ def _retryable(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
-def next_task(*, db: Session, user: User, kind: TaskKind | None = None) -> Assignment | None:
+def next_task(*, db: Session, user: User, kind: TaskKind | None = None) -> Lease | None:
     """Lease this user the highest-priority task they may do, or None when there is none."""
     kind = TaskKind(kind) if kind is not None else None
     if user.held_out:
@@ -105,7 +127,7 @@ def _sweep_due() -> bool:
     return True
 
 
-def _lease(db: Session, user: User, kind: TaskKind | None) -> Assignment | None:
+def _lease(db: Session, user: User, kind: TaskKind | None) -> Lease | None:
     now = utcnow()
     swept = _sweep_due() and _expire_some(db, now=now, limit=_SWEEP_LIMIT) >= 0
     held = _live_lease(db, user, kind, now)
@@ -117,70 +139,46 @@ def _lease(db: Session, user: User, kind: TaskKind | None) -> Assignment | None:
     return _new_assignment(db, user, task, now) if task is not None else None
 
 
-# The hot path's statements are built once: building a statement and its cache key costs
-# more CPU than PostgreSQL spends running it (bench/bench_queue.py).
-@cache
-def _pick_stmt(dialect: str, with_kind: bool) -> Any:
-    pick = text(sql.pick_sql(dialect=dialect, with_kind=with_kind))
-    return select(Task).from_statement(pick).execution_options(populate_existing=True)
-
-
-@cache
-def _live_lease_stmt(with_kind: bool) -> Any:
-    stmt = text(sql.LIVE_LEASE.format(kind="AND t.kind = :kind" if with_kind else ""))
-    return select(Assignment).from_statement(stmt)
-
-
-_CLAIM = text(sql.CLAIM)
-_SUBMIT_ASSIGNMENT = text(sql.SUBMIT_ASSIGNMENT)
-_COUNT_SUBMISSION = text(sql.COUNT_SUBMISSION)
-_LOCK_TASK = (select(Task).where(Task.id == bindparam("task_id")).with_for_update()
-              .execution_options(populate_existing=True))
-_LOCK_TASK_ID = select(Task.id).where(Task.id == bindparam("task_id")).with_for_update()
-_TASK_OF_ASSIGNMENT = select(Assignment.task_id).where(Assignment.id == bindparam("assignment_id"))
-_LOCK_ASSIGNMENT = (select(Assignment).where(Assignment.id == bindparam("assignment_id"))
-                    .with_for_update().execution_options(populate_existing=True))
-_INSERT_ASSIGNMENT = insert(Assignment).returning(Assignment)
-_PROMPT_TEXT = select(Prompt.id, Prompt.text).where(Prompt.id == bindparam("prompt_id"))
-_CANDIDATE_TEXTS = select(Candidate.id, Candidate.text).where(
-    Candidate.id.in_(bindparam("ids", expanding=True)))
-
-
-def _pick(db: Session, user: User, kind: TaskKind | None) -> Task | None:
-    """Lock and claim a slot on the best task this user may take."""
-    pick = _pick_stmt(db.get_bind().dialect.name, kind is not None)
+def _pick(db: Session, user: User, kind: TaskKind | None) -> TaskRow | None:
+    """Lock and claim a slot on the best task this user may take (a row of the task)."""
+    pick = sql.pick(db.get_bind().dialect.name, kind is not None)
     params: dict[str, object] = {"user_id": user.id}
     if kind is not None:
         params["kind"] = kind.value
     for _ in range(5):
-        task = db.scalars(pick, params).first()
+        task = pick.first(db, params)
         if task is None:
             return None
-        if _rowcount(db.execute(_CLAIM, {"task_id": task.id})) == 1:
-            set_committed_value(task, "leased_labels", task.leased_labels + 1)
+        if sql.CLAIM.rowcount(db, {"task_id": task.id}) == 1:
+            _forget(db, Task, task.id)
             return task
     return None  # lost every race for a slot (SQLite only): the client asks again
 
 
-def _live_lease(db: Session, user: User, kind: TaskKind | None, now: datetime) -> Assignment | None:
-    params: dict[str, object] = {"user_id": user.id, "now": now}
-    if kind is not None:
-        params["kind"] = kind.value
-    return db.scalars(_live_lease_stmt(kind is not None), params).first()
+def _live_lease(db: Session, user: User, kind: TaskKind | None, now: datetime) -> Lease | None:
+    if kind is None:
+        row = sql.LIVE_LEASE.first(db, {"user_id": user.id, "now": now})
+    else:
+        row = sql.LIVE_LEASE_OF_KIND.first(db, {"user_id": user.id, "now": now,
+                                                "kind": kind.value})
+    return None if row is None else Lease(
+        id=row.id, task_id=row.task_id, kind=TaskKind(row.kind), prompt_id=row.prompt_id,
+        display_order=list(row.display_order or ()), expires_at=row.expires_at,
+        params=dict(row.params or {}))
 
 
-def _new_assignment(db: Session, user: User, task: Task, now: datetime) -> Assignment:
+def _new_assignment(db: Session, user: User, task: TaskRow, now: datetime) -> Lease:
     order: list[int] = []
     if task.kind in (TaskKind.rank, TaskKind.rate):
         # Each labeler sees their own order, so position bias can be measured later.
         order = list(task.candidate_ids)
         random.shuffle(order)
-    # An INSERT … RETURNING that hands back the persistent object, without a unit-of-work
-    # flush (which costs several times the statement on this path).
-    return db.scalars(_INSERT_ASSIGNMENT, [dict(
-        task_id=task.id, user_id=user.id, state=AssignmentState.leased,
-        display_order=order, leased_at=now, expires_at=now + _lease_delta(),
-    )]).one()
+    expires_at = now + _lease_delta()
+    row = sql.INSERT_ASSIGNMENT.one(db, {
+        "task_id": task.id, "user_id": user.id, "display_order": json.dumps(order),
+        "now": now, "expires_at": expires_at})
+    return Lease(id=row.id, task_id=task.id, kind=TaskKind(task.kind), prompt_id=task.prompt_id,
+                 display_order=order, expires_at=expires_at, params=dict(task.params or {}))
 
 
 def get_assignment(*, db: Session, user: User, assignment_id: int) -> Assignment:
@@ -191,27 +189,30 @@ def get_assignment(*, db: Session, user: User, assignment_id: int) -> Assignment
     return assignment
 
 
-def lock_task(*, db: Session, task_id: int) -> Task | None:
-    """Load a task and lock its row: the first lock of a submit (then `live_assignment`)."""
-    return db.scalars(_LOCK_TASK, {"task_id": task_id}).first()
+def lock_task(*, db: Session, task_id: int) -> TaskRow | None:
+    """Lock a task's row and read it (id, kind, prompt_id, candidate_ids, params): the first
+    lock of a submit (then `live_assignment`)."""
+    return sql.LOCK_TASK.first(db, {"task_id": task_id})
 
 
 def _lock(db: Session, user: User, assignment_id: int, task_id: int | None = None,
-          task_locked: bool = False) -> Assignment:
-    """Lock the task row, then the assignment row; 404 unless it is this user's."""
+          task_locked: bool = False) -> Any:
+    """Lock the task row, then the assignment row (read as a row); 404 unless it is this
+    user's."""
     if task_id is None:
-        task_id = db.scalar(_TASK_OF_ASSIGNMENT, {"assignment_id": assignment_id})
-        if task_id is None:
+        row = sql.TASK_OF_ASSIGNMENT.first(db, {"assignment_id": assignment_id})
+        if row is None:
             raise QueueError(f"No assignment {assignment_id} of yours.", status=404)
+        task_id = row.task_id
     if not task_locked:
-        db.execute(_LOCK_TASK_ID, {"task_id": task_id})
-    assignment = db.scalars(_LOCK_ASSIGNMENT, {"assignment_id": assignment_id}).first()
+        sql.LOCK_TASK.first(db, {"task_id": task_id})
+    assignment = sql.LOCK_ASSIGNMENT.first(db, {"assignment_id": assignment_id})
     if assignment is None or assignment.user_id != user.id or assignment.task_id != task_id:
         raise QueueError(f"No assignment {assignment_id} of yours for task {task_id}.", status=404)
     return assignment
 
 
-def _require_live(assignment: Assignment, now: datetime) -> None:
+def _require_live(assignment: Any, now: datetime) -> None:
     if assignment.state == AssignmentState.submitted:
         raise QueueError("This task was already submitted.", status=409)
     if assignment.state != AssignmentState.leased or assignment.expires_at <= now:
@@ -222,8 +223,9 @@ def _require_live(assignment: Assignment, now: datetime) -> None:
 
 
 def live_assignment(*, db: Session, user: User, task_id: int, assignment_id: int,
-                    task_locked: bool = False) -> Assignment:
-    """Lock task then assignment and check the lease is this user's and still live.
+                    task_locked: bool = False) -> Any:
+    """Lock task then assignment and check the lease is this user's and still live; the
+    assignment's row (id, task_id, user_id, state, display_order, expires_at).
 
     `task_locked=True` when the caller already holds the task row (`lock_task`).
     """
@@ -232,14 +234,14 @@ def live_assignment(*, db: Session, user: User, task_id: int, assignment_id: int
     return assignment
 
 
-def heartbeat(*, db: Session, user: User, assignment_id: int) -> Assignment:
-    """Extend a live lease while its page is open."""
+def heartbeat(*, db: Session, user: User, assignment_id: int) -> Any:
+    """Extend a live lease while its page is open; the new (id, expires_at)."""
     assignment = _lock(db, user, assignment_id)
     now = utcnow()
     _require_live(assignment, now)
-    assignment.expires_at = now + _lease_delta()
-    db.flush()
-    return assignment
+    _forget(db, Assignment, assignment_id)
+    return sql.EXTEND_LEASE.first(db, {"assignment_id": assignment_id,
+                                       "expires_at": now + _lease_delta()})
 
 
 def skip(*, db: Session, user: User, assignment_id: int, reason: str | None) -> None:
@@ -248,60 +250,43 @@ def skip(*, db: Session, user: User, assignment_id: int, reason: str | None) -> 
     if assignment.state == AssignmentState.skipped:
         return  # a repeated skip changes nothing
     if assignment.state != AssignmentState.leased:
-        raise QueueError(f"This task is {assignment.state.value}; it cannot be skipped.", 409)
-    assignment.state = AssignmentState.skipped
-    assignment.finished_at = utcnow()
-    assignment.skip_reason = (reason or "")[:200] or None
+        raise QueueError(f"This task is {assignment.state}; it cannot be skipped.", 409)
+    sql.SKIP_ASSIGNMENT.rowcount(db, {"assignment_id": assignment_id, "now": utcnow(),
+                                      "reason": (reason or "")[:200] or None})
+    _forget(db, Assignment, assignment_id)
     _release_slots(db, Counter([assignment.task_id]))
-    db.flush()
 
 
-def complete(*, db: Session, assignment: Assignment) -> None:
+def complete(*, db: Session, assignment: Any) -> None:
     """The submit's queue half: mark submitted, count it, close the task when its overlap is met.
 
     Call after `live_assignment` in the same transaction (it holds the locks).
     """
     now = utcnow()
-    done = _rowcount(db.execute(
-        _SUBMIT_ASSIGNMENT, {"assignment_id": assignment.id, "now": now}
-    ))
+    done = sql.SUBMIT_ASSIGNMENT.rowcount(db, {"assignment_id": assignment.id, "now": now})
     if done != 1:
         raise QueueError("This task was already submitted or its lease ended.", status=409)
-    counts = db.execute(
-        _COUNT_SUBMISSION, {"task_id": assignment.task_id, "now": now}
-    ).one()
-    # Bring the loaded rows up to date from what was written, rather than expiring them
-    # and paying a SELECT each on the next attribute access.
-    set_committed_value(assignment, "state", AssignmentState.submitted)
-    set_committed_value(assignment, "finished_at", now)
-    task = db.identity_map.get(identity_key(Task, assignment.task_id))
-    if task is not None:
-        set_committed_value(task, "done_labels", counts.done_labels)
-        set_committed_value(task, "leased_labels", counts.leased_labels)
-        if counts.done_labels >= counts.required_labels:
-            set_committed_value(task, "state", TaskState.closed)
-            set_committed_value(task, "closed_at", now)
+    sql.COUNT_SUBMISSION.first(db, {"task_id": assignment.task_id, "now": now})
+    _forget(db, Assignment, assignment.id)
+    _forget(db, Task, assignment.task_id)
 
 
-def _forget_counters(db: Session, task_id: int) -> None:
-    """Expire a loaded task whose counters were changed in SQL, so it reloads them."""
-    task = db.identity_map.get(identity_key(Task, task_id))
-    if task is not None:
-        db.expire(task)
+def _forget(db: Session, model: Any, row_id: int) -> None:
+    """Expire a loaded object whose row was changed in SQL, so it reloads it when read."""
+    loaded = db.identity_map.get(identity_key(model, row_id))
+    if loaded is not None:
+        db.expire(loaded)
 
 
 def _release_slots(db: Session, per_task: Counter[int]) -> None:
     for task_id, n in per_task.items():
-        db.execute(
-            text("UPDATE tasks SET leased_labels = leased_labels - :n WHERE id = :task_id"),
-            {"n": n, "task_id": task_id},
-        )
-        _forget_counters(db, task_id)
+        sql.RELEASE_SLOTS.rowcount(db, {"n": n, "task_id": task_id})
+        _forget(db, Task, task_id)
 
 
 def _expire_some(db: Session, *, now: datetime, limit: int) -> int:
     """Expire up to `limit` lapsed leases whose task nobody holds; returns how many."""
-    rows = db.execute(text(sql.EXPIRED), {"now": now, "limit": limit}).all()
+    rows = sql.EXPIRED.all(db, {"now": now, "limit": limit})
     if not rows:
         return 0
     task_ids = sorted({r.task_id for r in rows})
@@ -333,24 +318,25 @@ def expire_leases(*, db: Session, batch: int = 500) -> int:
             return total
 
 
-def task_payload(*, db: Session, assignment: Assignment) -> dict[str, object]:
+def task_payload(*, db: Session, assignment: Lease | Assignment) -> dict[str, object]:
     """What a labeler's client needs for an assignment; never the gold answer."""
-    # Right after a lease the task is already in the session: no query for it then.
-    task = db.get(Task, assignment.task_id)
-    if task is None:
-        raise QueueError(f"There is no task {assignment.task_id}.", status=404)
-    prompt = db.execute(_PROMPT_TEXT, {"prompt_id": task.prompt_id}).first() \
-        if task.prompt_id is not None else None
+    if isinstance(assignment, Assignment):
+        task = db.get(Task, assignment.task_id)
+        if task is None:
+            raise QueueError(f"There is no task {assignment.task_id}.", status=404)
+        assignment = Lease.of(assignment, task)
+    prompt = sql.PROMPT_TEXT.first(db, {"prompt_id": assignment.prompt_id}) \
+        if assignment.prompt_id is not None else None
     by_id: dict[int, str] = {}
     if assignment.display_order:
-        by_id = dict(db.execute(_CANDIDATE_TEXTS, {"ids": list(assignment.display_order)}).all())
-    params = {k: v for k, v in (task.params or {}).items() if k in ("prompt_kind", "use_case_id")}
+        by_id = dict(db.execute(_CANDIDATE_TEXTS, {"ids": assignment.display_order}).all())
+    params = {k: v for k, v in assignment.params.items() if k in ("prompt_kind", "use_case_id")}
     if params.get("use_case_id"):
         use_case = db.get(UseCase, params["use_case_id"])
         if use_case is not None:
             params["use_case"] = {"name": use_case.name, "description": use_case.description}
     return {
-        "task_id": task.id, "assignment_id": assignment.id, "kind": task.kind,
+        "task_id": assignment.task_id, "assignment_id": assignment.id, "kind": assignment.kind,
         "prompt": {"id": prompt.id, "text": prompt.text} if prompt else None,
         "candidates": [
             {"id": cid, "text": by_id[cid]} for cid in assignment.display_order

@@ -1,15 +1,28 @@
 """The hot-path SQL of the queue, shared by the service and bench/bench_queue.py.
 
-Written as SQL rather than built by the ORM so the statement the benchmark times directly
-through psycopg is byte for byte the one the API runs (docs/queue.md explains the plan).
+Written as SQL rather than built by the ORM: the service runs these at the driver level
+(`app.db.Sql`), and the statement the benchmark times directly through psycopg is byte
+for byte the one the API runs (docs/queue.md explains the plan).
 """
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import JSON
+
+from app.db import Sql, UTCDateTime
+
+# The task columns a lease and a submit need (not gold_answer: it never reaches a labeler).
+_TASK = "t.id, t.kind, t.prompt_id, t.candidate_ids, t.params"
+_TASK_TYPES: dict[str, Any] = {"candidate_ids": JSON(), "params": JSON()}
+_ASSIGNMENT_TYPES: dict[str, Any] = {"display_order": JSON(), "expires_at": UTCDateTime()}
 
 # The filter starts with the partial indexes' predicate (app/queue/models.OPEN)
 # so the planner can use them; `OFFSET 0` keeps NOT EXISTS a per-task probe of
 # uq_assignments_task_user instead of letting it become an anti-join over the user's
 # whole history.
 _PICK = """
-SELECT t.* FROM tasks t
+SELECT {columns} FROM tasks t
 WHERE {kind} t.state = 'open' AND t.done_labels + t.leased_labels < t.required_labels
   AND NOT EXISTS (
     SELECT 1 FROM assignments a WHERE a.task_id = t.id AND a.user_id = :user_id {offset}
@@ -23,6 +36,7 @@ def pick_sql(*, dialect: str, with_kind: bool) -> str:
     """The next-task pick for this dialect, with or without a kind filter."""
     postgres = dialect == "postgresql"
     return _PICK.format(
+        columns=_TASK,
         kind="t.kind = :kind AND" if with_kind else "",
         # SQLite needs LIMIT before OFFSET; its single writer serialises leases anyway.
         offset="OFFSET 0" if postgres else "LIMIT -1 OFFSET 0",
@@ -30,44 +44,73 @@ def pick_sql(*, dialect: str, with_kind: bool) -> str:
     )
 
 
+@cache
+def pick(dialect: str, with_kind: bool) -> Sql:
+    """The pick as a statement to run."""
+    return Sql(pick_sql(dialect=dialect, with_kind=with_kind), **_TASK_TYPES)
+
+
 # The claim re-checks the free slot: on PostgreSQL the row is already locked so it always
 # succeeds; on SQLite it is the first write, taken under the database write lock, so two
 # leases racing for the last slot cannot both win.
-CLAIM = """
+CLAIM = Sql("""
 UPDATE tasks SET leased_labels = leased_labels + 1
 WHERE id = :task_id AND state = 'open' AND done_labels + leased_labels < required_labels
-"""
+""")
 
-LIVE_LEASE = """
-SELECT a.* FROM assignments a JOIN tasks t ON t.id = a.task_id
+# The user's live lease, with what its page needs of the task (a reload re-uses it).
+_LIVE_LEASE = """
+SELECT a.id, a.task_id, a.display_order, a.expires_at, t.kind, t.prompt_id, t.params
+FROM assignments a JOIN tasks t ON t.id = a.task_id
 WHERE a.user_id = :user_id AND a.state = 'leased' AND a.expires_at > :now {kind}
 ORDER BY a.id LIMIT 1
 """
+LIVE_LEASE = Sql(_LIVE_LEASE.format(kind=""), stamps=("now",), params=JSON(), **_ASSIGNMENT_TYPES)
+LIVE_LEASE_OF_KIND = Sql(_LIVE_LEASE.format(kind="AND t.kind = :kind"), stamps=("now",),
+                         params=JSON(), **_ASSIGNMENT_TYPES)
 
-EXPIRED = """
+EXPIRED = Sql("""
 SELECT id, task_id FROM assignments
 WHERE state = 'leased' AND expires_at <= :now
 ORDER BY expires_at LIMIT :limit
-"""
+""", stamps=("now",))
 
-INSERT_ASSIGNMENT = """
+INSERT_ASSIGNMENT = Sql("""
 INSERT INTO assignments (task_id, user_id, state, display_order, leased_at, expires_at)
 VALUES (:task_id, :user_id, 'leased', :display_order, :now, :expires_at)
 RETURNING id
-"""
+""", stamps=("now", "expires_at"))
 
-LOCK_TASK = "SELECT id FROM tasks WHERE id = :task_id FOR UPDATE"
-LOCK_ASSIGNMENT = "SELECT * FROM assignments WHERE id = :assignment_id FOR UPDATE"
+LOCK_TASK = Sql(f"SELECT {_TASK} FROM tasks t WHERE t.id = :task_id", lock=True, **_TASK_TYPES)
+LOCK_ASSIGNMENT = Sql("""
+SELECT id, task_id, user_id, state, display_order, expires_at FROM assignments
+WHERE id = :assignment_id
+""", lock=True, **_ASSIGNMENT_TYPES)
+TASK_OF_ASSIGNMENT = Sql("SELECT task_id FROM assignments WHERE id = :assignment_id")
 
-SUBMIT_ASSIGNMENT = """
+SUBMIT_ASSIGNMENT = Sql("""
 UPDATE assignments SET state = 'submitted', finished_at = :now
 WHERE id = :assignment_id AND state = 'leased'
-"""
+""", stamps=("now",))
 
-COUNT_SUBMISSION = """
+COUNT_SUBMISSION = Sql("""
 UPDATE tasks SET done_labels = done_labels + 1, leased_labels = leased_labels - 1,
   state = CASE WHEN done_labels + 1 >= required_labels THEN 'closed' ELSE state END,
   closed_at = CASE WHEN done_labels + 1 >= required_labels THEN :now ELSE closed_at END
 WHERE id = :task_id
 RETURNING done_labels, leased_labels, required_labels
-"""
+""", stamps=("now",))
+
+EXTEND_LEASE = Sql("""
+UPDATE assignments SET expires_at = :expires_at WHERE id = :assignment_id
+RETURNING id, expires_at
+""", stamps=("expires_at",), expires_at=UTCDateTime())
+
+SKIP_ASSIGNMENT = Sql("""
+UPDATE assignments SET state = 'skipped', finished_at = :now, skip_reason = :reason
+WHERE id = :assignment_id AND state = 'leased'
+""", stamps=("now",))
+
+RELEASE_SLOTS = Sql("UPDATE tasks SET leased_labels = leased_labels - :n WHERE id = :task_id")
+
+PROMPT_TEXT = Sql("SELECT id, text FROM prompts WHERE id = :prompt_id")

@@ -13,8 +13,8 @@ from tests.factories import make_user
 from tests.queue.factories import make_candidates, make_prompt, make_task
 
 
-def _lapse(db, assignment: Assignment) -> None:
-    assignment.expires_at = utcnow() - timedelta(seconds=1)
+def _lapse(db, lease: queue.Lease) -> None:
+    db.get(Assignment, lease.id).expires_at = utcnow() - timedelta(seconds=1)
     db.flush()
 
 
@@ -134,10 +134,12 @@ def test_heartbeat_extends_live_lease(db):
     make_task(db)
     user = make_user(db)
     got = queue.next_task(db=db, user=user)
-    got.expires_at = utcnow() + timedelta(seconds=5)
+    db.get(Assignment, got.id).expires_at = utcnow() + timedelta(seconds=5)
     db.flush()
     beat = queue.heartbeat(db=db, user=user, assignment_id=got.id)
     assert beat.expires_at > utcnow() + timedelta(minutes=29)
+    # The loaded assignment reads the extended lease, not the one it had cached.
+    assert db.get(Assignment, got.id).expires_at == beat.expires_at
 
 
 def test_heartbeat_after_expiry_conflicts(db):

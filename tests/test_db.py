@@ -104,3 +104,38 @@ def test_request_commit_does_not_wait_for_a_free_pool_thread(committed_db):
     assert not hung, "the commit waited for a pool thread"
     assert state["status"] == 200
     assert _names(committed_db) == ["committed"]
+
+
+def test_sql_reads_and_writes_the_values_the_orm_does(db):
+    """`Sql` (driver-level on PostgreSQL, typed text() on SQLite) agrees with the ORM."""
+    from datetime import timedelta
+
+    from sqlalchemy import JSON
+
+    from app.db import Sql, UTCDateTime, utcnow
+    from app.queue.models import Task, TaskKind
+    from tests.queue.factories import make_task
+
+    task = make_task(db, TaskKind.rank, n_candidates=4)
+    read = Sql("SELECT id, kind, candidate_ids, params, created_at FROM tasks WHERE id = :id",
+               lock=True, candidate_ids=JSON(), params=JSON(), created_at=UTCDateTime())
+    row = read.one(db, {"id": task.id})
+    assert (row.id, row.kind, row.candidate_ids, row.params) == (
+        task.id, "rank", task.candidate_ids, task.params)
+    assert row.created_at == task.created_at and row.created_at.utcoffset() == timedelta(0)
+    assert read.first(db, {"id": -1}) is None
+
+    closed = utcnow()
+    close = Sql("UPDATE tasks SET closed_at = :at WHERE id = :id", stamps=("at",))
+    assert close.rowcount(db, {"at": closed, "id": task.id}) == 1
+    db.expire(task)
+    assert task.closed_at == closed  # the ORM reads what the statement wrote
+    earlier = Sql("SELECT count(*) AS n FROM tasks WHERE closed_at < :at", stamps=("at",))
+    assert earlier.one(db, {"at": closed + timedelta(microseconds=1)}).n == 1
+    assert earlier.one(db, {"at": closed}).n == 0
+    # A timestamp the ORM wrote compares equal to the same instant passed as a parameter
+    # (on SQLite both are text, so they must be in the same format).
+    created = Sql("SELECT count(*) AS n FROM tasks WHERE id = :id AND created_at < :at",
+                  stamps=("at",))
+    assert created.one(db, {"id": task.id, "at": task.created_at}).n == 0
+    assert db.get(Task, task.id) is task

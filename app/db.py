@@ -139,7 +139,10 @@ async def get_session() -> AsyncIterator[Session]:
 
     Opening a session does no I/O (it connects on first use), so it happens on the event
     loop; committing and closing take one trip to a worker thread, where a sync generator
-    takes two (one to open, one to close).
+    takes two (one to open, one to close). The hottest routes (lease, submit) commit at
+    their end instead, in the worker thread they already run in: a trip costs about
+    0.4 ms of CPU on a small machine, a tenth of such a request. Closing a session with
+    nothing to commit happens on the event loop.
     """
     session = SessionLocal()
     try:

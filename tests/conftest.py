@@ -79,6 +79,13 @@ def engine():  # type: ignore[no-untyped-def]
 def db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
     """A session whose work is rolled back after the test."""
     conn = engine.connect()
+    sqlite = engine.dialect.name == "sqlite"
+    if sqlite:
+        # pysqlite begins a transaction only before a write, so a SAVEPOINT could start one
+        # and its RELEASE (a route's commit) would commit for real: begin explicitly.
+        raw = conn.connection.driver_connection
+        raw.isolation_level = None
+        raw.execute("BEGIN")
     outer = conn.begin()
     session = Session(bind=conn, join_transaction_mode="create_savepoint",
                       expire_on_commit=False)
@@ -87,6 +94,8 @@ def db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
     finally:
         session.close()
         outer.rollback()
+        if sqlite:
+            raw.isolation_level = ""  # as the pool lent it
         conn.close()
 
 

@@ -95,9 +95,11 @@ def guidelines_save(
 @router.post("/api/v1/tasks/{task_id}/submit", response_model=SubmissionRead)
 def submit(db: DbSession, user: AnyUser, task_id: int, body: SubmissionCreate) -> SubmissionRead:
     try:
-        return service.submit(db=db, user=user, task_id=task_id, body=body)
+        answer = service.submit(db=db, user=user, task_id=task_id, body=body)
     except service.SubmissionError as exc:
         raise _http(exc) from exc
+    db.commit()  # here, not in a worker-thread trip of its own (app/db.py)
+    return answer
 
 
 @router.put("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)

@@ -35,9 +35,9 @@ def _http(exc: queue.QueueError) -> HTTPException:
 def next_task(db: DbSession, user: AnyUser, kind: TaskKind | None = None) -> object:
     """Lease the next task (or return the one already leased); 204 when there is none."""
     lease = queue.next_task(db=db, user=user, kind=kind)
-    if lease is None:
-        return Response(status_code=204)
-    return queue.task_payload(db=db, assignment=lease)
+    payload = None if lease is None else queue.task_payload(db=db, assignment=lease)
+    db.commit()  # here, not in a worker-thread trip of its own (app/db.py)
+    return Response(status_code=204) if payload is None else payload
 
 
 @router.get("/api/v1/assignments/{assignment_id}", response_model=TaskOut)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
+import psycopg
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -16,6 +17,7 @@ from anyio import CapacityLimiter
 from fastapi import Depends
 from psycopg.rows import namedtuple_row
 from sqlalchemy import DateTime, Engine, MetaData, bindparam, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -188,7 +190,12 @@ class Sql:
         if conn.dialect.driver == "psycopg":
             raw = conn.connection.driver_connection
             assert raw is not None  # a checked-out connection
-            return raw.cursor(row_factory=namedtuple_row).execute(self.pyformat, params)
+            try:
+                return raw.cursor(row_factory=namedtuple_row).execute(self.pyformat, params)
+            except psycopg.Error as exc:
+                # The exception SQLAlchemy would raise (IntegrityError, OperationalError, …),
+                # so callers catch one family of errors whichever way a statement ran.
+                raise DBAPIError.instance(self.pyformat, params, exc, psycopg.Error) from exc
         return conn.execute(self.text if conn.dialect.name == "postgresql" else self.portable,
                             params)
 

@@ -139,3 +139,19 @@ def test_sql_reads_and_writes_the_values_the_orm_does(db):
                   stamps=("at",))
     assert created.one(db, {"id": task.id, "at": task.created_at}).n == 0
     assert db.get(Task, task.id) is task
+
+
+def test_sql_raises_sqlalchemys_errors(db):
+    """A failed driver-level statement raises what a SQLAlchemy statement would."""
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    from app.db import Sql
+    from tests.queue.factories import make_task
+
+    task = make_task(db)
+    again = Sql("INSERT INTO tasks (id, kind, candidate_ids, required_labels, done_labels,"
+                " leased_labels, priority, gold, params, state, created_at) VALUES (:id,"
+                " 'demonstrate', '[]', 1, 0, 0, 0, false, '{}', 'open', :at)", stamps=("at",))
+    with pytest.raises(IntegrityError), db.begin_nested():
+        again.rowcount(db, {"id": task.id, "at": task.created_at})

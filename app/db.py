@@ -14,6 +14,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from anyio import CapacityLimiter
+from anyio.lowlevel import RunVar
 from fastapi import Depends
 from psycopg.rows import namedtuple_row
 from sqlalchemy import DateTime, Engine, MetaData, bindparam, create_engine, event, text
@@ -66,7 +67,10 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        pool = {} if path in ("", ":memory:") else {  # the same pool as on PostgreSQL
+            "pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size}
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -80,11 +84,16 @@ def make_engine(url: str) -> Engine:
     return create_engine(
         url,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,  # see pool_capacity()
         # No pre-ping (a round trip per checkout on the hot path): connections are recycled,
         # and a dropped one fails that request's transaction, which the client retries.
         pool_recycle=settings.db_pool_recycle_s,
     )
+
+
+def pool_capacity() -> int:
+    """How many connections the engine's pool lends at once (pool size + overflow)."""
+    return 2 * get_settings().db_pool_size
 
 
 @lru_cache
@@ -136,23 +145,47 @@ async def _finish_in_thread(session: Session, commit: bool) -> None:
     await anyio.to_thread.run_sync(_finish, session, commit, limiter=CapacityLimiter(1))
 
 
+# Requests holding a session in this process (per event loop), at most the connections the
+# pool lends. A request keeps its connection from its first thread (the `allow(...)`
+# dependency) to its endpoint's thread; were more requests admitted than there are
+# connections, every pool thread could end up waiting for a connection while the requests
+# holding one wait for a thread, until the pool's timeout (tests/test_db.py). The others
+# wait here, on the event loop, for a turn.
+_admission: RunVar[CapacityLimiter] = RunVar("db_admission")
+
+
+def _admission_limiter() -> CapacityLimiter:
+    try:
+        return _admission.get()
+    except LookupError:
+        limiter = CapacityLimiter(pool_capacity())
+        _admission.set(limiter)
+        return limiter
+
+
 async def get_session() -> AsyncIterator[Session]:
     """Request dependency: one transaction per request, committed when the route returns.
 
     Opening a session does no I/O (it connects on first use), so it happens on the event
     loop; committing and closing take one trip to a worker thread, where a sync generator
-    takes two (one to open, one to close). The hottest routes (lease, submit) commit at
+    takes two (one to open, one to close). A request first waits for its turn among those
+    using the database (`_admission`). The hottest routes (lease, submit) commit at
     their end instead, in the worker thread they already run in: a trip costs about
     0.4 ms of CPU on a small machine, a tenth of such a request. Closing a session with
     nothing to commit happens on the event loop.
     """
-    session = SessionLocal()
+    admission, turn = _admission_limiter(), object()
+    await admission.acquire_on_behalf_of(turn)
     try:
-        yield session
-    except BaseException:
-        await _finish_in_thread(session, False)
-        raise
-    await _finish_in_thread(session, True)
+        session = SessionLocal()
+        try:
+            yield session
+        except BaseException:
+            await _finish_in_thread(session, False)
+            raise
+        await _finish_in_thread(session, True)
+    finally:
+        admission.release_on_behalf_of(turn)
 
 
 # The request's session: committed when the route function returns, before the response is

@@ -155,3 +155,39 @@ def test_sql_raises_sqlalchemys_errors(db):
                 " 'demonstrate', '[]', 1, 0, 0, 0, false, '{}', 'open', :at)", stamps=("at",))
     with pytest.raises(IntegrityError), db.begin_nested():
         again.rowcount(db, {"id": task.id, "at": task.created_at})
+
+
+def test_more_requests_than_connections_queue_instead_of_stalling(committed_db, engine):
+    """A request holds its connection from its first (dependency) thread to its endpoint
+    thread. With more requests than connections, the pool threads must not all end up
+    waiting for a connection while the requests holding one wait for a thread."""
+    import asyncio
+    from typing import Annotated
+
+    import anyio.to_thread
+    import httpx
+    from fastapi import Depends
+
+    app = FastAPI()
+
+    def counted(db: DbSession) -> int:  # like allow(...): a sync dependency reading the db
+        return int(db.scalar(select(func.count()).select_from(UseCase)) or 0)
+
+    @app.post("/held/{name}")
+    def held(db: DbSession, before: Annotated[int, Depends(counted)], name: str) -> dict:
+        db.add(UseCase(name=name))
+        db.flush()
+        return {"before": before}
+
+    async def main() -> list[int]:
+        threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+        n = max(threads, engine.pool.size() * 2) * 3  # more than threads and connections
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t",
+                                     timeout=120) as client:
+            sent = [client.post(f"/held/r{i}") for i in range(n)]
+            return [r.status_code for r in await asyncio.gather(*sent)]
+
+    statuses = asyncio.run(main())
+    assert statuses == [200] * len(statuses)
+    assert committed_db.scalar(select(func.count()).select_from(UseCase)) == len(statuses)

@@ -162,6 +162,7 @@ def test_more_requests_than_connections_queue_instead_of_stalling(committed_db, 
     thread. With more requests than connections, the pool threads must not all end up
     waiting for a connection while the requests holding one wait for a thread."""
     import asyncio
+    import concurrent.futures
     from typing import Annotated
 
     import anyio.to_thread
@@ -188,6 +189,8 @@ def test_more_requests_than_connections_queue_instead_of_stalling(committed_db, 
             sent = [client.post(f"/held/r{i}") for i in range(n)]
             return [r.status_code for r in await asyncio.gather(*sent)]
 
-    statuses = asyncio.run(main())
+    # On a thread of its own: the test process may already run an event loop (Playwright).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        statuses = pool.submit(asyncio.run, main()).result(timeout=300)
     assert statuses == [200] * len(statuses)
     assert committed_db.scalar(select(func.count()).select_from(UseCase)) == len(statuses)

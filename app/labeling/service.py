@@ -309,17 +309,21 @@ def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> 
         error = SubmissionError(str(exc), exc.status)
         return _earlier_or(db, user, task, body.idempotency_key, error)
     if task.kind == TaskKind.write_prompt:
-        # It creates a prompt first, so a clash must roll that back too: a savepoint.
+        # It creates a prompt first, so a clash must roll that back too: a savepoint. It
+        # holds the queue half as well: on SQLite a savepoint can be what begins the
+        # transaction, and then its release commits, so nothing of the submit may follow.
         try:
             with db.begin_nested():
                 row_id = _written_prompt(db, user, task, assignment, clean, body).id
+                queue.complete(db=db, assignment=assignment)
         except IntegrityError:
             row_id = None
     else:
         row_id = _store(db, user, task, assignment, clean, body)
+        if row_id is not None:
+            queue.complete(db=db, assignment=assignment)
     if row_id is None:
         error = SubmissionError("This task was already submitted.", 409)
         return _earlier_or(db, user, task, body.idempotency_key, error)
-    queue.complete(db=db, assignment=assignment)
     return SubmissionRead(id=row_id, kind=str(task.kind), task_id=task.id,
                           assignment_id=assignment.id, next_url=next_url(task.kind))

@@ -330,3 +330,27 @@ def test_done_today_counts_own_submissions_since_midnight_only(client, db, ranke
     assert workbench.done_today(db=db, user=user) == 1
     page = client.get(f"/label/a/{leases[2].id}")
     assert 'id="done-today">1<' in page.text
+
+
+def test_write_prompt_submit_is_one_unit_even_when_its_savepoint_starts_the_transaction(
+        committed_db):
+    """On SQLite a savepoint can be what begins the transaction, and then its release
+    commits: the prompt must never be stored without its assignment being counted."""
+    from app.labeling import service
+    from app.labeling.models import WrittenPrompt
+    from app.labeling.schemas import SubmissionCreate
+    from app.prompts.models import Prompt
+
+    user = make_user(committed_db)
+    task = make_task(committed_db, TaskKind.write_prompt)
+    a = lease(committed_db, user, task)
+    committed_db.commit()
+    body = SubmissionCreate(assignment_id=a.id, idempotency_key="one-unit-1", seconds_spent=9,
+                            text="Name three rivers of Africa.")
+    service.submit(db=committed_db, user=user, task_id=task.id, body=body)
+    committed_db.rollback()  # the request fails after the submit, before its commit
+    stored = _count(committed_db, Prompt), _count(committed_db, WrittenPrompt)
+    state = committed_db.scalar(select(Assignment.state).where(Assignment.id == a.id))
+    done = committed_db.scalar(select(Task.done_labels).where(Task.id == task.id))
+    assert (stored, state, done) in (((0, 0), AssignmentState.leased, 0),
+                                     ((1, 1), AssignmentState.submitted, 1))

@@ -170,8 +170,8 @@ async def get_session() -> AsyncIterator[Session]:
     loop; committing and closing take one trip to a worker thread, where a sync generator
     takes two (one to open, one to close). A request first waits for its turn among those
     using the database (`_admission`). The hottest routes (lease, submit) commit at
-    their end instead, in the worker thread they already run in: a trip costs about
-    0.4 ms of CPU on a small machine, a tenth of such a request. Closing a session with
+    their end instead, in the worker thread they already run in: a trip costs 0.2–0.4 ms
+    of CPU on a small machine, up to a tenth of such a request. Closing a session with
     nothing to commit happens on the event loop.
     """
     admission, turn = _admission_limiter(), object()

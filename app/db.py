@@ -20,6 +20,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import DateTime, Engine, MetaData, bindparam, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.types import TypeDecorator
 
 from app.config import get_settings
@@ -193,6 +194,14 @@ async def get_session() -> AsyncIterator[Session]:
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
+def forget(db: Session, model: Any, row_id: int) -> None:
+    """Expire the session's object of this row, if it has one, so it reloads when read:
+    for rows a `Sql` statement changed behind the identity map's back."""
+    loaded = db.identity_map.get(identity_key(model, row_id))
+    if loaded is not None:
+        db.expire(loaded)
+
+
 class Sql:
     """One hand-written statement of a hot path, with `:name` parameters.
 
@@ -204,7 +213,7 @@ class Sql:
     Python values: JSON decoded, timestamps timezone-aware, enums as their string values.
 
     It bypasses the session's identity map: a caller that writes rows the session may have
-    loaded expires them (`Session.expire`).
+    loaded expires them (`forget`).
     """
 
     def __init__(self, statement: str, *, lock: bool = False, stamps: tuple[str, ...] = (),

@@ -14,7 +14,7 @@ from sqlalchemy.orm.util import identity_key
 
 from app.auth.models import ApiToken, LoginAttempt, Role, User
 from app.config import get_settings
-from app.db import Sql, UTCDateTime, utcnow
+from app.db import Sql, UTCDateTime, forget, utcnow
 
 # argon2id with RFC 9106's low-memory profile; the test suite uses the cheapest parameters.
 _hasher = PasswordHasher.from_parameters(
@@ -207,7 +207,7 @@ def user_for_token(*, db: Session, token: str) -> User | None:
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
         _TOUCH_TOKEN.rowcount(db, {"now": now, "token_id": row.token_id})
-        _forget_token(db, row.token_id)
+        forget(db, ApiToken, row.token_id)
     return _session_user(db, row)
 
 
@@ -221,9 +221,3 @@ def _session_user(db: Session, row: Any) -> User:
     make_transient_to_detached(user)
     db.add(user)
     return user
-
-
-def _forget_token(db: Session, token_id: int) -> None:
-    held = db.identity_map.get(identity_key(ApiToken, token_id))
-    if held is not None:
-        db.expire(held)

@@ -17,11 +17,10 @@ from typing import Any, TypeVar
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from app.auth.models import User
 from app.config import get_settings
-from app.db import utcnow
+from app.db import forget, utcnow
 from app.prompts.models import Candidate, UseCase
 from app.queue import sql
 from app.queue.creation import (  # noqa: F401 - part of this service's interface
@@ -74,7 +73,7 @@ class Lease:
     @classmethod
     def of(cls, assignment: Any, task: Any) -> "Lease":
         """From an assignment and its task (ORM objects or rows)."""
-        return cls(id=assignment.id, task_id=task.id, kind=TaskKind(task.kind),
+        return cls(id=assignment.id, task_id=assignment.task_id, kind=TaskKind(task.kind),
                    prompt_id=task.prompt_id, display_order=list(assignment.display_order or ()),
                    expires_at=assignment.expires_at, params=dict(task.params or {}))
 
@@ -150,7 +149,7 @@ def _pick(db: Session, user: User, kind: TaskKind | None) -> TaskRow | None:
         if task is None:
             return None
         if sql.CLAIM.rowcount(db, {"task_id": task.id}) == 1:
-            _forget(db, Task, task.id)
+            forget(db, Task, task.id)
             return task
     return None  # lost every race for a slot (SQLite only): the client asks again
 
@@ -161,10 +160,7 @@ def _live_lease(db: Session, user: User, kind: TaskKind | None, now: datetime) -
     else:
         row = sql.LIVE_LEASE_OF_KIND.first(db, {"user_id": user.id, "now": now,
                                                 "kind": kind.value})
-    return None if row is None else Lease(
-        id=row.id, task_id=row.task_id, kind=TaskKind(row.kind), prompt_id=row.prompt_id,
-        display_order=list(row.display_order or ()), expires_at=row.expires_at,
-        params=dict(row.params or {}))
+    return None if row is None else Lease.of(row, row)  # the row has both
 
 
 def _new_assignment(db: Session, user: User, task: TaskRow, now: datetime) -> Lease:
@@ -239,7 +235,7 @@ def heartbeat(*, db: Session, user: User, assignment_id: int) -> Any:
     assignment = _lock(db, user, assignment_id)
     now = utcnow()
     _require_live(assignment, now)
-    _forget(db, Assignment, assignment_id)
+    forget(db, Assignment, assignment_id)
     return sql.EXTEND_LEASE.first(db, {"assignment_id": assignment_id,
                                        "expires_at": now + _lease_delta()})
 
@@ -253,7 +249,7 @@ def skip(*, db: Session, user: User, assignment_id: int, reason: str | None) -> 
         raise QueueError(f"This task is {assignment.state}; it cannot be skipped.", 409)
     sql.SKIP_ASSIGNMENT.rowcount(db, {"assignment_id": assignment_id, "now": utcnow(),
                                       "reason": (reason or "")[:200] or None})
-    _forget(db, Assignment, assignment_id)
+    forget(db, Assignment, assignment_id)
     _release_slots(db, Counter([assignment.task_id]))
 
 
@@ -267,21 +263,14 @@ def complete(*, db: Session, assignment: Any) -> None:
     if done != 1:
         raise QueueError("This task was already submitted or its lease ended.", status=409)
     sql.COUNT_SUBMISSION.first(db, {"task_id": assignment.task_id, "now": now})
-    _forget(db, Assignment, assignment.id)
-    _forget(db, Task, assignment.task_id)
-
-
-def _forget(db: Session, model: Any, row_id: int) -> None:
-    """Expire a loaded object whose row was changed in SQL, so it reloads it when read."""
-    loaded = db.identity_map.get(identity_key(model, row_id))
-    if loaded is not None:
-        db.expire(loaded)
+    forget(db, Assignment, assignment.id)
+    forget(db, Task, assignment.task_id)
 
 
 def _release_slots(db: Session, per_task: Counter[int]) -> None:
     for task_id, n in per_task.items():
         sql.RELEASE_SLOTS.rowcount(db, {"n": n, "task_id": task_id})
-        _forget(db, Task, task_id)
+        forget(db, Task, task_id)
 
 
 def _expire_some(db: Session, *, now: datetime, limit: int) -> int:

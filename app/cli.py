@@ -34,7 +34,7 @@ def fail(message: str, code: int = 1) -> None:
 
 
 @db_cli.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("heads")) -> None:
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Migrate the database up to the newest schema (or REVISION)."""
     from alembic import command
 

@@ -1,7 +1,7 @@
 """Alembic environment: the app's metadata, the URL from app.db.alembic_config()."""
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, inspect, pool, text
 
 import app.models  # noqa: F401  - registers every table on Base.metadata
 from app.db import Base
@@ -31,7 +31,25 @@ def run_migrations_online() -> None:
         _run(connectable)
 
 
+# Until 0005, the revisions 0002_queue, 0003_labeling and 0005_exports each revised 0001, so
+# a database migrated then records three heads. They now form one line in that order; such
+# a database is at the newest of the three.
+_FORMER_HEADS = ("0002_queue", "0003_labeling", "0005_exports")
+
+
+def _collapse_former_heads(connection) -> None:  # type: ignore[no-untyped-def]
+    if "alembic_version" in inspect(connection).get_table_names():
+        rows = {r[0] for r in connection.execute(text("SELECT version_num FROM alembic_version"))}
+        if len(rows) > 1 and rows <= set(_FORMER_HEADS):
+            newest = max(rows, key=_FORMER_HEADS.index)
+            connection.execute(text("DELETE FROM alembic_version WHERE version_num != :v"),
+                               {"v": newest})
+    # End the transaction these reads began: alembic commits only a transaction it began.
+    connection.commit()
+
+
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
+    _collapse_former_heads(connection)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

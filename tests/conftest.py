@@ -69,7 +69,7 @@ def engine():  # type: ignore[no-untyped-def]
     url = _database_url()
     if BACKEND != "sqlite":
         _recreate_postgres_database(url)
-    command.upgrade(alembic_config(url), "heads")
+    command.upgrade(alembic_config(url), "head")
     eng = get_engine()
     yield eng
     eng.dispose()

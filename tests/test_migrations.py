@@ -38,14 +38,33 @@ def test_migrations_upgrade_from_empty_and_downgrade_to_base(scratch_url):
     engine = make_engine(scratch_url)
     cfg = alembic_config(scratch_url)
     assert pending_migrations(engine)
-    command.upgrade(cfg, "heads")
+    command.upgrade(cfg, "head")
     assert not pending_migrations(engine)
     tables = set(inspect(engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
     command.downgrade(cfg, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
-    command.upgrade(cfg, "heads")  # and up again: downgrades leave nothing behind
+    command.upgrade(cfg, "head")  # and up again: downgrades leave nothing behind
     assert set(Base.metadata.tables) <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_migration_graph_has_one_head():
+    """One line of revisions: `alembic revision` works and `downgrade -1` is unambiguous."""
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, f"migration heads: {heads}; add a merge revision"
+
+
+def test_downgrade_one_step_from_head_then_up_again(scratch_url):
+    engine = make_engine(scratch_url)
+    cfg = alembic_config(scratch_url)
+    command.upgrade(cfg, "head")
+    command.downgrade(cfg, "-1")
+    assert pending_migrations(engine)
+    command.upgrade(cfg, "head")
+    assert not pending_migrations(engine)
     engine.dispose()
 
 
@@ -67,3 +86,19 @@ def test_app_refuses_unmigrated_database_with_the_fix(scratch_url):
     )
     assert proc.returncode != 0
     assert "rlhf-studio db upgrade" in proc.stderr
+
+
+def test_database_stamped_at_the_three_former_heads_upgrades_to_one(scratch_url):
+    """Before 0006 the three branches were separate heads; such a database still upgrades."""
+    engine = make_engine(scratch_url)
+    cfg = alembic_config(scratch_url)
+    command.upgrade(cfg, "0005_exports")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version"))
+        for rev in ("0002_queue", "0003_labeling", "0005_exports"):
+            conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": rev})
+    command.upgrade(cfg, "head")
+    assert not pending_migrations(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    engine.dispose()

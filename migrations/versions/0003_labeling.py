@@ -1,7 +1,7 @@
 """labeling: demonstration drafts, guidelines, prompt flags, written prompts
 
 Revision ID: 0003_labeling
-Revises: 0001
+Revises: 0002_queue
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import app.db
 
 revision: str = "0003_labeling"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0002_queue"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """exports: snapshot progress, options and finish time
 
 Revision ID: 0005_exports
-Revises: 0001
+Revises: 0003_labeling
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import app.db
 
 revision: str = "0005_exports"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0003_labeling"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

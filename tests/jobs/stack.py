@@ -1,5 +1,7 @@
-"""A real deployment in miniature for the loop's tests: uvicorn serving the app and a
-Celery worker (with beat) as separate processes, on Redis or on the embedded transport."""
+"""A real deployment in miniature for the loop's tests, as docker-compose lays it out:
+uvicorn serving the app, a worker on the default queue with beat (the reaper and the
+schedule tick), and a worker on the gpu queue, each its own process, on Redis or on the
+embedded transport."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def _free_port() -> int:
 
 
 class Stack:
-    """The web process and a worker; `kill_worker()` SIGKILLs the worker for real."""
+    """The web process and the workers; `kill_worker()` SIGKILLs the gpu worker for real."""
 
     def __init__(self, broker: str, data_dir: Path) -> None:
         self.env = {**os.environ, "RLHF_DATA_DIR": str(data_dir), "RLHF_JOB_LEASE_S": "6",
@@ -43,17 +45,21 @@ class Stack:
              "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
             cwd=REPO, env=self.env)
         self.worker: subprocess.Popen[bytes] | None = None
+        self.default = self._celery("-Q", "default", "--beat", "-s",
+                                    str(Path(self.env["RLHF_DATA_DIR"]) / "beat"))
         self.start_worker()
         self.http = httpx.Client(base_url=self.url, timeout=30)
         _wait(lambda: self.http.get("/login").status_code == 200, 30, "the web server")
 
-    def start_worker(self) -> None:
-        """A worker on both queues with beat (the reaper and the schedule tick)."""
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--beat",
-             "-Q", "default,gpu", "--pool", "solo", "--without-mingle", "--without-gossip",
-             "--loglevel", "WARNING", "-s", str(Path(self.env["RLHF_DATA_DIR"]) / "beat")],
+    def _celery(self, *args: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--pool", "solo",
+             "--without-mingle", "--without-gossip", "--loglevel", "WARNING", *args],
             cwd=REPO, env=self.env, start_new_session=True)
+
+    def start_worker(self) -> None:
+        """The gpu queue's worker (training, generation)."""
+        self.worker = self._celery("-Q", "gpu", "-n", f"gpu{time.monotonic_ns()}@%h")
 
     def kill_worker(self) -> None:
         """SIGKILL the worker (its training child dies with it)."""
@@ -94,7 +100,7 @@ class Stack:
 
     def close(self) -> None:
         self.http.close()
-        for proc in (self.worker, self.web):
+        for proc in (self.worker, self.default, self.web):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 try:

@@ -33,7 +33,8 @@ class Evaluation(Base):
     prompt_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     # Why each prompt may be used: split and the versions' training snapshots (recorded).
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    state: Mapped[str] = mapped_column(String(12), default="generating")  # generating|labeling|failed
+    # generating (a job samples the outputs) → labeling (the tasks exist), or failed.
+    state: Mapped[str] = mapped_column(String(12), default="generating")
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True
     )

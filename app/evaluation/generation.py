@@ -81,7 +81,7 @@ def run(*, evaluation_id: int, workdir: Path, session: SessionFactory,
             return {"evaluation_id": evaluation_id, "skipped": "already generated"}
         versions = [get_version(db=db, version_id=v) for v in [ev.baseline_id, *ev.model_ids]]
         prompts = dict(db.execute(select(Prompt.id, Prompt.text)
-                                  .where(Prompt.id.in_(ev.prompt_ids))).tuples().all())
+                                  .where(Prompt.id.in_(ev.prompt_ids))).all())
         sampling = dict(ev.sampling)
     try:
         outputs = generate_outputs(versions=versions, prompts=prompts, sampling=sampling,

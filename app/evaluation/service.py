@@ -194,10 +194,10 @@ def get(*, db: Session, evaluation_id: int) -> Evaluation:
 def _counts(db: Session, ids: list[int]) -> tuple[dict[int, int], dict[int, int]]:
     items = dict(db.execute(select(EvaluationItem.evaluation_id, func.count())
                             .where(EvaluationItem.evaluation_id.in_(ids))
-                            .group_by(EvaluationItem.evaluation_id)).tuples().all())
+                            .group_by(EvaluationItem.evaluation_id)).all())
     judged = dict(db.execute(select(Judgment.evaluation_id, func.count())
                              .where(Judgment.evaluation_id.in_(ids))
-                             .group_by(Judgment.evaluation_id)).tuples().all())
+                             .group_by(Judgment.evaluation_id)).all())
     return items, judged
 
 

@@ -44,7 +44,7 @@ def test_payload_and_page_never_say_which_version_wrote_which(client, db):
     page = client.get(f"/label/a/{payload['assignment_id']}").text
     raw = client.get("/api/v1/tasks/next?kind=compare").text
     for secret in (base.name, policy.name, "model_version", "baseline", "evaluation_id",
-                   f"/models/", "sampling"):
+                   "/models/", "sampling"):
         assert secret not in page and secret not in raw, secret
     # The texts are there, in the stored slot order.
     order = db.get(Assignment, payload["assignment_id"]).display_order
@@ -61,10 +61,9 @@ def test_submit_stores_the_answer_and_what_it_means(client, db, choice):
     payload = _lease(client)
     order = [c["id"] for c in payload["candidates"]]
     sent = order[1] if choice == "cid" else choice
+    ratings = {str(order[0]): {"likert": 6, "flags": ["hallucination"]}}
     resp = client.post(f"/api/v1/tasks/{payload['task_id']}/submit",
-                       json=_body(payload, sent, ratings={str(order[0]): {"likert": 6,
-                                                                          "flags": ["hallucination"]}}),
-                       headers={"X-CSRF-Token": csrf})
+                       json=_body(payload, sent, ratings=ratings), headers={"X-CSRF-Token": csrf})
     assert resp.status_code == 200, resp.text
     assert resp.json()["next_url"] == "/label/next?kind=compare"
     row = db.scalars(select(Judgment)).one()

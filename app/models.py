@@ -3,13 +3,14 @@
 from app.auth.models import ApiToken, LoginAttempt, Role, User
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
 from app.exports.models import DatasetSnapshot
-from app.jobs.models import Job
+from app.jobs.models import Job, JobMetric, Round, TrainSchedule
 from app.labeling.models import Demonstration, Ranking, Rating
 from app.prompts.models import Candidate, Prompt, UseCase
 from app.queue.models import Assignment, Task
-from app.registry.models import ModelVersion
+from app.registry.models import AliasEvent, ModelAlias, ModelVersion, ModelVersionSnapshot
 
 __all__ = [
+    "AliasEvent",
     "ApiToken",
     "Assignment",
     "Candidate",
@@ -18,14 +19,19 @@ __all__ = [
     "Evaluation",
     "EvaluationItem",
     "Job",
+    "JobMetric",
     "Judgment",
     "LoginAttempt",
+    "ModelAlias",
     "ModelVersion",
+    "ModelVersionSnapshot",
     "Prompt",
     "Ranking",
     "Rating",
     "Role",
+    "Round",
     "Task",
+    "TrainSchedule",
     "UseCase",
     "User",
 ]

@@ -1,7 +1,7 @@
 """evaluation: campaigns, their compare items and the judgments on them
 
 Revision ID: 0011_evaluation
-Revises: 0005_exports
+Revises: 0006_loop
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011_evaluation"
-down_revision: str | Sequence[str] | None = "0005_exports"
+down_revision: str | Sequence[str] | None = "0006_loop"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

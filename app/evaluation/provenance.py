@@ -13,11 +13,12 @@ guarantees, each enough on its own for prompts imported the usual way:
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import optional_module
 from app.exports.models import DatasetSnapshot
-from app.registry.models import ModelVersion
+from app.registry.models import ModelVersion, ModelVersionSnapshot
 
 CANDIDATE_KINDS = ("policy",)
 BASELINE_KINDS = ("policy", "sft", "base")
@@ -45,11 +46,11 @@ class Version:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _of(row: Any) -> Version:
+def _of(db: Session, row: Any) -> Version:
     ids = getattr(row, "snapshot_ids", None)
-    if ids is None:  # a registry that records one snapshot per version
-        single = getattr(row, "snapshot_id", None)
-        ids = [single] if single is not None else []
+    if ids is None:  # a ModelVersion row: its snapshots are in the link table
+        ids = db.scalars(select(ModelVersionSnapshot.snapshot_id)
+                         .where(ModelVersionSnapshot.model_version_id == row.id)).all()
     return Version(id=row.id, kind=str(row.kind), name=row.name or f"version {row.id}",
                    path=row.path or "", parent_id=row.parent_id,
                    snapshot_ids=[int(i) for i in ids], metrics=dict(row.metrics or {}))
@@ -70,7 +71,7 @@ def get_version(*, db: Session, version_id: int) -> Version:
         row = None
     if row is None:
         raise ProvenanceError(f"There is no model version {version_id}.", 404)
-    return _of(row)
+    return _of(db, row)
 
 
 def lineage_snapshots(*, db: Session, version: Version) -> set[int]:

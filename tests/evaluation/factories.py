@@ -12,7 +12,7 @@ from app.evaluation.models import Evaluation
 from app.evaluation.schemas import EvaluationCreate
 from app.exports.models import DatasetSnapshot
 from app.prompts.models import Prompt, PromptSource, Split
-from app.registry.models import ModelVersion
+from app.registry.models import ModelVersion, ModelVersionSnapshot
 
 _seq = itertools.count(1)
 
@@ -22,16 +22,14 @@ def make_version(db: Session, kind: str = "policy", *, name: str | None = None,
                  metrics: dict[str, Any] | None = None) -> ModelVersion:
     """A registered model version (no files: generation is faked where it runs)."""
     n = next(_seq)
-    # The registry records a version's training snapshots as a list (older: one id).
-    data: dict[str, Any] = (
-        {"snapshot_ids": [snapshot.id] if snapshot else []}
-        if hasattr(ModelVersion, "snapshot_ids") else
-        {"snapshot_id": snapshot.id if snapshot else None})
     version = ModelVersion(kind=kind, name=name or f"{kind}-v{n}", path=f"/models/{kind}-{n}",
                            parent_id=parent.id if parent else None, metrics=metrics or {},
-                           active=False, **data)
+                           config={})
     db.add(version)
     db.flush()
+    if snapshot is not None:
+        db.add(ModelVersionSnapshot(model_version_id=version.id, snapshot_id=snapshot.id))
+        db.flush()
     return version
 
 

@@ -95,7 +95,7 @@ def test_submit_twice_with_one_key_stores_one_judgment(client, db):
 
 @pytest.mark.parametrize("bad", [
     {"choice": None}, {"choice": "c"}, {"choice": 123456789},
-    {"choice": "a", "ratings": {"1": {"likert": 5}}},
+    {"choice": "a", "ratings": {"999999": {"likert": 5}}},
     {"choice": "a", "ratings": {"X": {"likert": 9}}},
     {"choice": "a", "ratings": {"X": {"likert": 4, "flags": ["nonsense"]}}},
     {"choice": "a", "idempotency_key": "short"},

@@ -52,13 +52,12 @@ def create(
     except service.EvaluationError as exc:
         fail(str(exc))
         return
-    if job_id is None:
-        tasks.enqueue(shown["id"])  # committed above: the worker can see the campaign
+    tasks.dispatch(job_id)  # committed above: the worker can see the campaign and its job
     if as_json:
         console.print_json(json.dumps({**shown, "job_id": job_id}, default=str))
     else:
         console.print(f"evaluation {shown['id']}: {shown['name']} · {n_prompts} prompts · "
-                      f"generating outputs" + (f" (job {job_id})" if job_id else ""))
+                      f"generating outputs (job {job_id})")
 
 
 @eval_cli.command("list")

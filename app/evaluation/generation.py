@@ -2,10 +2,9 @@
 same recorded settings (`python -m training sample`), then the compare tasks are made.
 
 `run` is the whole background step. It is handed the job engine's pieces (a session
-factory, a work directory, a runner for `python -m training …`, a progress callback), so
-the same code runs under the jobs engine (app/evaluation/tasks.py registers it as the
-`evaluation_generate` job kind) and under the plain Celery task used where that engine is
-absent.
+factory, a work directory, a runner for `python -m training …`, a progress callback);
+app/evaluation/tasks.py registers it as the `evaluation_generate` job kind, and the tests
+run it with a stand-in for the GPU sampler.
 """
 
 import json

@@ -32,8 +32,7 @@ def _create(db: DbSession, user: Staff, spec: EvaluationCreate,
             background: BackgroundTasks) -> EvaluationCreated:
     evaluation = service.create_evaluation(db=db, user=user, spec=spec)
     job_id = tasks.start(db=db, evaluation=evaluation, user=user)
-    if job_id is None:  # no jobs engine: after the response, i.e. after the commit
-        background.add_task(tasks.enqueue, evaluation.id)
+    background.add_task(tasks.dispatch, job_id)  # after the response: after the commit
     return EvaluationCreated(id=evaluation.id, job_id=job_id, state=evaluation.state)
 
 

@@ -19,15 +19,16 @@ def test_eval_create_then_results(committed_db, monkeypatch):
     make_prompts(db, 3)
     base, policy = make_version(db, "sft"), make_version(db, "policy")
     db.commit()
-    queued: list[int] = []
-    monkeypatch.setattr("app.evaluation.tasks.enqueue", queued.append)
+    sent: list[int] = []
+    monkeypatch.setattr("app.evaluation.tasks.dispatch", sent.append)
     result = runner.invoke(root, ["eval", "create", "--model", str(policy.id), "--baseline",
                                   str(base.id), "--n-prompts", "2", "--overlap", "2",
                                   "--judges", "all", "--temperature", "0.3", "--json"])
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     ev = db.get(Evaluation, shown["id"])
-    assert ev.sampling["temperature"] == 0.3 and ev.overlap == 2 and queued == [ev.id]
+    assert ev.sampling["temperature"] == 0.3 and ev.overlap == 2
+    assert ev.job_id is not None and sent == [ev.job_id]
     out = runner.invoke(root, ["eval", "results", str(ev.id), "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.output)

@@ -1,7 +1,6 @@
 """The background step: sample every version with the recorded settings, then make tasks."""
 
 import json
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -88,26 +87,35 @@ def test_a_failed_sampler_marks_the_campaign_failed(db, tmp_path):
     assert db.scalar(select(func.count()).select_from(EvaluationItem)) == 0
 
 
-@pytest.mark.slow
-def test_run_with_the_tiny_model_makes_compare_tasks(db, tmp_path):
-    """The real sampler (`python -m training sample`) on the tiny offline model."""
-    import subprocess
+TINY_FLAGS = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--n-positions", "256",
+              "--pretrain-steps", "0"]
 
+
+@pytest.mark.slow
+def test_the_job_engine_runs_a_campaigns_generation_on_the_tiny_model(committed_db, tmp_path):
+    """The `evaluation_generate` kind through the jobs engine: the real sampler as a child
+    process on the tiny offline model, then the campaign's tasks."""
+    from app.evaluation import tasks
+    from app.jobs import runner
+    from app.jobs.models import Job
+    from training.__main__ import main as training_main
+
+    db = committed_db
     model = tmp_path / "tiny"
-    subprocess.run([sys.executable, "-m", "training", "--threads", "1", "tiny", "--out",
-                    str(model), "--pretrain-steps", "0"], check=True, capture_output=True)
+    assert training_main(["--threads", "1", "tiny", "--out", str(model), *TINY_FLAGS]) == 0
     (tmp_path / "same").symlink_to(model)  # a second version: the same weights, another path
     make_prompts(db, 2)
-    base = make_version(db, "sft")
-    policy = make_version(db, "policy")
+    base, policy = make_version(db, "sft"), make_version(db, "policy")
     base.path, policy.path = str(model), str(tmp_path / "same")
-    db.flush()
     ev = service.create_evaluation(db=db, user=None, spec=spec(
         model_ids=[policy.id], baseline_id=base.id, n_prompts=2,
         sampling={"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 8, "seed": 1}))
-    out = generation.run(evaluation_id=ev.id, workdir=tmp_path / "work", session=_session(db),
-                         run_training=generation.run_training_subprocess)
-    # Same model and seed on both sides: every pair is identical, so no task is asked.
-    assert out["tasks"] + out["identical_pairs"] == 2
-    assert set(generation.read_outputs(tmp_path / "work" / f"outputs-{base.id}.jsonl")) == set(
-        ev.prompt_ids)
+    job_id = tasks.start(db=db, evaluation=ev, user=None)
+    db.commit()
+    assert runner.run_job(job_id)["state"] == "succeeded"
+    db.expire_all()
+    job, ev = db.get(Job, job_id), db.get(type(ev), ev.id)
+    assert ev.state == "labeling" and job.outputs["evaluation_id"] == ev.id
+    # Same weights and seed on both sides: identical outputs, which nobody is asked about.
+    made = db.scalar(select(func.count()).select_from(EvaluationItem))
+    assert made + ev.identical_pairs == 2 and job.outputs["tasks"] == made

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from app.auth.models import Role
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
+from app.jobs.models import Job
 from app.queue.models import Assignment, Task
 from tests.evaluation.factories import campaign, make_prompts, make_version
 from tests.factories import login, make_user
@@ -121,15 +122,19 @@ def test_bad_submission_is_refused_and_changes_nothing(client, db, bad):
 def test_create_campaign_api_returns_its_id_and_queues_generation(client, db, monkeypatch):
     make_prompts(db, 3)
     base, policy = make_version(db, "sft"), make_version(db, "policy")
-    queued: list[int] = []
-    monkeypatch.setattr("app.evaluation.tasks.enqueue", queued.append)
+    sent: list[int] = []
+    monkeypatch.setattr("app.evaluation.tasks.dispatch", sent.append)
     csrf = login(client, make_user(db, Role.researcher))
     resp = client.post("/api/v1/evaluations", json={
         "model_ids": [policy.id], "baseline_id": base.id, "n_prompts": 2, "overlap": 3,
         "judges": "all"}, headers={"X-CSRF-Token": csrf})
     assert resp.status_code == 201, resp.text
     ev = db.get(Evaluation, resp.json()["id"])
-    assert ev.overlap == 3 and ev.judges == "all" and queued == [ev.id]
+    assert ev.overlap == 3 and ev.judges == "all"
+    job = db.get(Job, resp.json()["job_id"])
+    assert (job.kind, job.config, job.queue, job.state) == (
+        "evaluation_generate", {"evaluation_id": ev.id}, "gpu", "queued")
+    assert ev.job_id == job.id and sent == [job.id]  # sent after the response
     listed = client.get(f"/api/v1/evaluations?model_id={policy.id}").json()
     assert [e["id"] for e in listed] == [ev.id]
 
@@ -152,6 +157,7 @@ def test_create_campaign_api_refuses_bad_input_with_nothing_created(client, db, 
     assert resp.status_code == status, resp.text
     assert resp.json()["detail"]
     assert db.scalar(select(func.count()).select_from(Evaluation)) == 0
+    assert db.scalar(select(func.count()).select_from(Job)) == 0
 
 
 def _judge_all(db, ev, outcomes):  # type: ignore[no-untyped-def]
@@ -239,7 +245,7 @@ def test_anonymous_gets_401_on_the_api_and_login_on_pages(client, db):
 def test_forms_and_cookie_api_calls_need_the_csrf_token(client, db, monkeypatch):
     make_prompts(db, 2)
     base, policy = make_version(db, "sft"), make_version(db, "policy")
-    monkeypatch.setattr("app.evaluation.tasks.enqueue", lambda _id: None)
+    monkeypatch.setattr("app.evaluation.tasks.dispatch", lambda _id: None)
     csrf = login(client, make_user(db, Role.researcher))
     form = {"baseline_id": base.id, "model_ids": [policy.id], "n_prompts": 1}
     assert client.post("/evaluations", data=form).status_code == 403

@@ -166,3 +166,32 @@ def results_csv(*, data: dict[str, Any]) -> str:
                   "bt_ci95_lo": bci[0], "bt_ci95_hi": bci[1]}
         writer.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
     return buf.getvalue()
+
+
+def verdict(*, db: Session, model_id: int) -> dict[str, Any]:
+    """What promoting this version should confirm: it has no judged campaign as a
+    candidate, or it lost its latest one (win rate below ½ against that baseline)."""
+    from app.evaluation.service import list_evaluations
+
+    judged = [e for e in list_evaluations(db=db, model_id=model_id)
+              if model_id in e.model_ids
+              and db.scalar(select(Judgment.id).join(EvaluationItem,
+                                                     EvaluationItem.id == Judgment.item_id)
+                            .where(Judgment.evaluation_id == e.id,
+                                   EvaluationItem.model_id == model_id).limit(1))]
+    out: dict[str, Any] = {"model_id": model_id, "campaigns": len(judged),
+                           "evaluation_id": None, "baseline_id": None, "win_rate": None,
+                           "ci95": None, "needs_confirmation": True,
+                           "reason": "This version has no judged evaluation yet."}
+    if not judged:
+        return out
+    last = judged[0]  # newest first
+    row = next(r for r in results(db=db, evaluation_id=last.id)["results"]
+               if r["model_id"] == model_id)
+    lost = row["win_rate"] is not None and row["win_rate"] < 0.5
+    out.update(evaluation_id=last.id, baseline_id=last.baseline_id, win_rate=row["win_rate"],
+               ci95=row["ci95"], needs_confirmation=lost,
+               reason=(f"It lost its latest evaluation (#{last.id}): preferred "
+                       f"{row['win_rate'] * 100:.1f}% of the time to the baseline."
+                       if lost else None))
+    return out

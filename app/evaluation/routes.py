@@ -16,6 +16,7 @@ from app.evaluation.schemas import (
     EvaluationCreated,
     EvaluationRead,
     EvaluationResults,
+    Verdict,
 )
 from app.templating import add_nav, flash, render
 
@@ -51,6 +52,12 @@ def list_all(db: DbSession, _: Staff, model_id: int | None = None) -> object:
     """Campaigns, newest first (those comparing `model_id` when given)."""
     return service.describe(db=db, evaluations=service.list_evaluations(db=db,
                                                                         model_id=model_id))
+
+
+@router.get("/api/v1/evaluations/verdict/{model_id}", response_model=Verdict)
+def verdict(db: DbSession, _: Staff, model_id: int) -> object:
+    """For promotion: does this version lack a judged campaign, or did it lose its last?"""
+    return outcome.verdict(db=db, model_id=model_id)
 
 
 @router.get("/api/v1/evaluations/{evaluation_id}", response_model=EvaluationRead)

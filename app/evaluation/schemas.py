@@ -134,3 +134,16 @@ class EvaluationResults(BaseModel):
     judgments: int
     required: int
     automatic: list[AutomaticSignal]
+
+
+class Verdict(BaseModel):
+    """Whether promoting a policy should ask for confirmation, and why."""
+
+    model_id: int
+    campaigns: int = Field(description="Campaigns with judgments of this version.")
+    evaluation_id: int | None
+    baseline_id: int | None
+    win_rate: float | None
+    ci95: list[float] | None
+    needs_confirmation: bool
+    reason: str | None

@@ -220,6 +220,7 @@ def test_labelers_get_403_on_every_campaign_page_and_api(client, db):
     h = {"X-CSRF-Token": csrf}
     for url in ("/evaluations", f"/evaluations/{ev.id}", f"/evaluations/{ev.id}/results.csv",
                 "/api/v1/evaluations", f"/api/v1/evaluations/{ev.id}",
+                f"/api/v1/evaluations/verdict/{ev.model_ids[0]}",
                 f"/api/v1/evaluations/{ev.id}/results"):
         assert client.get(url).status_code == 403, url
     assert client.post("/api/v1/evaluations", json={}, headers=h).status_code == 403
@@ -267,3 +268,18 @@ def test_form_with_a_bad_campaign_says_why_and_creates_nothing(client, db):
                                              "n_prompts": 1, "csrf_token": csrf})
     assert resp.status_code == 200 and "both the baseline and a candidate" in resp.text
     assert db.scalar(select(func.count()).select_from(Evaluation)) == 0
+
+
+def test_verdict_asks_to_confirm_promoting_a_policy_without_or_losing_its_campaign(client, db):
+    ev, base, policy = _setup(db, n=4)
+    login(client, make_user(db, Role.researcher))
+    before = client.get(f"/api/v1/evaluations/verdict/{policy.id}").json()
+    assert before["needs_confirmation"] and before["campaigns"] == 0
+    _judge_all(db, ev, ["baseline", "baseline", "tie", "candidate"])
+    lost = client.get(f"/api/v1/evaluations/verdict/{policy.id}").json()
+    assert lost["needs_confirmation"] and lost["evaluation_id"] == ev.id
+    assert lost["win_rate"] == pytest.approx(1.5 / 4) and "lost" in lost["reason"]
+    ev2 = campaign(db, None, candidates=[policy], baseline=base, n=4)
+    _judge_all(db, ev2, ["candidate", "candidate", "tie", "baseline"])
+    won = client.get(f"/api/v1/evaluations/verdict/{policy.id}").json()
+    assert not won["needs_confirmation"] and won["evaluation_id"] == ev2.id

@@ -4,10 +4,11 @@ A campaign may only use test-split prompts that no compared version trained on. 
 guarantees, each enough on its own for prompts imported the usual way:
 1. the split: prompts are split train/valid/test by end-user id at import
    (app/prompts), so a test prompt's user has no prompt in the training split;
-2. the versions' data: every dataset snapshot a version (or any ancestor in its lineage)
-   was trained on is re-read from its manifest's `reproduce` filters with the id cutoff
-   pinned (`source.max_id`), which gives back exactly the rows the snapshot held, and
-   every prompt id in them is excluded. A manifest that lists `prompt_ids` is read as is.
+2. the versions' data: every dataset snapshot that a version, or any version it learned
+   from (its parents; for a policy also the reward model its PPO job used), was trained on
+   is re-read from its manifest's `reproduce` filters with the id cutoff pinned
+   (`source.max_id`), which gives back exactly the rows the snapshot held, and every
+   prompt id in them is excluded. A manifest that lists `prompt_ids` is read as is.
 """
 
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app import optional_module
 from app.exports.models import DatasetSnapshot
+from app.jobs.models import Job
 from app.registry.models import ModelVersion, ModelVersionSnapshot
 
 CANDIDATE_KINDS = ("policy",)
@@ -44,6 +46,7 @@ class Version:
     parent_id: int | None
     snapshot_ids: list[int] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    job_id: int | None = None
 
 
 def _of(db: Session, row: Any) -> Version:
@@ -53,7 +56,8 @@ def _of(db: Session, row: Any) -> Version:
                          .where(ModelVersionSnapshot.model_version_id == row.id)).all()
     return Version(id=row.id, kind=str(row.kind), name=row.name or f"version {row.id}",
                    path=row.path or "", parent_id=row.parent_id,
-                   snapshot_ids=[int(i) for i in ids], metrics=dict(row.metrics or {}))
+                   snapshot_ids=[int(i) for i in ids], metrics=dict(row.metrics or {}),
+                   job_id=getattr(row, "job_id", None))
 
 
 def get_version(*, db: Session, version_id: int) -> Version:
@@ -74,19 +78,34 @@ def get_version(*, db: Session, version_id: int) -> Version:
     return _of(db, row)
 
 
+def _sources(db: Session, version: Version) -> list[int]:
+    """The versions this one learned from: its parent and, for a policy, the reward model
+    its PPO job optimised against (recorded in the job's inputs)."""
+    found = [version.parent_id] if version.parent_id is not None else []
+    job = db.get(Job, version.job_id) if version.job_id is not None else None
+    reward = (job.inputs or {}).get("reward_model") if job is not None else None
+    if isinstance(reward, dict) and isinstance(reward.get("id"), int):
+        found.append(reward["id"])
+    return found
+
+
 def lineage_snapshots(*, db: Session, version: Version) -> set[int]:
-    """The snapshot ids of a version and of every ancestor (SFT under a policy, …)."""
+    """The snapshot ids of a version and of every version it learned from (the SFT under
+    a policy, the reward model it was optimised against, and theirs)."""
     found: set[int] = set(version.snapshot_ids)
     seen = {version.id}
-    parent = version.parent_id
-    while parent is not None and parent not in seen:
-        seen.add(parent)
+    todo = _sources(db, version)
+    while todo:
+        source = todo.pop()
+        if source in seen:
+            continue
+        seen.add(source)
         try:
-            ancestor = get_version(db=db, version_id=parent)
+            ancestor = get_version(db=db, version_id=source)
         except ProvenanceError:
-            break  # a deleted parent: its data is no longer in any snapshot row either
+            continue  # a deleted version: its data is no longer in any snapshot row either
         found.update(ancestor.snapshot_ids)
-        parent = ancestor.parent_id
+        todo.extend(_sources(db, ancestor))
     return found
 
 

@@ -55,6 +55,25 @@ def test_create_excludes_prompts_a_version_or_its_parent_trained_on(db):
             model_ids=[policy.id], baseline_id=base.id, n_prompts=1, prompt_ids=[seen[0].id]))
 
 
+def test_create_excludes_prompts_the_reward_model_behind_a_policy_trained_on(db):
+    from app.jobs.models import Job
+
+    seen = make_prompts(db, 2)
+    rm = make_version(db, "rm", snapshot=prompts_snapshot(db, max_prompt_id=seen[-1].id))
+    fresh = make_prompts(db, 1)
+    job = Job(kind="ppo", config={}, inputs={"reward_model": {"id": rm.id, "path": rm.path}},
+              outputs={}, state="succeeded", progress=1.0)
+    db.add(job)
+    db.flush()
+    policy = make_version(db, "policy")
+    policy.job_id = job.id
+    base = make_version(db, "base")
+    db.flush()
+    ev = service.create_evaluation(db=db, user=None, spec=spec(
+        model_ids=[policy.id], baseline_id=base.id, n_prompts=1))
+    assert ev.prompt_ids == [fresh[0].id]
+
+
 @pytest.mark.parametrize("case", ["same", "not_policy", "rm_baseline", "too_many", "missing",
                                   "train_prompt", "duplicate"])
 def test_bad_campaign_is_refused_and_creates_nothing(db, case):

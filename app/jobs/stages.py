@@ -185,3 +185,4 @@ def promote(ctx: JobContext) -> dict[str, Any]:
 
 
 import app.registry.generation  # noqa: E402,F401 - registers the generate kind
+import app.evaluation.tasks  # noqa: E402,F401 - registers the evaluation_generate kind

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -29,7 +30,8 @@ def models_list(kind: str | None = typer.Option(None, help="base | sft | rm | po
     try:
         with session_scope() as db:
             names = registry.aliases(db=db)
-            rows = [{"id": v.id, "kind": v.kind, "name": v.name, "parent_id": v.parent_id,
+            rows: list[dict[str, Any]] = [
+                    {"id": v.id, "kind": v.kind, "name": v.name, "parent_id": v.parent_id,
                      "snapshot_ids": registry.snapshot_ids(db=db, version_id=v.id),
                      "job_id": v.job_id, "metrics": v.metrics, "aliases": names.get(v.id, []),
                      "sha256": v.sha256, "path": v.path,

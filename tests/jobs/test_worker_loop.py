@@ -1,7 +1,9 @@
-"""The loop on real processes: uvicorn + a Celery worker, through Redis and through the
-embedded transport. Feedback goes in through the API; the round trains, registers,
-promotes and generates; a labeler leases a rank task of the new policy's candidates. And
-the failure paths: a SIGKILLed worker, a cancel mid-training."""
+"""The loop on real processes: uvicorn + Celery workers. Feedback goes in through the API;
+the round trains, registers, promotes and generates; a labeler leases a rank task of the
+new policy's candidates. And the failure paths: a SIGKILLed worker, a cancel mid-training.
+
+The production pair (PostgreSQL + Redis) runs in the PostgreSQL run; the embedded default
+(SQLite + the filesystem transport, what `make run` uses) runs in the SQLite run."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +13,7 @@ from sqlalchemy import select
 
 from app.prompts.models import Candidate
 from app.registry.models import ModelVersion
+from tests.conftest import BACKEND
 from tests.jobs.loop import SMALL, label_everything, labeler_token, seed_tasks
 from tests.jobs.stack import Stack
 
@@ -18,9 +21,9 @@ pytestmark = pytest.mark.slow
 LONG_SFT = {**SMALL, "sft": {**SMALL["sft"], "epochs": 1_000_000}}  # runs until stopped
 
 
-@pytest.fixture(params=["redis", "embedded"])
-def stack(request, committed_db, tiny_base, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    s = Stack(request.param, tmp_path)
+@pytest.fixture
+def stack(committed_db, tiny_base, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    s = Stack("embedded" if BACKEND == "sqlite" else "redis", tmp_path)
     try:
         yield s
     finally:
@@ -81,6 +84,7 @@ def _no_output(job: dict) -> None:
     assert not out.exists() and not list(out.parent.glob(f".{out.name}.tmp-*"))
 
 
+@pytest.mark.postgres_only
 def test_sigkilled_worker_fails_job_retryable_and_retry_succeeds(stack, fed, committed_db):
     round_id, job = _running_sft(stack, fed)
     stack.kill_worker()
@@ -104,6 +108,7 @@ def test_sigkilled_worker_fails_job_retryable_and_retry_succeeds(stack, fed, com
     assert stack.wait_round(round_id, fed)["state"] == "succeeded"
 
 
+@pytest.mark.postgres_only
 def test_cancel_running_stage_stops_within_seconds_and_registers_nothing(stack, fed,
                                                                          committed_db):
     round_id, job = _running_sft(stack, fed)

@@ -26,8 +26,12 @@ TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float
 
 def field_docs(cls: type) -> dict[str, str]:
     """The `# comment` after each field in the dataclass source, keyed by field name."""
-    source = inspect.getsource(cls)
-    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE))
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # base classes first, so a subclass's comment wins
+        if dataclasses.is_dataclass(klass):
+            source = inspect.getsource(klass)
+            docs.update(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE))
+    return docs
 
 
 def add_config_flags(

@@ -365,13 +365,16 @@ def train_ppo(
     train_prompts = read_prompts(cfg.prompts, cfg.prompt_split)
     eval_prompts = evaluation_prompts(cfg)
     select = selection_rule(cfg, bool(eval_prompts))
+    order = torch.Generator()  # reseeded per pass over the prompts: resumable
     prompts = DataLoader(
         ListDataset(train_prompts),
         batch_size=cfg.rollout_size,
         shuffle=True,
         collate_fn=list,
         drop_last=False,
+        generator=order,
     )
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     value_opt = torch.optim.AdamW(
         [p for p in value_model.parameters() if p.requires_grad], lr=cfg.value_lr
@@ -410,9 +413,11 @@ def train_ppo(
         started = clock()
         # rollout: sample, score, KL-shape, GAE (no gradients); prompts reshuffled per pass
         per_pass = max(1, len(prompts))
-        if (step - 1) % per_pass == 0:
-            torch.manual_seed(cfg.seed + (step - 1) // per_pass)
+        if step == first_step or (step - 1) % per_pass == 0:
+            order.manual_seed(cfg.seed + (step - 1) // per_pass)
             prompt_iter = iter(prompts)
+            for _ in range((step - 1) % per_pass):  # resumed mid-pass: skip what was done
+                next(prompt_iter)
         batch_prompts = next(prompt_iter)
         policy.eval()
         ro = rollout(
@@ -534,6 +539,7 @@ def train_ppo(
         selected_step=best["step"],
         selected_by=select,
         train_seconds=train_seconds,
+        trainable_params=trainable,
     )
     tok.padding_side = "right"
     model = merged(unwrapped)

@@ -155,10 +155,16 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
     tok = load_tokenizer(cfg.base_model)
     layout = ensure_chat_template(tok)
     model = prepare_model(load_reward_model(cfg.base_model, tok, cfg.dropout), cfg, "SEQ_CLS")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train, valid = load_splits(cfg)
     collate = RankingCollator(tok, cfg.max_len)
+    order = torch.Generator()  # reseeded per epoch: the same order after a resume
     loader = DataLoader(
-        ListDataset(train), batch_size=cfg.prompts_per_step, shuffle=True, collate_fn=collate
+        ListDataset(train),
+        batch_size=cfg.prompts_per_step,
+        shuffle=True,
+        collate_fn=collate,
+        generator=order,
     )
     valid_loader = DataLoader(
         ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate
@@ -194,7 +200,7 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
 
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
-        torch.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
+        order.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         for i, batch in enumerate(batches, start=skip):
             started, cpu_started = time.perf_counter(), time.process_time()
@@ -249,7 +255,9 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
 
     # fold the demonstration offset into the weights so scores are centred on demos
     metrics = {k: v for row in log.history for k, v in row.items() if k.startswith("val_")}
-    metrics.update(train_comparisons=n_pairs, train_seconds=train_seconds)
+    metrics.update(
+        train_comparisons=n_pairs, train_seconds=train_seconds, trainable_params=trainable
+    )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         rm = merged(accelerator.unwrap_model(model))

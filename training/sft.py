@@ -124,6 +124,7 @@ def train_sft(
     tok = load_tokenizer(cfg.base_model)
     layout = ensure_chat_template(tok)
     model = prepare_model(load_policy(cfg.base_model, tok, cfg.dropout), cfg, "CAUSAL_LM")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train = read_sft(cfg.train_data)
     valid = read_sft(cfg.valid_data) if cfg.valid_data else None
     if valid is None:  # by prompt: one prompt's demonstrations never straddle the split
@@ -137,6 +138,7 @@ def train_sft(
         batch_size=cfg.batch_size,
         shuffle=True,
         collate_fn=collate,
+        generator=(order := torch.Generator()),
     )
     valid_loader = DataLoader(ListDataset(valid), batch_size=cfg.batch_size, collate_fn=collate)
     opt = torch.optim.AdamW(
@@ -164,7 +166,7 @@ def train_sft(
 
     model.train()
     for epoch in range(start_epoch, cfg.epochs):
-        torch.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
+        order.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         for i, batch in enumerate(batches, start=skip):
             started = time.perf_counter()
@@ -245,6 +247,7 @@ def train_sft(
         **{k: v for k, v in epochs[best["epoch"]].items() if k != "step"},
         "train_tokens": tokens,
         "train_seconds": train_seconds,
+        "trainable_params": trainable,
     }
     out = save_model_dir(
         cfg.out,

@@ -46,7 +46,7 @@ from training.records import (  # noqa: E402
 from training.reward import RewardConfig, train_reward_model  # noqa: E402
 from training.sampling import sample  # noqa: E402
 from training.sft import SFTConfig, train_sft  # noqa: E402
-from training.tiny import BAD, GOOD, WORDS, TinyConfig, build_tiny, synthetic_corpus  # noqa: E402
+from training.tiny import BAD, GOOD, WORDS, TinyConfig  # noqa: E402
 
 NEUTRAL = WORDS["adj"]
 VOCAB = NEUTRAL + list(GOOD + BAD)
@@ -61,6 +61,50 @@ def hidden_score(text: str) -> int:
 def answer(rng: random.Random) -> str:
     words = [rng.choice(VOCAB) for _ in range(rng.randint(2, 4))]
     return "it is " + " and ".join(words) + "."
+
+
+def pretrain_docs(n: int, seed: int) -> list[str]:
+    """The pretraining distribution: toy-grammar sentences with answer-like ones mixed in,
+    so the base already knows every word the labelers care about (as a real LM does)."""
+    from training.tiny import synthetic_sentence
+
+    rng = random.Random(seed)
+    return [
+        " ".join(
+            answer(rng) if rng.random() < 0.4 else synthetic_sentence(rng)
+            for _ in range(rng.randint(2, 4))
+        )
+        for _ in range(n)
+    ]
+
+
+def build_base(out: Path, steps: int) -> Path:
+    """A tiny GPT-2 trained to near convergence on `pretrain_docs`."""
+    from training.outputs import atomic_dir, write_manifest
+    from training.tiny import build_model, tiny_tokenizer
+
+    cfg = TinyConfig(n_layer=2, n_embd=64, n_head=4, n_positions=256, lr=3e-3)
+    tok = tiny_tokenizer()
+    model = build_model(cfg, tok)
+    texts = pretrain_docs(steps * 16, seed=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr / 10)
+    model.train()
+    for step in range(steps):
+        enc = tok(texts[step * 16 : (step + 1) * 16], max_length=96, truncation=True,
+                  padding=True, return_tensors="pt")
+        loss = model(**enc, labels=enc.input_ids.masked_fill(enc.attention_mask == 0, -100)).loss
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+    model.eval()
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        write_manifest(tmp, kind="base", parent_model=None, config=cfg,
+                       metrics={"warmup_loss": loss.item()})
+    return out
 
 
 def prompt_text(i: int) -> str:
@@ -109,7 +153,7 @@ def write_data(root: Path, args: argparse.Namespace) -> dict:
     cut = int(0.85 * len(rankings))
     write_jsonl(root / "rank_train.jsonl", rankings[:cut])
     write_jsonl(root / "rank_valid.jsonl", rankings[cut:])
-    (root / "pretrain.txt").write_text("\n\n".join(synthetic_corpus(600, seed=41)))
+    (root / "pretrain.txt").write_text("\n\n".join(pretrain_docs(600, seed=41)))
     labeler_agreement, rule_vs_label = agreement(rng, args.noise)
     # the ceiling on the held-out rankings themselves: the hidden rule's pairwise accuracy
     got = total = 0.0
@@ -184,11 +228,15 @@ def main() -> None:
     parser.add_argument("--betas", type=float, nargs="+", default=[0.02, 0.1, 0.5])
     parser.add_argument("--out", default=None, help="keep the run's files here")
     parser.add_argument("--base", default=None, help="a prebuilt base model directory to reuse")
+    parser.add_argument("--build-base", default=None, help="only build the base model here")
     parser.add_argument("--base-steps", type=int, default=1500, help="base warm-up steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     started = time.perf_counter()
+    if args.build_base:
+        build_base(Path(args.build_base), args.base_steps)
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench-rlhf-") as tmp:
         root = Path(args.out or tmp)
@@ -196,12 +244,7 @@ def main() -> None:
         data = write_data(root, args)
         # a base model trained to near convergence on the pretraining distribution, as a
         # real one is: then the ptx term can only hold LM loss, not keep lowering it
-        base = Path(args.base) if args.base else build_tiny(
-            root / "base",
-            TinyConfig(n_layer=2, n_embd=64, n_head=4, n_positions=256,
-                       pretrain_steps=args.base_steps, pretrain_batch=16, pretrain_len=96,
-                       lr=3e-3),
-        )
+        base = Path(args.base) if args.base else build_base(root / "base", args.base_steps)
         sft = train_sft(
             SFTConfig(base_model=str(base), train_data=str(root / "sft.jsonl"),
                       out=str(root / "sft"), epochs=3, batch_size=16, lr=1e-3, max_len=96,
@@ -217,7 +260,7 @@ def main() -> None:
         rm_clean = rm_clean_accuracy(rm)
         texts = read_texts(root / "pretrain.txt")
         # the PPO runs hold out the first 32 shuffled texts; use disjoint ones for SFT too
-        heldout = synthetic_corpus(32, seed=99)
+        heldout = pretrain_docs(32, seed=99)
         sft_loss = lm_loss_of(sft, heldout)
         sft_answers = answers_of(sft, data["test_prompts"], 123)
         print("SFT answers:", sft_answers[:3])

@@ -247,13 +247,13 @@ def main() -> None:
         base = Path(args.base) if args.base else build_base(root / "base", args.base_steps)
         sft = train_sft(
             SFTConfig(base_model=str(base), train_data=str(root / "sft.jsonl"),
-                      out=str(root / "sft"), epochs=3, batch_size=16, lr=1e-3, max_len=96,
+                      out=str(root / "sft"), epochs=4, batch_size=16, lr=3e-4, max_len=96,
                       select_by="last", tracker="none")
         )
         rm = train_reward_model(
             RewardConfig(base_model=str(sft), train_data=str(root / "rank_train.jsonl"),
                          valid_data=str(root / "rank_valid.jsonl"), out=str(root / "rm"),
-                         epochs=2, prompts_per_step=16, lr=3e-4, max_len=96,
+                         epochs=2, prompts_per_step=16, lr=5e-4, max_len=96,
                          demonstrations=str(root / "sft.jsonl"), tracker="none")
         )
         rm_acc = json.loads((rm / "manifest.json").read_text())["metrics"]["val_accuracy"]

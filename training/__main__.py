@@ -1,4 +1,4 @@
-"""`python -m training tiny|sft|rm|ppo|sample|bon …`: every config field is a flag.
+"""`python -m training tiny|sft|rm|ppo|dpo|sample|bon …`: every config field is a flag.
 
 Flags are generated from the stage's config dataclass (`base_model` -> `--base-model`),
 with the field's one-line comment as help, so the CLI and the Python API cannot drift.
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from training.dpo import DPOConfig, train_dpo
 from training.ppo import PPOConfig, train_ppo
 from training.reward import RewardConfig, train_reward_model
 from training.sampling import SampleConfig, run_sampling
@@ -80,6 +81,11 @@ COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], Any], str]] = {
         PPOConfig,
         lambda a: train_ppo(config_from(a, PPOConfig)),
         "PPO / PPO-ptx against the reward model",
+    ),
+    "dpo": (
+        DPOConfig,
+        lambda a: train_dpo(config_from(a, DPOConfig)),
+        "DPO on the rankings (no reward model or PPO; K-way like the RM)",
     ),
     "sample": (
         SampleConfig,

@@ -42,6 +42,7 @@ from training.data import (
 from training.losses import (
     AdaptiveKLController,
     entropy,
+    episode_policy_loss,
     gae,
     kl_shaped_rewards,
     masked_mean,
@@ -228,7 +229,7 @@ def ppo_minibatch_losses(
     )
     return {
         "pg_loss": pg_loss,  # token mean, logged
-        "pg_episode_loss": pg_loss * rmask.sum() / len(idx),  # per episode: the optimised one
+        "pg_episode_loss": episode_policy_loss(pg_loss, rmask),  # per episode: the optimised one
         "value_loss": value_loss,
         "clip_frac": clip_frac,
         "tokens": rmask.sum(),

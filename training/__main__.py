@@ -1,4 +1,4 @@
-"""`python -m training tiny|sft|rm|ppo|sample|bon …`: every config field is a flag.
+"""`python -m training tiny|sft|rm|ppo|dpo|sample|bon …`: every config field is a flag.
 
 Flags are generated from the stage's config dataclass (`base_model` -> `--base-model`),
 with the field's one-line comment as help, so the CLI and the Python API cannot drift.
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from training.dpo import DPOConfig, train_dpo
 from training.outputs import StageCancelled, stream_events
 from training.ppo import PPOConfig, train_ppo
 from training.reward import RewardConfig, train_reward_model
@@ -28,8 +29,12 @@ TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float
 
 def field_docs(cls: type) -> dict[str, str]:
     """The `# comment` after each field in the dataclass source, keyed by field name."""
-    source = inspect.getsource(cls)
-    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE))
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # base classes first, so a subclass's comment wins
+        if dataclasses.is_dataclass(klass):
+            source = inspect.getsource(klass)
+            docs.update(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE))
+    return docs
 
 
 def add_config_flags(
@@ -78,6 +83,11 @@ COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], Any], str]] = {
         PPOConfig,
         lambda a: train_ppo(config_from(a, PPOConfig)),
         "PPO / PPO-ptx against the reward model",
+    ),
+    "dpo": (
+        DPOConfig,
+        lambda a: train_dpo(config_from(a, DPOConfig)),
+        "DPO on the rankings (no reward model or PPO; K-way like the RM)",
     ),
     "sample": (
         SampleConfig,

@@ -195,6 +195,29 @@ def ppo_clip_loss(
     return loss, clip_frac
 
 
+def episode_policy_loss(
+    token_loss_mean: torch.Tensor,
+    mask: torch.Tensor,
+    ptx_nll: torch.Tensor | None = None,
+    gamma: float = 0.0,
+) -> torch.Tensor:
+    """PPO-ptx's policy loss with PAPER.md's per-episode normalisation.
+
+    `token_loss_mean` is the clipped surrogate averaged over the minibatch's response
+    tokens (`ppo_clip_loss`); times tokens / episodes it becomes the surrogate summed over
+    each episode's tokens and averaged over episodes: the return R(x, y) is a sum over the
+    episode, so is its gradient. The pretraining term is γ × the mean negative
+    log-likelihood per pretraining token (`ptx_nll`). So γ weighs one pretraining token
+    against one whole episode; a token mean for both would make γ = 27.8 outweigh the RL
+    signal by the response length.
+    """
+    episodes = mask.shape[0]
+    loss = token_loss_mean * mask.to(token_loss_mean.dtype).sum() / max(episodes, 1)
+    if ptx_nll is not None and gamma:
+        loss = loss + gamma * ptx_nll
+    return loss
+
+
 def value_clip_loss(
     values: torch.Tensor,
     old_values: torch.Tensor,

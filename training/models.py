@@ -17,55 +17,155 @@ from transformers import (
     PreTrainedModel,
 )
 
+from training.data import ensure_chat_template
 from training.outputs import RunLog, atomic_dir, write_manifest
 
 FINAL_NORMS = ("ln_f", "norm", "final_layer_norm", "final_layernorm")
+# Config fields that drop out the residual stream (the paper's "residual dropout"), and the
+# ones that drop out attention weights or embeddings, across common architectures.
+RESIDUAL_DROPOUT = ("resid_pdrop", "hidden_dropout", "hidden_dropout_prob", "dropout")
+OTHER_DROPOUT = (
+    "embd_pdrop",
+    "attn_pdrop",
+    "attention_dropout",
+    "attention_probs_dropout_prob",
+    "embed_dropout",
+    "classifier_dropout",
+    "summary_first_dropout",
+)
 
 
 def load_tokenizer(name: str | Path) -> Any:
-    """The model's tokenizer with a pad token (eos if it has none), right padding."""
+    """The model's tokenizer with a pad token (eos if it has none), right padding, and a
+    chat template (the plain layout if the model has none: see training.data)."""
     tok = AutoTokenizer.from_pretrained(name)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
+    ensure_chat_template(tok)
     return tok
 
 
-def load_policy(name: str | Path, tok: Any, dropout: float | None = None) -> PreTrainedModel:
-    """A causal LM, optionally with its residual/attention/embedding dropout set."""
-    kwargs = dropout_kwargs(name, dropout)
+def load_policy(
+    name: str | Path, tok: Any, dropout: float | None = None, dtype: Any = None
+) -> PreTrainedModel:
+    """A causal LM; `dropout` sets residual dropout and turns the other dropouts off."""
+    kwargs: dict[str, Any] = dropout_kwargs(name, dropout)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
     model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
     model.config.pad_token_id = tok.pad_token_id
     return model
 
 
-def load_reward_model(name: str | Path, tok: Any, dropout: float | None = None) -> PreTrainedModel:
+def load_reward_model(
+    name: str | Path, tok: Any, dropout: float | None = None, dtype: Any = None
+) -> PreTrainedModel:
     """The causal LM with its unembedding replaced by a scalar head (or an existing RM)."""
-    kwargs = dropout_kwargs(name, dropout)
+    kwargs: dict[str, Any] = dropout_kwargs(name, dropout, residual_only=False)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
     model = AutoModelForSequenceClassification.from_pretrained(name, num_labels=1, **kwargs)
     model.config.pad_token_id = tok.pad_token_id
     return model
 
 
-def dropout_kwargs(name: str | Path, dropout: float | None) -> dict[str, float]:
-    """Config overrides that set every dropout field the architecture has (GPT-2: resid,
-    embd, attn; others: hidden/attention dropout)."""
+def dropout_kwargs(
+    name: str | Path, dropout: float | None, residual_only: bool = True
+) -> dict[str, float]:
+    """Config overrides for dropout.
+
+    residual_only (SFT, the paper's "residual dropout"): the residual fields the
+    architecture has get `dropout` and attention/embedding dropout is set to 0 (GPT-2:
+    resid_pdrop; GPT-NeoX/Falcon/BLOOM: hidden_dropout; OPT: dropout). Llama-style
+    configs have no residual dropout field: nothing is set there and only the attention
+    dropout is zeroed. Otherwise every dropout field gets `dropout` (0.0 turns all off).
+    """
     if dropout is None:
         return {}
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(name)
-    names = (
-        "resid_pdrop",
-        "embd_pdrop",
-        "attn_pdrop",
-        "hidden_dropout",
-        "attention_dropout",
-        "hidden_dropout_prob",
-        "attention_probs_dropout_prob",
-        "dropout",
+    if not residual_only:
+        return {n: dropout for n in RESIDUAL_DROPOUT + OTHER_DROPOUT if _is_rate(config, n)}
+    out = {n: dropout for n in RESIDUAL_DROPOUT if _is_rate(config, n)}
+    out.update({n: 0.0 for n in OTHER_DROPOUT if _is_rate(config, n)})
+    return out
+
+
+def _is_rate(config: Any, name: str) -> bool:
+    value = getattr(config, name, None)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def restore_dropout(model: Any, name: str | Path) -> None:
+    """Put the dropout fields of `name`'s config back on the model before saving, so the
+    training-time dropout does not follow the directory into the next stage."""
+    from transformers import AutoConfig
+
+    original = AutoConfig.from_pretrained(name)
+    for n in RESIDUAL_DROPOUT + OTHER_DROPOUT:
+        if _is_rate(original, n) and hasattr(model.config, n):
+            setattr(model.config, n, getattr(original, n))
+
+
+# ----------------------------------------------------------------------------- LoRA (peft)
+
+
+def add_lora(model: Any, cfg: Any, task_type: str) -> Any:
+    """Wrap `model` with LoRA adapters per cfg.lora_* (CAUSAL_LM or SEQ_CLS; the score
+    head of a SEQ_CLS model stays fully trainable)."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = cfg.lora_targets or "all-linear"
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets if targets == "all-linear" else targets.split(","),
+        task_type=task_type,
     )
-    return {n: dropout for n in names if hasattr(config, n)}
+    return get_peft_model(model, lora)
+
+
+def merged(model: Any) -> Any:
+    """A plain transformers model: LoRA adapters merged into a copy-free base if present."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return model
+
+
+def prepare_model(model: Any, cfg: Any, task_type: str) -> Any:
+    """LoRA (cfg.lora_r > 0) and gradient checkpointing (cfg.gradient_checkpointing)."""
+    if getattr(cfg, "gradient_checkpointing", False):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if getattr(cfg, "lora_r", 0) > 0:
+        model = add_lora(model, cfg, task_type)
+    return model
+
+
+def score_module(model: Any) -> Any:
+    """The scalar head of a sequence-classification model (peft-wrapped or not)."""
+    candidates = [(n, m) for n, m in model.named_modules() if n.split(".")[-1] == "score"]
+    if not candidates:
+        raise ValueError("reward model has no 'score' head")
+    return min(candidates, key=lambda c: len(c[0]))[1]
+
+
+def token_scores(model: Any, **inputs: Any) -> torch.Tensor:
+    """The scalar head's output at every position (B, T): the value function of PPO.
+
+    Read with a hook on the score head, which sequence-classification models apply to
+    every position before pooling the last one, so any architecture (and LoRA) works.
+    """
+    captured: list[torch.Tensor] = []
+    handle = score_module(model).register_forward_hook(lambda m, a, out: captured.append(out))
+    try:
+        model(**inputs)
+    finally:
+        handle.remove()
+    return captured[0].squeeze(-1)
 
 
 def rm_scores(model: PreTrainedModel, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -105,6 +205,7 @@ def save_model_dir(
     out: str | Path, model: PreTrainedModel, tok: Any, log: RunLog | None = None, **manifest: Any
 ) -> Path:
     """Write model + tokenizer + manifest.json (+ the run's metrics.jsonl) atomically to out."""
+    ensure_chat_template(tok)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)

@@ -4,13 +4,22 @@ Each prompt is a one-step bandit episode: the policy writes a response, the RM s
 at the last token, and every token pays β·log(π_RL/π_SFT) to the frozen SFT reference.
 Advantages come from GAE over those per-token rewards with a value model initialised
 from the RM; the policy takes clipped-surrogate steps and, for PPO-ptx, also γ × the
-language-modelling loss of pretraining text. Logged every step: RM score and KL side by
+language-modelling loss of pretraining text.
+
+Normalisation of γ (PAPER.md's objective is per episode): the policy loss of a minibatch
+is the clipped surrogate summed over each episode's response tokens and averaged over
+episodes; the pretraining term is γ × the mean per-token negative log-likelihood of
+`ptx_mix` pretraining sequences per RL episode (the paper's 8:1 mix). So γ weighs one
+pretraining token's log-likelihood against one whole episode's return, as in the paper,
+and γ = 27.8 keeps the RL signal (a token-mean surrogate plus 27.8 × a token-mean LM
+loss swamps it by the response length). Logged every step: RM score and KL side by
 side (over-optimisation), entropy, length, losses, clip fraction, and the held-out
 pretraining LM loss (the alignment tax, PPO vs PPO-ptx).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +34,7 @@ from training.data import (
     ListDataset,
     cycle_text_batches,
     read_prompts,
+    read_rows,
     read_texts,
     split_holdout,
     text_batch,
@@ -32,6 +42,7 @@ from training.data import (
 from training.losses import (
     AdaptiveKLController,
     entropy,
+    episode_policy_loss,
     gae,
     kl_shaped_rewards,
     masked_mean,
@@ -41,22 +52,39 @@ from training.losses import (
     token_logprobs,
     value_clip_loss,
 )
-from training.models import load_policy, load_reward_model, load_tokenizer, save_model_dir
-from training.outputs import Callback, RunLog
+from training.loop import Checkpoints, ScaleOptions, TrackedRunLog, make_accelerator, micro_batches
+from training.models import (
+    load_policy,
+    load_reward_model,
+    load_tokenizer,
+    merged,
+    prepare_model,
+    restore_dropout,
+    save_model_dir,
+    token_scores,
+)
+from training.outputs import Callback
 from training.sampling import RewardFn, decode, generate_ids, rm_reward_fn
+
+clock = time.perf_counter  # the one clock for throughput figures (tests can replace it)
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(ScaleOptions):
     """PPO-ptx hyperparameters; defaults are the paper's where it gives them."""
 
     policy_model: str = "models/sft"  # SFT directory: the policy and the frozen reference
     reward_model: str | None = "models/rm"  # RM directory: the reward and the value init
     prompts: str = "data/prompts.jsonl"  # prompts export (train split) for rollouts
+    prompt_split: str = "train"  # rows of --prompts used for rollouts (all = ignore split)
+    eval_prompts: str | None = None  # prompts to select the kept step on (default: valid split)
+    eval_size: int = 64  # evaluation prompts used (one sampled answer each)
+    select_by: str = "auto"  # objective | reward | last; auto = objective with eval prompts
     out: str = "models/policy"  # output model directory
     pretrain_data: str | None = None  # pretraining text (PPO-ptx + held-out LM loss)
     kl_coef: float = 0.02  # β: per-token KL penalty to the SFT model (paper 0.02)
     ptx_coef: float = 27.8  # γ: pretraining loss weight (paper 27.8; 0 = plain PPO)
+    ptx_mix: float = 8.0  # pretraining sequences per RL episode in each step (paper 8)
     adaptive_kl: bool = False  # steer β towards kl_target (Ziegler et al.)
     kl_target: float = 6.0  # target KL (nats per episode) for the adaptive controller
     kl_horizon: int = 10_000  # episodes over which β may move ±20 %
@@ -73,11 +101,12 @@ class PPOConfig:
     grad_clip: float = 1.0  # max gradient norm
     max_new_tokens: int = 64  # response length cap
     max_prompt_len: int = 256  # prompt tokens kept
-    temperature: float = 1.0  # rollout sampling temperature
-    ptx_batch_size: int = 8  # pretraining texts per gradient step
+    temperature: float = 1.0  # rollout sampling temperature (log-probs use the same)
+    missing_eos_penalty: float | None = None  # subtracted from the score of an unfinished answer
+    ptx_batch_size: int | None = None  # pretraining texts per gradient step (None: ptx_mix x)
     ptx_max_len: int = 256  # tokens per pretraining text
     heldout_texts: int = 32  # pretraining texts held out to measure the alignment tax
-    eval_every: int = 1  # steps between held-out LM-loss measurements
+    eval_every: int = 1  # steps between evaluations (held-out LM loss, kept-step selection)
     seed: int = 0  # seeds sampling, shuffling and batches
     cpu: bool = False  # run on CPU even if an accelerator is present
 
@@ -89,12 +118,33 @@ def forward_logits(model: Any, seq: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def response_logprobs(
-    model: Any, seq: torch.Tensor, mask: torch.Tensor, n_prompt: int, with_entropy: bool = False
+    model: Any,
+    seq: torch.Tensor,
+    mask: torch.Tensor,
+    n_prompt: int,
+    with_entropy: bool = False,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """log π(response token) and optionally entropy; seq (B, P+T) -> (B, T)."""
+    """log π(response token) and optionally entropy; seq (B, P+T) -> (B, T).
+
+    Logits are divided by the sampling temperature, so the ratio, the KL and the
+    entropy are those of the distribution the responses were drawn from.
+    """
     logits = forward_logits(model, seq, mask)[:, n_prompt - 1 : -1]  # position t predicts t+1
+    if temperature != 1.0:
+        logits = logits / temperature
     logp = token_logprobs(logits, seq[:, n_prompt:])
     return logp, (entropy(logits) if with_entropy else None)
+
+
+def reference_logprobs(
+    ref: Any, policy: Any, seq: torch.Tensor, mask: torch.Tensor, n_prompt: int, temp: float
+) -> torch.Tensor:
+    """log π_SFT of the responses: the frozen copy, or the policy with its LoRA disabled."""
+    if ref is None:
+        with policy.disable_adapter():
+            return response_logprobs(policy, seq, mask, n_prompt, temperature=temp)[0]
+    return response_logprobs(ref, seq, mask, n_prompt, temperature=temp)[0]
 
 
 def response_values(
@@ -102,10 +152,13 @@ def response_values(
 ) -> torch.Tensor:
     """V(state before each response token) from the scalar head; (B, P+T) -> (B, T)."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = value_model.base_model(
-        input_ids=seq, attention_mask=mask, position_ids=positions
-    ).last_hidden_state
-    return value_model.score(hidden).squeeze(-1)[:, n_prompt - 1 : -1].float()
+    values = token_scores(value_model, input_ids=seq, attention_mask=mask, position_ids=positions)
+    return values[:, n_prompt - 1 : -1].float()
+
+
+def finished(response_ids: torch.Tensor, rmask: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Whether each response ended with an eos token before the length cap; (B,) bool."""
+    return ((response_ids == eos_id) & rmask.bool()).any(1)
 
 
 @torch.no_grad()
@@ -129,10 +182,17 @@ def rollout(
     seq = torch.cat([gen["prompt_ids"], gen["response_ids"]], 1)  # (B, P+T)
     mask = torch.cat([gen["prompt_mask"], gen["response_mask"]], 1)
     rmask = gen["response_mask"]  # (B, T)
-    scores = reward(prompts, decode(tok, gen["response_ids"], rmask)).to(seq.device).float()
-    logprobs, ent = response_logprobs(policy, seq, mask, n_prompt, with_entropy=True)
+    rm_scores = reward(prompts, decode(tok, gen["response_ids"], rmask)).to(seq.device).float()
+    done = finished(gen["response_ids"], rmask, tok.eos_token_id)
+    scores = rm_scores
+    if cfg.missing_eos_penalty is not None:  # TRL's: an answer cut at the cap is not finished
+        scores = rm_scores - cfg.missing_eos_penalty * (~done).float()
+    temp = cfg.temperature
+    logprobs, ent = response_logprobs(
+        policy, seq, mask, n_prompt, with_entropy=True, temperature=temp
+    )
     assert ent is not None
-    ref_logprobs, _ = response_logprobs(ref, seq, mask, n_prompt)
+    ref_logprobs = reference_logprobs(ref, policy, seq, mask, n_prompt, temp)
     values = response_values(value_model, seq, mask, n_prompt)
     rewards, log_ratio = kl_shaped_rewards(scores, logprobs, ref_logprobs, rmask, beta)
     advantages, returns = gae(rewards, values * rmask, rmask, cfg.gamma, cfg.lam)
@@ -146,6 +206,8 @@ def rollout(
         "returns": returns,
         "advantages": masked_whiten(advantages, rmask),
         "scores": scores,
+        "rm_scores": rm_scores,
+        "no_eos": (~done).float().mean(),
         "kl": log_ratio.sum(1),
         "entropy": masked_mean(ent, rmask),
         "gen_seconds": gen_seconds,
@@ -157,7 +219,7 @@ def ppo_minibatch_losses(
 ) -> dict[str, torch.Tensor]:
     """Clipped policy loss, clipped value loss and clip fraction on episodes `idx`."""
     seq, mask, rmask, n_prompt = ro["seq"][idx], ro["mask"][idx], ro["rmask"][idx], ro["n_prompt"]
-    logprobs, _ = response_logprobs(policy, seq, mask, n_prompt)
+    logprobs, _ = response_logprobs(policy, seq, mask, n_prompt, temperature=cfg.temperature)
     pg_loss, clip_frac = ppo_clip_loss(
         logprobs, ro["logprobs"][idx], ro["advantages"][idx], rmask, cfg.clip
     )
@@ -165,7 +227,13 @@ def ppo_minibatch_losses(
     value_loss = value_clip_loss(
         values, ro["values"][idx], ro["returns"][idx], rmask, cfg.value_clip
     )
-    return {"pg_loss": pg_loss, "value_loss": value_loss, "clip_frac": clip_frac}
+    return {
+        "pg_loss": pg_loss,  # token mean, logged
+        "pg_episode_loss": episode_policy_loss(pg_loss, rmask),  # per episode: the optimised one
+        "value_loss": value_loss,
+        "clip_frac": clip_frac,
+        "tokens": rmask.sum(),
+    }
 
 
 def lm_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -188,13 +256,60 @@ def heldout_lm_loss(model: Any, tok: Any, texts: list[str], cfg: PPOConfig) -> f
 
 
 def build_models(cfg: PPOConfig, accelerator: Accelerator) -> tuple[Any, Any, Any, Any]:
-    """Tokenizer, policy, frozen reference (both from SFT) and the value model (from the RM)."""
+    """Tokenizer, policy, frozen reference (both from SFT) and the value model (from the RM).
+
+    With LoRA the reference is the policy with its adapters disabled (no second copy),
+    and the value model gets adapters of its own on the RM.
+    """
     tok = load_tokenizer(cfg.policy_model)
     tok.padding_side = "left"
     policy = load_policy(cfg.policy_model, tok, dropout=0.0)  # no dropout: exact PPO ratios
-    ref = load_policy(cfg.policy_model, tok, dropout=0.0).eval().requires_grad_(False)
+    policy = prepare_model(policy, cfg, "CAUSAL_LM")
+    ref = None
+    if cfg.lora_r <= 0:
+        ref = load_policy(cfg.policy_model, tok, dropout=0.0).eval().requires_grad_(False)
+        ref = ref.to(accelerator.device)
     value_model = load_reward_model(cfg.reward_model or cfg.policy_model, tok, dropout=0.0)
-    return tok, policy, ref.to(accelerator.device), value_model
+    value_model = prepare_model(value_model, cfg, "SEQ_CLS")
+    return tok, policy, ref, value_model
+
+
+def evaluation_prompts(cfg: PPOConfig) -> list[str]:
+    """Prompts the kept step is chosen on: --eval-prompts, else the valid split of --prompts."""
+    if cfg.eval_prompts:
+        return read_prompts(cfg.eval_prompts, None)[: cfg.eval_size]
+    rows = read_rows(cfg.prompts)
+    valid = [r for r in rows if r.get("split") == "valid"]
+    return [r["prompt"] if "prompt" in r else r["text"] for r in valid][: cfg.eval_size]
+
+
+@torch.no_grad()
+def evaluate_policy(
+    policy: Any, ref: Any, tok: Any, reward: RewardFn, prompts: list[str], cfg: PPOConfig, beta: float
+) -> dict[str, float]:
+    """One sampled answer per evaluation prompt: mean RM score, KL and their objective.
+
+    Sampling uses its own seed and restores the RNG after, so evaluating does not change
+    the training run.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 1)
+        gen = generate_ids(
+            policy, tok, prompts, cfg.max_new_tokens, cfg.max_prompt_len, cfg.temperature
+        )
+    n_prompt = gen["prompt_ids"].shape[1]
+    seq = torch.cat([gen["prompt_ids"], gen["response_ids"]], 1)
+    mask = torch.cat([gen["prompt_mask"], gen["response_mask"]], 1)
+    rmask = gen["response_mask"]
+    scores = reward(prompts, decode(tok, gen["response_ids"], rmask)).to(seq.device).float()
+    logp, _ = response_logprobs(policy, seq, mask, n_prompt, temperature=cfg.temperature)
+    ref_logp = reference_logprobs(ref, policy, seq, mask, n_prompt, cfg.temperature)
+    kl = ((logp - ref_logp) * rmask).sum(1)
+    return {
+        "eval_rm_score": scores.mean().item(),
+        "eval_kl": kl.mean().item(),
+        "eval_objective": (scores - beta * kl).mean().item(),
+    }
 
 
 def pretraining_texts(cfg: PPOConfig) -> tuple[list[str], list[str]]:
@@ -210,11 +325,31 @@ def pretraining_texts(cfg: PPOConfig) -> tuple[list[str], list[str]]:
     return train, heldout
 
 
+def selection_rule(cfg: PPOConfig, have_eval: bool) -> str:
+    """Resolve select_by='auto': the evaluation objective when there are eval prompts."""
+    if cfg.select_by == "auto":
+        return "objective" if have_eval else "last"
+    if cfg.select_by in ("objective", "reward") and not have_eval:
+        raise ValueError(f"select_by={cfg.select_by!r} needs evaluation prompts")
+    if cfg.select_by not in ("objective", "reward", "last"):
+        raise ValueError("select_by must be auto, objective, reward or last")
+    return cfg.select_by
+
+
+def trainable_state(model: Any, lora: bool) -> dict[str, torch.Tensor]:
+    """A CPU copy of the weights training changes (only the adapters with LoRA)."""
+    return {
+        k: v.detach().to("cpu", copy=True)
+        for k, v in model.state_dict().items()
+        if not lora or "lora_" in k
+    }
+
+
 def train_ppo(
     cfg: PPOConfig, callback: Callback | None = None, reward: RewardFn | None = None
 ) -> Path:
     """Optimise the policy against the RM (or `reward`, any (prompts, responses) -> (N,))."""
-    accelerator = Accelerator(cpu=cfg.cpu)
+    accelerator = make_accelerator(cfg, "ppo")
     set_seed(cfg.seed)
     tok, policy, ref, value_model = build_models(cfg, accelerator)
     if reward is None:
@@ -222,43 +357,69 @@ def train_ppo(
             raise ValueError("PPO needs a reward model directory or a reward function")
         reward = rm_reward_fn(cfg.reward_model)
     ptx_texts, heldout = pretraining_texts(cfg)
+    ptx_size = cfg.ptx_batch_size or max(1, round(cfg.ptx_mix * cfg.minibatch_size))
     ptx_batches = (
-        cycle_text_batches(tok, ptx_texts, cfg.ptx_batch_size, cfg.ptx_max_len, cfg.seed)
+        cycle_text_batches(tok, ptx_texts, ptx_size, cfg.ptx_max_len, cfg.seed)
         if cfg.ptx_coef > 0
         else None
     )
+    train_prompts = read_prompts(cfg.prompts, cfg.prompt_split)
+    eval_prompts = evaluation_prompts(cfg)
+    select = selection_rule(cfg, bool(eval_prompts))
+    order = torch.Generator()  # reseeded per pass over the prompts: resumable
     prompts = DataLoader(
-        ListDataset(read_prompts(cfg.prompts)),
+        ListDataset(train_prompts),
         batch_size=cfg.rollout_size,
         shuffle=True,
         collate_fn=list,
         drop_last=False,
+        generator=order,
     )
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
-    value_opt = torch.optim.AdamW(value_model.parameters(), lr=cfg.value_lr)
+    trainable = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
+    value_opt = torch.optim.AdamW(
+        [p for p in value_model.parameters() if p.requires_grad], lr=cfg.value_lr
+    )
     policy, value_model, opt, value_opt, prompts = accelerator.prepare(
         policy, value_model, opt, value_opt, prompts
     )
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
-    log = RunLog(
+    unwrapped = accelerator.unwrap_model(policy)
+    lora = cfg.lora_r > 0
+    checkpoints = Checkpoints(cfg.out, cfg.checkpoint_every, accelerator)
+    first_step, episodes, train_seconds, gen_seconds = 1, 0, 0.0, 0.0
+    best: dict[str, Any] = {"score": None, "step": None, "state": None}
+    history: list[dict[str, Any]] = []
+    initial_heldout = None
+    resumed = checkpoints.load() if cfg.resume else None
+    if resumed is not None:
+        state, best_state = resumed
+        first_step, episodes = state["step"] + 1, state["episodes"]
+        train_seconds, gen_seconds = state["train_seconds"], state["gen_seconds"]
+        kl_ctl.value, history = state["beta"], state["history"]
+        initial_heldout = state["initial_heldout_lm_loss"]
+        best = {"score": state["best_score"], "step": state["best_step"], "state": best_state}
+    elif heldout:
+        initial_heldout = heldout_lm_loss(unwrapped, tok, heldout, cfg)
+    log = TrackedRunLog(
         cfg.out,
         cfg.steps,
         "ppo-ptx" if cfg.ptx_coef > 0 else "ppo",
         callback,
-        accelerator.is_main_process,
+        accelerator,
+        history,
     )
-    unwrapped = accelerator.unwrap_model(policy)
-    initial_heldout = heldout_lm_loss(unwrapped, tok, heldout, cfg) if heldout else None
 
-    episodes, gen_seconds, started = 0, 0.0, time.perf_counter()
-    prompt_iter = iter(prompts)
-    for step in range(1, cfg.steps + 1):
-        # rollout: sample, score, KL-shape, GAE (no gradients)
-        try:
-            batch_prompts = next(prompt_iter)
-        except StopIteration:
+    for step in range(first_step, cfg.steps + 1):
+        started = clock()
+        # rollout: sample, score, KL-shape, GAE (no gradients); prompts reshuffled per pass
+        per_pass = max(1, len(prompts))
+        if step == first_step or (step - 1) % per_pass == 0:
+            order.manual_seed(cfg.seed + (step - 1) // per_pass)
             prompt_iter = iter(prompts)
-            batch_prompts = next(prompt_iter)
+            for _ in range((step - 1) % per_pass):  # resumed mid-pass: skip what was done
+                next(prompt_iter)
+        batch_prompts = next(prompt_iter)
         policy.eval()
         ro = rollout(
             unwrapped,
@@ -282,23 +443,35 @@ def train_ppo(
         n = len(batch_prompts)
         for _ in range(cfg.ppo_epochs):
             for idx in torch.randperm(n).split(cfg.minibatch_size):
-                losses = ppo_minibatch_losses(policy, value_model, ro, idx, cfg)
-                loss = losses["pg_loss"]
-                if ptx_batches is not None:
-                    ptx = lm_loss(policy, next(ptx_batches))
-                    loss = loss + cfg.ptx_coef * ptx  # γ·E[−log π(x)] = −γ·E[log π(x)]
-                    stats["ptx_loss"].append(ptx.item())
-                accelerator.backward(loss)
+                ptx = next(ptx_batches) if ptx_batches is not None else None
+                ptx_tokens = (ptx["labels"][:, 1:] != -100).sum() if ptx is not None else None
+                parts = micro_batches(len(idx), cfg.grad_accum)
+                ptx_parts = micro_batches(len(ptx["input_ids"]), len(parts)) if ptx else []
+                for j, part in enumerate(parts):
+                    last = j == len(parts) - 1
+                    ctx = accelerator.no_sync(policy) if not last else contextlib.nullcontext()
+                    with ctx:
+                        losses = ppo_minibatch_losses(policy, value_model, ro, idx[part], cfg)
+                        # the paper's per-episode objective: Σ over the episode's tokens
+                        loss = losses["pg_episode_loss"] * (len(idx[part]) / len(idx))
+                        if ptx is not None and j < len(ptx_parts):
+                            sub = {k: v[ptx_parts[j]] for k, v in ptx.items()}
+                            share = (sub["labels"][:, 1:] != -100).sum() / ptx_tokens
+                            ptx_loss = lm_loss(policy, sub)
+                            # γ·E[−log π(x)] per pretraining token, over ptx_mix × episodes
+                            loss = loss + cfg.ptx_coef * ptx_loss * share
+                            stats["ptx_loss"].append(ptx_loss.item())
+                        accelerator.backward(loss)
+                        # value model: its own loss and optimiser (separate network)
+                        accelerator.backward(losses["value_loss"] * (len(idx[part]) / len(idx)))
+                    for k in ("pg_loss", "value_loss", "clip_frac"):
+                        stats[k].append(losses[k].item())
                 accelerator.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-                # value model: its own loss and optimiser (separate network, as in the paper)
-                accelerator.backward(losses["value_loss"])
                 accelerator.clip_grad_norm_(value_model.parameters(), cfg.grad_clip)
                 value_opt.step()
                 value_opt.zero_grad(set_to_none=True)
-                for k in ("pg_loss", "value_loss", "clip_frac"):
-                    stats[k].append(losses[k].item())
 
         # bookkeeping: β, throughput, and the metrics PAPER.md wants side by side
         kl = ro["kl"].mean().item()
@@ -306,33 +479,75 @@ def train_ppo(
         if cfg.adaptive_kl:
             kl_ctl.update(kl, n)
         episodes, gen_seconds = episodes + n, gen_seconds + ro["gen_seconds"]
-        elapsed = time.perf_counter() - started
+        train_seconds += clock() - started  # evaluation below is not training time
         metrics = {
-            "rm_score": ro["scores"].mean().item(),
+            "rm_score": ro["rm_scores"].mean().item(),
             "kl": kl,
             "beta": beta,
             "objective": (ro["scores"] - beta * ro["kl"]).mean().item(),
             "entropy": ro["entropy"].item(),
             "response_len": ro["rmask"].sum(1).float().mean().item(),
+            "no_eos_share": ro["no_eos"].item(),
             **{k: sum(v) / len(v) for k, v in stats.items() if v},
-            "episodes_per_s": episodes / elapsed,
-            "gen_time_share": gen_seconds / elapsed,
+            "episodes_per_s": episodes / max(train_seconds, 1e-9),
+            "gen_time_share": gen_seconds / max(train_seconds, 1e-9),
         }
-        if heldout and (step % cfg.eval_every == 0 or step == cfg.steps):
-            metrics["heldout_lm_loss"] = heldout_lm_loss(unwrapped, tok, heldout, cfg)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            policy.eval()
+            if heldout:
+                metrics["heldout_lm_loss"] = heldout_lm_loss(unwrapped, tok, heldout, cfg)
+            if eval_prompts:
+                metrics.update(
+                    evaluate_policy(unwrapped, ref, tok, reward, eval_prompts, cfg, beta)
+                )
+            policy.train()
+            score = {
+                "objective": metrics.get("eval_objective"),
+                "reward": metrics.get("eval_rm_score"),
+                "last": step,
+            }[select]
+            if best["score"] is None or score >= best["score"]:
+                keep = None if select == "last" else trainable_state(unwrapped, lora)
+                best = {"score": score, "step": step, "state": keep}
         log.log(step, metrics)
+        if checkpoints.due(step) and step < cfg.steps:
+            checkpoints.save(
+                step,
+                {
+                    "episodes": episodes,
+                    "train_seconds": train_seconds,
+                    "gen_seconds": gen_seconds,
+                    "beta": kl_ctl.value,
+                    "history": log.history,
+                    "initial_heldout_lm_loss": initial_heldout,
+                    "best_score": best["score"],
+                    "best_step": best["step"],
+                },
+                best["state"],
+            )
 
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         log.close()
         return Path(cfg.out)
-    last = log.history[-1]
-    final = {k: v for k, v in last.items() if k != "step"}
-    final.update(initial_heldout_lm_loss=initial_heldout, episodes=episodes)
+    if best["state"] is not None:  # the selected step's weights
+        unwrapped.load_state_dict(best["state"], strict=not lora)
+    kept = next(r for r in log.history if r["step"] == best["step"])
+    final = {k: v for k, v in kept.items() if k != "step"}
+    final.update(
+        initial_heldout_lm_loss=initial_heldout,
+        episodes=episodes,
+        selected_step=best["step"],
+        selected_by=select,
+        train_seconds=train_seconds,
+        trainable_params=trainable,
+    )
     tok.padding_side = "right"
-    return save_model_dir(
+    model = merged(unwrapped)
+    restore_dropout(model, cfg.policy_model)
+    out = save_model_dir(
         cfg.out,
-        unwrapped,
+        model,
         tok,
         log,
         kind="policy",
@@ -340,5 +555,7 @@ def train_ppo(
         config=cfg,
         metrics=final,
         data_files=[cfg.prompts, cfg.pretrain_data],
-        extra={"reward_model": cfg.reward_model},
+        extra={"reward_model": cfg.reward_model, "ptx_batch_size": ptx_size},
     )
+    checkpoints.remove()
+    return out

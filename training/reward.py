@@ -20,22 +20,41 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from training.data import ListDataset, RankingCollator, read_rankings, read_sft, split_holdout
-from training.losses import batched_ranking_loss, pairwise_accuracy
+from training.data import (
+    ListDataset,
+    RankingCollator,
+    ensure_chat_template,
+    prompt_key,
+    read_rankings,
+    read_sft,
+    split_holdout,
+)
+from training.losses import batched_ranking_loss, pair_indices, pairwise_accuracy
+from training.loop import (
+    Checkpoints,
+    ScaleOptions,
+    TrackedRunLog,
+    accumulate,
+    make_accelerator,
+    micro_batches,
+)
 from training.models import (
     fold_score_offset,
     load_reward_model,
     load_tokenizer,
+    merged,
+    prepare_model,
+    restore_dropout,
     rm_scores,
     save_model_dir,
 )
-from training.outputs import Callback, RunLog
+from training.outputs import Callback
 from training.records import GroupedRecord
 from training.sampling import rm_reward_fn
 
 
 @dataclass
-class RewardConfig:
+class RewardConfig(ScaleOptions):
     """Reward-model hyperparameters; defaults are the paper's."""
 
     base_model: str = "models/sft"  # SFT model directory or any causal-LM dir / hub id
@@ -52,7 +71,7 @@ class RewardConfig:
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float = 1.0  # max gradient norm
     max_len: int = 512  # tokens per prompt + response
-    dropout: float | None = None  # override the model's dropout (None keeps it)
+    dropout: float | None = 0.0  # dropout while training the RM (0 = off, as TRL; None keeps)
     seed: int = 0  # seeds shuffling and the new head
     cpu: bool = False  # run on CPU even if an accelerator is present
 
@@ -61,6 +80,22 @@ def kway_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Te
     """(loss, scores (N,)) of a batch of ranked prompts: one forward row per response."""
     scores = rm_scores(model, batch["input_ids"], batch["attention_mask"])  # (N,)
     return batched_ranking_loss(scores, batch["rankings"], batch["sizes"]), scores
+
+
+def sub_batch(batch: dict[str, Any], part: slice) -> dict[str, Any]:
+    """The prompts `part` of a ranking batch with their rows (for gradient accumulation)."""
+    if part == slice(0, len(batch["sizes"])):
+        return batch
+    offsets = [0]
+    for k in batch["sizes"]:
+        offsets.append(offsets[-1] + k)
+    rows = slice(offsets[part.start], offsets[part.stop])
+    return {
+        "input_ids": batch["input_ids"][rows],
+        "attention_mask": batch["attention_mask"][rows],
+        "sizes": batch["sizes"][part],
+        "rankings": batch["rankings"][part],
+    }
 
 
 @torch.no_grad()
@@ -96,7 +131,8 @@ def load_splits(cfg: RewardConfig) -> tuple[list[GroupedRecord], list[GroupedRec
     train = read_rankings(cfg.train_data)
     if cfg.valid_data:
         return train, read_rankings(cfg.valid_data)
-    return split_holdout(train, cfg.valid_fraction, cfg.seed)
+    # by prompt: several labelers' rankings of one prompt stay on the same side
+    return split_holdout(train, cfg.valid_fraction, cfg.seed, key=prompt_key)
 
 
 def demonstration_pairs(cfg: RewardConfig, train: list[GroupedRecord]) -> tuple[list, list, str]:
@@ -114,19 +150,28 @@ def demonstration_pairs(cfg: RewardConfig, train: list[GroupedRecord]) -> tuple[
 
 def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> Path:
     """Train the RM on cfg.train_data and write it to cfg.out; returns the directory."""
-    accelerator = Accelerator(cpu=cfg.cpu)
+    accelerator = make_accelerator(cfg, "rm")
     set_seed(cfg.seed)
     tok = load_tokenizer(cfg.base_model)
-    model = load_reward_model(cfg.base_model, tok, cfg.dropout)
+    layout = ensure_chat_template(tok)
+    model = prepare_model(load_reward_model(cfg.base_model, tok, cfg.dropout), cfg, "SEQ_CLS")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train, valid = load_splits(cfg)
     collate = RankingCollator(tok, cfg.max_len)
+    order = torch.Generator()  # reseeded per epoch: the same order after a resume
     loader = DataLoader(
-        ListDataset(train), batch_size=cfg.prompts_per_step, shuffle=True, collate_fn=collate
+        ListDataset(train),
+        batch_size=cfg.prompts_per_step,
+        shuffle=True,
+        collate_fn=collate,
+        generator=order,
     )
     valid_loader = DataLoader(
         ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     total = cfg.epochs * len(loader)
     sched = get_cosine_with_min_lr_schedule_with_warmup(
         opt, cfg.warmup_steps, total, min_lr_rate=cfg.min_lr_ratio
@@ -134,42 +179,89 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
     model, opt, loader, valid_loader, sched = accelerator.prepare(
         model, opt, loader, valid_loader, sched
     )
-    log = RunLog(cfg.out, total, "reward model", callback, accelerator.is_main_process)
+    checkpoints = Checkpoints(cfg.out, cfg.checkpoint_every, accelerator)
+    step, n_pairs, train_seconds, cpu_seconds, start_epoch, skip = 0, 0, 0.0, 0.0, 0, 0
+    history: list[dict[str, Any]] = []
+    resumed = checkpoints.load() if cfg.resume else None
+    if resumed is not None:
+        state = resumed[0]
+        step, n_pairs, start_epoch, skip = (
+            state["step"],
+            state["pairs"],
+            state["epoch"],
+            state["batches_done"],
+        )
+        train_seconds, cpu_seconds, history = (
+            state["train_seconds"],
+            state["cpu_seconds"],
+            state["history"],
+        )
+    log = TrackedRunLog(cfg.out, total, "reward model", callback, accelerator, history)
 
-    step, n_pairs, started, cpu_started = 0, 0, time.perf_counter(), time.process_time()
     model.train()
-    for epoch in range(cfg.epochs):
-        for batch in loader:
-            loss, scores = kway_loss(model, batch)
-            accelerator.backward(loss)
+    for epoch in range(start_epoch, cfg.epochs):
+        order.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for i, batch in enumerate(batches, start=skip):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            parts = micro_batches(len(batch["sizes"]), cfg.grad_accum)
+            with_pairs = sum(1 for r in batch["rankings"] if pair_indices(r)[0]) or 1
+            acc, weights = [0, 0], []
+
+            def part_loss(part: slice, b: dict = batch, n: int = with_pairs) -> tuple:
+                sub = sub_batch(b, part)
+                loss, scores = kway_loss(model, sub)
+                c, k = pairwise_accuracy(scores.detach(), sub["rankings"], sub["sizes"])
+                acc[0], acc[1] = acc[0] + c, acc[1] + k
+                weights.append(sum(1 for r in sub["rankings"] if pair_indices(r)[0]) / n)
+                return loss, weights[-1]  # prompt-weighted: the whole batch's mean
+
+            losses = accumulate(accelerator, model, parts, part_loss)
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            train_seconds += time.perf_counter() - started
+            cpu_seconds += time.process_time() - cpu_started
             # per-step metrics: training accuracy on this batch's pairs, throughput
-            correct, pairs = pairwise_accuracy(scores.detach(), batch["rankings"], batch["sizes"])
+            correct, pairs = acc
             step, n_pairs = step + 1, n_pairs + pairs
-            elapsed = time.perf_counter() - started
             log.log(
                 step,
                 {
                     "epoch": epoch,
-                    "loss": loss.item(),
+                    "loss": float(sum(x * w for x, w in zip(losses, weights, strict=True))),
                     "accuracy": correct / max(1, pairs),
-                    "comparisons_per_s": n_pairs / elapsed,
-                    "cpu_seconds": time.process_time() - cpu_started,  # robust to machine load
+                    "comparisons_per_s": n_pairs / max(train_seconds, 1e-9),
+                    "cpu_seconds": cpu_seconds,  # robust to machine load
                     "lr": sched.get_last_lr()[0],
                 },
             )
+            if checkpoints.due(step) and i + 1 < len(loader):
+                checkpoints.save(
+                    step,
+                    {
+                        "pairs": n_pairs,
+                        "epoch": epoch,
+                        "batches_done": i + 1,
+                        "train_seconds": train_seconds,
+                        "cpu_seconds": cpu_seconds,
+                        "history": log.history,
+                    },
+                )
+        skip = 0
         if len(valid):
             log.log(step, {"epoch": epoch, **evaluate(model, valid_loader, accelerator)}, 0)
 
     # fold the demonstration offset into the weights so scores are centred on demos
     metrics = {k: v for row in log.history for k, v in row.items() if k.startswith("val_")}
-    metrics.update(train_comparisons=n_pairs, train_seconds=time.perf_counter() - started)
+    metrics.update(
+        train_comparisons=n_pairs, train_seconds=train_seconds, trainable_params=trainable
+    )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        rm = accelerator.unwrap_model(model)
+        rm = merged(accelerator.unwrap_model(model))
+        restore_dropout(rm, cfg.base_model)
         prompts, responses, source = demonstration_pairs(cfg, train)
         offset = mean_score(rm, tok, prompts, responses, cfg.max_len)
         where = fold_score_offset(rm, -offset)
@@ -187,8 +279,14 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
             config=cfg,
             metrics=metrics,
             data_files=[cfg.train_data, cfg.valid_data, cfg.demonstrations],
-            extra={"score_offset": {"source": source, "folded_into": where}},
+            extra={
+                "score_offset": {"source": source, "folded_into": where},
+                "prompt_layout": layout,
+                "train_rankings": len(train),
+                "valid_rankings": len(valid),
+            },
         )
+        checkpoints.remove()
     else:
         log.close()
     accelerator.wait_for_everyone()

@@ -1,7 +1,7 @@
 """Stage 1: supervised fine-tuning on demonstrations (PAPER.md, "Demonstrations → SFT").
 
-Next-token loss on the response tokens only, cosine decay with warm-up, dropout 0.2,
-validation loss every epoch. Validation loss overfits after one epoch while reward keeps
+Next-token loss on the response tokens only, cosine decay with warm-up, residual dropout
+0.2, validation loss every epoch. Validation loss overfits after one epoch while reward keeps
 improving, so with a reward model the kept checkpoint is the epoch whose sampled answers
 to validation prompts score best; without one, the last epoch (or the lowest val loss).
 """
@@ -19,15 +19,40 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-from training.data import ListDataset, SFTCollator, read_sft, split_holdout
+from training.data import (
+    IGNORE,
+    ListDataset,
+    SFTCollator,
+    ensure_chat_template,
+    prompt_key,
+    prompt_of,
+    read_sft,
+    split_holdout,
+)
 from training.losses import sft_loss
-from training.models import load_policy, load_tokenizer, save_model_dir
-from training.outputs import Callback, RunLog
+from training.loop import (
+    Checkpoints,
+    ScaleOptions,
+    TrackedRunLog,
+    accumulate,
+    make_accelerator,
+    micro_batches,
+)
+from training.models import (
+    dropout_kwargs,
+    load_policy,
+    load_tokenizer,
+    merged,
+    prepare_model,
+    restore_dropout,
+    save_model_dir,
+)
+from training.outputs import Callback
 from training.sampling import RewardFn, rm_reward_fn, sample
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(ScaleOptions):
     """Supervised fine-tuning hyperparameters; defaults are the paper's where it gives them."""
 
     base_model: str = "models/base"  # causal-LM directory or hub id to fine-tune
@@ -43,7 +68,7 @@ class SFTConfig:
     min_lr_ratio: float = 0.0  # cosine decays to this share of lr
     warmup_ratio: float = 0.03  # share of steps spent warming up linearly
     weight_decay: float = 0.0  # AdamW weight decay
-    dropout: float | None = 0.2  # residual/attention/embedding dropout (paper 0.2; None keeps)
+    dropout: float | None = 0.2  # residual dropout (paper 0.2; attention/embedding off; None keeps)
     grad_clip: float = 1.0  # max gradient norm
     max_len: int = 512  # tokens per prompt + response
     eval_prompts: int = 32  # validation prompts sampled per epoch for reward selection
@@ -72,7 +97,11 @@ def validation_reward(
 ) -> float:
     """Mean RM score of one sampled answer per validation prompt."""
     model.eval()
-    texts = [t[0] for t in sample(model, tok, prompts, 1, max_new_tokens=cfg.eval_max_new_tokens)]
+    with torch.random.fork_rng(devices=[]):  # evaluation does not shift training randomness
+        torch.manual_seed(cfg.seed)
+        texts = [
+            t[0] for t in sample(model, tok, prompts, 1, max_new_tokens=cfg.eval_max_new_tokens)
+        ]
     model.train()
     return reward(prompts, texts).mean().item()
 
@@ -90,23 +119,31 @@ def train_sft(
     cfg: SFTConfig, callback: Callback | None = None, reward: RewardFn | None = None
 ) -> Path:
     """Fine-tune cfg.base_model on demonstrations; `reward` overrides cfg.reward_model."""
-    accelerator = Accelerator(cpu=cfg.cpu)
+    accelerator = make_accelerator(cfg, "sft")
     set_seed(cfg.seed)
     tok = load_tokenizer(cfg.base_model)
-    model = load_policy(cfg.base_model, tok, cfg.dropout)
+    layout = ensure_chat_template(tok)
+    model = prepare_model(load_policy(cfg.base_model, tok, cfg.dropout), cfg, "CAUSAL_LM")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train = read_sft(cfg.train_data)
     valid = read_sft(cfg.valid_data) if cfg.valid_data else None
-    if valid is None:
-        train, valid = split_holdout(train, cfg.valid_fraction, cfg.seed)
+    if valid is None:  # by prompt: one prompt's demonstrations never straddle the split
+        train, valid = split_holdout(train, cfg.valid_fraction, cfg.seed, key=prompt_key)
     if reward is None and cfg.reward_model:
         reward = rm_reward_fn(cfg.reward_model)
     select = selection_rule(cfg, reward)
     collate = SFTCollator(tok, cfg.max_len)
     loader = DataLoader(
-        ListDataset(train), batch_size=cfg.batch_size, shuffle=True, collate_fn=collate
+        ListDataset(train),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=(order := torch.Generator()),
     )
     valid_loader = DataLoader(ListDataset(valid), batch_size=cfg.batch_size, collate_fn=collate)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     total = cfg.epochs * len(loader)
     sched = get_cosine_with_min_lr_schedule_with_warmup(
         opt, int(cfg.warmup_ratio * total), total, min_lr_rate=cfg.min_lr_ratio
@@ -114,33 +151,64 @@ def train_sft(
     model, opt, loader, valid_loader, sched = accelerator.prepare(
         model, opt, loader, valid_loader, sched
     )
-    log = RunLog(cfg.out, total, "sft", callback, accelerator.is_main_process)
-    eval_prompts = [r.prompt for r in valid[: cfg.eval_prompts]]
-
-    step, tokens, started = 0, 0, time.perf_counter()
+    checkpoints = Checkpoints(cfg.out, cfg.checkpoint_every, accelerator)
+    step, tokens, train_seconds, start_epoch, skip = 0, 0, 0.0, 0, 0
     best: dict[str, Any] = {"score": None, "epoch": None, "state": None}
+    history: list[dict[str, Any]] = []
+    resumed = checkpoints.load() if cfg.resume else None
+    if resumed is not None:
+        state, extra = resumed
+        step, tokens, train_seconds = state["step"], state["tokens"], state["train_seconds"]
+        start_epoch, skip, history = state["epoch"], state["batches_done"], state["history"]
+        best = {"score": state["best_score"], "epoch": state["best_epoch"], "state": extra}
+    log = TrackedRunLog(cfg.out, total, "sft", callback, accelerator, history)
+    eval_prompts = [prompt_of(r) for r in valid[: cfg.eval_prompts]]
+
     model.train()
-    for epoch in range(cfg.epochs):
-        for batch in loader:
-            logits = model(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-            ).logits
-            loss = sft_loss(logits, batch["labels"])
-            accelerator.backward(loss)
+    for epoch in range(start_epoch, cfg.epochs):
+        order.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        for i, batch in enumerate(batches, start=skip):
+            started = time.perf_counter()
+            n_tokens = (batch["labels"][:, 1:] != IGNORE).sum().clamp(min=1)
+
+            def micro_loss(part: slice, batch: dict = batch, n: Any = n_tokens) -> tuple:
+                logits = model(
+                    input_ids=batch["input_ids"][part], attention_mask=batch["attention_mask"][part]
+                ).logits
+                labels = batch["labels"][part]
+                share = (labels[:, 1:] != IGNORE).sum() / n  # token-weighted: exact batch mean
+                return sft_loss(logits, labels), share
+
+            parts = micro_batches(len(batch["input_ids"]), cfg.grad_accum)
+            losses = accumulate(accelerator, model, parts, micro_loss)
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            shares = [
+                (batch["labels"][p][:, 1:] != IGNORE).sum() / n_tokens for p in parts
+            ]
+            loss = sum(l * s for l, s in zip(losses, shares, strict=True))
             step, tokens = step + 1, tokens + int(batch["attention_mask"].sum())
+            train_seconds += time.perf_counter() - started
             log.log(
                 step,
                 {
                     "epoch": epoch,
-                    "loss": loss.item(),
+                    "loss": float(loss),
                     "lr": sched.get_last_lr()[0],
-                    "tokens_per_s": tokens / (time.perf_counter() - started),
+                    "tokens_per_s": tokens / max(train_seconds, 1e-9),  # training time only
                 },
             )
+            last_batch = i + 1 == len(loader)
+            if checkpoints.due(step) and not last_batch:
+                checkpoints.save(
+                    step,
+                    {**_sft_state(tokens, train_seconds, epoch, i + 1, best, log.history)},
+                    best["state"],
+                )
+        skip = 0
 
         # end of epoch: validation loss, and the RM score of sampled answers if we can
         row = {"epoch": epoch, "val_loss": validation_loss(model, valid_loader, accelerator)}
@@ -159,6 +227,10 @@ def train_sft(
                 "epoch": epoch,
                 "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()},
             }
+        if cfg.checkpoint_every > 0 and epoch + 1 < cfg.epochs:
+            checkpoints.save(
+                step, _sft_state(tokens, train_seconds, epoch + 1, 0, best, log.history), best["state"]
+            )
 
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
@@ -166,15 +238,18 @@ def train_sft(
         return Path(cfg.out)
     final = accelerator.unwrap_model(model)
     final.load_state_dict(best["state"])  # the selected epoch's weights
+    final = merged(final)
+    restore_dropout(final, cfg.base_model)
     epochs = [r for r in log.history if "val_loss" in r]
     metrics = {
         "selected_epoch": best["epoch"],
         "selected_by": select,
         **{k: v for k, v in epochs[best["epoch"]].items() if k != "step"},
         "train_tokens": tokens,
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": train_seconds,
+        "trainable_params": trainable,
     }
-    return save_model_dir(
+    out = save_model_dir(
         cfg.out,
         final,
         tok,
@@ -184,4 +259,25 @@ def train_sft(
         config=cfg,
         metrics=metrics,
         data_files=[cfg.train_data, cfg.valid_data],
+        extra={
+            "prompt_layout": layout,
+            "dropout_set": dropout_kwargs(cfg.base_model, cfg.dropout),
+        },
     )
+    checkpoints.remove()
+    return out
+
+
+def _sft_state(
+    tokens: int, seconds: float, epoch: int, done: int, best: dict, history: list
+) -> dict[str, Any]:
+    """The loop's position for a checkpoint (weights go through accelerate's state)."""
+    return {
+        "tokens": tokens,
+        "train_seconds": seconds,
+        "epoch": epoch,
+        "batches_done": done,
+        "best_score": best["score"],
+        "best_epoch": best["epoch"],
+        "history": history,
+    }

@@ -160,3 +160,20 @@ def test_adaptive_kl_controller_moves_beta_towards_target():
     assert ctl.update(current_kl=12.0, n_steps=100) == pytest.approx(0.1 * 1.02)
     ctl = AdaptiveKLController(value=0.1, target=6.0, horizon=1000)
     assert ctl.update(current_kl=5.4, n_steps=100) == pytest.approx(0.1 * (1 - 0.01))
+
+
+def test_ptx_gamma_weighs_a_pretraining_token_against_a_whole_episode():
+    from training.losses import episode_policy_loss, ppo_clip_loss
+
+    # two episodes of 3 and 1 response tokens; ratio 1 so the surrogate is −advantage
+    logp = torch.zeros(2, 3)
+    adv = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]])
+    token_mean, _ = ppo_clip_loss(logp, logp, adv, mask)
+    assert token_mean.item() == pytest.approx(-(1 + 2 + 3 + 4) / 4)
+    # per episode: (−6 + −4) / 2 episodes, plus γ × the per-token pretraining NLL
+    loss = episode_policy_loss(token_mean, mask, torch.tensor(2.0), gamma=27.8)
+    assert loss.item() == pytest.approx(-5.0 + 27.8 * 2.0)
+    # the same per-token surrogate on episodes twice as long: the RL part doubles, γ's not
+    long_mask = torch.ones(2, 6)
+    assert episode_policy_loss(token_mean, long_mask).item() == pytest.approx(2 * 3 * -2.5)

@@ -116,3 +116,42 @@ def test_train_sft_lowers_val_loss_and_selects_best_reward_epoch(tiny_dir, tmp_p
         )
     assert epochs[-1]["val_loss"] < base_loss.item() - 0.1
     assert (out / "config.json").exists() and (out / "tokenizer_config.json").exists()
+
+
+def test_sft_dropout_is_residual_only_and_does_not_follow_the_directory(tiny_dir, tmp_path):
+    from transformers import AutoConfig
+
+    from training.models import dropout_kwargs
+
+    set_to = dropout_kwargs(tiny_dir, 0.2)
+    assert set_to["resid_pdrop"] == 0.2
+    assert set_to["embd_pdrop"] == 0.0 and set_to["attn_pdrop"] == 0.0
+    model = load_policy(tiny_dir, load_tokenizer(tiny_dir), 0.2)
+    assert (model.config.resid_pdrop, model.config.attn_pdrop) == (0.2, 0.0)
+
+    write_demos(tmp_path / "train.jsonl", 8, seed=5)
+    out = train_sft(
+        SFTConfig(base_model=str(tiny_dir), train_data=str(tmp_path / "train.jsonl"),
+                  out=str(tmp_path / "sft"), epochs=1, batch_size=4, max_len=64,
+                  select_by="last", tracker="none")
+    )
+    saved, base = AutoConfig.from_pretrained(out), AutoConfig.from_pretrained(tiny_dir)
+    assert (saved.resid_pdrop, saved.attn_pdrop) == (base.resid_pdrop, base.attn_pdrop)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dropout_set"]["resid_pdrop"] == 0.2
+    assert manifest["prompt_layout"] == "plain"
+
+
+def test_reward_model_trains_without_dropout(tiny_dir, tmp_path):
+    from training.models import load_reward_model
+    from training.reward import RewardConfig
+
+    tok = load_tokenizer(tiny_dir)
+    policy = load_policy(tiny_dir, tok, 0.2)
+    policy.config.embd_pdrop = policy.config.attn_pdrop = 0.2
+    policy.save_pretrained(tmp_path / "sft")  # an SFT directory that kept its dropout
+    tok.save_pretrained(tmp_path / "sft")
+    rm = load_reward_model(tmp_path / "sft", tok, RewardConfig().dropout)
+    assert rm.config.resid_pdrop == rm.config.attn_pdrop == rm.config.embd_pdrop == 0.0
+    dropouts = [m.p for m in rm.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(p == 0.0 for p in dropouts)

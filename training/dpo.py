@@ -1,0 +1,205 @@
+"""DPO on the same ranking exports, K-way: the cheaper path from rankings to a policy.
+
+Direct Preference Optimization (Rafailov et al. 2023) skips the reward model and PPO: the
+policy's implicit reward of a response is r = β·(log π(y|x) − log π_SFT(y|x)), summed over
+the response tokens, and the ranking loss of PAPER.md is applied to it. As in the reward
+stage, one batch element is one ranked prompt: each of its K responses takes one forward
+row (policy and reference) and every non-tied pair is scored from those K numbers
+(`training.losses.batched_ranking_loss`), so a K = 9 ranking costs 9 rows, not 72.
+With `--lora-r` the reference is the policy with its adapters disabled (no second copy).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from transformers import get_cosine_with_min_lr_schedule_with_warmup
+
+from training.data import (
+    IGNORE,
+    ListDataset,
+    ensure_chat_template,
+    lengths_mask,
+    pad,
+    prompt_key,
+    read_rankings,
+    sft_example,
+    split_holdout,
+)
+from training.losses import batched_ranking_loss, pairwise_accuracy
+from training.loop import ScaleOptions, TrackedRunLog, make_accelerator
+from training.models import (
+    load_policy,
+    load_tokenizer,
+    merged,
+    prepare_model,
+    restore_dropout,
+    save_model_dir,
+)
+from training.outputs import Callback
+from training.records import GroupedRecord
+
+
+@dataclass
+class DPOConfig(ScaleOptions):
+    """DPO hyperparameters (TRL's defaults where the paper gives none)."""
+
+    policy_model: str = "models/sft"  # SFT directory: the policy and the frozen reference
+    train_data: str = "data/rankings.jsonl"  # grouped, rankings or comparisons export
+    out: str = "models/policy"  # output model directory
+    valid_data: str | None = None  # held-out rankings; if None, hold out valid_fraction
+    valid_fraction: float = 0.05  # share of train_data held out (by prompt) without valid_data
+    beta: float = 0.1  # β: strength of the implicit KL to the reference (TRL default 0.1)
+    epochs: int = 1  # passes over the rankings
+    prompts_per_step: int = 16  # ranked prompts per optimiser step (each brings all K)
+    lr: float = 1e-6  # peak learning rate (TRL default)
+    min_lr_ratio: float = 0.1  # cosine decays to this share of lr
+    warmup_steps: int = 0  # linear warm-up steps
+    grad_clip: float = 1.0  # max gradient norm
+    max_len: int = 512  # tokens per prompt + response
+    seed: int = 0  # seeds shuffling
+    cpu: bool = False  # run on CPU even if an accelerator is present
+
+
+@dataclass
+class DPOCollator:
+    """Rankings -> every response of P prompts as N = ΣK_p rows with response-only labels."""
+
+    tok: Any
+    max_len: int = 512
+
+    def __call__(self, records: list[GroupedRecord]) -> dict[str, Any]:
+        examples = [
+            sft_example(self.tok, r.prompt, resp, self.max_len)
+            for r in records
+            for resp in r.responses
+        ]
+        ids = [e["input_ids"] for e in examples]
+        return {
+            "input_ids": pad(ids, self.tok.pad_token_id),
+            "attention_mask": lengths_mask(ids),
+            "labels": pad([e["labels"] for e in examples], IGNORE),
+            "sizes": [len(r.responses) for r in records],
+            "rankings": [r.ranking for r in records],
+        }
+
+
+def sequence_logps(model: Any, batch: dict[str, Any]) -> torch.Tensor:
+    """log π(response | prompt) summed over the response tokens; (N,)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits, targets = logits[:, :-1].float(), batch["labels"][:, 1:]
+    taken = targets != IGNORE
+    logp = F.log_softmax(logits, -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return (logp * taken).sum(1)
+
+
+def implicit_rewards(policy: Any, ref: Any, batch: dict[str, Any], beta: float) -> torch.Tensor:
+    """β·(log π − log π_ref) of every response (N,): DPO's implicit reward."""
+    with torch.no_grad():
+        if ref is None:
+            with policy.disable_adapter():
+                ref_logps = sequence_logps(policy, batch)
+        else:
+            ref_logps = sequence_logps(ref, batch)
+    return beta * (sequence_logps(policy, batch) - ref_logps)
+
+
+def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
+    """Train cfg.policy_model with DPO on the rankings and write it to cfg.out."""
+    accelerator = make_accelerator(cfg, "dpo")
+    set_seed(cfg.seed)
+    tok = load_tokenizer(cfg.policy_model)
+    layout = ensure_chat_template(tok)
+    policy = prepare_model(load_policy(cfg.policy_model, tok, 0.0), cfg, "CAUSAL_LM")
+    ref = None
+    if cfg.lora_r <= 0:
+        ref = load_policy(cfg.policy_model, tok, 0.0).eval().requires_grad_(False)
+        ref = ref.to(accelerator.device)
+    train = read_rankings(cfg.train_data)
+    if cfg.valid_data:
+        valid = read_rankings(cfg.valid_data)
+    else:
+        train, valid = split_holdout(train, cfg.valid_fraction, cfg.seed, key=prompt_key)
+    collate = DPOCollator(tok, cfg.max_len)
+    loader = DataLoader(
+        ListDataset(train), batch_size=cfg.prompts_per_step, shuffle=True, collate_fn=collate
+    )
+    valid_loader = DataLoader(ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
+    total = cfg.epochs * len(loader)
+    sched = get_cosine_with_min_lr_schedule_with_warmup(
+        opt, cfg.warmup_steps, total, min_lr_rate=cfg.min_lr_ratio
+    )
+    policy, opt, loader, valid_loader, sched = accelerator.prepare(
+        policy, opt, loader, valid_loader, sched
+    )
+    log = TrackedRunLog(cfg.out, total, "dpo", callback, accelerator)
+    step, train_seconds = 0, 0.0
+    for epoch in range(cfg.epochs):
+        policy.train()
+        for batch in loader:
+            started = time.perf_counter()
+            rewards = implicit_rewards(policy, ref, batch, cfg.beta)
+            loss = batched_ranking_loss(rewards, batch["rankings"], batch["sizes"])
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            correct, pairs = pairwise_accuracy(rewards.detach(), batch["rankings"], batch["sizes"])
+            step += 1
+            train_seconds += time.perf_counter() - started
+            log.log(
+                step,
+                {
+                    "epoch": epoch,
+                    "loss": loss.item(),
+                    "reward_accuracy": correct / max(1, pairs),
+                    "lr": sched.get_last_lr()[0],
+                },
+            )
+        if len(valid):
+            policy.eval()
+            totals = torch.zeros(4)
+            with torch.no_grad():
+                for batch in valid_loader:
+                    rewards = implicit_rewards(policy, ref, batch, cfg.beta)
+                    loss = batched_ranking_loss(rewards, batch["rankings"], batch["sizes"])
+                    c, n = pairwise_accuracy(rewards, batch["rankings"], batch["sizes"])
+                    totals += torch.tensor([c, n, loss.item() * len(batch["sizes"]), len(batch["sizes"])])
+            log.log(
+                step,
+                {
+                    "epoch": epoch,
+                    "val_reward_accuracy": (totals[0] / totals[1].clamp(min=1)).item(),
+                    "val_loss": (totals[2] / totals[3].clamp(min=1)).item(),
+                },
+                0,
+            )
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        log.close()
+        return Path(cfg.out)
+    model = merged(accelerator.unwrap_model(policy))
+    restore_dropout(model, cfg.policy_model)
+    metrics = {k: v for row in log.history for k, v in row.items() if k != "step"}
+    metrics.update(train_seconds=train_seconds, steps=step)
+    return save_model_dir(
+        cfg.out,
+        model,
+        tok,
+        log,
+        kind="policy",
+        parent_model=cfg.policy_model,
+        config=cfg,
+        metrics=metrics,
+        data_files=[cfg.train_data, cfg.valid_data],
+        extra={"method": "dpo", "prompt_layout": layout},
+    )

@@ -46,16 +46,29 @@ class Field:
 
 @lru_cache
 def fields(stage: str) -> dict[str, Field]:
-    """The stage's config fields, read from training/'s source."""
+    """The stage's config fields (its base classes' first), read from training/'s source."""
+    return _class_fields(SOURCES[stage][1])
+
+
+def _find_class(name: str) -> tuple[ast.ClassDef, list[str]]:
     import training
 
-    filename, cls = SOURCES[stage]
-    path = Path(training.__file__).resolve().parent / filename
-    source = path.read_text(encoding="utf-8")
-    lines = source.splitlines()
-    tree = ast.parse(source)
-    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
-    out = {}
+    for path in sorted(Path(training.__file__).resolve().parent.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if f"class {name}" not in source:
+            continue
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.ClassDef) and node.name == name:
+                return node, source.splitlines()
+    raise LookupError(f"training/ defines no class {name}")
+
+
+def _class_fields(name: str) -> dict[str, Field]:
+    node, lines = _find_class(name)
+    out: dict[str, Field] = {}
+    for base in node.bases:
+        if isinstance(base, ast.Name):
+            out.update(_class_fields(base.id))
     for item in node.body:
         if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
             try:

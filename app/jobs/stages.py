@@ -24,6 +24,9 @@ from app.registry import service as registry
 # What each training stage reads, as export kinds.
 EXPORTS = {"sft": ("sft",), "rm": ("grouped", "sft"), "ppo": ("prompts",)}
 WATERMARK = {"sft": "demonstration_id", "grouped": "ranking_id"}
+# Training data is the train split; the prompts export keeps every split, as PPO rolls out
+# on its train rows and chooses the step it keeps on its valid rows.
+SPLIT = {"sft": "train", "grouped": "train", "prompts": None}
 
 
 @job_kind("export", label="export snapshots")
@@ -34,7 +37,7 @@ def export(ctx: JobContext) -> dict[str, Any]:
     snapshots = {}
     for i, kind in enumerate(kinds):
         ctx.check_cancelled()
-        filters: dict[str, Any] = {"split": "train"}
+        filters: dict[str, Any] = {"split": SPLIT[kind]} if SPLIT[kind] else {}
         if WATERMARK.get(kind) in max_ids:
             filters["max_id"] = max_ids[WATERMARK[kind]]
         with ctx.session() as db:
@@ -70,8 +73,9 @@ def _snapshots(ctx: JobContext, db: Session, kinds: tuple[str, ...]) -> dict[str
     found = _round_outputs(db, ctx.job_id).get("export", {}).get("snapshots", {})
     missing = [k for k in kinds if k not in found]
     for kind in missing:
+        filters = {"split": SPLIT[kind]} if SPLIT[kind] else {}
         snap = exports.create_snapshot(db=db, user=None, request=ExportCreate(
-            kind=kind, filters={"split": "train"}))  # type: ignore[arg-type]
+            kind=kind, filters=filters))  # type: ignore[arg-type]
         exports.build(db=db, snapshot=snap)
         found[kind] = {"id": snap.id, "rows": snap.rows, "sha256": snap.sha256,
                        "path": _data_file(snap)}

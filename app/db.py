@@ -80,6 +80,20 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            # pysqlite would begin a transaction only before a write, so reads ran outside
+            # it and a SAVEPOINT could begin (and its RELEASE commit) the transaction.
+            # SQLAlchemy begins it instead (below).
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            # IMMEDIATE: SQLite has no row locks, so a unit of work takes the database's one
+            # write lock when it begins, waiting its turn (busy_timeout), as PostgreSQL's
+            # `FOR UPDATE` waits for the task row. A deferred transaction that read first
+            # and wrote after another had committed would fail ("database is locked")
+            # instead of waiting. Read-only work begins DEFERRED (`read_only_session`), so
+            # a long read neither holds nor waits for the lock (WAL).
+            conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_BEGIN, 'IMMEDIATE')}")
 
         return engine
     return create_engine(
@@ -90,6 +104,10 @@ def make_engine(url: str) -> Engine:
         # and a dropped one fails that request's transaction, which the client retries.
         pool_recycle=settings.db_pool_recycle_s,
     )
+
+
+# The execution option that picks how a SQLite transaction begins (IMMEDIATE unless set).
+_BEGIN = "sqlite_begin"
 
 
 def pool_capacity() -> int:
@@ -113,6 +131,19 @@ def SessionLocal() -> Session:  # noqa: N802 - reads like the class it builds
     return _session_factory()()
 
 
+@lru_cache
+def _read_only_engine() -> Engine:
+    return get_engine().execution_options(**{_BEGIN: "DEFERRED"})
+
+
+def read_only_session() -> Session:
+    """A session for work that only reads (a long export, a page's side lookup): on SQLite
+    its transaction begins DEFERRED, so it neither takes nor waits for the write lock.
+    Writing through it may fail with "database is locked" when another writer went first.
+    """
+    return Session(bind=_read_only_engine(), expire_on_commit=False)
+
+
 def _finish(session: Session, commit: bool) -> None:
     """Commit or roll back, then close (closing rolls back whatever a failed commit left)."""
     try:
@@ -125,9 +156,11 @@ def _finish(session: Session, commit: bool) -> None:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """One unit of work outside a request (workers, CLI): commit or roll back."""
-    session = SessionLocal()
+def session_scope(*, read_only: bool = False) -> Iterator[Session]:
+    """One unit of work outside a request (workers, CLI): commit or roll back.
+
+    `read_only`: see `read_only_session`."""
+    session = read_only_session() if read_only else SessionLocal()
     try:
         yield session
     except BaseException:

@@ -285,6 +285,25 @@ def _earlier_or(db: Session, user: User, task: TaskRow, key: str,
     raise exc
 
 
+def _store_and_count(db: Session, user: User, task: TaskRow, assignment: Any, clean: _Clean,
+                     body: SubmissionCreate) -> int | None:
+    """Store the submission and let the queue count it; None when a unique constraint
+    already held one (the same assignment or key)."""
+    if task.kind == TaskKind.write_prompt:
+        # It creates a prompt first, so a clash must roll that back too: a savepoint.
+        try:
+            with db.begin_nested():
+                row_id = _written_prompt(db, user, task, assignment, clean, body).id
+                queue.complete(db=db, assignment=assignment)
+        except IntegrityError:
+            return None
+        return row_id
+    row_id = _store(db, user, task, assignment, clean, body)
+    if row_id is not None:
+        queue.complete(db=db, assignment=assignment)
+    return row_id
+
+
 def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> SubmissionRead:
     """Store one submission for the user's live lease on this task, exactly once.
 
@@ -308,20 +327,10 @@ def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> 
         # An identical submit that held the lock before us has committed by now.
         error = SubmissionError(str(exc), exc.status)
         return _earlier_or(db, user, task, body.idempotency_key, error)
-    if task.kind == TaskKind.write_prompt:
-        # It creates a prompt first, so a clash must roll that back too: a savepoint. It
-        # holds the queue half as well: on SQLite a savepoint can be what begins the
-        # transaction, and then its release commits, so nothing of the submit may follow.
-        try:
-            with db.begin_nested():
-                row_id = _written_prompt(db, user, task, assignment, clean, body).id
-                queue.complete(db=db, assignment=assignment)
-        except IntegrityError:
-            row_id = None
-    else:
-        row_id = _store(db, user, task, assignment, clean, body)
-        if row_id is not None:
-            queue.complete(db=db, assignment=assignment)
+    try:
+        row_id = _store_and_count(db, user, task, assignment, clean, body)
+    except queue.QueueError as exc:  # the lease ended under us: nothing may be kept
+        raise SubmissionError(str(exc), exc.status) from exc
     if row_id is None:
         error = SubmissionError("This task was already submitted.", 409)
         return _earlier_or(db, user, task, body.idempotency_key, error)

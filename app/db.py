@@ -1,26 +1,21 @@
 """Engine, session factory, declarative Base and the request session dependency."""
 
-import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
-import psycopg
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from anyio import CapacityLimiter
 from anyio.lowlevel import RunVar
 from fastapi import Depends
-from psycopg.rows import namedtuple_row
-from sqlalchemy import DateTime, Engine, MetaData, bindparam, create_engine, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.orm.util import identity_key
 from sqlalchemy.types import TypeDecorator
 
 from app.config import get_settings
@@ -132,7 +127,9 @@ def SessionLocal() -> Session:  # noqa: N802 - reads like the class it builds
 
 
 @lru_cache
-def _read_only_engine() -> Engine:
+def read_only_engine() -> Engine:
+    """The process's engine for work that only reads: on SQLite its transactions begin
+    DEFERRED, so they neither take nor wait for the write lock (see `make_engine`)."""
     return get_engine().execution_options(**{_BEGIN: "DEFERRED"})
 
 
@@ -141,7 +138,7 @@ def read_only_session() -> Session:
     its transaction begins DEFERRED, so it neither takes nor waits for the write lock.
     Writing through it may fail with "database is locked" when another writer went first.
     """
-    return Session(bind=_read_only_engine(), expire_on_commit=False)
+    return Session(bind=read_only_engine(), expire_on_commit=False)
 
 
 def _finish(session: Session, commit: bool) -> None:
@@ -227,73 +224,6 @@ async def get_session() -> AsyncIterator[Session]:
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def forget(db: Session, model: Any, row_id: int) -> None:
-    """Expire the session's object of this row, if it has one, so it reloads when read:
-    for rows a `Sql` statement changed behind the identity map's back."""
-    loaded = db.identity_map.get(identity_key(model, row_id))
-    if loaded is not None:
-        db.expire(loaded)
-
-
-class Sql:
-    """One hand-written statement of a hot path, with `:name` parameters.
-
-    On PostgreSQL it runs on the session's psycopg connection, inside the session's
-    transaction, past SQLAlchemy's execution layer: a statement then costs about half the
-    CPU of a Core statement and a fifth of an ORM one, which on the lease and submit paths
-    was most of the server's time (docs/queue.md). Elsewhere (SQLite) it runs as `text()`
-    whose result columns get `types`. Either way rows have attribute access and the same
-    Python values: JSON decoded, timestamps timezone-aware, enums as their string values.
-
-    It bypasses the session's identity map: a caller that writes rows the session may have
-    loaded expires them (`forget`).
-    """
-
-    def __init__(self, statement: str, *, lock: bool = False, stamps: tuple[str, ...] = (),
-                 **types: Any) -> None:
-        """`lock`: a SELECT that locks its rows (FOR UPDATE; SQLite has no row locks, its
-        writers are serialised); `stamps`: the parameters that are timestamps (SQLite stores
-        them as text in SQLAlchemy's format); `types`: result columns to convert on SQLite."""
-        self.statement = statement.rstrip() + " FOR UPDATE" if lock else statement
-        self.pyformat = re.sub(r"(?<!:):(\w+)", r"%(\1)s", self.statement.replace("%", "%%"))
-        binds = [bindparam(p, type_=UTCDateTime()) for p in stamps]
-        clauses = [text(sql).bindparams(*binds) for sql in (self.statement, statement)]
-        self.text, self.portable = (c.columns(**types) if types else c for c in clauses)
-
-    def _run(self, db: Session, params: Mapping[str, Any]) -> Any:
-        conn = db.connection()
-        if conn.dialect.driver == "psycopg":
-            raw = conn.connection.driver_connection
-            assert raw is not None  # a checked-out connection
-            try:
-                return raw.cursor(row_factory=namedtuple_row).execute(self.pyformat, params)
-            except psycopg.Error as exc:
-                # The exception SQLAlchemy would raise (IntegrityError, OperationalError, …),
-                # so callers catch one family of errors whichever way a statement ran.
-                raise DBAPIError.instance(self.pyformat, params, exc, psycopg.Error) from exc
-        return conn.execute(self.text if conn.dialect.name == "postgresql" else self.portable,
-                            params)
-
-    def all(self, db: Session, params: Mapping[str, Any]) -> list[Any]:
-        """Every row."""
-        return list(self._run(db, params).fetchall())
-
-    def first(self, db: Session, params: Mapping[str, Any]) -> Any | None:
-        """The first row, or None."""
-        return self._run(db, params).fetchone()
-
-    def one(self, db: Session, params: Mapping[str, Any]) -> Any:
-        """The one row (an INSERT … RETURNING)."""
-        row = self._run(db, params).fetchone()
-        if row is None:
-            raise LookupError("the statement returned no row")
-        return row
-
-    def rowcount(self, db: Session, params: Mapping[str, Any]) -> int:
-        """Run a write; how many rows it changed."""
-        return int(self._run(db, params).rowcount)
-
-
 def alembic_config(url: str | None = None) -> Config:
     """Alembic configured for this project's migrations and a database URL."""
     cfg = Config()
@@ -310,6 +240,6 @@ def migration_heads() -> frozenset[str]:
 
 def pending_migrations(engine: Engine) -> bool:
     """True when the database is behind the migration scripts."""
-    with engine.connect() as conn:
+    with engine.execution_options(**{_BEGIN: "DEFERRED"}).connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
     return current != migration_heads()

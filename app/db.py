@@ -201,9 +201,9 @@ async def get_session() -> AsyncIterator[Session]:
     loop; committing and closing take one trip to a worker thread, where a sync generator
     takes two (one to open, one to close). A request first waits for its turn among those
     using the database (`_admission`). The hottest routes (lease, submit) commit at
-    their end instead, in the worker thread they already run in: a trip costs 0.2–0.4 ms
-    of CPU on a small machine, up to a tenth of such a request. Closing a session with
-    nothing to commit happens on the event loop.
+    their end instead (`commit_here`), in the worker thread they already run in: a trip
+    costs 0.2–0.4 ms of CPU on a small machine, up to a tenth of such a request. Closing
+    a session with nothing to commit happens on the event loop.
     """
     admission, turn = _admission_limiter(), object()
     await admission.acquire_on_behalf_of(turn)
@@ -217,6 +217,14 @@ async def get_session() -> AsyncIterator[Session]:
         await _finish_in_thread(session, True)
     finally:
         admission.release_on_behalf_of(turn)
+
+
+def commit_here(db: Session) -> None:
+    """Commit the request's transaction now, at the end of a sync route, in the worker
+    thread it already runs in; `get_session` then has nothing left to commit and closes
+    the session on the event loop. For the hottest routes (lease, submit): the worker-thread
+    trip it saves costs 0.2–0.4 ms of CPU. Write nothing after it."""
+    db.commit()
 
 
 # The request's session: committed when the route function returns, before the response is

@@ -234,9 +234,12 @@ DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 def alembic_config(url: str | None = None) -> Config:
     """Alembic configured for this project's migrations and a database URL."""
+    import app.models  # noqa: F401 - every table on Base.metadata, for autogenerate
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url or get_settings().effective_database_url)
+    cfg.attributes["target_metadata"] = Base.metadata
     return cfg
 
 

@@ -102,3 +102,14 @@ def test_database_stamped_at_the_three_former_heads_upgrades_to_one(scratch_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     engine.dispose()
+
+
+def test_migrations_import_nothing_of_the_app():
+    """A migration must keep working however the app's code changes later."""
+    from app.db import MIGRATIONS_DIR
+
+    for path in [MIGRATIONS_DIR / "env.py", MIGRATIONS_DIR / "script.py.mako",
+                 *sorted((MIGRATIONS_DIR / "versions").glob("*.py"))]:
+        for line in path.read_text().splitlines():
+            assert not line.lstrip().startswith(("import app", "from app")), (path.name, line)
+

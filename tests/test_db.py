@@ -15,7 +15,7 @@ from app.db import DbSession, utcnow
 from app.prompts.models import UseCase
 from app.queue.models import Task, TaskKind
 from app.statements import Sql
-from tests.labeling.factories import make_task
+from tests.factories import make_task
 
 
 def _app() -> FastAPI:

@@ -16,8 +16,7 @@ from app.labeling.models import Rating
 from app.labeling.schemas import SubmissionCreate
 from app.prompts.models import Candidate, Prompt
 from app.queue.models import Assignment, Task, TaskKind
-from tests.factories import make_user
-from tests.labeling.factories import lease, make_task, rank_body
+from tests.factories import lease, make_task, make_user, rank_body
 
 
 def _refused(db: Session, statement: object, params: dict | None = None) -> None:

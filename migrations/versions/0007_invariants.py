@@ -75,7 +75,34 @@ def _set_ondelete(batch, table: str, ondelete: str) -> None:  # type: ignore[no-
         batch.create_foreign_key(op.f(name), referred, [column], ["id"], ondelete=ondelete)
 
 
+# Rows an older version could have written that the constraints would refuse: the upgrade
+# stops and says what to fix rather than fail halfway with a constraint's name.
+VIOLATIONS = [
+    ("tasks whose counters are out of range",
+     "SELECT count(*) FROM tasks WHERE NOT (required_labels >= 1 AND done_labels >= 0"
+     " AND leased_labels >= 0 AND done_labels + leased_labels <= required_labels)"),
+    ("ratings with a Likert score outside 1..7",
+     "SELECT count(*) FROM ratings WHERE likert NOT BETWEEN 1 AND 7"),
+    ("rate assignments with more than one rating",
+     "SELECT count(*) FROM (SELECT assignment_id FROM ratings WHERE ranking_id IS NULL"
+     " GROUP BY assignment_id HAVING count(*) > 1) AS twice"),
+    ("rankings that rate an output twice",
+     "SELECT count(*) FROM (SELECT ranking_id FROM ratings WHERE ranking_id IS NOT NULL"
+     " GROUP BY ranking_id, candidate_id HAVING count(*) > 1) AS twice"),
+]
+
+
+def _refuse_violations() -> None:
+    bind = op.get_bind()
+    counts = [(bind.execute(sa.text(query)).scalar(), what) for what, query in VIOLATIONS]
+    found = [f"{n} {what}" for n, what in counts if n]
+    if found:
+        raise RuntimeError("0007_invariants cannot add its constraints: the database has "
+                           + "; ".join(found) + ". Correct or remove those rows, then upgrade.")
+
+
 def upgrade() -> None:
+    _refuse_violations()
     for table in TABLES:
         with op.batch_alter_table(table) as batch:
             for name, condition in CHECKS.get(table, []):

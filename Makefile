@@ -8,7 +8,7 @@ PGVER = $(shell ls /etc/postgresql 2>/dev/null | head -n1)
 # torch==2.13.0 is the CPU build where a local wheel is provided; elsewhere pip picks one.
 TORCH ?= torch==2.13.0
 
-.PHONY: run install install-dev services browser test test-pg test-sqlite bench lint clean
+.PHONY: run install install-dev services browser test test-fast test-pg test-sqlite bench lint clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 
 # Browser libraries come from npm (static/package.json) and are served from /static/vendor.
 static/vendor/.installed: static/package.json static/package-lock.json
+	@command -v npm >/dev/null || { echo "make run needs npm (for the browser libraries in static/package.json): install Node.js and npm." >&2; exit 1; }
 	npm ci --prefix static --no-audit --no-fund --silent
 	mkdir -p static/vendor
 	cp static/node_modules/sortablejs/Sortable.min.js static/vendor/sortable.min.js
@@ -69,7 +70,11 @@ test-sqlite: install-dev
 	RLHF_TEST_DB=sqlite $(PY) -m pytest -q -p no:cacheprovider tests -m "not postgres_only and not e2e" \
 	  --ignore=tests/training --ignore=tests/e2e
 
-test: test-pg test-sqlite
+test: lint test-pg test-sqlite
+
+# The tests not marked slow or e2e, on PostgreSQL, in parallel (under a minute on 2 cores).
+test-fast: install-dev services
+	$(PY) -m pytest -q -p no:cacheprovider tests -m "not slow and not e2e" -n auto --dist loadfile
 
 bench: install-dev services
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

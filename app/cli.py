@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from app import optional_module
+from app import domain_parts
 from app.config import get_settings
 
 root = typer.Typer(help="RLHF Studio: human feedback in, aligned models out.", no_args_is_help=True)
@@ -214,11 +214,10 @@ def demo() -> None:
 
 
 def _register_domains() -> None:
-    for domain in ("prompts", "queue", "labeling", "agreement", "exports", "jobs", "registry",
-                   "evaluation"):
-        module = optional_module(f"app.{domain}.cli")
-        if module is not None:
-            module.register(root)
+    for register in domain_parts("cli", ("prompts", "queue", "labeling", "agreement",
+                                         "exports", "jobs", "registry", "evaluation"),
+                                 "register"):
+        register(root)
 
 
 _register_domains()

@@ -1,26 +1,21 @@
 """Engine, session factory, declarative Base and the request session dependency."""
 
-import re
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
-import psycopg
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from anyio import CapacityLimiter
 from anyio.lowlevel import RunVar
 from fastapi import Depends
-from psycopg.rows import namedtuple_row
-from sqlalchemy import DateTime, Engine, MetaData, bindparam, create_engine, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.orm.util import identity_key
 from sqlalchemy.types import TypeDecorator
 
 from app.config import get_settings
@@ -80,6 +75,20 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            # pysqlite would begin a transaction only before a write, so reads ran outside
+            # it and a SAVEPOINT could begin (and its RELEASE commit) the transaction.
+            # SQLAlchemy begins it instead (below).
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+            # IMMEDIATE: SQLite has no row locks, so a unit of work takes the database's one
+            # write lock when it begins, waiting its turn (busy_timeout), as PostgreSQL's
+            # `FOR UPDATE` waits for the task row. A deferred transaction that read first
+            # and wrote after another had committed would fail ("database is locked")
+            # instead of waiting. Read-only work begins DEFERRED (`read_only_session`), so
+            # a long read neither holds nor waits for the lock (WAL).
+            conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_BEGIN, 'IMMEDIATE')}")
 
         return engine
     return create_engine(
@@ -90,6 +99,10 @@ def make_engine(url: str) -> Engine:
         # and a dropped one fails that request's transaction, which the client retries.
         pool_recycle=settings.db_pool_recycle_s,
     )
+
+
+# The execution option that picks how a SQLite transaction begins (IMMEDIATE unless set).
+_BEGIN = "sqlite_begin"
 
 
 def pool_capacity() -> int:
@@ -113,6 +126,21 @@ def SessionLocal() -> Session:  # noqa: N802 - reads like the class it builds
     return _session_factory()()
 
 
+@lru_cache
+def read_only_engine() -> Engine:
+    """The process's engine for work that only reads: on SQLite its transactions begin
+    DEFERRED, so they neither take nor wait for the write lock (see `make_engine`)."""
+    return get_engine().execution_options(**{_BEGIN: "DEFERRED"})
+
+
+def read_only_session() -> Session:
+    """A session for work that only reads (a long export, a page's side lookup): on SQLite
+    its transaction begins DEFERRED, so it neither takes nor waits for the write lock.
+    Writing through it may fail with "database is locked" when another writer went first.
+    """
+    return Session(bind=read_only_engine(), expire_on_commit=False)
+
+
 def _finish(session: Session, commit: bool) -> None:
     """Commit or roll back, then close (closing rolls back whatever a failed commit left)."""
     try:
@@ -125,9 +153,11 @@ def _finish(session: Session, commit: bool) -> None:
 
 
 @contextmanager
-def session_scope() -> Iterator[Session]:
-    """One unit of work outside a request (workers, CLI): commit or roll back."""
-    session = SessionLocal()
+def session_scope(*, read_only: bool = False) -> Iterator[Session]:
+    """One unit of work outside a request (workers, CLI): commit or roll back.
+
+    `read_only`: see `read_only_session`."""
+    session = read_only_session() if read_only else SessionLocal()
     try:
         yield session
     except BaseException:
@@ -171,9 +201,9 @@ async def get_session() -> AsyncIterator[Session]:
     loop; committing and closing take one trip to a worker thread, where a sync generator
     takes two (one to open, one to close). A request first waits for its turn among those
     using the database (`_admission`). The hottest routes (lease, submit) commit at
-    their end instead, in the worker thread they already run in: a trip costs 0.2–0.4 ms
-    of CPU on a small machine, up to a tenth of such a request. Closing a session with
-    nothing to commit happens on the event loop.
+    their end instead (`commit_here`), in the worker thread they already run in: a trip
+    costs 0.2–0.4 ms of CPU on a small machine, up to a tenth of such a request. Closing
+    a session with nothing to commit happens on the event loop.
     """
     admission, turn = _admission_limiter(), object()
     await admission.acquire_on_behalf_of(turn)
@@ -189,83 +219,27 @@ async def get_session() -> AsyncIterator[Session]:
         admission.release_on_behalf_of(turn)
 
 
+def commit_here(db: Session) -> None:
+    """Commit the request's transaction now, at the end of a sync route, in the worker
+    thread it already runs in; `get_session` then has nothing left to commit and closes
+    the session on the event loop. For the hottest routes (lease, submit): the worker-thread
+    trip it saves costs 0.2–0.4 ms of CPU. Write nothing after it."""
+    db.commit()
+
+
 # The request's session: committed when the route function returns, before the response is
 # sent, so a client that sees a response can rely on its writes being visible.
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def forget(db: Session, model: Any, row_id: int) -> None:
-    """Expire the session's object of this row, if it has one, so it reloads when read:
-    for rows a `Sql` statement changed behind the identity map's back."""
-    loaded = db.identity_map.get(identity_key(model, row_id))
-    if loaded is not None:
-        db.expire(loaded)
-
-
-class Sql:
-    """One hand-written statement of a hot path, with `:name` parameters.
-
-    On PostgreSQL it runs on the session's psycopg connection, inside the session's
-    transaction, past SQLAlchemy's execution layer: a statement then costs about half the
-    CPU of a Core statement and a fifth of an ORM one, which on the lease and submit paths
-    was most of the server's time (docs/queue.md). Elsewhere (SQLite) it runs as `text()`
-    whose result columns get `types`. Either way rows have attribute access and the same
-    Python values: JSON decoded, timestamps timezone-aware, enums as their string values.
-
-    It bypasses the session's identity map: a caller that writes rows the session may have
-    loaded expires them (`forget`).
-    """
-
-    def __init__(self, statement: str, *, lock: bool = False, stamps: tuple[str, ...] = (),
-                 **types: Any) -> None:
-        """`lock`: a SELECT that locks its rows (FOR UPDATE; SQLite has no row locks, its
-        writers are serialised); `stamps`: the parameters that are timestamps (SQLite stores
-        them as text in SQLAlchemy's format); `types`: result columns to convert on SQLite."""
-        self.statement = statement.rstrip() + " FOR UPDATE" if lock else statement
-        self.pyformat = re.sub(r"(?<!:):(\w+)", r"%(\1)s", self.statement.replace("%", "%%"))
-        binds = [bindparam(p, type_=UTCDateTime()) for p in stamps]
-        clauses = [text(sql).bindparams(*binds) for sql in (self.statement, statement)]
-        self.text, self.portable = (c.columns(**types) if types else c for c in clauses)
-
-    def _run(self, db: Session, params: Mapping[str, Any]) -> Any:
-        conn = db.connection()
-        if conn.dialect.driver == "psycopg":
-            raw = conn.connection.driver_connection
-            assert raw is not None  # a checked-out connection
-            try:
-                return raw.cursor(row_factory=namedtuple_row).execute(self.pyformat, params)
-            except psycopg.Error as exc:
-                # The exception SQLAlchemy would raise (IntegrityError, OperationalError, …),
-                # so callers catch one family of errors whichever way a statement ran.
-                raise DBAPIError.instance(self.pyformat, params, exc, psycopg.Error) from exc
-        return conn.execute(self.text if conn.dialect.name == "postgresql" else self.portable,
-                            params)
-
-    def all(self, db: Session, params: Mapping[str, Any]) -> list[Any]:
-        """Every row."""
-        return list(self._run(db, params).fetchall())
-
-    def first(self, db: Session, params: Mapping[str, Any]) -> Any | None:
-        """The first row, or None."""
-        return self._run(db, params).fetchone()
-
-    def one(self, db: Session, params: Mapping[str, Any]) -> Any:
-        """The one row (an INSERT … RETURNING)."""
-        row = self._run(db, params).fetchone()
-        if row is None:
-            raise LookupError("the statement returned no row")
-        return row
-
-    def rowcount(self, db: Session, params: Mapping[str, Any]) -> int:
-        """Run a write; how many rows it changed."""
-        return int(self._run(db, params).rowcount)
-
-
 def alembic_config(url: str | None = None) -> Config:
     """Alembic configured for this project's migrations and a database URL."""
+    import app.models  # noqa: F401 - every table on Base.metadata, for autogenerate
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url or get_settings().effective_database_url)
+    cfg.attributes["target_metadata"] = Base.metadata
     return cfg
 
 
@@ -277,6 +251,6 @@ def migration_heads() -> frozenset[str]:
 
 def pending_migrations(engine: Engine) -> bool:
     """True when the database is behind the migration scripts."""
-    with engine.connect() as conn:
+    with engine.execution_options(**{_BEGIN: "DEFERRED"}).connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
     return current != migration_heads()

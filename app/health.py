@@ -6,11 +6,11 @@ from typing import Any
 from sqlalchemy import text
 
 from app.config import get_settings
-from app.db import get_engine, pending_migrations
+from app.db import pending_migrations, read_only_engine
 
 
 def _database() -> dict[str, Any]:
-    engine = get_engine()
+    engine = read_only_engine()  # never waits behind a writer on SQLite
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

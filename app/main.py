@@ -13,14 +13,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from app import optional_module
+from app import domain_parts
 from app.auth.deps import PUBLIC, Forbidden, NotAuthenticated, allow
 from app.config import get_settings
 from app.db import get_engine, pending_migrations
 from app.templating import render
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-# Each domain's routes module exposes `router`; it is included when the module exists.
+# Each domain's routes module exposes `router`; it is included when the module exists
+# (app.domain_parts refuses a routes module of an unlisted domain, or one without router).
 # Requests are matched against the routers in this order, so the labelers' hot path (the
 # queue and the submissions) comes first.
 DOMAINS = (
@@ -104,10 +105,8 @@ def create_app(*, check_migrations: bool = True) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _install_error_handlers(app)
-    for domain in DOMAINS:
-        module = optional_module(f"app.{domain}.routes")
-        if module is not None:
-            app.include_router(module.router)
+    for router in domain_parts("routes", DOMAINS, "router"):
+        app.include_router(router)
 
     @app.get("/healthz", dependencies=[Depends(allow(PUBLIC))])
     def healthz() -> JSONResponse:

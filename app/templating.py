@@ -69,7 +69,7 @@ def _live_user(request: Request) -> Any:
     """The caller, reloaded if a rolled-back request transaction expired it (error pages)."""
     user = getattr(request.state, "user", None)
     if user is not None and sa_inspect(user).expired:
-        with session_scope() as db:
+        with session_scope(read_only=True) as db:
             user = db.get(type(user), sa_inspect(user).identity[0])
         request.state.user = user
     return user

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/"
-DB_NAME = "rlhf_bench_queue"
+DB_NAME = os.environ.get("RLHF_BENCH_QUEUE_DB", "rlhf_bench_queue")  # one per concurrent run
 URL = SERVER + DB_NAME
 os.environ["RLHF_DATABASE_URL"] = URL
 os.environ.setdefault("RLHF_DATA_DIR", tempfile.mkdtemp(prefix="rlhf-bench-"))

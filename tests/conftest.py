@@ -83,14 +83,7 @@ def engine():  # type: ignore[no-untyped-def]
 def db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
     """A session whose work is rolled back after the test."""
     conn = engine.connect()
-    sqlite = engine.dialect.name == "sqlite"
-    if sqlite:
-        # pysqlite begins a transaction only before a write, so a SAVEPOINT could start one
-        # and its RELEASE (a route's commit) would commit for real: begin explicitly.
-        raw = conn.connection.driver_connection
-        raw.isolation_level = None
-        raw.execute("BEGIN")
-    outer = conn.begin()
+    outer = conn.begin()  # on SQLite too a real BEGIN (app.db.make_engine)
     session = Session(bind=conn, join_transaction_mode="create_savepoint",
                       expire_on_commit=False)
     try:
@@ -98,8 +91,6 @@ def db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
     finally:
         session.close()
         outer.rollback()
-        if sqlite:
-            raw.isolation_level = ""  # as the pool lent it
         conn.close()
 
 
@@ -118,11 +109,15 @@ def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def committed_db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
-    """A normal session on the real database; every table is emptied afterwards."""
-    from app.db import SessionLocal
+    """A session on the real database; every table is emptied afterwards.
+
+    It looks on while the code under test commits in sessions of its own, so on SQLite it
+    begins DEFERRED (`read_only_session`): its reads do not hold the write lock. It may
+    still write (test data), between the code's transactions."""
+    from app.db import read_only_session
 
     _truncate_all(engine)
-    session = SessionLocal()
+    session = read_only_session()
     try:
         yield session
     finally:

@@ -1,11 +1,21 @@
-"""The request session (`app.db.get_session`) on the real database, without test overrides."""
+"""The request session (`app.db.get_session`) on the real database, without test
+overrides, and the hot paths' driver-level statements (`app.statements.Sql`)."""
 
+import logging
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from app.db import DbSession
+from app.db import DbSession, utcnow
 from app.prompts.models import UseCase
+from app.queue.models import Task, TaskKind
+from app.statements import Sql
+from tests.factories import make_task
 
 
 def _app() -> FastAPI:
@@ -106,20 +116,25 @@ def test_request_commit_does_not_wait_for_a_free_pool_thread(committed_db):
     assert _names(committed_db) == ["committed"]
 
 
+class _TaskRead(NamedTuple):
+    id: int
+    kind: str
+    candidate_ids: list[int]
+    params: dict[str, Any]
+    created_at: datetime
+
+
+class _Count(NamedTuple):
+    n: int
+
+
 def test_sql_reads_and_writes_the_values_the_orm_does(db):
     """`Sql` (driver-level on PostgreSQL, typed text() on SQLite) agrees with the ORM."""
-    from datetime import timedelta
-
-    from sqlalchemy import JSON
-
-    from app.db import Sql, UTCDateTime, utcnow
-    from app.queue.models import Task, TaskKind
-    from tests.queue.factories import make_task
-
-    task = make_task(db, TaskKind.rank, n_candidates=4)
+    task = make_task(db, TaskKind.rank, k=4)
     read = Sql("SELECT id, kind, candidate_ids, params, created_at FROM tasks WHERE id = :id",
-               lock=True, candidate_ids=JSON(), params=JSON(), created_at=UTCDateTime())
+               _TaskRead, lock=True)
     row = read.one(db, {"id": task.id})
+    assert isinstance(row, _TaskRead)
     assert (row.id, row.kind, row.candidate_ids, row.params) == (
         task.id, "rank", task.candidate_ids, task.params)
     assert row.created_at == task.created_at and row.created_at.utcoffset() == timedelta(0)
@@ -130,25 +145,54 @@ def test_sql_reads_and_writes_the_values_the_orm_does(db):
     assert close.rowcount(db, {"at": closed, "id": task.id}) == 1
     db.expire(task)
     assert task.closed_at == closed  # the ORM reads what the statement wrote
-    earlier = Sql("SELECT count(*) AS n FROM tasks WHERE closed_at < :at", stamps=("at",))
+    earlier = Sql("SELECT count(*) AS n FROM tasks WHERE closed_at < :at", _Count,
+                  stamps=("at",))
     assert earlier.one(db, {"at": closed + timedelta(microseconds=1)}).n == 1
     assert earlier.one(db, {"at": closed}).n == 0
     # A timestamp the ORM wrote compares equal to the same instant passed as a parameter
     # (on SQLite both are text, so they must be in the same format).
     created = Sql("SELECT count(*) AS n FROM tasks WHERE id = :id AND created_at < :at",
-                  stamps=("at",))
+                  _Count, stamps=("at",))
     assert created.one(db, {"id": task.id, "at": task.created_at}).n == 0
     assert db.get(Task, task.id) is task
 
 
+def test_sql_refuses_a_row_type_that_does_not_match_its_columns(db):
+    task = make_task(db)
+    swapped = Sql("SELECT kind, id, candidate_ids, params, created_at FROM tasks"
+                  " WHERE id = :id", _TaskRead)
+    with pytest.raises(TypeError, match="_TaskRead has fields"):
+        swapped.first(db, {"id": task.id})
+
+
+def test_a_write_forgets_the_rows_it_declares(db):
+    """The session's loaded object of a row a statement changed is reloaded when read."""
+    task = make_task(db, overlap=3)
+    assert task.done_labels == 0
+    counted = Sql("UPDATE tasks SET done_labels = done_labels + 1 WHERE id = :task_id",
+                  changes={"task_id": Task})
+    counted.rowcount(db, {"task_id": task.id})
+    assert task.done_labels == 1
+    silent = Sql("UPDATE tasks SET done_labels = done_labels + 1 WHERE id = :task_id")
+    silent.rowcount(db, {"task_id": task.id})
+    assert task.done_labels == 1  # undeclared: the session still holds the old value
+
+
+def test_every_statement_is_logged_at_debug(db, caplog):
+    task = make_task(db)
+    read = Sql("SELECT count(*) AS n FROM tasks WHERE id = :id", _Count)
+    with caplog.at_level(logging.DEBUG, logger="app.statements"):
+        assert read.one(db, {"id": task.id}).n == 1
+    [record] = [r for r in caplog.records if r.name == "app.statements"]
+    assert "SELECT count(*) AS n FROM tasks WHERE id = :id" in record.getMessage()
+    assert f"'id': {task.id}" in record.getMessage()
+    caplog.clear()
+    read.one(db, {"id": task.id})  # not at DEBUG: nothing
+    assert not [r for r in caplog.records if r.name == "app.statements"]
+
+
 def test_sql_raises_sqlalchemys_errors(db):
     """A failed driver-level statement raises what a SQLAlchemy statement would."""
-    import pytest
-    from sqlalchemy.exc import IntegrityError
-
-    from app.db import Sql
-    from tests.queue.factories import make_task
-
     task = make_task(db)
     again = Sql("INSERT INTO tasks (id, kind, candidate_ids, required_labels, done_labels,"
                 " leased_labels, priority, gold, params, state, created_at) VALUES (:id,"

@@ -102,3 +102,35 @@ def test_database_stamped_at_the_three_former_heads_upgrades_to_one(scratch_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     engine.dispose()
+
+
+def test_migrations_import_nothing_of_the_app():
+    """A migration must keep working however the app's code changes later."""
+    from app.db import MIGRATIONS_DIR
+
+    for path in [MIGRATIONS_DIR / "env.py", MIGRATIONS_DIR / "script.py.mako",
+                 *sorted((MIGRATIONS_DIR / "versions").glob("*.py"))]:
+        for line in path.read_text().splitlines():
+            assert not line.lstrip().startswith(("import app", "from app")), (path.name, line)
+
+
+
+def test_invariants_upgrade_refuses_rows_that_break_them_and_changes_nothing(scratch_url):
+    engine = make_engine(scratch_url)
+    cfg = alembic_config(scratch_url)
+    command.upgrade(cfg, "0005_exports")
+    with engine.begin() as conn:  # a rate task counted twice for its one slot
+        conn.execute(text(
+            "INSERT INTO tasks (kind, candidate_ids, required_labels, done_labels,"
+            " leased_labels, priority, gold, params, state, created_at) VALUES ('rate', '[]',"
+            " 1, 1, 1, 0, false, '{}', 'open', '2024-01-01 00:00:00+00:00')"))
+    with pytest.raises(RuntimeError, match="1 tasks whose counters are out of range"):
+        command.upgrade(cfg, "head")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() \
+            == "0005_exports"
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE tasks SET leased_labels = 0"))
+    command.upgrade(cfg, "head")
+    assert not pending_migrations(engine)
+    engine.dispose()

@@ -53,12 +53,6 @@ def pairwise_agreement(ranks_a: np.ndarray, ranks_b: np.ndarray) -> tuple[float,
     return (float(agree) / float(n) if n else float("nan")), int(n)
 
 
-def pooled_agreement(agree: np.ndarray, n: np.ndarray) -> float:
-    """Pooled share: all agreeing pairs over all compared pairs (NaN when nothing compared)."""
-    total = float(np.sum(n))
-    return float(np.sum(agree)) / total if total else float("nan")
-
-
 def kendall_tau_b(ranks_a: np.ndarray, ranks_b: np.ndarray) -> float:
     """Kendall's τ-b of two rankings of the same set, ties allowed.
 

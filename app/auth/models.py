@@ -21,7 +21,9 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    role: Mapped[Role] = mapped_column(Enum(Role, name="role", native_enum=False, length=20))
+    role: Mapped[Role] = mapped_column(
+        Enum(Role, name="role", native_enum=False, length=20, create_constraint=True)
+    )
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     held_out: Mapped[bool] = mapped_column(Boolean, default=False)

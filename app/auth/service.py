@@ -2,19 +2,20 @@
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import NamedTuple
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Boolean, delete, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
 from app.auth.models import ApiToken, LoginAttempt, Role, User
 from app.config import get_settings
-from app.db import Sql, UTCDateTime, forget, utcnow
+from app.db import utcnow
+from app.statements import Sql
 
 # argon2id with RFC 9106's low-memory profile; the test suite uses the cheapest parameters.
 _hasher = PasswordHasher.from_parameters(
@@ -188,14 +189,27 @@ def revoke_token(*, db: Session, user: User, token_id: int) -> ApiToken:
 
 # Every API request runs this: the token and its user in one round trip at the driver
 # level, the user then handed to the session as if loaded (no second query, no ORM load).
+class _TokenUser(NamedTuple):
+    token_id: int
+    last_used_at: datetime | None
+    id: int
+    email: str
+    name: str
+    role: str
+    password_hash: str
+    active: bool
+    held_out: bool
+    created_at: datetime
+
+
 _TOKEN_USER = Sql("""
 SELECT t.id AS token_id, t.last_used_at, u.id, u.email, u.name, u.role, u.password_hash,
   u.active, u.held_out, u.created_at
 FROM api_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.token_hash = :token_hash AND t.revoked_at IS NULL
-""", last_used_at=UTCDateTime(), created_at=UTCDateTime(), active=Boolean(), held_out=Boolean())
+""", _TokenUser)
 _TOUCH_TOKEN = Sql("UPDATE api_tokens SET last_used_at = :now WHERE id = :token_id",
-                   stamps=("now",))
+                   stamps=("now",), changes={"token_id": ApiToken})
 _USER_COLUMNS = ("id", "email", "name", "password_hash", "active", "held_out", "created_at")
 
 
@@ -207,11 +221,10 @@ def user_for_token(*, db: Session, token: str) -> User | None:
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
         _TOUCH_TOKEN.rowcount(db, {"now": now, "token_id": row.token_id})
-        forget(db, ApiToken, row.token_id)
     return _session_user(db, row)
 
 
-def _session_user(db: Session, row: Any) -> User:
+def _session_user(db: Session, row: _TokenUser) -> User:
     """The session's User of this row: the one it holds, or one made from the row as if
     the session had loaded it (SQLAlchemy's make_transient_to_detached, then add)."""
     held = db.identity_map.get(identity_key(User, row.id))

@@ -17,10 +17,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import optional_module
 from app.exports.models import DatasetSnapshot
 from app.jobs.models import Job
-from app.registry.models import ModelVersion, ModelVersionSnapshot
+from app.registry.models import ModelVersionSnapshot
 
 CANDIDATE_KINDS = ("policy",)
 BASELINE_KINDS = ("policy", "sft", "base")
@@ -62,13 +61,10 @@ def _of(db: Session, row: Any) -> Version:
 
 def get_version(*, db: Session, version_id: int) -> Version:
     """A model version (through the registry's service when there is one); 404 if none."""
-    registry = optional_module("app.registry.service")
-    getter = getattr(registry, "get_version", None) if registry is not None else None
+    from app.registry import service as registry
+
     try:
-        row = getter(db=db, version_id=version_id) if getter else db.get(ModelVersion,
-                                                                          version_id)
-    except LookupError:
-        row = None
+        row = registry.get_version(db=db, version_id=version_id)
     except ValueError as exc:  # the registry's own "not found"
         if getattr(exc, "status", 404) != 404:
             raise

@@ -37,7 +37,9 @@ def build_snapshot(snapshot_id: int) -> dict[str, Any]:
         if service.claim(db=db, snapshot_id=snapshot_id) is None:
             return {"snapshot_id": snapshot_id, "state": "skipped"}
     try:
-        with session_scope() as db:
+        # Only reads (progress goes through sessions of its own): on SQLite it must not
+        # hold the write lock for the whole export (app.db.read_only_session).
+        with session_scope(read_only=True) as db:
             snapshot = service.get_snapshot(db=db, snapshot_id=snapshot_id)
             result = service.write_files(db=db, snapshot=snapshot,
                                          on_progress=_ProgressWriter(snapshot_id))

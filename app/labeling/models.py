@@ -5,12 +5,14 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -29,8 +31,8 @@ class Demonstration(Base):
     assignment_id: Mapped[int] = mapped_column(
         ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
     )
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="RESTRICT"))
     text: Mapped[str] = mapped_column(Text)
     seconds_spent: Mapped[int] = mapped_column(Integer)
     idempotency_key: Mapped[str] = mapped_column(String(100))
@@ -52,8 +54,8 @@ class Ranking(Base):
     assignment_id: Mapped[int] = mapped_column(
         ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
     )
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="RESTRICT"))
     groups: Mapped[list[list[int]]] = mapped_column(JSON)
     display_order: Mapped[list[int]] = mapped_column(JSON)
     seconds_spent: Mapped[int] = mapped_column(Integer)
@@ -67,8 +69,10 @@ class Rating(Base):
     __tablename__ = "ratings"
     __table_args__ = (
         UniqueConstraint("user_id", "idempotency_key", name="uq_ratings_user_key"),
+        # One score per output of a ranking; one rating per rate assignment (below).
+        UniqueConstraint("ranking_id", "candidate_id", name="uq_ratings_ranking_candidate"),
         Index("ix_ratings_candidate_id", "candidate_id"),
-        Index("ix_ratings_ranking_id", "ranking_id"),
+        CheckConstraint("likert BETWEEN 1 AND 7", name="likert_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -77,8 +81,8 @@ class Rating(Base):
     ranking_id: Mapped[int | None] = mapped_column(
         ForeignKey("rankings.id", ondelete="CASCADE"), nullable=True
     )
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="RESTRICT"))
     likert: Mapped[int] = mapped_column(Integer)
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
     comment: Mapped[str] = mapped_column(Text, default="")
@@ -167,8 +171,8 @@ class WrittenPrompt(Base):
     assignment_id: Mapped[int] = mapped_column(
         ForeignKey("assignments.id", ondelete="CASCADE"), unique=True
     )
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="RESTRICT"))
     prompt_kind: Mapped[str] = mapped_column(String(20))
     seconds_spent: Mapped[int] = mapped_column(Integer)
     idempotency_key: Mapped[str] = mapped_column(String(100))
@@ -176,3 +180,9 @@ class WrittenPrompt(Base):
 
 
 PROMPT_FLAG_REASONS = ("pii", "harmful", "unclear")
+
+# A rate task's submission is one rating without a ranking: at most one per assignment, so
+# a second submit of the same lease stores nothing (ON CONFLICT DO NOTHING) whatever its key.
+_STANDALONE = "ranking_id IS NULL"
+Index("uq_ratings_rate_assignment", Rating.assignment_id, unique=True,
+      postgresql_where=text(_STANDALONE), sqlite_where=text(_STANDALONE))

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import ALL_ROLES, Admin, AnyUser
 from app.auth.models import Role
-from app.db import DbSession
+from app.db import DbSession, commit_here
 from app.labeling import service, workbench
 from app.labeling.schemas import (
     DraftRead,
@@ -101,7 +101,7 @@ def submit(db: DbSession, user: AnyUser, task_id: int, body: SubmissionCreate) -
         answer = service.submit(db=db, user=user, task_id=task_id, body=body)
     except service.SubmissionError as exc:
         raise _http(exc) from exc
-    db.commit()  # here, not in a worker-thread trip of its own (app/db.py)
+    commit_here(db)
     return answer
 
 

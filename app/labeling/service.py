@@ -21,7 +21,7 @@ from app.labeling.models import FLAGS, Demonstration, Ranking, Rating, WrittenPr
 from app.labeling.schemas import SubmissionCreate, SubmissionRead
 from app.queue import service as queue
 from app.queue.models import TaskKind
-from app.queue.service import TaskRow
+from app.queue.sql import AssignmentRow, TaskRow
 
 DEMONSTRATION_MAX = 20_000
 PROMPT_MAX = 10_000
@@ -184,7 +184,7 @@ def validate(body: SubmissionCreate, task: TaskRow) -> _Clean:
 # --- storing ----------------------------------------------------------------------------
 
 
-def _existing(db: Session, user: User, kind: TaskKind, key: str) -> Any | None:
+def _existing(db: Session, user: User, kind: TaskKind | str, key: str) -> Any | None:
     row_type = _ROW_OF_KIND[TaskKind(kind)]
     return db.scalar(
         select(row_type).where(row_type.user_id == user.id, row_type.idempotency_key == key)
@@ -218,8 +218,8 @@ def _insert_once_stmt(dialect: str, row_type: Any) -> Any:
     return build(row_type).on_conflict_do_nothing().returning(row_type.id)
 
 
-def _store(db: Session, user: User, task: TaskRow, assignment: Any, clean: _Clean,
-           body: SubmissionCreate) -> int | None:
+def _store(db: Session, user: User, task: TaskRow, assignment: AssignmentRow,
+           clean: _Clean, body: SubmissionCreate) -> int | None:
     """Store a demonstration, ranking (with its ratings) or rating as Core INSERTs; the id
     of the submission row, or None when a unique constraint already held one."""
     common = dict(task_id=task.id, assignment_id=assignment.id, user_id=user.id,
@@ -244,8 +244,8 @@ def _store(db: Session, user: User, task: TaskRow, assignment: Any, clean: _Clea
     return ranking_id
 
 
-def _written_prompt(db: Session, user: User, task: TaskRow, assignment: Any, clean: _Clean,
-                    body: SubmissionCreate) -> WrittenPrompt:
+def _written_prompt(db: Session, user: User, task: TaskRow, assignment: AssignmentRow,
+                    clean: _Clean, body: SubmissionCreate) -> WrittenPrompt:
     """Store a labeler-written prompt and the submission row that points at it."""
     prompt = _create_prompt(db, user, task, clean)
     row = WrittenPrompt(prompt_id=prompt.id, prompt_kind=clean.prompt_kind, task_id=task.id,
@@ -285,6 +285,25 @@ def _earlier_or(db: Session, user: User, task: TaskRow, key: str,
     raise exc
 
 
+def _store_and_count(db: Session, user: User, task: TaskRow, assignment: AssignmentRow,
+                     clean: _Clean, body: SubmissionCreate) -> int | None:
+    """Store the submission and let the queue count it; None when a unique constraint
+    already held one (the same assignment or key)."""
+    if task.kind == TaskKind.write_prompt:
+        # It creates a prompt first, so a clash must roll that back too: a savepoint.
+        try:
+            with db.begin_nested():
+                row_id = _written_prompt(db, user, task, assignment, clean, body).id
+                queue.complete(db=db, assignment=assignment)
+        except IntegrityError:
+            return None
+        return row_id
+    stored = _store(db, user, task, assignment, clean, body)
+    if stored is not None:
+        queue.complete(db=db, assignment=assignment)
+    return stored
+
+
 def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> SubmissionRead:
     """Store one submission for the user's live lease on this task, exactly once.
 
@@ -312,20 +331,10 @@ def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> 
         # An identical submit that held the lock before us has committed by now.
         error = SubmissionError(str(exc), exc.status)
         return _earlier_or(db, user, task, body.idempotency_key, error)
-    if task.kind == TaskKind.write_prompt:
-        # It creates a prompt first, so a clash must roll that back too: a savepoint. It
-        # holds the queue half as well: on SQLite a savepoint can be what begins the
-        # transaction, and then its release commits, so nothing of the submit may follow.
-        try:
-            with db.begin_nested():
-                row_id = _written_prompt(db, user, task, assignment, clean, body).id
-                queue.complete(db=db, assignment=assignment)
-        except IntegrityError:
-            row_id = None
-    else:
-        row_id = _store(db, user, task, assignment, clean, body)
-        if row_id is not None:
-            queue.complete(db=db, assignment=assignment)
+    try:
+        row_id = _store_and_count(db, user, task, assignment, clean, body)
+    except queue.QueueError as exc:  # the lease ended under us: nothing may be kept
+        raise SubmissionError(str(exc), exc.status) from exc
     if row_id is None:
         error = SubmissionError("This task was already submitted.", 409)
         return _earlier_or(db, user, task, body.idempotency_key, error)

@@ -58,12 +58,14 @@ class Prompt(Base):
         Text().with_variant(Text(collation="C"), "postgresql"), nullable=True, index=True
     )
     source: Mapped[PromptSource] = mapped_column(
-        Enum(PromptSource, name="prompt_source", native_enum=False, length=20)
+        Enum(PromptSource, name="prompt_source", native_enum=False, length=20,
+             create_constraint=True)
     )
     end_user_id: Mapped[str | None] = mapped_column(String(200), index=True, nullable=True)
     category: Mapped[str | None] = mapped_column(String(40), nullable=True)
     split: Mapped[Split] = mapped_column(
-        Enum(Split, name="split", native_enum=False, length=10), index=True
+        Enum(Split, name="split", native_enum=False, length=10, create_constraint=True),
+        index=True,
     )
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     pii_counts: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Enum,
     ForeignKey,
     Index,
@@ -45,14 +46,20 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_next", "kind", "state", "priority", "id"),
         Index("ix_tasks_prompt_id", "prompt_id"),
+        # The slot counters, kept by hand-written SQL (app/queue/sql.py): the database
+        # refuses any write that would break them.
+        CheckConstraint("required_labels >= 1", name="required_positive"),
+        CheckConstraint("done_labels >= 0", name="done_nonnegative"),
+        CheckConstraint("leased_labels >= 0", name="leased_nonnegative"),
+        CheckConstraint("done_labels + leased_labels <= required_labels", name="slots_fit"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[TaskKind] = mapped_column(
-        Enum(TaskKind, name="task_kind", native_enum=False, length=20)
+        Enum(TaskKind, name="task_kind", native_enum=False, length=20, create_constraint=True)
     )
     prompt_id: Mapped[int | None] = mapped_column(
-        ForeignKey("prompts.id", ondelete="CASCADE"), nullable=True
+        ForeignKey("prompts.id", ondelete="RESTRICT"), nullable=True
     )
     candidate_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     required_labels: Mapped[int] = mapped_column(Integer, default=1)
@@ -65,7 +72,8 @@ class Task(Base):
     gold_answer: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. prompt_kind
     state: Mapped[TaskState] = mapped_column(
-        Enum(TaskState, name="task_state", native_enum=False, length=10), default=TaskState.open
+        Enum(TaskState, name="task_state", native_enum=False, length=10, create_constraint=True),
+        default=TaskState.open,
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -81,9 +89,11 @@ class Assignment(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Labels hang off assignments: a user is deactivated, never deleted with their work.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     state: Mapped[AssignmentState] = mapped_column(
-        Enum(AssignmentState, name="assignment_state", native_enum=False, length=10),
+        Enum(AssignmentState, name="assignment_state", native_enum=False, length=10,
+             create_constraint=True),
         default=AssignmentState.leased,
     )
     display_order: Mapped[list[int]] = mapped_column(JSON, default=list)  # candidate ids

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import STAFF, AnyUser, Staff
-from app.db import DbSession
+from app.db import DbSession, commit_here
 from app.prompts.models import PromptKind
 from app.queue import service as queue
 from app.queue.models import TaskKind
@@ -36,7 +36,7 @@ def next_task(db: DbSession, user: AnyUser, kind: TaskKind | None = None) -> obj
     """Lease the next task (or return the one already leased); 204 when there is none."""
     lease = queue.next_task(db=db, user=user, kind=kind)
     payload = None if lease is None else queue.task_payload(db=db, assignment=lease)
-    db.commit()  # here, not in a worker-thread trip of its own (app/db.py)
+    commit_here(db)
     return Response(status_code=204) if payload is None else payload
 
 

@@ -9,18 +9,16 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.config import get_settings
-from app.db import forget, utcnow
+from app.db import utcnow
 from app.prompts.models import Candidate, UseCase
 from app.queue import sql
 from app.queue.creation import (  # noqa: F401 - part of this service's interface
@@ -34,23 +32,19 @@ from app.queue.creation import (  # noqa: F401 - part of this service's interfac
 )
 from app.queue.errors import QueueError
 from app.queue.models import Assignment, AssignmentState, Task, TaskKind
+from app.queue.sql import AssignmentRow, Extended, TaskRow
 
 __all__ = [
     "QueueError", "complete", "create_bulk", "create_demonstrate_tasks",
     "create_demonstrate_tasks_for_train_prompts", "create_rank_task", "create_rate_tasks",
     "create_write_prompt_tasks", "expire_leases", "get_assignment", "heartbeat", "Lease",
-    "live_assignment", "lock_task", "next_task", "retrying", "skip", "task_payload",
+    "live_assignment", "lock_task", "next_task", "skip", "task_payload",
     "task_stats",
 ]
 
-RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock, serialization failure
-_ATTEMPTS = 3
 _SWEEP_LIMIT = 20
 _SWEEP_EVERY_S = 1.0
 _last_sweep = float("-inf")
-T = TypeVar("T")
-# A task as the hot paths read it (`queue.sql`): id, kind, prompt_id, candidate_ids, params.
-TaskRow = Any
 
 
 # Output texts by id: an IN list the driver-level statements cannot expand on SQLite.
@@ -86,10 +80,6 @@ def _is_postgres(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) in RETRYABLE_SQLSTATES
-
-
 def next_task(*, db: Session, user: User, kind: TaskKind | None = None) -> Lease | None:
     """Lease this user the highest-priority task they may do, or None when there is none."""
     kind = TaskKind(kind) if kind is not None else None
@@ -102,21 +92,8 @@ def next_task(*, db: Session, user: User, kind: TaskKind | None = None) -> Lease
             held = _live_lease(db, user, None, utcnow())
             return held or _lease(db, user, TaskKind.compare) or _lease(db, user, TaskKind.rate)
     # No savepoint and retry here: the lease path never waits on a lock (SKIP LOCKED, and
-    # the expiry sweep skips busy tasks), so it cannot deadlock; see `retrying` for callers
-    # that own their transaction.
+    # the expiry sweep skips busy tasks), so it cannot deadlock.
     return _lease(db, user, kind)
-
-
-def retrying(db: Session, work: Callable[[], T], attempts: int = _ATTEMPTS) -> T:
-    """Run `work` in a savepoint, again on a deadlock or serialization failure."""
-    for attempt in range(attempts):
-        try:
-            with db.begin_nested():
-                return work()
-        except DBAPIError as exc:
-            if not _retryable(exc) or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
 
 
 def _sweep_due() -> bool:
@@ -154,7 +131,6 @@ def _pick(db: Session, user: User, kind: TaskKind | None) -> TaskRow | None:
         if task is None:
             return None
         if sql.CLAIM.rowcount(db, {"task_id": task.id}) == 1:
-            forget(db, Task, task.id)
             return task
     return None  # lost every race for a slot (SQLite only): the client asks again
 
@@ -206,13 +182,12 @@ def get_assignment(*, db: Session, user: User, assignment_id: int) -> Assignment
 
 
 def lock_task(*, db: Session, task_id: int) -> TaskRow | None:
-    """Lock a task's row and read it (id, kind, prompt_id, candidate_ids, params): the first
-    lock of a submit (then `live_assignment`)."""
+    """Lock a task's row and read it: the first lock of a submit (then `live_assignment`)."""
     return sql.LOCK_TASK.first(db, {"task_id": task_id})
 
 
 def _lock(db: Session, user: User, assignment_id: int, task_id: int | None = None,
-          task_locked: bool = False) -> Any:
+          task_locked: bool = False) -> AssignmentRow:
     """Lock the task row, then the assignment row (read as a row); 404 unless it is this
     user's."""
     if task_id is None:
@@ -228,7 +203,7 @@ def _lock(db: Session, user: User, assignment_id: int, task_id: int | None = Non
     return assignment
 
 
-def _require_live(assignment: Any, now: datetime) -> None:
+def _require_live(assignment: AssignmentRow, now: datetime) -> None:
     if assignment.state == AssignmentState.submitted:
         raise QueueError("This task was already submitted.", status=409)
     if assignment.state != AssignmentState.leased or assignment.expires_at <= now:
@@ -239,9 +214,9 @@ def _require_live(assignment: Any, now: datetime) -> None:
 
 
 def live_assignment(*, db: Session, user: User, task_id: int, assignment_id: int,
-                    task_locked: bool = False) -> Any:
+                    task_locked: bool = False) -> AssignmentRow:
     """Lock task then assignment and check the lease is this user's and still live; the
-    assignment's row (id, task_id, user_id, state, display_order, expires_at).
+    assignment's row.
 
     `task_locked=True` when the caller already holds the task row (`lock_task`).
     """
@@ -250,14 +225,13 @@ def live_assignment(*, db: Session, user: User, task_id: int, assignment_id: int
     return assignment
 
 
-def heartbeat(*, db: Session, user: User, assignment_id: int) -> Any:
+def heartbeat(*, db: Session, user: User, assignment_id: int) -> Extended:
     """Extend a live lease while its page is open; the new (id, expires_at)."""
     assignment = _lock(db, user, assignment_id)
     now = utcnow()
     _require_live(assignment, now)
-    forget(db, Assignment, assignment_id)
-    return sql.EXTEND_LEASE.first(db, {"assignment_id": assignment_id,
-                                       "expires_at": now + _lease_delta()})
+    return sql.EXTEND_LEASE.one(db, {"assignment_id": assignment_id,
+                                     "expires_at": now + _lease_delta()})
 
 
 def skip(*, db: Session, user: User, assignment_id: int, reason: str | None) -> None:
@@ -269,11 +243,10 @@ def skip(*, db: Session, user: User, assignment_id: int, reason: str | None) -> 
         raise QueueError(f"This task is {assignment.state}; it cannot be skipped.", 409)
     sql.SKIP_ASSIGNMENT.rowcount(db, {"assignment_id": assignment_id, "now": utcnow(),
                                       "reason": (reason or "")[:200] or None})
-    forget(db, Assignment, assignment_id)
     _release_slots(db, Counter([assignment.task_id]))
 
 
-def complete(*, db: Session, assignment: Any) -> None:
+def complete(*, db: Session, assignment: AssignmentRow) -> None:
     """The submit's queue half: mark submitted, count it, close the task when its overlap is met.
 
     Call after `live_assignment` in the same transaction (it holds the locks).
@@ -282,15 +255,12 @@ def complete(*, db: Session, assignment: Any) -> None:
     done = sql.SUBMIT_ASSIGNMENT.rowcount(db, {"assignment_id": assignment.id, "now": now})
     if done != 1:
         raise QueueError("This task was already submitted or its lease ended.", status=409)
-    sql.COUNT_SUBMISSION.first(db, {"task_id": assignment.task_id, "now": now})
-    forget(db, Assignment, assignment.id)
-    forget(db, Task, assignment.task_id)
+    sql.COUNT_SUBMISSION.one(db, {"task_id": assignment.task_id, "now": now})
 
 
 def _release_slots(db: Session, per_task: Counter[int]) -> None:
     for task_id, n in per_task.items():
         sql.RELEASE_SLOTS.rowcount(db, {"n": n, "task_id": task_id})
-        forget(db, Task, task_id)
 
 
 def _expire_some(db: Session, *, now: datetime, limit: int) -> int:

@@ -1,21 +1,84 @@
 """The hot-path SQL of the queue, shared by the service and bench/bench_queue.py.
 
 Written as SQL rather than built by the ORM: the service runs these at the driver level
-(`app.db.Sql`), and the statement the benchmark times directly through psycopg is byte
-for byte the one the API runs (docs/queue.md explains the plan).
+(`app.statements.Sql`), and the statement the benchmark times directly through psycopg is
+byte for byte the one the API runs (docs/queue.md explains the plan). Each read names its
+row type (the columns, in order); each write names the rows it changes.
 """
 
+from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import JSON
+from app.queue.models import Assignment, Task
+from app.statements import Sql
 
-from app.db import Sql, UTCDateTime
 
-# The task columns a lease and a submit need (not gold_answer: it never reaches a labeler).
-_TASK = "t.id, t.kind, t.prompt_id, t.candidate_ids, t.params"
-_TASK_TYPES: dict[str, Any] = {"candidate_ids": JSON(), "params": JSON()}
-_ASSIGNMENT_TYPES: dict[str, Any] = {"display_order": JSON(), "expires_at": UTCDateTime()}
+class TaskRow(NamedTuple):
+    """A task as a lease and a submit read it (not gold_answer: it never reaches a labeler)."""
+
+    id: int
+    kind: str
+    prompt_id: int | None
+    candidate_ids: list[int]
+    params: dict[str, Any]
+
+
+class LeaseRow(NamedTuple):
+    """A live assignment with what its page needs of the task."""
+
+    id: int
+    task_id: int
+    display_order: list[int]
+    expires_at: datetime
+    kind: str
+    prompt_id: int | None
+    params: dict[str, Any]
+
+
+class AssignmentRow(NamedTuple):
+    id: int
+    task_id: int
+    user_id: int
+    state: str
+    display_order: list[int]
+    expires_at: datetime
+
+
+class Lapsed(NamedTuple):
+    id: int
+    task_id: int
+
+
+class NewRow(NamedTuple):
+    id: int
+
+
+class TaskOf(NamedTuple):
+    task_id: int
+
+
+class Counters(NamedTuple):
+    done_labels: int
+    leased_labels: int
+    required_labels: int
+
+
+class Extended(NamedTuple):
+    id: int
+    expires_at: datetime
+
+
+class DisplayOrder(NamedTuple):
+    display_order: list[int]
+
+
+class PromptText(NamedTuple):
+    id: int
+    text: str
+
+
+_TASK = "t.id, t.kind, t.prompt_id, t.candidate_ids, t.params"  # TaskRow's columns
 
 # The filter starts with the partial indexes' predicate (app/queue/models.OPEN)
 # so the planner can use them; `OFFSET 0` keeps NOT EXISTS a per-task probe of
@@ -60,10 +123,10 @@ def pick_sql(*, dialect: str, with_kind: bool, compare_for_all: bool = False) ->
 
 
 @cache
-def pick(dialect: str, with_kind: bool, compare_for_all: bool = False) -> Sql:
+def pick(dialect: str, with_kind: bool, compare_for_all: bool = False) -> Sql[TaskRow]:
     """The pick as a statement to run."""
     return Sql(pick_sql(dialect=dialect, with_kind=with_kind, compare_for_all=compare_for_all),
-               **_TASK_TYPES)
+               TaskRow)
 
 
 # The claim re-checks the free slot: on PostgreSQL the row is already locked so it always
@@ -72,7 +135,7 @@ def pick(dialect: str, with_kind: bool, compare_for_all: bool = False) -> Sql:
 CLAIM = Sql("""
 UPDATE tasks SET leased_labels = leased_labels + 1
 WHERE id = :task_id AND state = 'open' AND done_labels + leased_labels < required_labels
-""")
+""", changes={"task_id": Task})
 
 # The user's live lease, with what its page needs of the task (a reload re-uses it).
 _LIVE_LEASE = """
@@ -81,33 +144,33 @@ FROM assignments a JOIN tasks t ON t.id = a.task_id
 WHERE a.user_id = :user_id AND a.state = 'leased' AND a.expires_at > :now {kind}
 ORDER BY a.id LIMIT 1
 """
-LIVE_LEASE = Sql(_LIVE_LEASE.format(kind=""), stamps=("now",), params=JSON(), **_ASSIGNMENT_TYPES)
-LIVE_LEASE_OF_KIND = Sql(_LIVE_LEASE.format(kind="AND t.kind = :kind"), stamps=("now",),
-                         params=JSON(), **_ASSIGNMENT_TYPES)
+LIVE_LEASE = Sql(_LIVE_LEASE.format(kind=""), LeaseRow, stamps=("now",))
+LIVE_LEASE_OF_KIND = Sql(_LIVE_LEASE.format(kind="AND t.kind = :kind"), LeaseRow,
+                         stamps=("now",))
 
 EXPIRED = Sql("""
 SELECT id, task_id FROM assignments
 WHERE state = 'leased' AND expires_at <= :now
 ORDER BY expires_at LIMIT :limit
-""", stamps=("now",))
+""", Lapsed, stamps=("now",))
 
 INSERT_ASSIGNMENT = Sql("""
 INSERT INTO assignments (task_id, user_id, state, display_order, leased_at, expires_at)
 VALUES (:task_id, :user_id, 'leased', :display_order, :now, :expires_at)
 RETURNING id
-""", stamps=("now", "expires_at"))
+""", NewRow, stamps=("now", "expires_at"))
 
-LOCK_TASK = Sql(f"SELECT {_TASK} FROM tasks t WHERE t.id = :task_id", lock=True, **_TASK_TYPES)
+LOCK_TASK = Sql(f"SELECT {_TASK} FROM tasks t WHERE t.id = :task_id", TaskRow, lock=True)
 LOCK_ASSIGNMENT = Sql("""
 SELECT id, task_id, user_id, state, display_order, expires_at FROM assignments
 WHERE id = :assignment_id
-""", lock=True, **_ASSIGNMENT_TYPES)
-TASK_OF_ASSIGNMENT = Sql("SELECT task_id FROM assignments WHERE id = :assignment_id")
+""", AssignmentRow, lock=True)
+TASK_OF_ASSIGNMENT = Sql("SELECT task_id FROM assignments WHERE id = :assignment_id", TaskOf)
 
 SUBMIT_ASSIGNMENT = Sql("""
 UPDATE assignments SET state = 'submitted', finished_at = :now
 WHERE id = :assignment_id AND state = 'leased'
-""", stamps=("now",))
+""", stamps=("now",), changes={"assignment_id": Assignment})
 
 COUNT_SUBMISSION = Sql("""
 UPDATE tasks SET done_labels = done_labels + 1, leased_labels = leased_labels - 1,
@@ -115,24 +178,25 @@ UPDATE tasks SET done_labels = done_labels + 1, leased_labels = leased_labels - 
   closed_at = CASE WHEN done_labels + 1 >= required_labels THEN :now ELSE closed_at END
 WHERE id = :task_id
 RETURNING done_labels, leased_labels, required_labels
-""", stamps=("now",))
+""", Counters, stamps=("now",), changes={"task_id": Task})
 
 EXTEND_LEASE = Sql("""
 UPDATE assignments SET expires_at = :expires_at WHERE id = :assignment_id
 RETURNING id, expires_at
-""", stamps=("expires_at",), expires_at=UTCDateTime())
+""", Extended, stamps=("expires_at",), changes={"assignment_id": Assignment})
 
 SKIP_ASSIGNMENT = Sql("""
 UPDATE assignments SET state = 'skipped', finished_at = :now, skip_reason = :reason
 WHERE id = :assignment_id AND state = 'leased'
-""", stamps=("now",))
+""", stamps=("now",), changes={"assignment_id": Assignment})
 
-RELEASE_SLOTS = Sql("UPDATE tasks SET leased_labels = leased_labels - :n WHERE id = :task_id")
+RELEASE_SLOTS = Sql("UPDATE tasks SET leased_labels = leased_labels - :n WHERE id = :task_id",
+                    changes={"task_id": Task})
 
-PROMPT_TEXT = Sql("SELECT id, text FROM prompts WHERE id = :prompt_id")
+PROMPT_TEXT = Sql("SELECT id, text FROM prompts WHERE id = :prompt_id", PromptText)
 
 # The slot orders already given out on a compare task (its row is locked by the pick).
 COMPARE_ORDERS = Sql("""
 SELECT display_order FROM assignments
 WHERE task_id = :task_id AND state IN ('leased', 'submitted')
-""", display_order=JSON())
+""", DisplayOrder)

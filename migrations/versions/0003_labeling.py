@@ -9,8 +9,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
-
 revision: str = "0003_labeling"
 down_revision: str | Sequence[str] | None = "0002_queue"
 branch_labels: str | Sequence[str] | None = None
@@ -25,7 +23,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("client_ms", sa.BigInteger(), nullable=False),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["assignment_id"], ["assignments.id"],
                                 name=op.f("fk_drafts_assignment_id_assignments"),
                                 ondelete="CASCADE"),
@@ -40,7 +38,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("updated_by_id", sa.Integer(), nullable=True),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["updated_by_id"], ["users.id"],
                                 name=op.f("fk_guidelines_updated_by_id_users"),
                                 ondelete="SET NULL"),
@@ -54,7 +52,7 @@ def upgrade() -> None:
         sa.Column("task_id", sa.Integer(), nullable=True),
         sa.Column("reason", sa.String(length=20), nullable=False),
         sa.Column("comment", sa.Text(), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["prompt_id"], ["prompts.id"],
                                 name=op.f("fk_prompt_flags_prompt_id_prompts"),
                                 ondelete="CASCADE"),
@@ -76,7 +74,7 @@ def upgrade() -> None:
         sa.Column("prompt_kind", sa.String(length=20), nullable=False),
         sa.Column("seconds_spent", sa.Integer(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=100), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["assignment_id"], ["assignments.id"],
                                 name=op.f("fk_written_prompts_assignment_id_assignments"),
                                 ondelete="CASCADE"),

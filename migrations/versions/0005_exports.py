@@ -9,8 +9,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
-
 revision: str = "0005_exports"
 down_revision: str | Sequence[str] | None = "0003_labeling"
 branch_labels: str | Sequence[str] | None = None
@@ -23,7 +21,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("options", sa.JSON(), nullable=False, server_default="{}"))
         batch.add_column(sa.Column("progress", sa.Float(), nullable=False, server_default="0"))
         batch.add_column(
-            sa.Column("finished_at", app.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True)
         )
         batch.create_index("ix_dataset_snapshots_created_at", ["created_at"], unique=False)
 

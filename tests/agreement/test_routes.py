@@ -1,16 +1,16 @@
 """Page, API and CSV: the public summary contract, staff only, filters, escaping."""
 
-from tests.agreement.factories import make_rank_task, make_ranking
-from tests.factories import login, make_user
+from app.queue.models import TaskKind
+from tests.factories import T0, login, make_ranking, make_task, make_user
 
 
 def _data(db):  # type: ignore[no-untyped-def]
     a, b = make_user(db), make_user(db)
     a.name = "<script>alert(1)</script>"
-    t = make_rank_task(db, 4)
+    t = make_task(db, TaskKind.rank, k=4)
     ids = t.candidate_ids
-    make_ranking(db, t, a, [[i] for i in ids])
-    make_ranking(db, t, b, [[ids[1]], [ids[0]], [ids[2]], [ids[3]]])
+    make_ranking(db, t, a, [[i] for i in ids], at=T0)
+    make_ranking(db, t, b, [[ids[1]], [ids[0]], [ids[2]], [ids[3]]], at=T0)
     db.flush()
     return a, b
 

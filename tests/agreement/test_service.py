@@ -5,15 +5,8 @@ from datetime import date, timedelta
 import pytest
 
 from app.agreement import service
-from app.queue.models import TaskKind
-from tests.agreement.factories import (
-    T0,
-    make_rank_task,
-    make_ranking,
-    make_rating,
-    make_skip,
-)
-from tests.factories import make_user
+from app.queue.models import AssignmentState, TaskKind
+from tests.factories import T0, finished, make_ranking, make_rating, make_task, make_user
 
 
 def _summary(db, **filters):  # type: ignore[no-untyped-def]
@@ -27,7 +20,7 @@ def _row(summary, user):  # type: ignore[no-untyped-def]
 def _two_agree_one_reverses(db, at=T0, held_out=False):  # type: ignore[no-untyped-def]
     """Three labelers rank one task of 4: a and b identical, c reversed."""
     a, b, c = (make_user(db, held_out=held_out) for _ in range(3))
-    t = make_rank_task(db, 4)
+    t = make_task(db, TaskKind.rank, k=4)
     ids = t.candidate_ids
     make_ranking(db, t, a, [[i] for i in ids], at=at)
     make_ranking(db, t, b, [[i] for i in ids], at=at)
@@ -51,7 +44,7 @@ def test_summary_pools_every_labeler_pair_on_a_task(db):
 def test_labeler_without_overlap_is_listed_with_no_comparisons(db):
     _two_agree_one_reverses(db)
     loner = make_user(db)
-    t = make_rank_task(db, 5)
+    t = make_task(db, TaskKind.rank, k=5)
     make_ranking(db, t, loner, [[i] for i in t.candidate_ids])
     idle = make_user(db)
     s = _summary(db)
@@ -69,7 +62,7 @@ def test_empty_database_gives_an_empty_report(db):
 
 def test_ties_are_left_out_of_comparisons(db):
     a, b = make_user(db), make_user(db)
-    t = make_rank_task(db, 4)
+    t = make_task(db, TaskKind.rank, k=4)
     w, x, y, z = t.candidate_ids
     make_ranking(db, t, a, [[w], [x], [y], [z]])
     make_ranking(db, t, b, [[x, w], [y, z]])
@@ -80,7 +73,7 @@ def test_ties_are_left_out_of_comparisons(db):
 
 def test_gold_accuracy_counts_pairs_ordered_as_the_known_answer(db):
     good, bad = make_user(db), make_user(db)
-    t = make_rank_task(db, 3, gold_answer=None)
+    t = make_task(db, TaskKind.rank, k=3, gold_answer=None)
     ids = t.candidate_ids
     t.gold, t.gold_answer = True, [[ids[0]], [ids[1]], [ids[2]]]
     db.flush()
@@ -95,9 +88,9 @@ def test_gold_accuracy_counts_pairs_ordered_as_the_known_answer(db):
 def test_skip_rate_and_throughput_per_labeler(db):
     u = make_user(db)
     for seconds in (30, 60, 90):
-        t = make_rank_task(db, 4)
+        t = make_task(db, TaskKind.rank, k=4)
         make_ranking(db, t, u, [[i] for i in t.candidate_ids], seconds=seconds)
-    make_skip(db, make_rank_task(db, 4), u)
+    finished(db, make_task(db, TaskKind.rank, k=4), u, state=AssignmentState.skipped)
     row = _row(_summary(db), u)
     assert row["skip_rate"] == 0.25
     assert row["median_seconds"] == 60
@@ -107,7 +100,7 @@ def test_skip_rate_and_throughput_per_labeler(db):
 def test_position_bias_counts_first_shown_ranked_first(db):
     u = make_user(db)
     for first_wins in (True, True, False, False):
-        t = make_rank_task(db, 4)
+        t = make_task(db, TaskKind.rank, k=4)
         ids = t.candidate_ids
         groups = [[i] for i in (ids if first_wins else list(reversed(ids)))]
         make_ranking(db, t, u, groups, shown=ids)
@@ -119,7 +112,7 @@ def test_position_bias_counts_first_shown_ranked_first(db):
 def test_group_filter_keeps_only_that_group(db):
     _two_agree_one_reverses(db, held_out=False)
     h1, h2 = make_user(db, held_out=True), make_user(db, held_out=True)
-    t = make_rank_task(db, 4)
+    t = make_task(db, TaskKind.rank, k=4)
     make_ranking(db, t, h1, [[i] for i in t.candidate_ids])
     make_ranking(db, t, h2, [[i] for i in t.candidate_ids])
     held = _summary(db, group="held_out")
@@ -157,7 +150,7 @@ def test_trends_are_weekly_from_monday(db):
 def test_likert_alpha_and_flag_kappa_from_rank_ratings(db):
     a, b = make_user(db), make_user(db)
     for n in range(4):
-        t = make_rank_task(db, 4)
+        t = make_task(db, TaskKind.rank, k=4)
         likert = {cid: 1 + (i * 2 + n) % 7 for i, cid in enumerate(t.candidate_ids)}
         flags = {t.candidate_ids[0]: ["hallucination"]}
         make_ranking(db, t, a, [[i] for i in t.candidate_ids], likert=likert, flags=flags)
@@ -173,7 +166,7 @@ def test_likert_alpha_and_flag_kappa_from_rank_ratings(db):
 
 def test_rate_kind_reports_gold_and_throughput_without_pairs(db):
     u, v = make_user(db), make_user(db)
-    gold = make_rank_task(db, 1, gold_answer={"likert": 5, "flags": []}, kind=TaskKind.rate)
+    gold = make_task(db, TaskKind.rate, gold_answer={"likert": 5, "flags": []})
     make_rating(db, gold, u, 6)
     make_rating(db, gold, v, 2)
     s = _summary(db, kind="rate")
@@ -187,7 +180,7 @@ def test_report_recomputes_when_a_ranking_arrives(db):
     a, b, c = _two_agree_one_reverses(db)
     first = _summary(db)
     d = make_user(db)
-    t = make_rank_task(db, 4)
+    t = make_task(db, TaskKind.rank, k=4)
     make_ranking(db, t, a, [[i] for i in t.candidate_ids])
     make_ranking(db, t, d, [[i] for i in t.candidate_ids])
     second = _summary(db)

@@ -8,8 +8,7 @@ from sqlalchemy import func, select
 from app.labeling.models import Demonstration, Draft, Ranking, Rating
 from app.queue.models import TaskKind
 from tests.e2e.conftest import LAPTOP, PHONE, shot
-from tests.factories import make_user
-from tests.labeling.factories import lease, make_task
+from tests.factories import lease, make_task, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_only]
 

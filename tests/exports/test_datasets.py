@@ -5,15 +5,15 @@ import json
 import pytest
 
 from app.auth.models import Role
-from tests.exports.factories import (
+from tests.factories import (
     make_candidates,
     make_demonstration,
     make_prompt,
     make_rating,
     make_task,
+    make_user,
     ranked_task,
 )
-from tests.factories import make_user
 
 datasets = pytest.importorskip("datasets")  # slow import: once for this module
 
@@ -30,7 +30,8 @@ def test_every_kind_loads_with_datasets(db, export, fmt, tmp_path):
     ranked_task(db, 6, [(a, [[5], [4], [3], [2], [1], [0]])])
     prompt = make_prompt(db)
     (cand,) = make_candidates(db, prompt, 1)
-    make_rating(db, make_task(db, prompt, TaskKind.rate, [cand]), a, cand)
+    make_rating(db, make_task(db, TaskKind.rate, prompt=prompt, candidates=[cand]), a,
+                candidate=cand, flags=["expresses_opinion"], comment="fine")
     make_demonstration(db, prompt, b, "A demonstration with ünïcode and \"quotes\"\nand lines.")
     for kind, chat in KINDS:
         snapshot, rows = export(kind, fmt, chat=chat)

@@ -10,8 +10,7 @@ from app.cli import root
 from app.exports import service, tasks
 from app.exports.models import DatasetSnapshot
 from app.exports.schemas import ExportCreate
-from tests.exports.factories import ranked_task
-from tests.factories import make_user
+from tests.factories import make_user, ranked_task
 
 runner = CliRunner()
 

@@ -10,8 +10,7 @@ from app.auth.models import Role
 from app.exports import service
 from app.exports.models import DatasetSnapshot
 from app.exports.schemas import ExportCreate
-from tests.exports.factories import ranked_task
-from tests.factories import login, make_user
+from tests.factories import login, make_user, ranked_task
 
 
 def _count(db) -> int:  # type: ignore[no-untyped-def]

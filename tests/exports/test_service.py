@@ -11,20 +11,20 @@ from sqlalchemy import func, select
 from app.auth.models import Role
 from app.db import utcnow
 from app.exports import service, sources
-from app.exports.agreement import local_agreement
 from app.exports.models import DatasetSnapshot
 from app.exports.schemas import ExportCreate
 from app.queue.models import TaskKind
-from tests.exports.factories import (
+from tests.factories import (
     make_candidates,
     make_demonstration,
     make_model_version,
     make_prompt,
+    make_ranking,
     make_rating,
     make_task,
+    make_user,
     ranked_task,
 )
-from tests.factories import make_user
 from training.records import (
     ComparisonRecord,
     GroupedRecord,
@@ -78,8 +78,7 @@ def test_grouped_rows_are_one_per_ranking_adjacent_by_prompt(db, export):
     t1, c1 = ranked_task(db, 4, [(a, [[0], [1], [2], [3]])])
     t2, _ = ranked_task(db, 5, [(a, [[0], [1], [2], [3], [4]])])
     make_user(db)
-    from tests.exports.factories import make_ranking
-
+    
     make_ranking(db, t1, b, [[c1[3].id], [c1[2].id], [c1[1].id, c1[0].id]])  # after t2's
     _, rows = export("grouped")
     assert [r["prompt_id"] for r in rows] == [t1.prompt_id, t1.prompt_id, t2.prompt_id]
@@ -173,8 +172,9 @@ def test_filter_model_version_and_task_kind(db, export):
     t1, _ = ranked_task(db, 4, [(a, [[0], [1], [2], [3]])], version=version)
     ranked_task(db, 4, [(a, [[0], [1], [2], [3]])], version=other)
     prompt = make_prompt(db)
-    (cand,) = make_candidates(db, prompt, 1, version)
-    rated = make_rating(db, make_task(db, prompt, TaskKind.rate, [cand]), a, cand)
+    (cand,) = make_candidates(db, prompt, 1, version=version)
+    rated = make_rating(db, make_task(db, TaskKind.rate, prompt=prompt, candidates=[cand]), a,
+                        candidate=cand)
     _, rows = export("comparisons", model_version_id=version.id)
     assert len(rows) == 6 and {r["prompt_id"] for r in rows} == {t1.prompt_id}
     _, rows = export("ratings", model_version_id=version.id, task_kind="rate")
@@ -195,10 +195,8 @@ def test_filter_min_agreement_keeps_labelers_at_or_above(db, export):
     again = snapshot.manifest["reproduce"]["filters"]
     assert "min_agreement" not in again and again["labeler_ids"] == sorted([a.id, b.id])
     figures = snapshot.manifest["resolved"]["agreement"]
-    assert figures[str(c.id)]["pairwise_agreement"] == 0.0
-    # The fallback computation gives the same figures as the agreement domain.
-    assert {uid: share for uid, (share, _) in local_agreement(db=db).items()} == {
-        a.id: 0.5, b.id: 0.5, c.id: 0.0}
+    assert {uid: f["pairwise_agreement"] for uid, f in figures.items()} == {
+        str(a.id): 0.5, str(b.id): 0.5, str(c.id): 0.0}
 
 
 def test_filter_max_id_reproduces_an_earlier_snapshot(db, export):

@@ -5,8 +5,7 @@ from sqlalchemy import func, select
 from app.auth.models import Role
 from app.labeling.models import Draft, PromptFlag
 from app.queue.models import Assignment, AssignmentState, TaskKind
-from tests.factories import login, make_user
-from tests.labeling.factories import lease, make_task, rank_body
+from tests.factories import lease, login, make_task, make_user, rank_body
 
 
 def test_next_page_leases_and_shows_outputs_escaped_in_display_order(client, db):

@@ -9,8 +9,7 @@ from sqlalchemy import select
 from app.db import SessionLocal
 from app.queue import service as queue
 from app.queue.models import Assignment, AssignmentState, Task, TaskKind, TaskState
-from tests.factories import make_user
-from tests.queue.factories import make_prompt
+from tests.factories import make_prompt, make_user
 
 WORKERS, TASKS, OVERLAP = 32, 200, 3
 

@@ -3,8 +3,7 @@
 from app.auth import service as auth
 from app.auth.models import Role
 from app.queue.models import Task, TaskKind
-from tests.factories import login, make_user
-from tests.queue.factories import make_candidates, make_prompt, make_task
+from tests.factories import login, make_candidates, make_prompt, make_task, make_user
 
 
 def _bearer(db, user) -> dict[str, str]:

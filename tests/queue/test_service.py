@@ -9,8 +9,7 @@ from app.db import utcnow
 from app.prompts.models import PromptKind, Split, UseCase
 from app.queue import service as queue
 from app.queue.models import Assignment, AssignmentState, Task, TaskKind, TaskState
-from tests.factories import make_user
-from tests.queue.factories import make_candidates, make_prompt, make_task
+from tests.factories import make_candidates, make_prompt, make_task, make_user
 
 
 def _lapse(db, lease: queue.Lease) -> None:
@@ -180,7 +179,7 @@ def test_held_out_labeler_gets_only_rate_tasks(db):
 
 
 def test_rank_display_order_is_per_assignment_permutation(db):
-    task = make_task(db, TaskKind.rank, overlap=12, n_candidates=9)
+    task = make_task(db, TaskKind.rank, overlap=12, k=9)
     orders = []
     for _ in range(12):
         got = queue.next_task(db=db, user=make_user(db), kind=TaskKind.rank)

@@ -11,8 +11,7 @@ from app.auth import service as auth
 from app.auth.models import Role
 from app.queue import creation
 from app.queue.models import TaskKind
-from tests.factories import make_user
-from tests.labeling.factories import make_prompt, make_task
+from tests.factories import make_prompt, make_task, make_user
 
 SMALL = {  # a round small enough for a test on the tiny model
     "sft": {"epochs": 1, "batch_size": 4, "eval_prompts": 2, "max_len": 128},

@@ -49,7 +49,7 @@ class Stack:
                                     str(Path(self.env["RLHF_DATA_DIR"]) / "beat"))
         self.start_worker()
         self.http = httpx.Client(base_url=self.url, timeout=30)
-        _wait(lambda: self.http.get("/login").status_code == 200, 30, "the web server")
+        _wait(lambda: self.http.get("/login").status_code == 200, 90, "the web server")
 
     def _celery(self, *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(

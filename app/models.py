@@ -1,6 +1,6 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
-from app.auth.models import ApiToken, LoginAttempt, Role, User
+from app.auth.models import ApiToken, LoginThrottle, Role, User, UserSession
 from app.exports.models import DatasetSnapshot
 from app.jobs.models import Job
 from app.labeling.models import Demonstration, Ranking, Rating
@@ -15,7 +15,7 @@ __all__ = [
     "DatasetSnapshot",
     "Demonstration",
     "Job",
-    "LoginAttempt",
+    "LoginThrottle",
     "ModelVersion",
     "Prompt",
     "Ranking",
@@ -24,4 +24,5 @@ __all__ = [
     "Task",
     "UseCase",
     "User",
+    "UserSession",
 ]

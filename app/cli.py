@@ -185,8 +185,11 @@ def up(
              "-Q", "default,gpu", "--concurrency", "1", "--loglevel", "INFO"],
         ))
     try:
+        # Keep-alive above any proxy's idle timeout (nginx 60 s, cloud load balancers
+        # 60 s): a proxy then never reuses a connection uvicorn is closing (502s).
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
-                    workers=web_workers, access_log=access_log)
+                    workers=web_workers, access_log=access_log,
+                    timeout_keep_alive=get_settings().keep_alive_s)
     finally:
         for child in children:
             child.send_signal(signal.SIGTERM)

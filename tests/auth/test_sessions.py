@@ -129,3 +129,22 @@ def test_login_again_ends_the_browsers_previous_session(client, db):
     login(client, user, PASSWORD)
     assert len(db.scalars(select(UserSession).where(UserSession.user_id == user.id)).all()) == 1
     assert _replay(client, before)[0] == 401
+
+
+def test_cli_password_reset_revokes_tokens_unless_kept(committed_db):
+    from typer.testing import CliRunner
+
+    from app.cli import root
+
+    user = make_user(committed_db)
+    _, token = service.create_token(db=committed_db, user=user)
+    committed_db.commit()
+    args = ["users", "set-password", "--email", user.email, "--password", "new password 1"]
+    out = CliRunner().invoke(root, [*args, "--keep-tokens"])
+    assert out.exit_code == 0 and "API tokens kept" in out.output
+    assert service.user_for_token(db=committed_db, token=token) is not None
+    committed_db.commit()  # the lookup noted the token's use: release that row
+    out = CliRunner().invoke(root, args)
+    assert out.exit_code == 0 and "API tokens revoked" in out.output
+    committed_db.expire_all()
+    assert service.user_for_token(db=committed_db, token=token) is None

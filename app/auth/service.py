@@ -142,8 +142,16 @@ ON CONFLICT (key) DO UPDATE SET
                       ELSE login_throttle.window_start END
 RETURNING failures, window_start
 """, stamps=("now", "since"), window_start=UTCDateTime())
-_FORGET_EXPIRED = Sql("DELETE FROM login_throttle WHERE window_start <= :since",
-                      stamps=("since",))
+# Counts of windows that ended, deleted by each attempt after its own counts: rows another
+# attempt holds are skipped, so the cleanup never waits (nor deadlocks) on a login.
+_FORGET_EXPIRED = {
+    "postgresql": Sql("""
+DELETE FROM login_throttle WHERE key IN (
+  SELECT key FROM login_throttle WHERE window_start <= :since LIMIT 1000
+  FOR UPDATE SKIP LOCKED)""", stamps=("since",)),
+    "sqlite": Sql("DELETE FROM login_throttle WHERE window_start <= :since",  # one writer
+                  stamps=("since",)),
+}
 _FORGIVE = Sql("UPDATE login_throttle SET failures = failures - 1 "
                "WHERE key = :key AND failures > 0")
 _RESET = Sql("DELETE FROM login_throttle WHERE key = :key")
@@ -164,12 +172,12 @@ def _count_attempt(*, db: Session, email: str, ip: str) -> int:
     window = timedelta(seconds=get_settings().login_window_s)
     now = utcnow()
     params = {"now": now, "since": now - window}
-    _FORGET_EXPIRED.rowcount(db, params)
     wait = 0
     for key, limit in sorted(_throttle_keys(email, ip).items()):  # one lock order for all
         row = _COUNT_ATTEMPT.one(db, {**params, "key": key})
         if row.failures > limit:
             wait = max(wait, int((row.window_start + window - now).total_seconds()) + 1)
+    _FORGET_EXPIRED[db.get_bind().dialect.name].rowcount(db, {"since": params["since"]})
     db.commit()
     return wait
 
@@ -209,9 +217,10 @@ def _session_hash(secret: str) -> str:
 
 def start_session(*, db: Session, user: User) -> str:
     """A new browser session of this user; returns the secret the cookie carries (only its
-    hash is stored). Sessions past their age are deleted on the way."""
+    hash is stored). The user's sessions past their age are deleted on the way."""
     now = utcnow()
-    db.execute(delete(UserSession).where(UserSession.expires_at <= now))
+    db.execute(delete(UserSession).where(UserSession.user_id == user.id,
+                                         UserSession.expires_at <= now))
     secret = secrets.token_urlsafe(32)
     db.add(UserSession(
         user_id=user.id, token_hash=_session_hash(secret), created_at=now,

@@ -35,7 +35,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_user_sessions_token_hash")),
     )
     op.create_index(op.f("ix_user_sessions_user_id"), "user_sessions", ["user_id"])
-    op.create_index(op.f("ix_user_sessions_expires_at"), "user_sessions", ["expires_at"])
     op.create_table(
         "login_throttle",
         sa.Column("key", sa.String(length=400), nullable=False),
@@ -62,6 +61,5 @@ def downgrade() -> None:
     op.create_index("ix_login_attempts_ip", "login_attempts", ["ip"])
     op.drop_index(op.f("ix_login_throttle_window_start"), table_name="login_throttle")
     op.drop_table("login_throttle")
-    op.drop_index(op.f("ix_user_sessions_expires_at"), table_name="user_sessions")
     op.drop_index(op.f("ix_user_sessions_user_id"), table_name="user_sessions")
     op.drop_table("user_sessions")

@@ -159,6 +159,7 @@ _RESET = Sql("DELETE FROM login_throttle WHERE key = :key")
 
 def _throttle_keys(email: str, ip: str) -> dict[str, int]:
     settings = get_settings()
+    ip = ip[:64]  # keys fit the column whatever a proxy forwarded
     return {
         f"account:{email}": settings.login_max_failures_account,
         f"account-address:{email} {ip}": settings.login_max_failures,

@@ -1,6 +1,7 @@
 """create_app(): the ASGI application (`uvicorn app.main:create_app --factory`)."""
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ DOMAINS = (
 )
 
 
+log = logging.getLogger(__name__)
 # What a client is told to wait during a database outage: about a PostgreSQL restart.
 OUTAGE_RETRY_AFTER_S = 5
 
@@ -73,6 +75,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _database_error(request: Request, exc: DBAPIError) -> Response:
         if not database_unavailable(exc):
             raise exc  # a fault of the statement: a 500, logged
+        log.warning("database unavailable, answering 503: %s", exc.orig or exc)
         detail = "The database is unavailable for a moment. Try again shortly."
         headers = {"Retry-After": str(OUTAGE_RETRY_AFTER_S)}
         if _wants_json(request):

@@ -174,10 +174,14 @@ def _count_attempt(*, db: Session, email: str, ip: str) -> int:
     now = utcnow()
     params = {"now": now, "since": now - window}
     wait = 0
-    for key, limit in sorted(_throttle_keys(email, ip).items()):  # one lock order for all
+    keys = sorted(_throttle_keys(email, ip).items())  # one lock order for every attempt
+    for key, limit in keys:
         row = _COUNT_ATTEMPT.one(db, {**params, "key": key})
         if row.failures > limit:
             wait = max(wait, int((row.window_start + window - now).total_seconds()) + 1)
+    if wait:  # refused unchecked, so not a guess: counted, it would push the other keys on
+        for key, _ in keys:
+            _FORGIVE.rowcount(db, {"key": key})
     _FORGET_EXPIRED[db.get_bind().dialect.name].rowcount(db, {"since": params["since"]})
     db.commit()
     return wait

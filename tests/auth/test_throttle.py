@@ -81,8 +81,9 @@ def test_per_account_and_address_then_per_account_from_anywhere(db, monkeypatch)
     # This address is done with this account; another address is not (yet).
     assert _attempt(db, user.email, PASSWORD, "10.0.0.1") == "throttled"
     assert _attempt(db, user.email, "wrong-wrong", "10.0.0.2") == "wrong"
-    assert _attempt(db, user.email, PASSWORD, "10.0.0.3") == "throttled"  # 8th: > 7
+    assert _attempt(db, user.email, "wrong-wrong", "10.0.0.3") == "wrong"  # the 7th
     assert _attempt(db, user.email, PASSWORD, "10.0.0.4") == "throttled"
+    assert _attempt(db, user.email, PASSWORD, "10.0.0.5") == "throttled"
 
 
 def test_a_right_password_clears_the_account_and_takes_its_attempt_back(db):
@@ -106,3 +107,15 @@ def test_a_window_that_ended_starts_again(db):
     window = timedelta(seconds=get_settings().login_window_s)
     db.execute(update(LoginThrottle).values(window_start=utcnow() - window))
     assert _attempt(db, user.email, PASSWORD, "10.0.0.1") == "ok"
+
+
+def test_refused_attempts_do_not_count_towards_the_other_limits(db):
+    """Someone retrying a throttled account does not use up the address's allowance."""
+    user, colleague = make_user(db), make_user(db)
+    for _ in range(5):
+        _attempt(db, user.email, "wrong-wrong", "10.0.0.1")
+    for _ in range(60):
+        assert _attempt(db, user.email, PASSWORD, "10.0.0.1") == "throttled"
+    counts = {row.key: row.failures for row in db.query(LoginThrottle)}
+    assert counts["address:10.0.0.1"] == 5 and counts[f"account:{user.email}"] == 5
+    assert _attempt(db, colleague.email, PASSWORD, "10.0.0.1") == "ok"

@@ -126,13 +126,17 @@ def _user_work(email: str) -> Iterator[tuple[Any, Any]]:
 
 
 @users_cli.command("set-password")
-def users_set_password(email: str = typer.Option(...), password: str = typer.Option(...)) -> None:
-    """Reset a user's password."""
+def users_set_password(
+    email: str = typer.Option(...), password: str = typer.Option(...),
+    keep_tokens: bool = typer.Option(False, help="Keep the user's API tokens working."),
+) -> None:
+    """Reset a user's password: ends their sessions and revokes their API tokens."""
     from app.auth import service
 
     with _user_work(email) as (db, user):
-        service.set_password(db=db, user=user, password=password)
-    console.print(f"password of {email} changed")
+        service.set_password(db=db, user=user, password=password, keep_tokens=keep_tokens)
+    kept = "kept" if keep_tokens else "revoked"
+    console.print(f"password of {email} changed; sessions ended, API tokens {kept}")
 
 
 @tokens_cli.command("create")
@@ -185,8 +189,11 @@ def up(
         children.append(subprocess.Popen(
             [*celery, "-Q", "gpu", "--concurrency", "1", "-n", "gpu@%h"]))
     try:
+        # Keep-alive above any proxy's idle timeout (nginx 60 s, cloud load balancers
+        # 60 s): a proxy then never reuses a connection uvicorn is closing (502s).
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
-                    workers=web_workers, access_log=access_log)
+                    workers=web_workers, access_log=access_log,
+                    timeout_keep_alive=get_settings().keep_alive_s)
     finally:
         for child in children:
             child.send_signal(signal.SIGTERM)

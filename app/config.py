@@ -22,7 +22,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     secure_cookies: bool = False  # set on deployments served over https
     session_max_age_s: int = 14 * 24 * 3600
+    # Failed logins allowed per window: per (account, client address), per account from
+    # any address, and per address for any accounts (looser: many people share one NAT).
     login_max_failures: int = 5
+    login_max_failures_account: int = 20
+    login_max_failures_address: int = 50
     login_window_s: int = 15 * 60
     lease_minutes: int = 30
     base_model: str = ""  # empty: the tiny offline model built under data_dir
@@ -41,6 +45,8 @@ class Settings(BaseSettings):
     round_min_demonstrations: int = 8
     round_min_rankings: int = 8
     db_pool_recycle_s: int = 1800
+    db_connect_timeout_s: int = 5  # a database that does not answer is an outage (503)
+    keep_alive_s: int = 75  # uvicorn's keep-alive, above the proxies' in front of it
 
     @model_validator(mode="after")
     def _refuse_placeholder_secret(self) -> "Settings":

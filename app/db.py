@@ -1,13 +1,15 @@
 """Engine, session factory, declarative Base and the request session dependency."""
 
+import select
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
+import psycopg
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -15,6 +17,7 @@ from anyio import CapacityLimiter
 from anyio.lowlevel import RunVar
 from fastapi import Depends
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -91,14 +94,54 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_BEGIN, 'IMMEDIATE')}")
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,  # see pool_capacity()
-        # No pre-ping (a round trip per checkout on the hot path): connections are recycled,
-        # and a dropped one fails that request's transaction, which the client retries.
         pool_recycle=settings.db_pool_recycle_s,
+        connect_args={"connect_timeout": settings.db_connect_timeout_s},
     )
+    # Not pre-ping (a round trip per checkout on the hot path): a server that restarted or
+    # ended a connection has closed its socket, which a zero-timeout poll sees for free.
+    event.listen(engine, "checkout", _drop_if_closed_by_server)
+    return engine
+
+
+def _closed_by_server(dbapi_conn: Any) -> bool:
+    """True when the server has closed (or written to) this idle connection: an idle
+    connection of a pool that does not LISTEN has nothing to read, unless the server ended
+    it (restart, pg_terminate_backend, idle timeout) and its socket is at end of file."""
+    if dbapi_conn.closed or dbapi_conn.broken:
+        return True
+    poll = select.poll()
+    poll.register(dbapi_conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poll.poll(0))
+
+
+def _drop_if_closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    # The pool discards the connection and hands out a new one in its place.
+    if _closed_by_server(dbapi_conn):
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+# Errors that mean the database cannot be reached right now, rather than a fault of the
+# statement: connection failures (class 08, or no SQLSTATE: refused, reset, timed out),
+# the server shutting down or starting up (57P01-57P03) and no free connection slots.
+_OUTAGE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for an error of a database that is down, restarting or unreachable: the
+    request may succeed if retried in a moment (503), unlike a bad statement (500)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if isinstance(orig, psycopg.OperationalError):
+        state = orig.sqlstate
+        return state is None or state.startswith("08") or state in _OUTAGE_STATES
+    return False
 
 
 # The execution option that picks how a SQLite transaction begins (IMMEDIATE unless set).

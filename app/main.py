@@ -1,6 +1,7 @@
 """create_app(): the ASGI application (`uvicorn app.main:create_app --factory`)."""
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,13 +11,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from app import domain_parts
 from app.auth.deps import PUBLIC, Forbidden, NotAuthenticated, allow
 from app.config import get_settings
-from app.db import get_engine, pending_migrations
+from app.db import database_unavailable, get_engine, pending_migrations
 from app.templating import render
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -28,6 +30,11 @@ DOMAINS = (
     "queue", "labeling", "auth", "prompts", "agreement", "exports", "jobs", "registry",
     "evaluation", "home",
 )
+
+
+log = logging.getLogger(__name__)
+# What a client is told to wait during a database outage: about a PostgreSQL restart.
+OUTAGE_RETRY_AFTER_S = 5
 
 
 class UnmigratedDatabase(RuntimeError):
@@ -64,6 +71,21 @@ def _install_error_handlers(app: FastAPI) -> None:
             request, "error.html", status_code=exc.status_code,
             title=f"Error {exc.status_code}", detail=exc.detail,
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> Response:
+        if not database_unavailable(exc):
+            raise exc  # a fault of the statement: a 500, logged
+        log.warning("database unavailable, answering 503: %s", exc.orig or exc)
+        detail = "The database is unavailable for a moment. Try again shortly."
+        headers = {"Retry-After": str(OUTAGE_RETRY_AFTER_S)}
+        if _wants_json(request):
+            return JSONResponse({"detail": detail}, status_code=503, headers=headers)
+        request.state.user = None  # the page must not need the database
+        page = render(request, "error.html", status_code=503, title="Back in a moment",
+                      detail=detail)
+        page.headers.update(headers)
+        return page
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

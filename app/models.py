@@ -1,6 +1,6 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
-from app.auth.models import ApiToken, LoginAttempt, Role, User
+from app.auth.models import ApiToken, LoginThrottle, Role, User, UserSession
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
 from app.exports.models import DatasetSnapshot
 from app.jobs.models import Job, JobMetric, Round, TrainSchedule
@@ -21,7 +21,7 @@ __all__ = [
     "Job",
     "JobMetric",
     "Judgment",
-    "LoginAttempt",
+    "LoginThrottle",
     "ModelAlias",
     "ModelVersion",
     "ModelVersionSnapshot",
@@ -34,4 +34,5 @@ __all__ = [
     "TrainSchedule",
     "UseCase",
     "User",
+    "UserSession",
 ]

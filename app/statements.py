@@ -125,8 +125,13 @@ class Sql(Generic[R]):
                 cursor = raw.cursor(row_factory=self._maker).execute(self.pyformat, params)
             except psycopg.Error as exc:
                 # The exception SQLAlchemy would raise (IntegrityError, OperationalError, …),
-                # so callers catch one family of errors whichever way a statement ran.
-                raise DBAPIError.instance(self.pyformat, params, exc, psycopg.Error) from exc
+                # so callers catch one family of errors whichever way a statement ran. A
+                # connection the error broke leaves the pool, as SQLAlchemy's own path does.
+                lost = bool(raw.closed or raw.broken)
+                if lost:
+                    conn.invalidate(exc)
+                raise DBAPIError.instance(self.pyformat, params, exc, psycopg.Error,
+                                          connection_invalidated=lost) from exc
         else:
             result = conn.execute(
                 self.text if conn.dialect.name == "postgresql" else self.portable, params)

@@ -58,23 +58,32 @@ async def _sent_csrf(request: Request) -> str | None:
     return None
 
 
-def login_session(request: Request, user: User) -> None:
-    """Start a fresh session for this user (new CSRF token, no fixation)."""
+def login_session(request: Request, db: Session, user: User) -> None:
+    """Start a fresh server-side session for this user (new CSRF token, no fixation); a
+    session the browser held before ends."""
+    previous = request.session.get("sid")
+    if isinstance(previous, str):
+        service.end_session(db=db, secret=previous)
     request.session.clear()
-    request.session["uid"] = user.id
-    request.session["pw"] = user.password_hash[-16:]
+    request.session["sid"] = service.start_session(db=db, user=user)
     csrf_token(request)
 
 
+def logout_session(request: Request, db: Session) -> None:
+    """End this browser's session on the server and forget the cookie's contents."""
+    secret = request.session.get("sid")
+    if isinstance(secret, str):
+        service.end_session(db=db, secret=secret)
+    request.session.clear()
+
+
 def _session_user(request: Request, db: Session) -> User | None:
-    uid = request.session.get("uid")
-    if uid is None:
+    secret = request.session.get("sid")
+    if not isinstance(secret, str):
         return None
-    user = service.get_user(db=db, user_id=uid)
-    # A password reset or deactivation ends every session of that user.
-    if user is None or not user.active or request.session.get("pw") != user.password_hash[-16:]:
+    user = service.user_for_session(db=db, secret=secret)
+    if user is None:  # ended (logout, password reset, deactivation) or expired
         request.session.clear()
-        return None
     return user
 
 

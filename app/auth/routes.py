@@ -7,10 +7,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.auth import service
-from app.auth.deps import ALL_ROLES, Admin, Anyone, AnyUser, login_session
+from app.auth.deps import ALL_ROLES, Admin, Anyone, AnyUser, login_session, logout_session
 from app.auth.models import Role, User
 from app.auth.schemas import (
     Me,
+    SessionsEnded,
     TokenCreate,
     TokenCreated,
     TokenRead,
@@ -58,21 +59,30 @@ def login(
         # The failed attempt is committed with the request: it counts towards throttling.
         return render(request, "auth/login.html", status_code=401, error=str(exc),
                       next=_safe_next(next), email=email)
-    login_session(request, user)
+    login_session(request, db, user)
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request, _: AnyUser) -> Response:
-    request.session.clear()
+def logout(request: Request, db: Db, _: AnyUser) -> Response:
+    logout_session(request, db)
     flash(request, "You are logged out.")
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.post("/account/logout-everywhere")
+def logout_everywhere(request: Request, db: Db, user: AnyUser) -> Response:
+    ended = service.end_sessions(db=db, user=user)
+    request.session.clear()
+    flash(request, f"You are logged out everywhere ({ended} session{'s' * (ended != 1)} ended).")
     return RedirectResponse("/login", status_code=303)
 
 
 @router.get("/account", response_class=HTMLResponse)
 def account_page(request: Request, db: Db, user: AnyUser) -> Response:
     tokens = service.list_tokens(db=db, user=user)
-    return render(request, "auth/account.html", tokens=tokens, new_token=None)
+    return render(request, "auth/account.html", tokens=tokens, new_token=None,
+                  sessions=service.count_sessions(db=db, user=user))
 
 
 @router.post("/account/tokens", response_class=HTMLResponse)
@@ -81,7 +91,8 @@ def account_create_token(
 ) -> Response:
     _, clear = service.create_token(db=db, user=user, name=name)
     tokens = service.list_tokens(db=db, user=user)
-    return render(request, "auth/account.html", tokens=tokens, new_token=clear)
+    return render(request, "auth/account.html", tokens=tokens, new_token=clear,
+                  sessions=service.count_sessions(db=db, user=user))
 
 
 @router.post("/account/tokens/{token_id}/revoke")
@@ -141,7 +152,8 @@ def _apply_update(db: Session, admin: User, user_id: int, change: UserUpdate) ->
         service.update_user(db=db, user=user, role=change.role, active=change.active,
                             held_out=change.held_out, name=change.name)
         if change.password:
-            service.set_password(db=db, user=user, password=change.password)
+            service.set_password(db=db, user=user, password=change.password,
+                                 keep_tokens=change.keep_tokens)
     except service.AuthError as exc:
         raise HTTPException(400, str(exc)) from exc
     return user
@@ -150,6 +162,12 @@ def _apply_update(db: Session, admin: User, user_id: int, change: UserUpdate) ->
 @router.get("/api/v1/me", response_model=Me)
 def me(user: AnyUser) -> User:
     return user
+
+
+@router.delete("/api/v1/sessions", response_model=SessionsEnded)
+def sessions_end_all(db: Db, user: AnyUser) -> SessionsEnded:
+    """Log out everywhere: end every browser session of the caller (API tokens stay)."""
+    return SessionsEnded(ended=service.end_sessions(db=db, user=user))
 
 
 @router.get("/api/v1/tokens", response_model=list[TokenRead])

@@ -55,3 +55,10 @@ class UserUpdate(BaseModel):
     held_out: bool | None = None
     name: str | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, min_length=8, max_length=200)
+    keep_tokens: bool = Field(
+        default=False, description="With a new password: keep the user's API tokens "
+        "(by default a password reset revokes them, as it ends every session).")
+
+
+class SessionsEnded(BaseModel):
+    ended: int = Field(description="How many browser sessions were ended.")

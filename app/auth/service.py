@@ -1,18 +1,19 @@
-"""Accounts: password hashing, users, API tokens and login throttling. No HTTP here."""
+"""Accounts: password hashing, users, browser sessions, API tokens and login throttling.
+No HTTP here."""
 
 import hashlib
 import secrets
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
-from app.auth.models import ApiToken, LoginAttempt, Role, User
+from app.auth.models import ApiToken, Role, User, UserSession
 from app.config import get_settings
 from app.db import utcnow
 from app.statements import Sql
@@ -104,6 +105,8 @@ def update_user(
         user.role = Role(role)
     if active is not None:
         user.active = active
+        if not active:
+            end_sessions(db=db, user=user)
     if held_out is not None:
         user.held_out = held_out
     if name is not None:
@@ -112,31 +115,94 @@ def update_user(
     return user
 
 
-def set_password(*, db: Session, user: User, password: str) -> None:
-    """Replace a user's password."""
+def set_password(*, db: Session, user: User, password: str, keep_tokens: bool = False) -> None:
+    """Replace a user's password; this ends every session of the user and, unless
+    `keep_tokens`, revokes their API tokens too (a reset usually means the old password,
+    and so whatever was created with it, may be in someone else's hands)."""
     _check_password(password)
     user.password_hash = hash_password(password)
+    end_sessions(db=db, user=user)
+    if not keep_tokens:
+        db.execute(update(ApiToken).where(ApiToken.user_id == user.id,
+                                          ApiToken.revoked_at.is_(None))
+                   .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
+        for token in list(db.identity_map.values()):
+            if isinstance(token, ApiToken) and token.user_id == user.id:
+                db.expire(token)
     db.flush()
 
 
-def _throttle_wait(*, db: Session, email: str, ip: str) -> int:
+class _Counted(NamedTuple):
+    failures: int
+    window_start: datetime
+
+
+# One atomic step per key: concurrent failures queue on the row's lock, so each sees the
+# count of those before it. A window that has ended starts again at 1.
+_COUNT_ATTEMPT = Sql("""
+INSERT INTO login_throttle (key, failures, window_start) VALUES (:key, 1, :now)
+ON CONFLICT (key) DO UPDATE SET
+  failures = CASE WHEN login_throttle.window_start <= :since THEN 1
+                  ELSE login_throttle.failures + 1 END,
+  window_start = CASE WHEN login_throttle.window_start <= :since THEN :now
+                      ELSE login_throttle.window_start END
+RETURNING failures, window_start
+""", _Counted, stamps=("now", "since"))
+# Counts of windows that ended, deleted by each attempt after its own counts: rows another
+# attempt holds are skipped, so the cleanup never waits (nor deadlocks) on a login.
+_FORGET_EXPIRED = {
+    "postgresql": Sql("""
+DELETE FROM login_throttle WHERE key IN (
+  SELECT key FROM login_throttle WHERE window_start <= :since LIMIT 1000
+  FOR UPDATE SKIP LOCKED)""", stamps=("since",)),
+    "sqlite": Sql("DELETE FROM login_throttle WHERE window_start <= :since",  # one writer
+                  stamps=("since",)),
+}
+_FORGIVE = Sql("UPDATE login_throttle SET failures = failures - 1 "
+               "WHERE key = :key AND failures > 0")
+_RESET = Sql("DELETE FROM login_throttle WHERE key = :key")
+
+
+def _throttle_keys(email: str, ip: str) -> dict[str, int]:
     settings = get_settings()
-    since = utcnow() - timedelta(seconds=settings.login_window_s)
-    rows = db.execute(
-        select(func.count(), func.min(LoginAttempt.at)).where(
-            LoginAttempt.at >= since, (LoginAttempt.email == email) | (LoginAttempt.ip == ip)
-        )
-    ).one()
-    count, oldest = rows
-    if count < settings.login_max_failures:
-        return 0
-    return max(1, int((oldest - since).total_seconds()) + 1)
+    ip = ip[:64]  # keys fit the column whatever a proxy forwarded
+    return {
+        f"account:{email}": settings.login_max_failures_account,
+        f"account-address:{email} {ip}": settings.login_max_failures,
+        f"address:{ip}": settings.login_max_failures_address,
+    }
+
+
+def _count_attempt(*, db: Session, email: str, ip: str) -> int:
+    """Count this attempt as a failure under each key, committed before the password is
+    checked (so concurrent attempts see it); the seconds to wait if a limit is passed."""
+    window = timedelta(seconds=get_settings().login_window_s)
+    now = utcnow()
+    params = {"now": now, "since": now - window}
+    wait = 0
+    keys = sorted(_throttle_keys(email, ip).items())  # one lock order for every attempt
+    for key, limit in keys:
+        row = _COUNT_ATTEMPT.one(db, {**params, "key": key})
+        if row.failures > limit:
+            wait = max(wait, int((row.window_start + window - now).total_seconds()) + 1)
+    if wait:  # refused unchecked, so not a guess: counted, it would push the other keys on
+        for key, _ in keys:
+            _FORGIVE.rowcount(db, {"key": key})
+    _FORGET_EXPIRED[db.get_bind().dialect.name].rowcount(db, {"since": params["since"]})
+    db.commit()
+    return wait
 
 
 def authenticate(*, db: Session, email: str, password: str, ip: str) -> User:
-    """The active user with these credentials; raises Throttled or AuthError."""
+    """The active user with these credentials; raises Throttled or AuthError.
+
+    Each attempt is first counted as a failure per account, per (account, client address)
+    and per address, in a transaction of its own committed before the slow password check:
+    N concurrent wrong passwords get exactly the limit's worth of checks. A right password
+    then clears the account's counts and takes its attempt back from the address's.
+    """
     email = email.strip().lower()
-    wait = _throttle_wait(db=db, email=email, ip=ip)
+    wait = _count_attempt(db=db, email=email, ip=ip)
     if wait:
         raise Throttled(wait)
     user = get_user_by_email(db=db, email=email)
@@ -146,13 +212,77 @@ def authenticate(*, db: Session, email: str, password: str, ip: str) -> User:
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or user is None:
-        db.add(LoginAttempt(email=email, ip=ip))
-        db.flush()
         raise AuthError("Wrong email or password.")
-    db.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
+    account, pair, address = _throttle_keys(email, ip)
+    _RESET.rowcount(db, {"key": account})
+    _RESET.rowcount(db, {"key": pair})
+    _FORGIVE.rowcount(db, {"key": address})
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user
+
+
+def _session_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def start_session(*, db: Session, user: User) -> str:
+    """A new browser session of this user; returns the secret the cookie carries (only its
+    hash is stored). The user's sessions past their age are deleted on the way."""
+    now = utcnow()
+    db.execute(delete(UserSession).where(UserSession.user_id == user.id,
+                                         UserSession.expires_at <= now))
+    secret = secrets.token_urlsafe(32)
+    db.add(UserSession(
+        user_id=user.id, token_hash=_session_hash(secret), created_at=now,
+        expires_at=now + timedelta(seconds=get_settings().session_max_age_s),
+    ))
+    db.flush()
+    return secret
+
+
+def end_session(*, db: Session, secret: str) -> None:
+    """End the session with this secret (logout); nothing if it already ended."""
+    db.execute(delete(UserSession).where(UserSession.token_hash == _session_hash(secret)))
+
+
+def end_sessions(*, db: Session, user: User) -> int:
+    """End every session of this user ("log out everywhere"); how many there were."""
+    result = db.execute(delete(UserSession).where(UserSession.user_id == user.id))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def count_sessions(*, db: Session, user: User) -> int:
+    """How many live sessions this user has."""
+    return int(db.scalar(select(func.count()).select_from(UserSession).where(
+        UserSession.user_id == user.id, UserSession.expires_at > utcnow())) or 0)
+
+
+# Every cookie request runs this: the session and its user in one indexed lookup.
+class _SessionUser(NamedTuple):
+    id: int
+    email: str
+    name: str
+    role: str
+    password_hash: str
+    active: bool
+    held_out: bool
+    created_at: datetime
+
+
+_SESSION_USER = Sql("""
+SELECT u.id, u.email, u.name, u.role, u.password_hash, u.active, u.held_out, u.created_at
+FROM user_sessions s JOIN users u ON u.id = s.user_id
+WHERE s.token_hash = :token_hash AND s.expires_at > :now
+""", _SessionUser, stamps=("now",))
+
+
+def user_for_session(*, db: Session, secret: str) -> User | None:
+    """The active user of this live session, or None (ended, expired or deactivated)."""
+    row = _SESSION_USER.first(db, {"token_hash": _session_hash(secret), "now": utcnow()})
+    if row is None or not row.active:
+        return None
+    return _loaded_user(db, row)
 
 
 def _token_hash(token: str) -> str:
@@ -221,10 +351,10 @@ def user_for_token(*, db: Session, token: str) -> User | None:
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
         _TOUCH_TOKEN.rowcount(db, {"now": now, "token_id": row.token_id})
-    return _session_user(db, row)
+    return _loaded_user(db, row)
 
 
-def _session_user(db: Session, row: _TokenUser) -> User:
+def _loaded_user(db: Session, row: Any) -> User:
     """The session's User of this row: the one it holds, or one made from the row as if
     the session had loaded it (SQLAlchemy's make_transient_to_detached, then add)."""
     held = db.identity_map.get(identity_key(User, row.id))

@@ -52,16 +52,21 @@ def command(argv: list[str], processes: int = 1) -> list[str]:
 def _read(ctx: JobContext, stream: object, tail: deque[str]) -> None:
     for line in stream:  # type: ignore[attr-defined]
         line = line.rstrip("\n")
-        if line.startswith('{"event"'):
+        # stderr shares the pipe, so a progress bar drawn without a newline can precede an
+        # event on its line: the event starts wherever '{"event"' does.
+        start = line.find('{"event"')
+        if start >= 0:
             try:
-                event = json.loads(line)
+                event = json.loads(line[start:])
             except ValueError:
                 event = None
             if event and event.get("event") == "step":
                 total = max(int(event.get("total") or 0), 1)
                 ctx.progress(min(1.0, int(event["step"]) / total))
                 ctx.metric(int(event["step"]), trl_names(event.get("metrics") or {}))
-                continue
+                line = line[:start]
+                if not line.strip():
+                    continue
         if line.strip():
             tail.append(line)
             ctx.log(line)

@@ -368,3 +368,23 @@ def test_round_config_from_the_loop_helpers_is_accepted_as_advanced_json(client,
     assert resp.status_code == 303, re.findall(r"flash-error[^>]*>([^<]*)", resp.text)
     assert db.scalars(select(Round)).one().config["ppo"]["steps"] == 2
     assert csrf_from(client.get("/jobs").text) == csrf
+
+
+def test_step_events_after_a_progress_bar_on_the_same_line_still_reach_the_charts(tmp_path):
+    # stderr (a progress bar, no newline) and stdout (the events) share the child's pipe.
+    import io
+    from collections import deque
+
+    from app.jobs.child import _read
+    from app.jobs.kinds import JobContext
+
+    ctx = JobContext(job_id=1, kind="sft", config={}, inputs={}, workdir=tmp_path)
+    out = io.StringIO('sft:  50%|#  | 1/2{"event": "step", "step": 1, "total": 2, '
+                      '"metrics": {"loss": 3.5, "val_loss": 3.25}}\n'
+                      '{"event": "step", "step": 2, "total": 2, "metrics": {"loss": 3.0}}\n'
+                      "plain line\n")
+    _read(ctx, out, deque())
+    progress, metrics, lines = ctx.report.take()
+    assert metrics == [(1, {"loss": 3.5, "val/loss": 3.25}), (2, {"loss": 3.0})]
+    assert progress == 1.0
+    assert lines == ["sft:  50%|#  | 1/2", "plain line"]

@@ -149,7 +149,7 @@ def test_researcher_runs_a_round_watches_it_and_promotes_the_policy(
     _wait_ended(page, "ppo")
     for chart in ("reward", "kl", "entropy", "heldout", "goodhart"):
         assert _chart_points(page, chart) > 0, chart
-    assert "step" in page.locator("#job-log").inner_text()
+    assert "ppo-job" in page.locator("#job-log").inner_text()  # the log tail, escaped text
     shot(page, "loop-ppo-job-1280")
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(300)  # let the charts resize

@@ -113,7 +113,7 @@
       if (!pts.length) return;
       var colors = pts.map(function (_, i) {
         var t = pts.length > 1 ? i / (pts.length - 1) : 1;
-        return "rgba(40, 86, 216, " + (0.25 + 0.75 * t).toFixed(2) + ")";
+        return "rgba(40, 86, 216, " + (0.4 + 0.6 * t).toFixed(2) + ")";
       });
       var set = { label: "steps", data: pts, pointBackgroundColor: colors, pointBorderColor: colors, pointRadius: 4 };
       if (!charts[SCATTER.id]) {

@@ -43,9 +43,11 @@ def models_page(request: Request, db: DbSession, _: Staff) -> Response:
     """Versions by kind with their aliases, and every move of the aliases."""
     versions = registry.list_versions(db=db)
     names = {v.id: v.name for v in versions}
+    history = registry.history(db=db, limit=50)
     return render(request, "models/index.html", groups=views.by_kind(versions),
-                  aliases=registry.aliases(db=db), history=registry.history(db=db, limit=50),
-                  names=names, rollback=views.rollback_targets(db=db))
+                  aliases=registry.aliases(db=db), history=history, names=names,
+                  who=views.emails(db=db, user_ids={e.user_id for e in history}),
+                  rollback=views.rollback_targets(db=db))
 
 
 @router.get("/models/compare", response_class=HTMLResponse)

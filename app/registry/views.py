@@ -125,3 +125,14 @@ def compare_config(a: ModelVersion, b: ModelVersion) -> list[tuple[str, Any, Any
     """The settings where the two versions differ."""
     ca, cb = flat(a.config), flat(b.config)
     return [(k, ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)]
+
+
+def emails(*, db: Session, user_ids: set[int | None]) -> dict[int, str]:
+    """Who moved an alias, by user id."""
+    from app.auth.models import User
+
+    ids = {i for i in user_ids if i is not None}
+    if not ids:
+        return {}
+    rows = db.execute(select(User.id, User.email).where(User.id.in_(ids))).all()
+    return {user_id: email for user_id, email in rows}

@@ -167,6 +167,7 @@ def test_researcher_runs_a_round_watches_it_and_promotes_the_policy(
     policy = db.scalars(select(ModelVersion).where(ModelVersion.kind == "policy")).one()
     page.wait_for_url(f"**/models/{policy.id}")
     assert "sft" in page.locator("#lineage").inner_text()
+    assert page.locator("#lineage-rm").inner_text().startswith("rm-")  # SFT → RM → policy
     page.click("#promote summary")
     page.click("#confirm-promote")
     page.wait_for_selector(".flash-success")

@@ -63,10 +63,12 @@ def loop_rows(db):  # type: ignore[no-untyped-def]
                                                      "objective/scores": 0.5}))
     base = _version(db, "base", "tiny")
     sft = _version(db, "sft", "sft-r1", base.id, {"val_loss": 2.5})
+    rm = _version(db, "rm", "rm-r1", sft.id, {"val_accuracy": 0.7})
     policy = _version(db, "policy", "policy-r1", sft.id, {"objective/kl": 0.2, "loss": 1.0},
                       job_id=job.id)
+    job.inputs = {"reward_model": {"id": rm.id, "name": rm.name, "path": rm.path}}
     db.flush()
-    return {"job": job, "base": base, "sft": sft, "policy": policy}
+    return {"job": job, "base": base, "sft": sft, "rm": rm, "policy": policy}
 
 
 @pytest.mark.parametrize("role", [Role.researcher, Role.admin])
@@ -286,6 +288,7 @@ def test_models_pages_show_lineage_aliases_and_escaped_candidates(client, db, lo
     assert re.search(r'id="n-generated">1<', page)
     lineage = re.search(r'<ol class="lineage".*?</ol>', page, re.S).group(0)
     assert lineage.index("tiny") < lineage.index("sft-r1") < lineage.index("policy-r1")
+    assert re.search(rf'href="/models/{r["rm"].id}" id="lineage-rm">rm-r1<', page)
     assert f'href="/api/v1/models/{r["policy"].id}/download"' in page
     assert f'href="/jobs/{r["job"].id}"' in page
     listing = client.get("/models").text
@@ -293,7 +296,8 @@ def test_models_pages_show_lineage_aliases_and_escaped_candidates(client, db, lo
 
 
 def test_promote_rollback_and_refusals(client, db, loop_rows, sent):
-    csrf = login(client, make_user(db, Role.researcher))
+    researcher = make_user(db, Role.researcher)
+    csrf = login(client, researcher)
     r = loop_rows
     second = _version(db, "policy", "policy-r2", r["sft"].id, {"objective/kl": 0.3, "loss": 0.8})
     for v in (r["policy"], second):
@@ -307,6 +311,7 @@ def test_promote_rollback_and_refusals(client, db, loop_rows, sent):
     listing = client.get("/models").text
     assert "Roll back policy:active to policy-r1" in listing
     assert listing.count("<td>promote</td>") == 2
+    assert listing.count(f"<td>{researcher.email}</td>") == 2  # who moved it
 
     # Refused, with a sentence, changing nothing.
     client.post(f"/models/{second.id}/promote", data={"csrf_token": csrf}, follow_redirects=False)

@@ -112,7 +112,7 @@ def _chart_points(page, chart_id: str) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_researcher_runs_a_round_watches_it_and_promotes_the_policy(
-        committed_db, live_server, worker, open_page):
+        open_page, committed_db, live_server, worker):
     db = committed_db
     seed_tasks(db)
     with httpx.Client(base_url=live_server, timeout=30) as api:

@@ -393,3 +393,14 @@ def test_step_events_after_a_progress_bar_on_the_same_line_still_reach_the_chart
     assert metrics == [(1, {"loss": 3.5, "val/loss": 3.25}), (2, {"loss": 3.0})]
     assert progress == 1.0
     assert lines == ["sft:  50%|#  | 1/2", "plain line"]
+
+
+def test_broker_down_refuses_a_round_with_503_and_says_so(client, db, data, sent, monkeypatch):
+    monkeypatch.setattr(jobs, "broker_available", lambda: False)
+    csrf = login(client, make_user(db, Role.researcher))
+    assert "The job broker (Redis) cannot be reached" in client.get("/jobs").text
+    resp = client.post("/jobs/rounds", data={"csrf_token": csrf, "stages": ["sft"],
+                                             "sft.epochs": "1"}, follow_redirects=False)
+    assert resp.status_code == 503
+    assert "labeling keeps working" in resp.text and 'value="1"' in resp.text
+    assert _count(db, Round) == 0 and sent == []

@@ -84,7 +84,8 @@ def model_page(request: Request, db: DbSession, _: Staff, model_id: int) -> Resp
                   promotable=version.kind in registry.ALIAS_KINDS,
                   rollback=views.rollback_targets(db=db).get(version.kind),
                   metrics=views.flat(version.metrics),
-                  others=[v for v in registry.list_versions(db=db) if v.id != version.id])
+                  others=sorted((v for v in registry.list_versions(db=db) if v.id != version.id),
+                                key=lambda v: (v.kind != version.kind, -v.id)))
 
 
 @router.post("/models/rollback")

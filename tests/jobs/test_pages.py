@@ -359,6 +359,10 @@ def test_compare_shows_both_versions_side_by_side(client, db, loop_rows):
     assert "objective/kl" in table and "+0.1" in table and "-0.2" in table
     assert "policy-r1" in table and "policy-r2" in table
     assert client.get(f"/models/compare?a={r['policy'].id}&b=999999").status_code == 404
+    # A version's page offers the versions of its own kind first.
+    select_b = re.search(r'<select name="b">(.*?)</select>',
+                         client.get(f"/models/{r['policy'].id}").text, re.S).group(1)
+    assert select_b.lstrip().startswith(f'<option value="{second.id}"')
     assert client.get("/models/compare?a=abc").status_code == 422
 
 

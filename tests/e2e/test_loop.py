@@ -135,6 +135,9 @@ def test_researcher_runs_a_round_watches_it_and_promotes_the_policy(
     rnd = db.scalars(select(Round)).one()
     jobs = {j.kind: j.id for j in db.scalars(select(Job).where(Job.round_id == rnd.id))}
     assert set(jobs) == {"export", "sft", "rm", "ppo"}
+    # The list follows the round by itself: the export's badge turns succeeded.
+    page.wait_for_selector(f"tr[data-job-id='{jobs['export']}'][data-state=succeeded]",
+                           timeout=STAGE_TIMEOUT_MS)
 
     # SFT: watched live from its page; train and validation loss drawn.
     page.goto(f"/jobs/{jobs['sft']}")

@@ -62,7 +62,9 @@ def _read(ctx: JobContext, stream: object, tail: deque[str]) -> None:
                 total = max(int(event.get("total") or 0), 1)
                 ctx.progress(min(1.0, int(event["step"]) / total))
                 ctx.metric(int(event["step"]), trl_names(event.get("metrics") or {}))
-                continue
+                line = line[:at]
+                if not line.strip():
+                    continue
         if line.strip():
             tail.append(line)
             ctx.log(line)

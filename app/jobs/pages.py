@@ -1,5 +1,173 @@
-"""HTML pages of this domain (researchers and admins)."""
+"""HTML pages of this domain (researchers and admins): rounds and jobs, the trigger form,
+a job's live page, and the schedule editor.
 
-from fastapi import APIRouter
+The forms call the same services as the JSON API and send the first job after the commit
+(a background task runs after the response, and the response after the commit). A refused
+form shows its sentence on the page again with what was typed, and changes nothing.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.auth.deps import Staff
+from app.db import DbSession
+from app.jobs import rounds, schedule, views
+from app.jobs import service as jobs
+from app.jobs.errors import JobError
+from app.jobs.kinds import KINDS
+from app.jobs.models import ENDED_STATES
+from app.jobs.stage_config import STAGES
+from app.templating import flash, render
 
 router = APIRouter()
+MAX_FORM_FIELDS = 200
+
+
+async def _form(request: Request) -> dict[str, Any]:
+    """The posted form as {name: text}, with the stage checkboxes as a list."""
+    data = await request.form()  # already parsed (and cached) by the CSRF check
+    if len(data) > MAX_FORM_FIELDS:
+        raise HTTPException(413, "The form has too many fields.")
+    out: dict[str, Any] = {k: v for k, v in data.items() if isinstance(v, str)}
+    out["stages"] = [s for s in data.getlist("stages") if isinstance(s, str)]
+    return out
+
+
+Form = Annotated[dict[str, Any], Depends(_form)]
+
+
+def _send(job_ids: list[int]) -> None:
+    # Runs after the response, so after the commit that made the rows visible to workers.
+    jobs.dispatch(job_ids)
+
+
+def _back(target: str, fallback: str = "/jobs") -> RedirectResponse:
+    # Only back to a page of this domain: never an open redirect.
+    safe = target if target.startswith("/jobs") and "//" not in target else fallback
+    return RedirectResponse(safe, status_code=303)
+
+
+def _jobs_page(request: Request, db: DbSession, *, status: int = 200,
+               round_form: dict[str, Any] | None = None,
+               schedule_form: dict[str, Any] | None = None) -> Response:
+    views_of_rounds = views.round_views(db=db)
+    lone = views.lone_jobs(db=db)
+    listed = [j for v in views_of_rounds for j in v.jobs] + lone
+    retried = {j.retry_of_id for j in listed if j.retry_of_id}
+    sched = views.schedule_view(db=db)
+    live = rounds.live_round(db=db)
+    return render(
+        request, "jobs/index.html", status_code=status, rounds=views_of_rounds, lone=lone,
+        retried=retried, live_round=live, knobs=views.knobs(), stages=STAGES, kinds=KINDS,
+        form=round_form if round_form is not None else {"stages": list(STAGES)},
+        sched=sched, sched_form=(schedule_form if schedule_form is not None
+                                 else views.schedule_form(sched["row"])),
+        broker_ok=jobs.broker_available(), ended=[str(s) for s in ENDED_STATES],
+    )
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(request: Request, db: DbSession, _: Staff) -> Response:
+    """Rounds and their jobs, the trigger form and the schedule editor."""
+    return _jobs_page(request, db)
+
+
+@router.post("/jobs/rounds")
+def trigger_round(request: Request, db: DbSession, user: Staff, form: Form,
+                  background: BackgroundTasks) -> Response:
+    """Start a round from the trigger form."""
+    try:
+        with db.begin_nested():
+            jobs.require_broker()
+            args = views.parse_round_form(form)
+            rnd = rounds.create_round(db=db, user=user, **args)
+    except JobError as exc:
+        flash(request, f"No round started: {exc}", "error")
+        return _jobs_page(request, db, status=exc.status, round_form=form)
+    first = rounds.current_jobs(db=db, round_id=rnd.id)[0]
+    background.add_task(_send, [first.id])
+    flash(request, f"Round {rnd.id} queued: {', '.join(rnd.stages)}"
+                   f"{' → promote' if rnd.promote else ''}"
+                   f"{' → generate' if rnd.generate else ''}.", "success")
+    return RedirectResponse(f"/jobs#round-{rnd.id}", status_code=303)
+
+
+@router.post("/jobs/rounds/{round_id}/cancel")
+def cancel_round(request: Request, db: DbSession, _: Staff, round_id: int) -> Response:
+    """Cancel a round's live jobs."""
+    try:
+        with db.begin_nested():
+            rounds.cancel_round(db=db, round_id=round_id)
+    except JobError as exc:
+        flash(request, f"Not cancelled: {exc}", "error")
+    else:
+        flash(request, f"Round {round_id}: cancel requested; a running stage stops at its "
+                       "next step.", "success")
+    return RedirectResponse(f"/jobs#round-{round_id}", status_code=303)
+
+
+@router.post("/jobs/schedule")
+def save_schedule(request: Request, db: DbSession, user: Staff, form: Form) -> Response:
+    """Save the schedule editor."""
+    try:
+        with db.begin_nested():
+            row = schedule.get_schedule(db=db)
+            schedule.update_schedule(db=db, user=user,
+                                     **views.parse_schedule_form(form, row))
+    except JobError as exc:
+        flash(request, f"Schedule not saved: {exc}", "error")
+        return _jobs_page(request, db, status=exc.status, schedule_form=form)
+    flash(request, "Schedule saved.", "success")
+    return RedirectResponse("/jobs#schedule", status_code=303)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, db: DbSession, _: Staff, job_id: int) -> Response:
+    """One job: live state, progress, charts, log tail, config, inputs and outputs."""
+    try:
+        job = jobs.get_job(db=db, job_id=job_id)
+    except JobError as exc:
+        raise HTTPException(exc.status, str(exc)) from exc
+    retry = views.was_retried(db=db, job_id=job.id)
+    rnd = rounds.get_round(db=db, round_id=job.round_id) if job.round_id else None
+    siblings = rounds.current_jobs(db=db, round_id=rnd.id) if rnd else []
+    version = views.version_of(db=db, job_id=job.id)
+    return render(request, "jobs/job.html", job=job, round=rnd, siblings=siblings,
+                  retry=retry, version=version, can_cancel=views.can_cancel(job),
+                  can_retry=views.can_retry(job, retry is not None),
+                  label=KINDS[job.kind].label if job.kind in KINDS else job.kind,
+                  live=job.state not in ENDED_STATES)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(request: Request, db: DbSession, _: Staff, job_id: int,
+               form: Form) -> Response:
+    """Cancel: a queued job at once, a running one at its next step."""
+    try:
+        with db.begin_nested():
+            job = jobs.request_cancel(db=db, job_id=job_id)
+            if job.round_id is not None:
+                rounds.settle(db=db, round_id=job.round_id)
+    except JobError as exc:
+        flash(request, f"Not cancelled: {exc}", "error")
+    else:
+        flash(request, f"Job {job_id} ({job.kind}): {job.state}.", "success")
+    return _back(str(form.get("next", "")), f"/jobs/{job_id}")
+
+
+@router.post("/jobs/{job_id}/retry")
+def retry_job(request: Request, db: DbSession, user: Staff, job_id: int,
+              background: BackgroundTasks) -> Response:
+    """A new attempt of a failed or cancelled job (and of the round stages it stopped)."""
+    try:
+        with db.begin_nested():
+            jobs.require_broker()
+            job = rounds.retry_job(db=db, job_id=job_id, user=user)
+    except JobError as exc:
+        flash(request, f"Not retried: {exc}", "error")
+        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+    background.add_task(_send, [job.id])
+    flash(request, f"Job {job_id} retried as job {job.id} (attempt {job.attempt}).", "success")
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)

@@ -75,12 +75,22 @@ def get_model(db: DbSession, _: Staff, model_id: int) -> ModelRead:
 
 
 @router.post("/api/v1/models/{model_id}/promote", response_model=ModelRead)
-def promote(db: DbSession, user: Staff, model_id: int) -> ModelRead:
-    """Move `<kind>:active` to this version."""
+def promote(
+    db: DbSession, user: Staff, model_id: int, background: BackgroundTasks,
+    generate: bool = Query(True, description="a policy: also start a generate job"),
+) -> ModelRead:
+    """Move `<kind>:active` to this version; a promoted policy then generates candidates."""
     try:
-        return model_read(db, registry.promote(db=db, version_id=model_id, user_id=user.id))
+        version = registry.promote(db=db, version_id=model_id, user_id=user.id)
+        job = (generation.request(db=db, config={}, user=user)
+               if generate and version.kind == "policy" else None)
     except JobError as exc:
         raise _http(exc) from exc
+    out = model_read(db, version)
+    if job is not None:
+        out.generate_job_id = job.id
+        background.add_task(jobs.dispatch, [job.id])
+    return out
 
 
 @router.get("/api/v1/models/{model_id}/lineage", response_model=Lineage)

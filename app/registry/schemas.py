@@ -21,6 +21,7 @@ class ModelRead(BaseModel):
     metrics: dict[str, Any]
     config: dict[str, Any] = {}
     aliases: list[str] = []
+    generate_job_id: int | None = None  # set by promote when it started a generate job
     sha256: str | None
     path: str
     created_at: datetime

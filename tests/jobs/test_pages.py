@@ -14,9 +14,8 @@ from app.jobs.models import Job, JobMetric, Round, TrainSchedule
 from app.prompts.models import Candidate
 from app.registry import service as registry
 from app.registry.models import AliasEvent, ModelVersion
-from tests.factories import csrf_from, login, make_user
+from tests.factories import csrf_from, login, make_prompt, make_user
 from tests.jobs.loop import SMALL, label_everything, labeler_token, seed_tasks
-from tests.labeling.factories import make_prompt
 
 
 def _count(db, model) -> int:  # type: ignore[no-untyped-def]

@@ -99,8 +99,12 @@ def test_cancel_queued_job_at_once_and_ended_job_is_409(client, db, staff):
 def test_promote_and_rollback_move_aliases_with_history(client, db, staff):
     a, b, rm = _version(db, "policy", "a"), _version(db, "policy", "b"), _version(db, "rm", "r")
     base = _version(db, "base", "base")
-    assert client.post(f"/api/v1/models/{a.id}/promote", headers=staff).status_code == 200
-    assert client.post(f"/api/v1/models/{b.id}/promote", headers=staff).status_code == 200
+    first = client.post(f"/api/v1/models/{a.id}/promote", headers=staff)
+    assert first.status_code == 200 and first.json()["generate_job_id"]  # fresh candidates
+    assert db.get(Job, first.json()["generate_job_id"]).kind == "generate"
+    quiet = client.post(f"/api/v1/models/{b.id}/promote?generate=false", headers=staff)
+    assert quiet.status_code == 200 and quiet.json()["generate_job_id"] is None
+    assert _count(db, Job) == 1
     assert db.get(ModelAlias, "policy:active").model_version_id == b.id
     again = client.post(f"/api/v1/models/{b.id}/promote", headers=staff)
     assert again.status_code == 409

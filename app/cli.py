@@ -211,7 +211,7 @@ def demo() -> None:
 
 def _register_domains() -> None:
     for domain in ("prompts", "queue", "labeling", "agreement", "exports", "jobs", "registry",
-                   "evaluation"):
+                   "evaluation", "simulation"):
         module = optional_module(f"app.{domain}.cli")
         if module is not None:
             module.register(root)

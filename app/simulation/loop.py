@@ -1,0 +1,1 @@
+"""`rlhf-studio simulate loop` (being written)."""

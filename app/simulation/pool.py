@@ -77,6 +77,7 @@ class Pool:
         self.noise = decide.pool_noise(settings.agreement, self.profiles)
         self.tally = Tally()
         self._claimed = 0
+        self._busy = 0  # labelers holding a lease right now
         self._deadline = (None if settings.seconds is None
                           else time.monotonic() + settings.seconds)
         self._stopped = False
@@ -131,7 +132,7 @@ class Pool:
         return self.settings.watch or self.settings.seconds is not None
 
     async def _work(self, w: _Labeler) -> None:
-        empty = 0
+        empty, quiet = 0, 0
         while w.kinds and not self._over() and self._claim():
             kind = w.kinds[w.served % len(w.kinds)]
             w.served += 1
@@ -140,14 +141,23 @@ class Pool:
                 self._release()
                 empty += 1
                 if empty >= len(w.kinds):  # every kind came back empty (or failed)
-                    if not self._keeps_polling():
+                    # A task another labeler is submitting is locked, and the queue skips
+                    # locked tasks: an empty queue is final only when it is empty twice
+                    # with nobody busy in between.
+                    quiet = quiet + 1 if not self._busy else 0
+                    if not self._keeps_polling() and quiet >= 2:
                         return
-                    await self._nap(self.settings.poll * w.rng.uniform(0.5, 1.5))
+                    await self._nap(self.settings.poll * w.rng.uniform(0.5, 1.5)
+                                    if self._keeps_polling() else 0.2)
                     empty = 0
                 continue
-            empty = 0
-            if not await self._do(w, task):
-                self._release()
+            empty, quiet = 0, 0
+            self._busy += 1
+            try:
+                if not await self._do(w, task):
+                    self._release()
+            finally:
+                self._busy -= 1
 
     async def _nap(self, seconds: float) -> None:
         end = time.monotonic() + seconds

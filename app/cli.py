@@ -164,6 +164,8 @@ def up(
     workers: bool = typer.Option(True, help="Also start a Celery worker with beat."),
     web_workers: int = typer.Option(1, help="uvicorn processes (one per core on PostgreSQL)."),
     access_log: bool = typer.Option(True, help="Log every request."),
+    simulate: int = typer.Option(0, "--simulate", min=0, help="Also run N simulated "
+                                 "labelers on the queue (rlhf-studio simulate --watch)."),
 ) -> None:
     """Run the web app, a Celery worker and beat (embedded broker unless RLHF_REDIS_URL)."""
     import uvicorn
@@ -179,6 +181,12 @@ def up(
         children.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--beat",
              "-Q", "default,gpu", "--concurrency", "1", "--loglevel", "INFO"],
+        ))
+    if simulate:
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "simulate", "--url", f"http://{local}:{port}",
+             "--labelers", str(simulate), "--think", "8", "--watch", "--quiet"],
         ))
     try:
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port,

@@ -25,6 +25,7 @@ when an invariant fails. `--quick` is 50 labelers for 15 s.
 import argparse
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -130,6 +131,30 @@ def _serve(port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"the server did not start; see {log}")
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _server_cpu(pid: int) -> float:
+    """CPU seconds used so far by uvicorn's supervisor and its workers (/proc/PID/stat)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _scalar(conn, sql: str, **params: object) -> int:  # type: ignore[no-untyped-def]
     return int(conn.execute(text(sql), params).scalar() or 0)
 
@@ -200,10 +225,15 @@ def main() -> None:
                "--kinds", "rank,rate,demonstrate,write_prompt",
                "--report", str(report_path), "--quiet"]
         print("$ rlhf-studio " + " ".join(cmd[3:]))
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), (_server_cpu(proc.pid), _children_cpu())
         subprocess.run(cmd, cwd=REPO, env=ENV, check=True)
+        cpu = (_server_cpu(proc.pid) - cpu0[0], _children_cpu() - cpu0[1])
         print(f"(the command took {time.perf_counter() - t0:.1f} s with account setup)")
         report = json.loads(report_path.read_text())
+        n = max(1, report["submitted"]["total"] + report["skipped"])
+        print(f"  CPU per lease + submit (or skip): server {cpu[0] * 1000 / n:.1f} ms, "
+              f"simulated labelers {cpu[1] * 1000 / n:.1f} ms (the client's includes its "
+              f"start and account setup); load average {os.getloadavg()[0]:.1f}")
         failed = _print(report, _invariants(report), args)
         if report["server_errors"]:
             print("server log tail:\n" + log.read_text()[-3000:])

@@ -38,6 +38,26 @@ def parse_kinds(kinds: str) -> tuple[str, ...]:
     return out
 
 
+def wait_until_up(url: str, seconds: float) -> None:
+    """Wait for the deployment to answer /healthz (it may be starting beside us)."""
+    import time
+
+    import httpx
+
+    from app.cli import fail
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(f"{url}/healthz", timeout=5)
+            return
+        except httpx.HTTPError as exc:
+            if time.monotonic() > deadline:
+                fail(f"no server answers at {url} ({type(exc).__name__}): start it with "
+                     "`rlhf-studio up`, or give its address with --url")
+            time.sleep(0.5)
+
+
 def make_accounts(url: str, admin_token: str | None, n: int, role: str = "labeler") -> list:
     """The labelers' accounts (see app/simulation/accounts.py for the two ways)."""
     from app.cli import fail
@@ -136,6 +156,7 @@ def simulate(
                             tasks=tasks, kinds=parse_kinds(kinds), judge=judge,
                             agreement=agreement, think=think, skip_rate=skip_rate,
                             careless=careless, adversarial=adversarial, seed=seed, watch=watch)
+    wait_until_up(settings.url, 120.0 if watch else 10.0)
     pool = Pool(settings, make_accounts(settings.url, admin_token, labelers), hidden)
     asyncio.run(run_pool(pool, quiet=quiet))
     out = reporting.build(pool.tally, settings=settings.to_json(),

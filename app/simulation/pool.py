@@ -99,9 +99,12 @@ class Pool:
         self.tally = Tally()
         workers = []
         for account, profile in zip(self.accounts, self.profiles, strict=True):
+            # Idle connections are dropped after 2 s, before the server's keep-alive timeout
+            # (uvicorn: 5 s), or a request sent as the server closes one fails to read.
             client = httpx.AsyncClient(
                 base_url=self.settings.url, timeout=self.settings.timeout,
-                headers={"Authorization": f"Bearer {account.token}"})
+                headers={"Authorization": f"Bearer {account.token}"},
+                limits=httpx.Limits(max_connections=2, keepalive_expiry=2.0))
             rng = random.Random(f"{self.settings.seed}-{profile.index}")
             kinds: list[str | None] = list(self.settings.kinds) or [None]
             rng.shuffle(kinds)
@@ -112,6 +115,16 @@ class Pool:
             self.tally.finished = time.monotonic()
             await asyncio.gather(*(self._close(w, revoke_tokens) for w in workers))
         return self.tally
+
+    async def revoke(self) -> None:
+        """Revoke every labeler's token of this run (best effort)."""
+        async with httpx.AsyncClient(base_url=self.settings.url, timeout=30) as client:
+            for account in self.accounts:
+                try:
+                    await client.delete(f"/api/v1/tokens/{account.token_id}",
+                                        headers={"Authorization": f"Bearer {account.token}"})
+                except httpx.HTTPError:
+                    pass
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -277,8 +290,9 @@ class Pool:
                 self.tally.honest_rankings[tid].append(body["ranking"])
             if tid not in self.tally.truth:
                 prompt = (task.get("prompt") or {}).get("text", "")
-                self.tally.truth[tid] = true_order(
-                    self.judge, prompt, [(c["id"], c["text"]) for c in task["candidates"]])
+                cands = [(c["id"], c["text"]) for c in task["candidates"]]
+                self.tally.truth[tid] = true_order(self.judge, prompt, cands)
+                self.tally.texts[tid] = (prompt, dict(cands))
         elif kind == "compare":
             self.tally.choices[tid].append(str(body["choice"]))
 

@@ -4,7 +4,7 @@ percentiles and the agreement the labelers achieved (the app's pooled definition
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -13,7 +13,8 @@ from typing import Any
 Ranking = Sequence[Sequence[int]]  # groups of candidate ids, best first
 
 
-def pooled_agreement(rankings_by_task: dict[int, list[Ranking]]) -> tuple[float | None, int]:
+def pooled_agreement(rankings_by_task: Mapping[int, Sequence[Ranking]]) -> tuple[float | None,
+                                                                                int]:
     """Over every task, every two of its rankings, every pair of outputs tied by neither:
     the share ordered the same way, and how many such comparisons there were."""
     same = total = 0
@@ -28,8 +29,8 @@ def pooled_agreement(rankings_by_task: dict[int, list[Ranking]]) -> tuple[float 
     return (same / total if total else None), total
 
 
-def accuracy_vs(truth_by_task: dict[int, list[int]],
-                rankings_by_task: dict[int, list[Ranking]]) -> float | None:
+def accuracy_vs(truth_by_task: Mapping[int, Sequence[int]],
+                rankings_by_task: Mapping[int, Sequence[Ranking]]) -> float | None:
     """Share of untied output pairs the rankings order as the hidden preference does."""
     right = total = 0
     for task_id, rankings in rankings_by_task.items():
@@ -84,6 +85,7 @@ class Tally:
     rankings: dict[int, list[Ranking]] = field(default_factory=lambda: defaultdict(list))
     honest_rankings: dict[int, list[Ranking]] = field(default_factory=lambda: defaultdict(list))
     truth: dict[int, list[int]] = field(default_factory=dict)
+    texts: dict[int, tuple[str, dict[int, str]]] = field(default_factory=dict)  # rank tasks
     choices: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None

@@ -275,6 +275,7 @@ class Pool:
             if resp is None or resp.status_code >= 500:
                 continue
             return dict(resp.json()) if resp.status_code == 200 else None
+        self.tally.abandoned += 1  # never answered: whether it was stored is unknown
         return None
 
     def _record(self, w: _Labeler, task: dict[str, Any], body: dict[str, Any],

@@ -78,6 +78,7 @@ class Tally:
     replays: int = 0
     replay_mismatches: int = 0
     retries: int = 0
+    abandoned: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     error_samples: list[str] = field(default_factory=list)
     latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -121,6 +122,7 @@ def build(tally: Tally, *, settings: dict[str, Any], expected_agreement: float |
         "skipped": tally.skipped,
         "heartbeats": tally.heartbeats,
         "retried_submits": tally.retries,
+        "abandoned_submits": tally.abandoned,
         "idempotent_replays": {"sent": tally.replays, "mismatched": tally.replay_mismatches},
         "errors": dict(sorted(tally.errors.items())),
         "server_errors": tally.server_errors(),

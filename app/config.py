@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     models_dir: Path = Path("data/models")
     exports_dir: Path = Path("data/exports")
     db_pool_size: int = 10
+    # Jobs (docs/loop.md): a running job proves it is alive every job_heartbeat_s; the reaper
+    # fails one silent for job_lease_s. A queued job whose message was lost is sent again.
+    job_heartbeat_s: float = 2.0
+    job_lease_s: float = 60.0
+    job_resend_after_s: float = 3600.0
+    job_cancel_grace_s: float = 10.0  # a cancelled stage's child is killed after this
+    train_threads: int = 0  # torch threads per training child (0: torch's default)
+    train_preset: Literal["auto", "quick", "paper"] = "auto"  # auto: quick on the tiny model
+    pretrain_data: str = ""  # PPO-ptx pretraining text; empty: the tiny model's corpus or none
+    round_min_demonstrations: int = 8
+    round_min_rankings: int = 8
     db_pool_recycle_s: int = 1800
 
     @model_validator(mode="after")

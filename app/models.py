@@ -2,26 +2,32 @@
 
 from app.auth.models import ApiToken, LoginAttempt, Role, User
 from app.exports.models import DatasetSnapshot
-from app.jobs.models import Job
+from app.jobs.models import Job, JobMetric, Round, TrainSchedule
 from app.labeling.models import Demonstration, Ranking, Rating
 from app.prompts.models import Candidate, Prompt, UseCase
 from app.queue.models import Assignment, Task
-from app.registry.models import ModelVersion
+from app.registry.models import AliasEvent, ModelAlias, ModelVersion, ModelVersionSnapshot
 
 __all__ = [
+    "AliasEvent",
     "ApiToken",
     "Assignment",
     "Candidate",
     "DatasetSnapshot",
     "Demonstration",
     "Job",
+    "JobMetric",
     "LoginAttempt",
+    "ModelAlias",
     "ModelVersion",
+    "ModelVersionSnapshot",
     "Prompt",
     "Ranking",
     "Rating",
     "Role",
+    "Round",
     "Task",
+    "TrainSchedule",
     "UseCase",
     "User",
 ]

@@ -32,7 +32,13 @@ def make_celery(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         imports=("app.worker", *TASK_MODULES),
         broker_connection_retry_on_startup=True,
-        task_routes={"jobs.train.*": {"queue": "gpu"}},
+        # Jobs are sent to their kind's queue explicitly (app.jobs.service.dispatch).
+        # A message not acknowledged (acks_late) is delivered again after the visibility
+        # timeout. Postgres, not this timeout, is what finds a dead worker (the reaper, within
+        # RLHF_JOB_LEASE_S); a redelivery only finds the job claimed or ended and does nothing.
+        # So the timeout need not cover the longest training run: an hour bounds how long a
+        # message lost with its worker waits, and the sweep re-sends queued jobs anyway.
+        broker_transport_options={"visibility_timeout": 3600},
         beat_schedule=BEAT_SCHEDULE,
     )
     if not settings.redis_url:
@@ -41,6 +47,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
             (folder / sub).mkdir(parents=True, exist_ok=True)
         (settings.data_dir / "celery-results").resolve().mkdir(parents=True, exist_ok=True)
         celery.conf.broker_transport_options = {
+            "visibility_timeout": 3600,
             "data_folder_in": str(folder / "in"),
             "data_folder_out": str(folder / "in"),
             "processed_folder": str(folder / "processed"),
@@ -54,6 +61,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
 # The one beat schedule; entries name tasks by their explicit names.
 BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-leases": {"task": "queue.expire_leases", "schedule": 60.0},
+    "reap-jobs": {"task": "jobs.reap", "schedule": 15.0},
+    "tick-schedule": {"task": "jobs.tick_schedule", "schedule": 30.0},
 }
 
 celery_app = make_celery()

@@ -36,6 +36,10 @@ os.environ["RLHF_ENV"] = "test"
 os.environ.setdefault("RLHF_SECRET_KEY", "test-secret-key-not-for-production")
 os.environ["RLHF_MODELS_DIR"] = str(_DATA_DIR / "models")
 os.environ["RLHF_EXPORTS_DIR"] = str(_DATA_DIR / "exports")
+os.environ["RLHF_TRAIN_THREADS"] = "1"  # training children on a shared 2-core machine
+os.environ["RLHF_JOB_HEARTBEAT_S"] = "0.5"
+os.environ["RLHF_ROUND_MIN_DEMONSTRATIONS"] = "6"
+os.environ["RLHF_ROUND_MIN_RANKINGS"] = "6"
 
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402

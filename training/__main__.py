@@ -15,12 +15,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from training.outputs import StageCancelled, stream_events
 from training.ppo import PPOConfig, train_ppo
 from training.reward import RewardConfig, train_reward_model
 from training.sampling import SampleConfig, run_sampling
 from training.sft import SFTConfig, train_sft
 from training.tiny import TinyConfig, build_tiny
 
+CANCELLED_EXIT = 3  # a stage stopped by SIGTERM under --events
 TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float}
 
 
@@ -94,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subcommand per stage."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--events", action="store_true",
+        help="print one JSON line per step on stdout; SIGTERM stops at the next step (exit 3)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (cls, _, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -110,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    out = COMMANDS[args.command][1](args)
+    if args.events:
+        stream_events()
+    try:
+        out = COMMANDS[args.command][1](args)
+    except StageCancelled as exc:
+        print(f"cancelled: {exc}", file=sys.stderr)
+        return CANCELLED_EXIT
     print(out)
     return 0
 

@@ -27,6 +27,40 @@ from training.records import SCHEMA_VERSION
 
 Callback = Callable[[int, int, dict[str, float]], None]
 
+
+class StageCancelled(Exception):
+    """A stop was asked for (SIGTERM under `--events`); raised at the next step boundary."""
+
+
+class _Events:
+    """`python -m training --events`: every RunLog also prints one JSON line per step on
+    stdout, and SIGTERM stops the stage at its next step (the output directory is not
+    written). This is how the app's workers watch and cancel a stage they run as a child."""
+
+    enabled = False
+    stop_requested = False
+
+    @classmethod
+    def enable(cls) -> None:
+        import signal
+
+        cls.enabled = True
+        signal.signal(signal.SIGTERM, cls._on_sigterm)
+
+    @classmethod
+    def _on_sigterm(cls, signum: int, frame: Any) -> None:
+        cls.stop_requested = True
+
+    @staticmethod
+    def emit(step: int, total: int, metrics: dict[str, Any]) -> None:
+        line = {"event": "step", "step": step, "total": total, "metrics": metrics}
+        print(json.dumps(line, default=str), flush=True)
+
+
+def stream_events() -> None:
+    """Turn on the JSON step events on stdout and the SIGTERM step-boundary stop."""
+    _Events.enable()
+
 MANIFEST = "manifest.json"
 METRICS = "metrics.jsonl"
 
@@ -138,6 +172,10 @@ class RunLog:
         self._bar.set_postfix(dict(list(shown.items())[:4]))
         if self.callback and self.enabled:
             self.callback(step, self.total, dict(row))
+        if _Events.enabled and self.enabled:
+            _Events.emit(step, self.total, row)
+        if _Events.stop_requested:
+            raise StageCancelled(f"stopped at step {step} of {self.total}")
 
     def finish_into(self, directory: Path) -> None:
         """Close the bar and move metrics.jsonl into `directory`."""

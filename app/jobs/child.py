@@ -1,0 +1,108 @@
+"""Training stages run as child processes of the worker: `python -m training --events …`.
+
+Why a child and not the worker itself: CUDA memory and crashes stay inside the child (a
+segfault or OOM fails the job, not the worker), a cancel is a signal, and the same command
+runs under `accelerate launch` for more than one GPU. The child prints one JSON line per step
+on stdout (`{"event": "step", …}`), which becomes the job's progress and metrics; every other
+line goes to the job's log tail. On SIGTERM the child stops at its next step boundary and
+leaves no output directory; if it has not exited after the grace period it is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+from app.jobs.kinds import JobCancelled, JobFailed
+
+if TYPE_CHECKING:
+    from app.jobs.kinds import JobContext
+
+CANCELLED_EXIT = 3  # training/__main__.py's exit status for a stage stopped by SIGTERM
+# Stored under TRL's names where TRL has one, so charts and tools read familiar keys.
+TRL_KEYS = {
+    "rm_score": "objective/scores", "kl": "objective/kl", "entropy": "objective/entropy",
+    "objective": "objective/rlhf_reward", "beta": "objective/kl_coef",
+    "pg_loss": "ppo/loss/policy", "value_loss": "ppo/loss/value",
+    "clip_frac": "ppo/policy/clipfrac", "ptx_loss": "ppo/loss/ptx",
+    "response_len": "ppo/response_length", "heldout_lm_loss": "val/heldout_lm_loss",
+    "val_loss": "val/loss", "val_accuracy": "val/accuracy", "val_reward": "val/reward",
+}
+
+
+def trl_names(metrics: dict[str, object]) -> dict[str, object]:
+    """The metrics with training's short names replaced by TRL's."""
+    return {TRL_KEYS.get(k, k): v for k, v in metrics.items()}
+
+
+def command(argv: list[str], processes: int = 1) -> list[str]:
+    """The command line of one stage: plain Python, or accelerate for several processes."""
+    if processes > 1:
+        return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes",
+                str(processes), "-m", "training", "--events", *argv]
+    return [sys.executable, "-m", "training", "--events", *argv]
+
+
+def _read(ctx: JobContext, stream: object, tail: deque[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        line = line.rstrip("\n")
+        if line.startswith('{"event"'):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = None
+            if event and event.get("event") == "step":
+                total = max(int(event.get("total") or 0), 1)
+                ctx.progress(min(1.0, int(event["step"]) / total))
+                ctx.metric(int(event["step"]), trl_names(event.get("metrics") or {}))
+                continue
+        if line.strip():
+            tail.append(line)
+            ctx.log(line)
+
+
+def run_child(ctx: JobContext, argv: list[str], *, processes: int = 1) -> None:
+    """Run the stage; raise JobCancelled or JobFailed (with the last lines of its output)."""
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.Popen(
+        command(argv, processes), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env, start_new_session=True,  # its own process group: a signal reaches all of it
+    )
+    tail: deque[str] = deque(maxlen=20)
+    reader = threading.Thread(target=_read, args=(ctx, proc.stdout, tail), daemon=True)
+    reader.start()
+    signalled = False
+    while True:
+        try:
+            code = proc.wait(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if ctx.cancelled() and not signalled:
+            signalled = True
+            _signal(proc, signal.SIGTERM)
+            try:
+                code = proc.wait(timeout=ctx.child_timeout_s)
+                break
+            except subprocess.TimeoutExpired:
+                _signal(proc, signal.SIGKILL)
+    reader.join(timeout=5)
+    if signalled or code == CANCELLED_EXIT:
+        raise JobCancelled("cancelled at a step boundary")
+    if code != 0:
+        last = "\n".join(list(tail)[-8:])
+        raise JobFailed(f"the {argv[0]} stage exited with status {code}:\n{last}")
+
+
+def _signal(proc: subprocess.Popen[str], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass

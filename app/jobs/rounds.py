@@ -1,0 +1,222 @@
+"""Rounds: one run of the pipeline as a line of jobs, each started when the one before it
+succeeded; a failed or cancelled stage stops the round, and a retry picks it up again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from app.auth.models import User
+from app.config import get_settings
+from app.db import utcnow
+from app.jobs import service as jobs
+from app.jobs.errors import JobError
+from app.jobs.models import Job, JobState, Round, RoundState
+from app.jobs.stage_config import STAGES, validate_config
+from app.labeling.models import Demonstration, Ranking
+from app.prompts.models import Prompt, Split
+
+BUSY = "A round is already running (round {id}); wait for it or cancel it first."
+
+
+def plan(stages: list[str], promote: bool, generate: dict[str, Any] | None) -> list[str]:
+    """The job kinds of a round, in order."""
+    kinds = ["export", *stages]
+    if promote:
+        kinds.append("promote")
+        if generate is not None:
+            kinds.append("generate")
+    return kinds
+
+
+def live_round(*, db: Session) -> Round | None:
+    """The exclusive round that is queued or running, if any."""
+    stmt = select(Round).where(Round.exclusive, Round.state.in_([RoundState.queued,
+                                                                  RoundState.running]))
+    return db.scalars(stmt).first()
+
+
+def watermark(*, db: Session) -> dict[str, int]:
+    """The newest ranking and demonstration ids: what a round starting now can see."""
+    return {"ranking_id": db.scalar(select(func.max(Ranking.id))) or 0,
+            "demonstration_id": db.scalar(select(func.max(Demonstration.id))) or 0}
+
+
+def check_data(*, db: Session, stages: list[str]) -> None:
+    """Refuse a round that has too little feedback to train its stages (422, with counts)."""
+    settings = get_settings()
+    on_train = Prompt.split == Split.train
+    if "sft" in stages:
+        n = db.scalar(select(func.count()).select_from(Demonstration)
+                      .join(Prompt, Prompt.id == Demonstration.prompt_id).where(on_train)) or 0
+        if n < settings.round_min_demonstrations:
+            raise JobError(f"SFT needs at least {settings.round_min_demonstrations} "
+                           f"demonstrations on train-split prompts; there are {n}.", 422)
+    if "rm" in stages:
+        n = db.scalar(select(func.count()).select_from(Ranking)
+                      .join(Prompt, Prompt.id == Ranking.prompt_id).where(on_train)) or 0
+        if n < settings.round_min_rankings:
+            raise JobError(f"The reward model needs at least {settings.round_min_rankings} "
+                           f"rankings on train-split prompts; there are {n}.", 422)
+    if "ppo" in stages:
+        n = db.scalar(select(func.count()).select_from(Prompt).where(on_train)) or 0
+        if n == 0:
+            raise JobError("PPO needs train-split prompts to roll out on; there are none.", 422)
+
+
+def create_round(*, db: Session, user: User | None, stages: list[str] | None = None,
+                 config: dict[str, dict[str, Any]] | None = None, promote: bool = False,
+                 generate: dict[str, Any] | None = None, exclusive: bool = True,
+                 trigger: str = "manual", schedule_id: int | None = None) -> Round:
+    """Validate and record a round with all its jobs queued; `dispatch` starts the first."""
+    stages = list(stages or STAGES)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise JobError(f"Unknown stage(s) {', '.join(unknown) or '(none)'}; a round runs "
+                       f"some of: {', '.join(STAGES)}.", 422)
+    stages = [s for s in STAGES if s in stages]  # always in pipeline order
+    config = validate_config(config or {}, stages)
+    if generate is not None:
+        from app.registry.generation import validate_generate
+
+        generate = validate_generate(generate)
+    if exclusive and (busy := live_round(db=db)) is not None:
+        raise JobError(BUSY.format(id=busy.id), 409)
+    check_data(db=db, stages=stages)
+    rnd = Round(state=RoundState.queued, stages=stages, config=config, promote=promote,
+                generate=generate, exclusive=exclusive, trigger=trigger,
+                schedule_id=schedule_id, watermark=watermark(db=db),
+                created_by_id=user.id if user else None)
+    try:
+        with db.begin_nested():
+            db.add(rnd)
+            db.flush()
+    except IntegrityError:  # another round became live between the check and the insert
+        busy = live_round(db=db)
+        raise JobError(BUSY.format(id=busy.id if busy else "?"), 409) from None
+    for position, kind in enumerate(plan(stages, promote, generate)):
+        jobs.submit(db=db, kind=kind, config=_job_config(kind, rnd), user=user,
+                    round_id=rnd.id, position=position)
+    return rnd
+
+
+def _job_config(kind: str, rnd: Round) -> dict[str, Any]:
+    if kind == "export":
+        return {"stages": rnd.stages, "max_ids": rnd.watermark}
+    if kind == "generate":
+        return dict(rnd.generate or {})
+    return dict(rnd.config.get(kind, {}))
+
+
+def get_round(*, db: Session, round_id: int) -> Round:
+    """One round, or a 404 JobError."""
+    rnd = db.get(Round, round_id)
+    if rnd is None:
+        raise JobError(f"There is no round {round_id}.", 404)
+    return rnd
+
+
+def list_rounds(*, db: Session, limit: int = 50) -> list[Round]:
+    """Rounds, newest first."""
+    return list(db.scalars(select(Round).order_by(Round.id.desc()).limit(limit)))
+
+
+def round_jobs(*, db: Session, round_id: int) -> list[Job]:
+    """A round's jobs in pipeline order, every attempt."""
+    stmt = select(Job).where(Job.round_id == round_id).order_by(Job.position, Job.id)
+    return list(db.scalars(stmt))
+
+
+def current_jobs(*, db: Session, round_id: int) -> list[Job]:
+    """The newest attempt at each position of the round."""
+    newest: dict[int, Job] = {}
+    for job in round_jobs(db=db, round_id=round_id):
+        newest[job.position] = job
+    return [newest[p] for p in sorted(newest)]
+
+
+def settle(*, db: Session, round_id: int) -> list[int]:
+    """Bring the round's state in line with its jobs after one ended; return job ids to send.
+
+    The next stage is sent when the last one succeeded; after a failure or a cancel the
+    stages still queued are cancelled ("skipped") and the round ends in that state.
+    """
+    rnd = db.scalars(select(Round).where(Round.id == round_id).with_for_update()).first()
+    if rnd is None:
+        return []
+    current = current_jobs(db=db, round_id=round_id)
+    states = [j.state for j in current]
+    now = utcnow()
+    stopped = next((j for j in current if j.state in (JobState.failed, JobState.cancelled)),
+                   None)
+    if stopped is not None:
+        for job in current:
+            if job.state == JobState.queued and job.position > stopped.position:
+                job.state, job.finished_at, job.retryable = JobState.cancelled, now, True
+                job.error = f"skipped: the {stopped.kind} stage {stopped.state}"
+        if not any(s in (JobState.running, JobState.cancelling) for s in states):
+            rnd.state = (RoundState.failed if stopped.state == JobState.failed
+                         else RoundState.cancelled)
+            rnd.error = f"{stopped.kind} (job {stopped.id}) {stopped.state}: {stopped.error or ''}"
+            rnd.finished_at = now
+        db.flush()
+        return []
+    if all(s == JobState.succeeded for s in states):
+        rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, now, None
+        db.flush()
+        return []
+    if any(s in (JobState.running, JobState.cancelling) for s in states):
+        rnd.state = RoundState.running
+        rnd.started_at = rnd.started_at or now
+        db.flush()
+        return []
+    db.flush()
+    return [j.id for j in current if j.state == JobState.queued][:1]
+
+
+def cancel_round(*, db: Session, round_id: int) -> Round:
+    """Cancel every live job of the round (running ones stop at their next step)."""
+    rnd = get_round(db=db, round_id=round_id)
+    live = [j for j in current_jobs(db=db, round_id=round_id)
+            if j.state in (JobState.queued, JobState.running)]
+    if not live:
+        raise JobError(f"Round {round_id} has {rnd.state}; there is nothing to cancel.", 409)
+    for job in live:
+        jobs.request_cancel(db=db, job_id=job.id)
+    settle(db=db, round_id=round_id)
+    return rnd
+
+
+def retry_job(*, db: Session, job_id: int, user: User | None) -> Job:
+    """A new attempt of a failed or cancelled job; in a round, of the stages it stopped too."""
+    job = jobs.get_job(db=db, job_id=job_id, lock=True)
+    if job.round_id is None:
+        return jobs.new_attempt(db=db, job=job, user=user)
+    rnd = db.scalars(select(Round).where(Round.id == job.round_id).with_for_update()).one()
+    current = {j.position: j for j in current_jobs(db=db, round_id=rnd.id)}
+    if current.get(job.position) is not job:
+        raise JobError(f"Job {job.id} was already retried; retry its newest attempt.", 409)
+    if rnd.exclusive and rnd.state not in (RoundState.queued, RoundState.running):
+        busy = live_round(db=db)
+        if busy is not None and busy.id != rnd.id:
+            raise JobError(BUSY.format(id=busy.id), 409)
+    first = jobs.new_attempt(db=db, job=job, user=user)
+    for position, later in sorted(current.items()):
+        if position > job.position and later.state in (JobState.cancelled, JobState.failed):
+            jobs.new_attempt(db=db, job=later, user=user)
+    rnd.state, rnd.finished_at, rnd.error = RoundState.running, None, None
+    try:
+        with db.begin_nested():
+            db.flush()
+    except IntegrityError:
+        raise JobError("Another round is running; wait for it or cancel it first.", 409) from None
+    return first
+
+
+def has_retry(job: Job) -> Any:
+    """SQL: this job has a newer attempt."""
+    retry = aliased(Job)
+    return exists().where(retry.retry_of_id == job.id)

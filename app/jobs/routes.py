@@ -1,0 +1,177 @@
+"""Rounds, jobs, metrics and the schedule: the pages and the JSON API (researchers, admins)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query
+
+from app.auth.deps import STAFF, Staff
+from app.db import DbSession
+from app.jobs import pages, rounds, schedule
+from app.jobs import service as jobs
+from app.jobs.errors import JobError
+from app.jobs.schemas import (
+    JobBrief,
+    JobLog,
+    JobRead,
+    MetricsRead,
+    RoundCreate,
+    RoundCreated,
+    RoundRead,
+    ScheduleRead,
+    ScheduleWrite,
+)
+from app.templating import add_nav
+
+router = APIRouter()
+add_nav("Jobs", "/jobs", STAFF, "Training rounds and jobs: trigger, watch, cancel, retry.")
+
+JobId = Annotated[int, Query(ge=1, lt=2**31)]
+
+
+def _http(exc: JobError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+def _send(job_ids: list[int]) -> None:
+    # Runs after the response, so after the commit that made the rows visible to workers.
+    jobs.dispatch(job_ids)
+
+
+def _round_read(db: DbSession, rnd: object) -> RoundRead:
+    out = RoundRead.model_validate(rnd)
+    out.jobs = [JobRead.model_validate(j) for j in rounds.round_jobs(db=db, round_id=out.id)]
+    return out
+
+
+@router.post("/api/v1/rounds", response_model=RoundCreated, status_code=202,
+             responses={409: {"description": "a round is running"},
+                        422: {"description": "too little data or a bad config"},
+                        503: {"description": "the job broker is down"}})
+def create_round(db: DbSession, user: Staff, body: RoundCreate,
+                 background: BackgroundTasks) -> RoundCreated:
+    """Start a round: export → the stages → (promote → generate); 202 with its jobs."""
+    try:
+        jobs.require_broker()
+        rnd = rounds.create_round(db=db, user=user, stages=body.stages, config=body.config,
+                                  promote=body.promote, generate=body.generate,
+                                  exclusive=body.exclusive)
+    except JobError as exc:
+        raise _http(exc) from exc
+    created = rounds.current_jobs(db=db, round_id=rnd.id)
+    background.add_task(_send, [created[0].id])
+    return RoundCreated(round_id=rnd.id, jobs=[JobBrief.model_validate(j) for j in created])
+
+
+@router.get("/api/v1/rounds", response_model=list[RoundRead])
+def list_rounds(db: DbSession, _: Staff) -> list[RoundRead]:
+    """Rounds, newest first, each with its jobs."""
+    return [_round_read(db, r) for r in rounds.list_rounds(db=db)]
+
+
+@router.get("/api/v1/rounds/{round_id}", response_model=RoundRead)
+def get_round(db: DbSession, _: Staff, round_id: int) -> RoundRead:
+    """One round with every attempt of its jobs."""
+    try:
+        return _round_read(db, rounds.get_round(db=db, round_id=round_id))
+    except JobError as exc:
+        raise _http(exc) from exc
+
+
+@router.post("/api/v1/rounds/{round_id}/cancel", response_model=RoundRead)
+def cancel_round(db: DbSession, _: Staff, round_id: int) -> RoundRead:
+    """Cancel the round's live jobs (running ones stop at their next step)."""
+    try:
+        return _round_read(db, rounds.cancel_round(db=db, round_id=round_id))
+    except JobError as exc:
+        raise _http(exc) from exc
+
+
+@router.get("/api/v1/jobs", response_model=list[JobRead])
+def list_jobs(db: DbSession, _: Staff, round_id: int | None = Query(None, ge=1, lt=2**31),
+              state: str | None = Query(None, pattern="^(queued|running|succeeded|failed|"
+                                                      "cancelling|cancelled)$"),
+              limit: int = Query(200, ge=1, le=1000)) -> list[JobRead]:
+    """Jobs, newest first."""
+    found = jobs.list_jobs(db=db, round_id=round_id, state=state, limit=limit)
+    return [JobRead.model_validate(j) for j in found]
+
+
+@router.get("/api/v1/jobs/{job_id}", response_model=JobRead)
+def get_job(db: DbSession, _: Staff, job_id: int) -> JobRead:
+    """One job: state, progress, config, inputs and outputs."""
+    try:
+        return JobRead.model_validate(jobs.get_job(db=db, job_id=job_id))
+    except JobError as exc:
+        raise _http(exc) from exc
+
+
+@router.get("/api/v1/jobs/{job_id}/log", response_model=JobLog)
+def job_log(db: DbSession, _: Staff, job_id: int) -> JobLog:
+    """The last lines the job printed."""
+    try:
+        job = jobs.get_job(db=db, job_id=job_id)
+    except JobError as exc:
+        raise _http(exc) from exc
+    return JobLog(id=job.id, state=job.state, log_tail=job.log_tail)
+
+
+@router.get("/api/v1/jobs/{job_id}/metrics", response_model=MetricsRead)
+def job_metrics(db: DbSession, _: Staff, job_id: int,
+                keys: str | None = Query(None, max_length=2000,
+                                         description="comma-separated metric names"),
+                max_points: int = Query(1000, ge=2, le=10_000)) -> MetricsRead:
+    """Each metric's [[step, value], …], downsampled on the server to max_points."""
+    wanted = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
+    try:
+        return MetricsRead(series=jobs.metric_series(db=db, job_id=job_id, keys=wanted,
+                                                     max_points=max_points))
+    except JobError as exc:
+        raise _http(exc) from exc
+
+
+@router.post("/api/v1/jobs/{job_id}/cancel", response_model=JobRead)
+def cancel_job(db: DbSession, _: Staff, job_id: int) -> JobRead:
+    """Cancel: a queued job at once, a running one at its next step (state cancelling)."""
+    try:
+        job = jobs.request_cancel(db=db, job_id=job_id)
+        if job.round_id is not None:
+            rounds.settle(db=db, round_id=job.round_id)
+    except JobError as exc:
+        raise _http(exc) from exc
+    return JobRead.model_validate(job)
+
+
+@router.post("/api/v1/jobs/{job_id}/retry", response_model=JobRead, status_code=202)
+def retry_job(db: DbSession, user: Staff, job_id: int,
+              background: BackgroundTasks) -> JobRead:
+    """A new attempt of a failed or cancelled job (and of the round stages it stopped)."""
+    try:
+        jobs.require_broker()
+        job = rounds.retry_job(db=db, job_id=job_id, user=user)
+    except JobError as exc:
+        raise _http(exc) from exc
+    background.add_task(_send, [job.id])
+    return JobRead.model_validate(job)
+
+
+@router.get("/api/v1/schedule", response_model=ScheduleRead)
+def get_schedule(db: DbSession, _: Staff) -> ScheduleRead:
+    """When rounds start by themselves, and the feedback gathered since the last one."""
+    out = ScheduleRead.model_validate(schedule.get_schedule(db=db))
+    out.new_feedback = schedule.new_feedback(db=db)
+    return out
+
+
+@router.put("/api/v1/schedule", response_model=ScheduleRead)
+def put_schedule(db: DbSession, user: Staff, body: ScheduleWrite) -> ScheduleRead:
+    """Set the schedule (422 for one that makes no sense)."""
+    try:
+        row = schedule.update_schedule(db=db, user=user, **body.model_dump())
+    except JobError as exc:
+        raise _http(exc) from exc
+    out = ScheduleRead.model_validate(row)
+    out.new_feedback = schedule.new_feedback(db=db)
+    return out
+
+
+router.include_router(pages.router)

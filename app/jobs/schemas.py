@@ -1,0 +1,116 @@
+"""Pydantic I/O of rounds, jobs, metrics and the schedule."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GenerateSpec(BaseModel):
+    """What a promoted policy generates: K candidates for up to n_prompts prompts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    k: int = Field(default=4, ge=4, le=9)
+    n_prompts: int = Field(default=50, ge=1, le=100_000)
+    overlap: int = Field(default=1, ge=1, le=20)
+
+
+class RoundCreate(BaseModel):
+    """POST /api/v1/rounds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stages: list[str] | None = Field(default=None, description="some of sft, rm, ppo (in order)")
+    config: dict[str, dict[str, Any]] | None = Field(
+        default=None, description="{stage: {field: value}}; fields of python -m training STAGE")
+    promote: bool = False
+    generate: dict[str, Any] | None = Field(
+        default=None, description="after promotion: {k, n_prompts, overlap, priority, mix, …}")
+    exclusive: bool = Field(default=True, description="refuse while another round runs")
+
+
+class JobBrief(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    state: str
+
+
+class RoundCreated(BaseModel):
+    round_id: int
+    jobs: list[JobBrief]
+
+
+class JobRead(BaseModel):
+    """A job as GET /api/v1/jobs/{id} returns it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    state: str
+    progress: float
+    round_id: int | None
+    attempt: int
+    retry_of: int | None = Field(validation_alias="retry_of_id")
+    retryable: bool
+    error: str | None
+    config: dict[str, Any]
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    queue: str
+    worker: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RoundRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    state: str
+    stages: list[str]
+    config: dict[str, Any]
+    promote: bool
+    generate: dict[str, Any] | None
+    trigger: str
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    jobs: list[JobRead] = []
+
+
+class MetricsRead(BaseModel):
+    series: dict[str, list[list[float]]]
+
+
+class JobLog(BaseModel):
+    id: int
+    state: str
+    log_tail: str
+
+
+class ScheduleWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    every_hours: float | None = None
+    min_new_comparisons: int | None = None
+    min_new_demonstrations: int | None = None
+    stages: list[str] | None = None
+    config: dict[str, dict[str, Any]] | None = None
+    promote: bool = False
+    generate: dict[str, Any] | None = None
+
+
+class ScheduleRead(ScheduleWrite):
+    model_config = ConfigDict(from_attributes=True, extra="ignore")
+
+    last_fired_at: datetime | None
+    updated_at: datetime
+    new_feedback: dict[str, int] = {}

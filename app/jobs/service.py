@@ -1,0 +1,272 @@
+"""Jobs: create, send, claim, heartbeat, finish, cancel, retry, reap; and their metrics.
+
+The row is the truth. The broker's message only says "look at job N": a worker claims the
+job by moving it from queued to running under a row lock (a second delivery finds it
+running and does nothing), proves it is alive with a heartbeat, and ends it. A job whose
+heartbeat stops is failed by the reaper and can be retried; a queued job whose message
+was lost is sent again by the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from app.auth.models import User
+from app.config import get_settings
+from app.db import utcnow
+from app.jobs.errors import JobError
+from app.jobs.kinds import KINDS
+from app.jobs.models import ENDED_STATES, LIVE_STATES, Job, JobMetric, JobState
+
+log = logging.getLogger(__name__)
+LOG_TAIL_CHARS = 20_000
+MAX_POINTS = 1000
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_id() -> str:
+    """This process's name in a job's `worker` column (host:pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def get_job(*, db: Session, job_id: int, lock: bool = False) -> Job:
+    """One job, or a 404 JobError."""
+    stmt = select(Job).where(Job.id == job_id)
+    job = db.scalars(stmt.with_for_update() if lock else stmt).first()
+    if job is None:
+        raise JobError(f"There is no job {job_id}.", 404)
+    return job
+
+
+def list_jobs(*, db: Session, round_id: int | None = None, state: str | None = None,
+              limit: int = 200) -> list[Job]:
+    """Jobs, newest first, optionally of one round or in one state."""
+    stmt = select(Job).order_by(Job.id.desc()).limit(limit)
+    if round_id is not None:
+        stmt = stmt.where(Job.round_id == round_id)
+    if state is not None:
+        stmt = stmt.where(Job.state == state)
+    return list(db.scalars(stmt))
+
+
+def submit(*, db: Session, kind: str, config: dict[str, Any], user: User | None = None,
+           round_id: int | None = None, position: int = 0, attempt: int = 1,
+           retry_of_id: int | None = None) -> Job:
+    """Record a queued job; `dispatch` sends it once the transaction has committed."""
+    import app.jobs.stages  # noqa: F401 - registers the job kinds
+    if kind not in KINDS:
+        raise JobError(f"Unknown job kind {kind!r}; known: {', '.join(sorted(KINDS))}.", 422)
+    job = Job(kind=kind, config=config, round_id=round_id, position=position,
+              queue=KINDS[kind].queue, state=JobState.queued, progress=0.0, inputs={},
+              outputs={}, attempt=attempt, retry_of_id=retry_of_id, retryable=False,
+              cancel_requested=False, log_tail="",
+              created_by_id=user.id if user else None)
+    db.add(job)
+    db.flush()
+    return job
+
+
+def dispatch(job_ids: Sequence[int]) -> list[int]:
+    """Send the jobs' messages (after their commit); returns the ids sent.
+
+    A send that fails (broker down) is logged and left to the sweep, which sends every
+    queued job that has no recorded send, so nothing stays queued forever.
+    """
+    from app.db import session_scope
+    from app.jobs.tasks import run_job
+
+    sent = []
+    for job_id in job_ids:
+        with session_scope() as db:
+            job = db.get(Job, job_id)
+            if job is None or job.state != JobState.queued or not _ready(db, job):
+                continue
+            try:
+                run_job.apply_async(args=[job_id], queue=job.queue, retry=False)
+            except Exception as exc:  # noqa: BLE001 - the sweep sends it again
+                log.warning("could not send job %s: %s", job_id, exc)
+                continue
+            job.enqueued_at = utcnow()
+            sent.append(job_id)
+    return sent
+
+
+def _ready(db: Session, job: Job) -> bool:
+    """True when every earlier stage of the job's round has succeeded (or it has none)."""
+    if job.round_id is None:
+        return True
+    return not db.scalar(select(exists().where(*_blocking(job))))
+
+
+def _blocking(job: Job) -> list[Any]:
+    retry = aliased(Job)
+    return [Job.round_id == job.round_id, Job.position < job.position,
+            Job.state != JobState.succeeded,
+            ~exists().where(retry.retry_of_id == Job.id)]
+
+
+def claim(*, db: Session, job_id: int, worker: str) -> Job | None:
+    """Move a queued, ready job to running for this worker; None if there is nothing to do."""
+    job = db.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+    if job is None or job.state != JobState.queued or not _ready(db, job):
+        return None
+    now = utcnow()
+    job.state, job.worker, job.heartbeat_at = JobState.running, worker, now
+    job.started_at, job.progress, job.error = now, 0.0, None
+    db.flush()
+    return job
+
+
+def heartbeat(*, db: Session, job_id: int, worker: str, progress: float | None,
+              metrics: list[tuple[int, dict[str, float]]], lines: list[str]) -> bool:
+    """Store what the job reported and prove it alive; False: stop (cancel or lease lost)."""
+    job = db.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+    if job is None or job.worker != worker or job.state not in (JobState.running,
+                                                                 JobState.cancelling):
+        return False
+    job.heartbeat_at = utcnow()
+    if progress is not None:
+        job.progress = progress
+    if lines:
+        job.log_tail = ((job.log_tail or "") + "\n".join(lines) + "\n")[-LOG_TAIL_CHARS:]
+    if metrics:
+        db.add_all(JobMetric(job_id=job_id, step=s, values=v) for s, v in metrics)
+    db.flush()
+    return not job.cancel_requested
+
+
+def finish(*, db: Session, job_id: int, worker: str, outputs: dict[str, Any]) -> bool:
+    """Mark the job succeeded and run its kind's on_success in the same transaction.
+
+    False when the job is no longer this worker's (the reaper failed it): then nothing is
+    recorded and the caller discards what it produced.
+    """
+    job = db.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+    if job is None or job.worker != worker or job.state not in (JobState.running,
+                                                                 JobState.cancelling):
+        return False
+    job.state, job.outputs, job.progress = JobState.succeeded, dict(outputs), 1.0
+    job.finished_at, job.retryable = utcnow(), False
+    on_success = KINDS[job.kind].on_success
+    if on_success is not None:
+        on_success(db, job, outputs)
+    db.flush()
+    return True
+
+
+def end(*, db: Session, job_id: int, worker: str | None, state: JobState, error: str) -> bool:
+    """Mark the job failed (retryable) or cancelled; False if it was not ours to end."""
+    job = db.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+    if job is None or job.state in ENDED_STATES:
+        return False
+    if worker is not None and job.worker != worker:
+        return False
+    job.state, job.error, job.finished_at = state, error[:4000], utcnow()
+    job.retryable = state in (JobState.failed, JobState.cancelled)
+    db.flush()
+    return True
+
+
+def request_cancel(*, db: Session, job_id: int) -> Job:
+    """Cancel a queued job now, or ask a running one to stop at its next step."""
+    job = get_job(db=db, job_id=job_id, lock=True)
+    if job.state == JobState.queued:
+        job.state, job.finished_at, job.retryable = JobState.cancelled, utcnow(), True
+        job.error = "cancelled before it started"
+    elif job.state == JobState.running:
+        job.state, job.cancel_requested = JobState.cancelling, True
+    elif job.state != JobState.cancelling:
+        raise JobError(f"Job {job_id} has already {job.state}; there is nothing to cancel.", 409)
+    db.flush()
+    return job
+
+
+def new_attempt(*, db: Session, job: Job, user: User | None) -> Job:
+    """A fresh queued copy of a failed or cancelled job, linked to it."""
+    if job.state not in (JobState.failed, JobState.cancelled):
+        raise JobError(f"Job {job.id} {job.state}: only a failed or cancelled job can be "
+                       "retried.", 409)
+    if db.scalar(select(exists().where(Job.retry_of_id == job.id))):
+        raise JobError(f"Job {job.id} was already retried; retry its newest attempt.", 409)
+    return submit(db=db, kind=job.kind, config=dict(job.config), user=user,
+                  round_id=job.round_id, position=job.position, attempt=job.attempt + 1,
+                  retry_of_id=job.id)
+
+
+def stale(*, db: Session) -> list[Job]:
+    """Running or cancelling jobs whose heartbeat is older than the lease."""
+    cutoff = utcnow() - timedelta(seconds=get_settings().job_lease_s)
+    stmt = select(Job).where(Job.state.in_([JobState.running, JobState.cancelling]),
+                             Job.heartbeat_at < cutoff).with_for_update(skip_locked=True)
+    return list(db.scalars(stmt))
+
+
+def unsent(*, db: Session) -> list[int]:
+    """Queued jobs never sent, or sent so long ago that the message was surely lost."""
+    cutoff = utcnow() - timedelta(seconds=get_settings().job_resend_after_s)
+    stmt = select(Job.id).where(Job.state == JobState.queued,
+                                (Job.enqueued_at.is_(None)) | (Job.enqueued_at < cutoff))
+    return list(db.scalars(stmt.order_by(Job.id)))
+
+
+def live_count(*, db: Session) -> int:
+    """Jobs queued, running or cancelling."""
+    return db.scalar(select(func.count()).where(Job.state.in_(LIVE_STATES))) or 0
+
+
+def metric_series(*, db: Session, job_id: int, keys: Sequence[str] | None = None,
+                  max_points: int = MAX_POINTS) -> dict[str, list[list[float]]]:
+    """Each key's [[step, value], …], downsampled to at most max_points by bucket means."""
+    get_job(db=db, job_id=job_id)
+    rows = db.execute(select(JobMetric.step, JobMetric.values)
+                      .where(JobMetric.job_id == job_id).order_by(JobMetric.id)).all()
+    wanted = set(keys) if keys else None
+    series: dict[str, list[list[float]]] = {}
+    for step, values in rows:
+        for key, value in values.items():
+            if wanted is None or key in wanted:
+                series.setdefault(key, []).append([step, value])
+    return {k: downsample(v, max(2, max_points)) for k, v in series.items()}
+
+
+def downsample(points: list[list[float]], max_points: int) -> list[list[float]]:
+    """Mean of each of max_points equal runs of points (the last point is kept as is)."""
+    n = len(points)
+    if n <= max_points:
+        return points
+    out = []
+    for b in range(max_points - 1):
+        lo, hi = b * (n - 1) // (max_points - 1), (b + 1) * (n - 1) // (max_points - 1)
+        chunk = points[lo:max(hi, lo + 1)]
+        out.append([chunk[-1][0], sum(p[1] for p in chunk) / len(chunk)])
+    out.append(points[-1])
+    return out
+
+
+def broker_available() -> bool:
+    """Whether jobs can be sent now (Redis answers a ping within a second; the embedded
+    transport is a folder and always can)."""
+    url = get_settings().redis_url
+    if not url:
+        return True
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def require_broker() -> None:
+    """503 when the broker is down: nothing is created that could not be started."""
+    if not broker_available():
+        raise JobError("The job broker (Redis) cannot be reached, so no job can start now; "
+                       "labeling keeps working. Try again once it is back.", 503)

@@ -1,0 +1,136 @@
+"""Model versions, aliases and candidate generation: pages and JSON API (researchers, admins)."""
+
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query
+from fastapi.responses import StreamingResponse
+
+from app.auth.deps import Staff
+from app.db import DbSession
+from app.jobs import service as jobs
+from app.jobs.errors import JobError
+from app.registry import generation, pages
+from app.registry import service as registry
+from app.registry.models import ModelVersion
+from app.registry.schemas import (
+    AliasEventRead,
+    GenerateRequest,
+    JobAccepted,
+    Lineage,
+    ModelRead,
+    RollbackRequest,
+)
+
+router = APIRouter()
+
+
+def _http(exc: JobError) -> HTTPException:
+    return HTTPException(exc.status, str(exc))
+
+
+def model_read(db: DbSession, version: ModelVersion,
+               aliases: dict[int, list[str]] | None = None) -> ModelRead:
+    """A version with its snapshots and aliases."""
+    out = ModelRead.model_validate(version)
+    out.snapshot_ids = registry.snapshot_ids(db=db, version_id=version.id)
+    out.aliases = (aliases if aliases is not None else registry.aliases(db=db)).get(version.id, [])
+    return out
+
+
+@router.get("/api/v1/models", response_model=list[ModelRead])
+def list_models(
+    db: DbSession, _: Staff, kind: str | None = Query(None, pattern="^(base|sft|rm|policy)$"),
+) -> list[ModelRead]:
+    """Model versions, newest first."""
+    names = registry.aliases(db=db)
+    return [model_read(db, v, names) for v in registry.list_versions(db=db, kind=kind)]
+
+
+@router.get("/api/v1/models/aliases/history", response_model=list[AliasEventRead])
+def alias_history(db: DbSession, _: Staff,
+                  alias: str | None = Query(None, max_length=60)) -> list[AliasEventRead]:
+    """Every move of the aliases: who, when, from → to."""
+    return [AliasEventRead.model_validate(e) for e in registry.history(db=db, alias=alias)]
+
+
+@router.post("/api/v1/models/rollback", response_model=ModelRead)
+def rollback(db: DbSession, user: Staff, body: RollbackRequest) -> ModelRead:
+    """Move `<kind>:active` back to the version it pointed at before its last move."""
+    try:
+        return model_read(db, registry.rollback(db=db, kind=body.kind, user_id=user.id))
+    except JobError as exc:
+        raise _http(exc) from exc
+
+
+@router.get("/api/v1/models/{model_id}", response_model=ModelRead)
+def get_model(db: DbSession, _: Staff, model_id: int) -> ModelRead:
+    """One version."""
+    try:
+        return model_read(db, registry.get_version(db=db, version_id=model_id))
+    except JobError as exc:
+        raise _http(exc) from exc
+
+
+@router.post("/api/v1/models/{model_id}/promote", response_model=ModelRead)
+def promote(db: DbSession, user: Staff, model_id: int) -> ModelRead:
+    """Move `<kind>:active` to this version."""
+    try:
+        return model_read(db, registry.promote(db=db, version_id=model_id, user_id=user.id))
+    except JobError as exc:
+        raise _http(exc) from exc
+
+
+@router.get("/api/v1/models/{model_id}/lineage", response_model=Lineage)
+def lineage(db: DbSession, _: Staff, model_id: int) -> Lineage:
+    """Ancestors back to the base model, and the versions built on this one."""
+    try:
+        found = registry.lineage(db=db, version_id=model_id)
+    except JobError as exc:
+        raise _http(exc) from exc
+    names = registry.aliases(db=db)
+    return Lineage(version=model_read(db, found["version"], names),
+                   ancestors=[model_read(db, v, names) for v in found["ancestors"]],
+                   children=[model_read(db, v, names) for v in found["children"]])
+
+
+@router.get("/api/v1/models/{model_id}/download", response_class=StreamingResponse)
+def download(db: DbSession, _: Staff, model_id: int) -> StreamingResponse:
+    """The model directory as a .tar.gz (for researchers to load elsewhere)."""
+    try:
+        version = registry.get_version(db=db, version_id=model_id)
+    except JobError as exc:
+        raise _http(exc) from exc
+    path = Path(version.path)
+    if not path.is_dir():
+        raise HTTPException(409, f"Version {model_id} has no directory on this server "
+                                 f"({version.path}).")
+    spool = tempfile.TemporaryFile()  # on disk: model directories are large
+    with tarfile.open(fileobj=spool, mode="w:gz") as tar:
+        tar.add(path, arcname=version.name)
+    spool.seek(0)
+
+    def chunks() -> Iterator[bytes]:
+        with spool:
+            yield from iter(lambda: spool.read(1 << 20), b"")
+
+    headers = {"Content-Disposition": f'attachment; filename="{version.name}.tar.gz"'}
+    return StreamingResponse(chunks(), media_type="application/gzip", headers=headers)
+
+
+@router.post("/api/v1/generate", response_model=JobAccepted, status_code=202)
+def generate(db: DbSession, user: Staff, body: GenerateRequest,
+             background: BackgroundTasks) -> JobAccepted:
+    """Sample fresh candidates and make rank tasks of them (a job; 202 with its id)."""
+    try:
+        jobs.require_broker()
+        job = generation.request(db=db, config=body.model_dump(exclude_none=True), user=user)
+    except JobError as exc:
+        raise _http(exc) from exc
+    background.add_task(jobs.dispatch, [job.id])
+    return JobAccepted(job_id=job.id)
+
+
+router.include_router(pages.router)

@@ -1,0 +1,220 @@
+"""The registry: immutable model versions, their lineage, and aliases that move.
+
+`register` runs inside the transaction that marks a training job succeeded, so a version
+exists if and only if its job succeeded and its directory was complete on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.db import utcnow
+from app.jobs.errors import JobError
+from app.registry.models import (
+    AliasEvent,
+    ModelAlias,
+    ModelKind,
+    ModelVersion,
+    ModelVersionSnapshot,
+)
+
+if TYPE_CHECKING:
+    from app.jobs.kinds import JobContext
+    from app.jobs.models import Job
+
+ALIAS_KINDS = ("sft", "rm", "policy")
+
+
+def get_version(*, db: Session, version_id: int) -> ModelVersion:
+    """One version, or a 404."""
+    version = db.get(ModelVersion, version_id)
+    if version is None:
+        raise JobError(f"There is no model version {version_id}.", 404)
+    return version
+
+
+def list_versions(*, db: Session, kind: str | None = None, limit: int = 500) -> list[ModelVersion]:
+    """Versions, newest first."""
+    if kind is not None and kind not in ModelKind.__members__:
+        raise JobError(f"Unknown model kind {kind!r}; kinds: base, sft, rm, policy.", 422)
+    stmt = select(ModelVersion).order_by(ModelVersion.id.desc()).limit(limit)
+    if kind is not None:
+        stmt = stmt.where(ModelVersion.kind == kind)
+    return list(db.scalars(stmt))
+
+
+def snapshot_ids(*, db: Session, version_id: int) -> list[int]:
+    """The snapshots a version was trained on."""
+    stmt = select(ModelVersionSnapshot.snapshot_id).where(
+        ModelVersionSnapshot.model_version_id == version_id)
+    return sorted(db.scalars(stmt))
+
+
+def aliases(*, db: Session) -> dict[int, list[str]]:
+    """Alias names by the version they point at."""
+    out: dict[int, list[str]] = {}
+    for row in db.scalars(select(ModelAlias).order_by(ModelAlias.name)):
+        out.setdefault(row.model_version_id, []).append(row.name)
+    return out
+
+
+def alias_target(*, db: Session, alias: str) -> ModelVersion | None:
+    """The version an alias points at, if it is set."""
+    row = db.get(ModelAlias, alias)
+    return db.get(ModelVersion, row.model_version_id) if row else None
+
+
+def move_alias(*, db: Session, alias: str, version: ModelVersion, user_id: int | None,
+               action: str) -> AliasEvent:
+    """Point the alias at the version and keep the move in the history."""
+    row = db.scalars(select(ModelAlias).where(ModelAlias.name == alias).with_for_update()).first()
+    before = row.model_version_id if row else None
+    if row is None:
+        row = ModelAlias(name=alias, model_version_id=version.id)
+        db.add(row)
+    row.model_version_id, row.updated_by_id, row.updated_at = version.id, user_id, utcnow()
+    event = AliasEvent(alias=alias, from_version_id=before, to_version_id=version.id,
+                       action=action, user_id=user_id)
+    db.add(event)
+    db.flush()
+    return event
+
+
+def promote(*, db: Session, version_id: int, user_id: int | None) -> ModelVersion:
+    """Move `<kind>:active` to this version (a base model has no alias to move)."""
+    version = get_version(db=db, version_id=version_id)
+    if version.kind not in ALIAS_KINDS:
+        raise JobError(f"Version {version_id} is a {version.kind} model; only sft, rm and "
+                       "policy versions are promoted.", 422)
+    current = alias_target(db=db, alias=f"{version.kind}:active")
+    if current is not None and current.id == version.id:
+        raise JobError(f"Version {version_id} is already {version.kind}:active.", 409)
+    move_alias(db=db, alias=f"{version.kind}:active", version=version, user_id=user_id,
+               action="promote")
+    return version
+
+
+def rollback(*, db: Session, kind: str, user_id: int | None) -> ModelVersion:
+    """Move `<kind>:active` back to where it pointed before its last move."""
+    if kind not in ALIAS_KINDS:
+        raise JobError(f"Unknown kind {kind!r}: roll back one of {', '.join(ALIAS_KINDS)}.", 422)
+    alias = f"{kind}:active"
+    last = db.scalars(select(AliasEvent).where(AliasEvent.alias == alias)
+                      .order_by(AliasEvent.id.desc()).limit(1)).first()
+    if last is None or last.from_version_id is None:
+        raise JobError(f"{alias} has no earlier version to roll back to.", 409)
+    version = get_version(db=db, version_id=last.from_version_id)
+    move_alias(db=db, alias=alias, version=version, user_id=user_id, action="rollback")
+    return version
+
+
+def history(*, db: Session, alias: str | None = None, limit: int = 200) -> list[AliasEvent]:
+    """Alias moves, newest first."""
+    stmt = select(AliasEvent).order_by(AliasEvent.id.desc()).limit(limit)
+    if alias:
+        stmt = stmt.where(AliasEvent.alias == alias)
+    return list(db.scalars(stmt))
+
+
+def lineage(*, db: Session, version_id: int) -> dict[str, Any]:
+    """The version's ancestors back to the base model, and the versions built on it."""
+    version = get_version(db=db, version_id=version_id)
+    chain: list[ModelVersion] = []
+    node: ModelVersion | None = version
+    while node is not None:
+        chain.append(node)
+        node = db.get(ModelVersion, node.parent_id) if node.parent_id else None
+    children = list(db.scalars(select(ModelVersion).where(ModelVersion.parent_id == version_id)))
+    return {"version": version, "ancestors": chain[1:], "children": children}
+
+
+def describe_dir(path: Path) -> dict[str, Any]:
+    """A finished model directory's checksum (over every file) and its manifest's metrics."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    manifest_path = path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    return {"path": str(path), "sha256": digest.hexdigest(),
+            "metrics": manifest.get("metrics", {}), "config": manifest.get("config", {})}
+
+
+def register(*, db: Session, kind: str, job: Job, outputs: dict[str, Any]) -> ModelVersion:
+    """Record the version a job produced, with its snapshots (in the job's transaction)."""
+    path = Path(outputs["path"])
+    if not (path / "manifest.json").is_file():
+        raise RuntimeError(f"{path} is not a finished model directory")
+    name = f"{kind}-r{job.round_id}" if job.round_id else f"{kind}-job{job.id}"
+    version = ModelVersion(kind=kind, name=name, parent_id=outputs.get("parent_id"),
+                           job_id=job.id, round_id=job.round_id, path=str(path),
+                           sha256=outputs.get("sha256"), config=outputs.get("config", {}),
+                           metrics=outputs.get("metrics", {}), created_by_id=job.created_by_id)
+    db.add(version)
+    db.flush()
+    db.add_all(ModelVersionSnapshot(model_version_id=version.id, snapshot_id=s)
+               for s in outputs.get("snapshot_ids", []))
+    db.flush()
+    return version
+
+
+def base_model_path() -> tuple[str, bool]:
+    """The configured base model (directory or hub id), and whether it is the tiny one."""
+    configured = get_settings().base_model
+    if configured:
+        return configured, False
+    return str((get_settings().models_dir / "base-tiny").resolve()), True
+
+
+def ensure_base(ctx: JobContext) -> dict[str, Any]:
+    """The base version, registered on first use (the tiny model is built then)."""
+    path, tiny = base_model_path()
+    with ctx.session() as db:
+        found = db.scalars(select(ModelVersion).where(ModelVersion.path == path)).first()
+        if found is not None:
+            return {"id": found.id, "path": found.path, "name": found.name}
+    if tiny and not (Path(path) / "config.json").exists():
+        ctx.log(f"building the tiny base model in {path}")
+        ctx.run_training(["tiny", "--out", path])
+    described = describe_dir(Path(path)) if Path(path).is_dir() else {"sha256": None,
+                                                                      "metrics": {}, "config": {}}
+    try:
+        with ctx.session() as db:
+            version = ModelVersion(kind="base", name="tiny" if tiny else path, path=path,
+                                   sha256=described["sha256"], config=described["config"],
+                                   metrics=described["metrics"])
+            db.add(version)
+            db.flush()
+            return {"id": version.id, "path": path, "name": version.name}
+    except IntegrityError:  # registered by another job meanwhile
+        with ctx.session() as db:
+            found = db.scalars(select(ModelVersion).where(ModelVersion.path == path)).one()
+            return {"id": found.id, "path": found.path, "name": found.name}
+
+
+def pretrain_corpus(ctx: JobContext) -> str | None:
+    """Pretraining text for PPO-ptx: RLHF_PRETRAIN_DATA, else the tiny model's own corpus."""
+    configured = get_settings().pretrain_data
+    if configured:
+        return configured
+    path, tiny = base_model_path()
+    if not tiny:
+        return None
+    corpus = Path(path).with_name("base-tiny-pretrain.jsonl")
+    if not corpus.exists():
+        from training.tiny import synthetic_corpus  # in the worker: torch is there
+
+        tmp = corpus.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in synthetic_corpus(512, 7)))
+        tmp.replace(corpus)
+    return str(corpus)

@@ -87,7 +87,7 @@ async def run_pool(pool: Pool, *, quiet: bool = False, revoke_tokens: bool = Tru
     try:
         loop.add_signal_handler(signal.SIGINT, pool.stop)
         loop.add_signal_handler(signal.SIGTERM, pool.stop)
-    except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
         pass
     pool.on_warning = lambda message: err.print(f"[yellow]warning:[/] {message}")
     s = pool.settings

@@ -2,7 +2,7 @@
 
 Built-in rules are simple enough for the tiny model to learn on CPU in minutes:
 
-- `letter:X`  more of the letter X (its share of the letters, saturating at 30 %);
+- `letter:X`  more of the letter X (its share of the letters, saturating at 50 %);
 - `word:W`    more occurrences of the word W (1 - 0.5 ** count);
 - `length:N`  closer to N words (1 - |n - N| / N, floored at 0);
 - `keyword`   contains the prompt's keyword (its longest word), the earlier the better.
@@ -80,7 +80,8 @@ def _sentence(rng: random.Random, n: int, pool: Sequence[str] = VOCABULARY) -> s
 
 
 class LetterRule:
-    """More of one letter: its share of the text's letters, saturating at 30 %."""
+    """More of one letter: its share of the text's letters, saturating at 50 % (far above
+    what people write, so a policy can keep improving on its demonstrations)."""
 
     def __init__(self, letter: str) -> None:
         if len(letter) != 1 or not letter.isalpha():
@@ -95,12 +96,12 @@ class LetterRule:
         for text in texts:
             letters = [c for c in text.lower() if c.isalpha()]
             share = letters.count(self.letter) / len(letters) if letters else 0.0
-            out.append(min(1.0, share / 0.3))
+            out.append(min(1.0, share / 0.5))
         return out
 
     def demonstrate(self, prompt: str, rng: random.Random, skill: float) -> str:
         pool = [w for w in VOCABULARY if w not in self.rich]
-        words = [rng.choice(self.rich) if rng.random() < 0.3 + 0.6 * skill else rng.choice(pool)
+        words = [rng.choice(self.rich) if rng.random() < 0.2 + 0.4 * skill else rng.choice(pool)
                  for _ in range(rng.randint(6, 12))]
         return " ".join(words) + "."
 

@@ -135,9 +135,9 @@ def demonstrate_answer(judge: Judge, task: dict[str, Any], profile: Profile,
     return {"text": judge.demonstrate(_prompt(task), rng, skill)}
 
 
-_TOPICS = ("a lighthouse", "the moon", "a garden", "rainy days", "a robot", "the river",
+TOPICS = ("a lighthouse", "the moon", "a garden", "rainy days", "a robot", "the river",
            "a birthday", "the city at night", "an old teacher", "a lost dog")
-_ASKS = ("Write a short poem about {}.", "Explain {} to a child.", "List three facts about {}.",
+ASKS = ("Write a short poem about {}.", "Explain {} to a child.", "List three facts about {}.",
          "Describe {} in one sentence.", "Tell a story about {}.")
 
 
@@ -146,11 +146,11 @@ def write_prompt_answer(task: dict[str, Any], profile: Profile, rng: random.Rand
     """A new prompt of the kind the task asks for; `serial` keeps it unique (the app
     refuses a duplicate prompt)."""
     kind = (task.get("params") or {}).get("prompt_kind", "plain")
-    text = f"{rng.choice(_ASKS).format(rng.choice(_TOPICS))} (#{serial})"
+    text = f"{rng.choice(ASKS).format(rng.choice(TOPICS))} (#{serial})"
     body: dict[str, Any] = {"text": text, "prompt_kind": kind}
     if kind == "few_shot":
         body["examples"] = [
             {"input": f"Describe {t}.", "output": f"{t.capitalize()} is lovely."}
-            for t in rng.sample(_TOPICS, 2)
+            for t in rng.sample(TOPICS, 2)
         ]
     return body

@@ -290,7 +290,7 @@ def loop_command(
     labelers: int = typer.Option(8, "--labelers", min=2, max=1000),
     judge: str = typer.Option("letter:e", "--judge", help=JUDGE_HELP),
     agreement: float = typer.Option(0.73, "--agreement", min=0.51, max=0.99),
-    k: int = typer.Option(4, "--k", min=2, max=9, help="Outputs per new rank task."),
+    k: int = typer.Option(4, "--k", min=4, max=9, help="Outputs per new rank task."),
     n_prompts: int = typer.Option(64, "--n-prompts", min=1,
                                   help="Prompts sampled for new rank tasks each round."),
     overlap: int = typer.Option(2, "--overlap", min=1, max=50),
@@ -341,6 +341,21 @@ def loop_command(
             from app.simulation import report as reporting
 
             reporting.write({"settings": settings.__dict__, "rounds": loop.rows}, report)
+
+
+@simulate_cli.command("seed")
+def seed_command(
+    prompts: int = typer.Option(200, "--prompts", min=10, max=100_000),
+    k: int = typer.Option(4, "--k", min=4, max=9, help="Outputs per rank task."),
+    overlap: int = typer.Option(2, "--overlap", min=1, max=50),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Import simulated prompts with demonstrate and rank tasks (run beside the database),
+    so `simulate loop` can start on an empty deployment."""
+    from app.cli import console
+    from app.simulation.seed import seed as seed_work
+
+    console.print(seed_work(n_prompts=prompts, k=k, overlap=overlap, seed=seed))
 
 
 def run_rounds(loop: Loop) -> None:

@@ -188,6 +188,9 @@ def up(
             [sys.executable, "-m", "app.cli", "simulate", "--url", f"http://{local}:{port}",
              "--labelers", str(simulate), "--think", "8", "--watch", "--quiet"],
         ))
+    # uvicorn re-raises the SIGTERM it shut down on; as SystemExit it runs the cleanup below
+    # (with the default handler the process died there and left its children running).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
                     workers=web_workers, access_log=access_log)

@@ -171,3 +171,41 @@ def test_accounts_over_http_with_an_admin_token(committed_db, live_server):
         assert "403" in str(exc)
     else:
         raise AssertionError("a labeler's token made accounts")
+
+
+def test_up_with_a_pool_leaves_no_process_behind_on_sigterm(committed_db, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.e2e.conftest import REPO, _free_port
+
+    port = _free_port()
+    env = dict(os.environ, RLHF_REDIS_URL="", RLHF_DATA_DIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port),
+                             "--no-access-log", "--simulate", "1"], cwd=REPO, env=env)
+    children: list[int] = []
+    try:
+        for _ in range(300):  # the worker and the pool are started before the web app
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+            if len(children) == 2:
+                break
+            time.sleep(0.1)
+        assert len(children) == 2
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        for pid in children:  # the worker and the pool were stopped with it
+            assert not os.path.exists(f"/proc/{pid}") or \
+                open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

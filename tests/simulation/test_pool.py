@@ -209,3 +209,14 @@ def test_up_with_a_pool_leaves_no_process_behind_on_sigterm(committed_db, tmp_pa
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_labeler_who_thinks_a_while_keeps_its_lease_alive(committed_db, live_server):
+    db = committed_db
+    queue.create_demonstrate_tasks(db=db, prompt_ids=[make_prompt(db).id for _ in range(3)],
+                                   overlap=1)
+    db.commit()
+    settings = PoolSettings(url=live_server, labelers=1, think=2.0, skip_rate=0.0, seed=1)
+    tally = _in_thread(Pool(settings, accounts.from_database(1), make_judge("keyword")).run())
+    assert tally.total == 3 and not tally.errors
+    assert tally.heartbeats >= 1 and len(tally.latency["heartbeat"]) == tally.heartbeats

@@ -45,6 +45,7 @@ from app.simulation.pool import Pool, PoolSettings
 from app.simulation.report import accuracy_vs, pooled_agreement
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+GET_ATTEMPTS = 6
 
 
 class LoopError(RuntimeError):
@@ -85,19 +86,32 @@ class Api:
             raise LoopError(f"{what}: HTTP {resp.status_code}: {detail}")
         return resp.json()
 
+    def _get(self, url: str, what: str, **params: Any) -> Any:
+        """A GET, again after a 5xx or a broken connection (a loop polls for hours: a
+        database restart must not end it)."""
+        for attempt in range(GET_ATTEMPTS):
+            try:
+                resp = self.http.get(url, params=params)
+            except httpx.HTTPError as exc:
+                if attempt == GET_ATTEMPTS - 1:
+                    raise LoopError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            else:
+                if resp.status_code < 500 or attempt == GET_ATTEMPTS - 1:
+                    return self._json(resp, what)
+            time.sleep(min(30.0, 2.0 * 2**attempt))
+        raise AssertionError("unreachable")
+
     def start_round(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self._json(self.http.post("/api/v1/rounds", json=body), "start a round"))
 
     def jobs(self, round_id: Any) -> list[dict[str, Any]]:
-        return list(self._json(self.http.get("/api/v1/jobs", params={"round_id": round_id}),
-                               "list the round's jobs"))
+        return list(self._get("/api/v1/jobs", "list the round's jobs", round_id=round_id))
 
     def models(self) -> list[dict[str, Any]]:
-        return list(self._json(self.http.get("/api/v1/models"), "list models"))
+        return list(self._get("/api/v1/models", "list models"))
 
     def test_prompts(self, n: int) -> list[str]:
-        page = self._json(self.http.get("/api/v1/prompts", params={"split": "test",
-                                                                   "limit": n}), "prompts")
+        page = self._get("/api/v1/prompts", "list test prompts", split="test", limit=n)
         return [p["text"] for p in page["items"]]
 
     def agreement(self) -> dict[str, Any] | None:

@@ -50,3 +50,19 @@ def test_the_round_s_models_are_found_by_their_jobs():
     assert loop._model_of(models, jobs, "rm")["id"] == 3  # type: ignore[index]
     assert loop._sft_of(models, policy)["id"] == 2  # type: ignore[index]
     assert loop._model_of(models, [{"id": 50}], "rm") is None
+
+
+def test_polling_survives_a_passing_server_error(monkeypatch):
+    import httpx
+
+    monkeypatch.setattr(loop.time, "sleep", lambda s: None)
+    answers = iter([httpx.Response(500, text="database restarting"),
+                    httpx.Response(200, json=[_job(1, "sft", "succeeded")])])
+    api = loop.Api("http://testserver", "token")
+    api.http = httpx.Client(base_url="http://testserver",
+                            transport=httpx.MockTransport(lambda request: next(answers)))
+    assert api.jobs(1)[0]["state"] == "succeeded"
+    api.http = httpx.Client(base_url="http://testserver", transport=httpx.MockTransport(
+        lambda request: httpx.Response(500, text="down")))
+    with pytest.raises(loop.LoopError, match="HTTP 500"):
+        api.jobs(1)

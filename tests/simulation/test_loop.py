@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 REDIS_URL = os.environ.get("RLHF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Small enough for CPU in minutes, large enough for the tiny model to learn "more e's".
 TINY = {
-    "sft": {"epochs": 4, "batch_size": 16, "lr": 1e-3, "max_len": 128, "eval_prompts": 4,
+    "sft": {"epochs": 3, "batch_size": 16, "lr": 1e-3, "max_len": 128, "eval_prompts": 4,
             "eval_max_new_tokens": 24},
-    "rm": {"epochs": 4, "prompts_per_step": 8, "lr": 1e-3, "max_len": 128},
-    "ppo": {"steps": 40, "rollout_size": 16, "minibatch_size": 8, "ppo_epochs": 2,
+    "rm": {"epochs": 2, "prompts_per_step": 8, "lr": 1e-3, "max_len": 128},
+    "ppo": {"steps": 24, "rollout_size": 16, "minibatch_size": 8, "ppo_epochs": 2,
             "lr": 3e-4, "value_lr": 3e-4, "max_new_tokens": 24, "heldout_texts": 8,
             "eval_every": 10, "ptx_batch_size": 4, "ptx_max_len": 48, "ptx_coef": 1.0},
 }

@@ -178,10 +178,14 @@ def up(
         fail(str(exc))
     children: list[subprocess.Popen[bytes]] = []
     if workers:
+        # Training holds its worker for minutes: the gpu queue gets a worker of its own
+        # (one job at a time), so exports and the beat's reaper never wait behind it.
+        celery = [sys.executable, "-m", "celery", "-A", "app.worker", "worker",
+                  "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
         children.append(subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--beat",
-             "-Q", "default,gpu", "--concurrency", "1", "--loglevel", "INFO"],
-        ))
+            [*celery, "--beat", "-Q", "default", "--concurrency", "2", "-n", "default@%h"]))
+        children.append(subprocess.Popen(
+            [*celery, "-Q", "gpu", "--concurrency", "1", "-n", "gpu@%h"]))
     if simulate:
         local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         children.append(subprocess.Popen(

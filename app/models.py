@@ -1,6 +1,7 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
 from app.auth.models import ApiToken, LoginAttempt, Role, User
+from app.evaluation.models import Evaluation, EvaluationItem, Judgment
 from app.exports.models import DatasetSnapshot
 from app.jobs.models import Job, JobMetric, Round, TrainSchedule
 from app.labeling.models import Demonstration, Ranking, Rating
@@ -15,8 +16,11 @@ __all__ = [
     "Candidate",
     "DatasetSnapshot",
     "Demonstration",
+    "Evaluation",
+    "EvaluationItem",
     "Job",
     "JobMetric",
+    "Judgment",
     "LoginAttempt",
     "ModelAlias",
     "ModelVersion",

@@ -51,10 +51,11 @@ def command(argv: list[str], processes: int = 1) -> list[str]:
 
 def _read(ctx: JobContext, stream: object, tail: deque[str]) -> None:
     for line in stream:  # type: ignore[attr-defined]
-        line = line.rstrip("\n")
-        if line.startswith('{"event"'):
+        line = line.rstrip("\n").rsplit("\r", 1)[-1]  # a progress bar's redraws: the last
+        at = line.find('{"event"')  # a bar drawn without a newline can precede the event
+        if at >= 0:
             try:
-                event = json.loads(line)
+                event = json.loads(line[at:])
             except ValueError:
                 event = None
             if event and event.get("event") == "step":
@@ -69,11 +70,12 @@ def _read(ctx: JobContext, stream: object, tail: deque[str]) -> None:
 
 def run_child(ctx: JobContext, argv: list[str], *, processes: int = 1) -> None:
     """Run the stage; raise JobCancelled or JobFailed (with the last lines of its output)."""
-    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1",
+    env = {**os.environ, "TQDM_MININTERVAL": "10", "PYTHONUNBUFFERED": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(
         command(argv, processes), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=env, start_new_session=True,  # its own process group: a signal reaches all of it
+        preexec_fn=_die_with_parent,
     )
     tail: deque[str] = deque(maxlen=20)
     reader = threading.Thread(target=_read, args=(ctx, proc.stdout, tail), daemon=True)
@@ -99,6 +101,17 @@ def run_child(ctx: JobContext, argv: list[str], *, processes: int = 1) -> None:
     if code != 0:
         last = "\n".join(list(tail)[-8:])
         raise JobFailed(f"the {argv[0]} stage exited with status {code}:\n{last}")
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed if the worker dies (Linux), so a SIGKILLed worker leaves no
+    training running on to finish a directory nobody will register."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _signal(proc: subprocess.Popen[str], sig: int) -> None:

@@ -72,7 +72,7 @@ def create_round(*, db: Session, user: User | None, stages: list[str] | None = N
                  generate: dict[str, Any] | None = None, exclusive: bool = True,
                  trigger: str = "manual", schedule_id: int | None = None) -> Round:
     """Validate and record a round with all its jobs queued; `dispatch` starts the first."""
-    stages = list(stages or STAGES)
+    stages = list(STAGES) if stages is None else list(stages)
     unknown = [s for s in stages if s not in STAGES]
     if unknown or not stages:
         raise JobError(f"Unknown stage(s) {', '.join(unknown) or '(none)'}; a round runs "

@@ -111,10 +111,18 @@ def _end(ctx: JobContext, worker: str, state: JobState, error: str,
 
 
 def discard_outputs(outputs: dict[str, Any]) -> None:
-    """Remove a model directory that was produced but will not be registered."""
+    """Remove a model directory that will not be registered, and what a killed stage left
+    beside it (its `.NAME.tmp-*` directory and live metrics file)."""
     path = outputs.get("out") or outputs.get("path")
-    if path:
-        shutil.rmtree(path, ignore_errors=True)
+    if not path:
+        return
+    target = Path(path)
+    shutil.rmtree(target, ignore_errors=True)
+    for leftover in target.parent.glob(f".{target.name}.*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def advance(round_id: int) -> None:

@@ -184,4 +184,5 @@ def promote(ctx: JobContext) -> dict[str, Any]:
     return {"aliases": moved}
 
 
+import app.evaluation.tasks  # noqa: E402,F401 - registers the evaluation_generate kind
 import app.registry.generation  # noqa: E402,F401 - registers the generate kind

@@ -17,6 +17,7 @@ from app.labeling.schemas import (
     SubmissionCreate,
     SubmissionRead,
 )
+from app.queue.models import TaskKind
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -24,7 +25,7 @@ add_nav("Label", "/label", ALL_ROLES, "Write demonstrations, rank and rate model
 add_nav("My work", "/label/mine", (Role.labeler,), "Your own counts, time and recent work.")
 add_nav("Guidelines", "/label/guidelines", (Role.admin,), "Edit what labelers read per task.")
 
-KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt"]
+KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt", "compare"]
 
 
 def _http(exc: service.SubmissionError) -> HTTPException:
@@ -61,8 +62,10 @@ def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: int
         screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
     except service.SubmissionError as exc:
         return _error_page(request, exc)
+    # The compare screen belongs to app/evaluation (its own template and script).
+    folder = "evaluation" if screen.task.kind == TaskKind.compare else "labeling"
     return render(
-        request, f"labeling/{screen.task.kind.value}.html", s=screen, pick=kind,
+        request, f"{folder}/{screen.task.kind.value}.html", s=screen, pick=kind,
         done_today=workbench.done_today(db=db, user=user), flags=workbench.FLAG_LABELS,
         limits=workbench.LIMITS,
     )

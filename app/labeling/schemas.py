@@ -34,12 +34,13 @@ class SubmissionCreate(BaseModel):
     seconds_spent: int
     text: str | None = None  # demonstrate, write_prompt
     ranking: list[list[int]] | None = None  # rank: groups best first
-    ratings: dict[str, RatingIn] | None = None  # rank: per candidate id
+    ratings: dict[str, RatingIn] | None = None  # rank, compare: per candidate id
     likert: int | None = None  # rate
     flags: list[str] | None = None  # rate
     comment: str | None = None  # rate
     prompt_kind: PromptKind | None = None  # write_prompt
     examples: list[FewShotExample] | None = None  # write_prompt, few_shot
+    choice: int | str | None = None  # compare: a candidate id, "a" / "b", "tie", "both_bad"
 
 
 class SubmissionRead(BaseModel):

@@ -296,6 +296,10 @@ def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> 
     task = queue.lock_task(db=db, task_id=task_id)
     if task is None:
         raise SubmissionError(f"There is no task {task_id}.", 404)
+    if task.kind == TaskKind.compare:  # blind evaluation judgments live with their campaign
+        from app.evaluation.judging import submit_compare
+
+        return submit_compare(db=db, user=user, task=task, body=body)
     _check_common(body)
     try:
         clean = validate(body, task)

@@ -25,6 +25,7 @@ class TaskKind(enum.StrEnum):
     rank = "rank"
     rate = "rate"
     write_prompt = "write_prompt"
+    compare = "compare"  # two outputs of one prompt, judged blind (app/evaluation)
 
 
 class TaskState(enum.StrEnum):

@@ -94,10 +94,13 @@ def next_task(*, db: Session, user: User, kind: TaskKind | None = None) -> Lease
     """Lease this user the highest-priority task they may do, or None when there is none."""
     kind = TaskKind(kind) if kind is not None else None
     if user.held_out:
-        # Held-out labelers judge outputs only, so their preferences stay out of training.
-        if kind not in (None, TaskKind.rate):
+        # Held-out labelers judge outputs only, so their preferences stay out of training:
+        # blind comparisons (evaluation) first, then ratings.
+        if kind not in (None, TaskKind.rate, TaskKind.compare):
             return None
-        kind = TaskKind.rate
+        if kind is None:
+            held = _live_lease(db, user, None, utcnow())
+            return held or _lease(db, user, TaskKind.compare) or _lease(db, user, TaskKind.rate)
     # No savepoint and retry here: the lease path never waits on a lock (SKIP LOCKED, and
     # the expiry sweep skips busy tasks), so it cannot deadlock; see `retrying` for callers
     # that own their transaction.
@@ -140,7 +143,9 @@ def _lease(db: Session, user: User, kind: TaskKind | None) -> Lease | None:
 
 def _pick(db: Session, user: User, kind: TaskKind | None) -> TaskRow | None:
     """Lock and claim a slot on the best task this user may take (a row of the task)."""
-    pick = sql.pick(db.get_bind().dialect.name, kind is not None)
+    # Compare tasks kept for held-out judges are never offered to anyone else.
+    pick = sql.pick(db.get_bind().dialect.name, kind is not None,
+                    kind == TaskKind.compare and not user.held_out)
     params: dict[str, object] = {"user_id": user.id}
     if kind is not None:
         params["kind"] = kind.value
@@ -169,12 +174,27 @@ def _new_assignment(db: Session, user: User, task: TaskRow, now: datetime) -> Le
         # Each labeler sees their own order, so position bias can be measured later.
         order = list(task.candidate_ids)
         random.shuffle(order)
+    elif task.kind == TaskKind.compare:
+        order = _compare_order(db, task)
     expires_at = now + _lease_delta()
     row = sql.INSERT_ASSIGNMENT.one(db, {
         "task_id": task.id, "user_id": user.id, "display_order": json.dumps(order),
         "now": now, "expires_at": expires_at})
     return Lease(id=row.id, task_id=task.id, kind=TaskKind(task.kind), prompt_id=task.prompt_id,
                  display_order=order, expires_at=expires_at, params=dict(task.params or {}))
+
+
+def _compare_order(db: Session, task: TaskRow) -> list[int]:
+    """Slots A and B of a compare task for its next labeler: each output is shown first to
+    as many of the task's labelers as the other (give or take one); the task's random
+    `first` bit breaks the tie, so neither output is first more often across tasks."""
+    ids = list(task.candidate_ids)
+    given = [list(r.display_order or ()) for r in sql.COMPARE_ORDERS.all(db, {"task_id": task.id})]
+    as_is = sum(1 for o in given if o[:1] == ids[:1])
+    flipped = len(given) - as_is
+    if as_is == flipped:
+        return ids[::-1] if (len(given) + int(task.params.get("first", 0))) % 2 else ids
+    return ids if as_is < flipped else ids[::-1]
 
 
 def get_assignment(*, db: Session, user: User, assignment_id: int) -> Assignment:

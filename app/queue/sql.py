@@ -32,12 +32,27 @@ LIMIT 1 {lock}
 """
 
 
-def pick_sql(*, dialect: str, with_kind: bool) -> str:
-    """The next-task pick for this dialect, with or without a kind filter."""
+def _judges(dialect: str) -> str:
+    """A compare task's `params.judges` (held_out | all) as SQL."""
+    if dialect == "postgresql":
+        return "(t.params->>'judges')"
+    return "json_extract(t.params, '$.judges')"
+
+
+def pick_sql(*, dialect: str, with_kind: bool, compare_for_all: bool = False) -> str:
+    """The next-task pick for this dialect, with or without a kind filter.
+
+    Without a kind, compare tasks are left out: a labeler gets them only by asking for
+    them (held-out labelers do, app/queue/service.next_task). `compare_for_all`: only the
+    compare tasks every labeler may judge, not those kept for held-out labelers.
+    """
     postgres = dialect == "postgresql"
+    kind = "t.kind = :kind AND" if with_kind else "t.kind <> 'compare' AND"
+    if compare_for_all:
+        kind += f" {_judges(dialect)} = 'all' AND"
     return _PICK.format(
         columns=_TASK,
-        kind="t.kind = :kind AND" if with_kind else "",
+        kind=kind,
         # SQLite needs LIMIT before OFFSET; its single writer serialises leases anyway.
         offset="OFFSET 0" if postgres else "LIMIT -1 OFFSET 0",
         lock="FOR UPDATE SKIP LOCKED" if postgres else "",
@@ -45,9 +60,10 @@ def pick_sql(*, dialect: str, with_kind: bool) -> str:
 
 
 @cache
-def pick(dialect: str, with_kind: bool) -> Sql:
+def pick(dialect: str, with_kind: bool, compare_for_all: bool = False) -> Sql:
     """The pick as a statement to run."""
-    return Sql(pick_sql(dialect=dialect, with_kind=with_kind), **_TASK_TYPES)
+    return Sql(pick_sql(dialect=dialect, with_kind=with_kind, compare_for_all=compare_for_all),
+               **_TASK_TYPES)
 
 
 # The claim re-checks the free slot: on PostgreSQL the row is already locked so it always
@@ -114,3 +130,9 @@ WHERE id = :assignment_id AND state = 'leased'
 RELEASE_SLOTS = Sql("UPDATE tasks SET leased_labels = leased_labels - :n WHERE id = :task_id")
 
 PROMPT_TEXT = Sql("SELECT id, text FROM prompts WHERE id = :prompt_id")
+
+# The slot orders already given out on a compare task (its row is locked by the pick).
+COMPARE_ORDERS = Sql("""
+SELECT display_order FROM assignments
+WHERE task_id = :task_id AND state IN ('leased', 'submitted')
+""", display_order=JSON())

@@ -196,17 +196,17 @@ def test_up_with_a_pool_leaves_no_process_behind_on_sigterm(committed_db, tmp_pa
                              "--no-access-log", "--simulate", "1"], cwd=REPO, env=env)
     children: list[int] = []
     try:
-        for _ in range(300):  # the worker and the pool are started before the web app
+        for _ in range(300):  # the workers and the pool are started before the web app
             with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
                 children = [int(c) for c in f.read().split()]
-            if len(children) == 2:
+            if len(children) == 3:
                 break
             time.sleep(0.1)
-        assert len(children) == 2
+        assert len(children) == 3
         time.sleep(2)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-        for pid in children:  # the worker and the pool were stopped with it
+        for pid in children:  # the workers and the pool were stopped with it
             assert not os.path.exists(f"/proc/{pid}") or \
                 open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
     finally:

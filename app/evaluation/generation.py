@@ -1,0 +1,108 @@
+"""Generating a campaign's outputs: every version samples the campaign's prompts with the
+same recorded settings (`python -m training sample`), then the compare tasks are made.
+
+`run` is the whole background step. It is handed the job engine's pieces (a session
+factory, a work directory, a runner for `python -m training …`, a progress callback);
+app/evaluation/tasks.py registers it as the `evaluation_generate` job kind, and the tests
+run it with a stand-in for the GPU sampler.
+"""
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.evaluation import service
+from app.evaluation.provenance import Version, get_version
+from app.prompts.models import Prompt
+
+RunTraining = Callable[[list[str]], Any]
+Progress = Callable[[float], Any]
+SessionFactory = Callable[[], AbstractContextManager[Session]]
+
+
+def sample_argv(*, model: str, prompts: Path, out: Path, sampling: dict[str, Any]) -> list[str]:
+    """The `python -m training` arguments that sample one output per prompt."""
+    return ["sample", "--model", model, "--prompts", str(prompts), "--out", str(out),
+            "--k", "1", "--temperature", str(sampling["temperature"]),
+            "--top-p", str(sampling["top_p"]),
+            "--max-new-tokens", str(sampling["max_new_tokens"]), "--seed", str(sampling["seed"])]
+
+
+def read_outputs(path: Path) -> dict[int, str]:
+    """{prompt id: first candidate's text} from a candidate-import JSONL file."""
+    out: dict[int, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row.get("prompt_id") is not None and row.get("candidates"):
+                out[int(row["prompt_id"])] = str(row["candidates"][0]["text"])
+    return out
+
+
+def generate_outputs(*, versions: list[Version], prompts: dict[int, str],
+                     sampling: dict[str, Any], workdir: Path, run_training: RunTraining,
+                     progress: Progress | None = None) -> dict[int, dict[int, str]]:
+    """Sample every version on the prompts; {version id: {prompt id: text}}."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    prompt_file = workdir / "prompts.jsonl"
+    with open(prompt_file, "w", encoding="utf-8") as f:
+        for pid, text in prompts.items():
+            f.write(json.dumps({"prompt_id": pid, "prompt": text}, ensure_ascii=False) + "\n")
+    outputs: dict[int, dict[int, str]] = {}
+    for n, version in enumerate(versions):
+        out = workdir / f"outputs-{version.id}.jsonl"
+        run_training(sample_argv(model=version.path, prompts=prompt_file, out=out,
+                                 sampling=sampling))
+        outputs[version.id] = read_outputs(out)
+        if progress:
+            progress((n + 1) / (len(versions) + 1))
+    return outputs
+
+
+def run(*, evaluation_id: int, workdir: Path, session: SessionFactory,
+        run_training: RunTraining, progress: Progress | None = None) -> dict[str, Any]:
+    """Generate the outputs of a campaign and make its tasks; the job's outputs.
+
+    Safe to run twice: a campaign that already has items is not generated again.
+    """
+    with session() as db:
+        ev = service.get(db=db, evaluation_id=evaluation_id)
+        if ev.state == service.LABELING:
+            return {"evaluation_id": evaluation_id, "skipped": "already generated"}
+        versions = [get_version(db=db, version_id=v) for v in [ev.baseline_id, *ev.model_ids]]
+        prompts = dict(db.execute(select(Prompt.id, Prompt.text)
+                                  .where(Prompt.id.in_(ev.prompt_ids))).all())
+        sampling = dict(ev.sampling)
+    try:
+        outputs = generate_outputs(versions=versions, prompts=prompts, sampling=sampling,
+                                   workdir=workdir, run_training=run_training,
+                                   progress=progress)
+    except Exception as exc:
+        with session() as db:
+            service.mark_failed(db=db, evaluation_id=evaluation_id, error=str(exc))
+        raise
+    with session() as db:
+        items = service.create_items(db=db, evaluation_id=evaluation_id, outputs=outputs)
+        identical = service.get(db=db, evaluation_id=evaluation_id).identical_pairs
+    if progress:
+        progress(1.0)
+    return {"evaluation_id": evaluation_id, "tasks": len(items), "identical_pairs": identical}
+
+
+def run_training_subprocess(argv: list[str]) -> None:
+    """`python -m training ARGV` as a child process; raises when it fails."""
+    proc = subprocess.run([sys.executable, "-m", "training", *argv], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
+        raise RuntimeError(f"sampling failed (exit {proc.returncode}): {' | '.join(tail)}")
+

@@ -1,0 +1,247 @@
+"""`rlhf-studio train round|sft|rm|ppo` and `rlhf-studio jobs list|show|cancel|retry`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+train_cli = typer.Typer(help="Start training rounds (export → SFT → RM → PPO).",
+                        no_args_is_help=True)
+jobs_cli = typer.Typer(help="Training and generation jobs.", no_args_is_help=True)
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def parse_sets(sets: list[str], config_file: Path | None) -> dict[str, dict[str, Any]]:
+    """`--set sft.epochs=2` pairs (values read as JSON where they parse) over a JSON file."""
+    from app.cli import fail
+
+    config: dict[str, dict[str, Any]] = {}
+    if config_file is not None:
+        try:
+            config = json.loads(config_file.read_text())
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read {config_file}: {exc}")
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        stage, dot, field = key.partition(".")
+        if not sep or not dot or not field:
+            fail(f"--set takes STAGE.FIELD=VALUE (e.g. sft.epochs=2), not {item!r}")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        config.setdefault(stage.strip(), {})[field.strip()] = value
+    return config
+
+
+def start_round(*, stages: list[str] | None, config: dict[str, Any], promote: bool,
+                generate: dict[str, Any] | None, wait: bool, as_json: bool) -> None:
+    """Create a round, send its first job, and (with --wait) follow it to the end."""
+    from app.cli import console, fail
+    from app.db import session_scope
+    from app.jobs import rounds
+    from app.jobs import service as jobs
+    from app.jobs.errors import JobError
+
+    try:
+        jobs.require_broker()
+        with session_scope() as db:
+            rnd = rounds.create_round(db=db, user=None, stages=stages, config=config,
+                                      promote=promote, generate=generate, trigger="cli")
+            round_id = rnd.id
+            first = rounds.current_jobs(db=db, round_id=round_id)[0].id
+    except JobError as exc:
+        fail(str(exc))
+        return
+    jobs.dispatch([first])
+    if not as_json:
+        console.print(f"round {round_id} started")
+    state = follow(round_id, quiet=as_json) if wait else "queued"
+    if as_json:
+        console.print_json(json.dumps(round_json(round_id)))
+    if wait and state != "succeeded":
+        raise typer.Exit(1)
+
+
+def round_json(round_id: int) -> dict[str, Any]:
+    """The round and its jobs as the API shows them."""
+    from app.db import session_scope
+    from app.jobs import rounds
+    from app.jobs.schemas import JobRead, RoundRead
+
+    with session_scope() as db:
+        out = RoundRead.model_validate(rounds.get_round(db=db, round_id=round_id))
+        out.jobs = [JobRead.model_validate(j) for j in rounds.round_jobs(db=db, round_id=round_id)]
+        return out.model_dump(mode="json")
+
+
+def follow(round_id: int, quiet: bool = False, poll_s: float = 1.0) -> str:
+    """Show a progress bar per job until the round ends; returns its final state."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.cli import console
+    from app.db import session_scope
+    from app.jobs import rounds
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
+               TimeElapsedColumn())
+    bars: dict[int, Any] = {}
+    with Progress(*columns, console=console, disable=quiet) as progress:
+        while True:
+            with session_scope() as db:
+                rnd = rounds.get_round(db=db, round_id=round_id)
+                state = rnd.state
+                current = [(j.id, j.kind, j.state, j.progress, j.attempt)
+                           for j in rounds.current_jobs(db=db, round_id=round_id)]
+            for job_id, kind, job_state, fraction, attempt in current:
+                if job_id not in bars:
+                    label = f"{kind} (job {job_id}" + (f", attempt {attempt})" if attempt > 1
+                                                      else ")")
+                    bars[job_id] = progress.add_task(label, total=1.0, state=job_state)
+                progress.update(bars[job_id], completed=fraction, state=job_state)
+            if state in ENDED:
+                break
+            time.sleep(poll_s)
+    if not quiet:
+        console.print(f"round {round_id} {state}" + (f": {rnd.error}" if rnd.error else ""))
+    return state
+
+
+def register(root: typer.Typer) -> None:
+    """Add `train` and `jobs`."""
+    root.add_typer(train_cli, name="train")
+    root.add_typer(jobs_cli, name="jobs")
+
+
+SETS = typer.Option([], "--set", help="STAGE.FIELD=VALUE, e.g. ppo.kl_coef=0.05 (repeatable)")
+CONFIG = typer.Option(None, "--config", help="JSON file of {stage: {field: value}}")
+WAIT = typer.Option(False, "--wait", help="Follow the round; exit 0 only if it succeeded")
+JSON = typer.Option(False, "--json", help="Print the round and its jobs as JSON")
+
+
+@train_cli.command("round")
+def train_round(
+    stages: str = typer.Option("sft,rm,ppo", help="Comma-separated stages, in pipeline order"),
+    promote: bool = typer.Option(False, "--promote", help="Promote the new models at the end"),
+    generate_k: int | None = typer.Option(None, "--generate-k",
+                                          help="After promotion, K candidates per prompt"),
+    generate_prompts: int = typer.Option(50, "--generate-prompts", help="Prompts to generate for"),
+    overlap: int = typer.Option(1, help="Labels wanted per generated rank task"),
+    sets: list[str] = SETS, config: Path | None = CONFIG, wait: bool = WAIT,
+    as_json: bool = JSON,
+) -> None:
+    """Start a round: export → stages (→ promote → generate)."""
+    generate = ({"k": generate_k, "n_prompts": generate_prompts, "overlap": overlap}
+                if generate_k else None)
+    start_round(stages=[s.strip() for s in stages.split(",") if s.strip()],
+                config=parse_sets(sets, config), promote=promote, generate=generate,
+                wait=wait, as_json=as_json)
+
+
+def _one_stage(stage: str) -> None:
+    def command(sets: list[str] = SETS, config: Path | None = CONFIG, wait: bool = WAIT,
+                as_json: bool = JSON,
+                promote: bool = typer.Option(False, "--promote", help="Promote it")) -> None:
+        start_round(stages=[stage], config=parse_sets(sets, config), promote=promote,
+                    generate=None, wait=wait, as_json=as_json)
+
+    command.__doc__ = (f"Run only the {stage} stage on a fresh snapshot (other models: the "
+                       "active ones).")
+    train_cli.command(stage)(command)
+
+
+for _stage in ("sft", "rm", "ppo"):
+    _one_stage(_stage)
+
+
+@jobs_cli.command("list")
+def jobs_list(round_id: int | None = typer.Option(None, "--round"),
+              state: str | None = typer.Option(None), as_json: bool = JSON) -> None:
+    """Jobs, newest first."""
+    from rich.table import Table
+
+    from app.cli import console
+    from app.db import session_scope
+    from app.jobs import service as jobs
+    from app.jobs.schemas import JobRead
+
+    with session_scope() as db:
+        rows = [JobRead.model_validate(j).model_dump(mode="json")
+                for j in jobs.list_jobs(db=db, round_id=round_id, state=state)]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("id", "kind", "round", "state", "progress", "attempt", "error")
+    for j in rows:
+        table.add_row(str(j["id"]), j["kind"], str(j["round_id"] or ""), j["state"],
+                      f"{j['progress']:.0%}", str(j["attempt"]), (j["error"] or "")[:60])
+    console.print(table)
+
+
+@jobs_cli.command("show")
+def jobs_show(job_id: int) -> None:
+    """One job as JSON, with its log tail."""
+    from app.cli import console, fail
+    from app.db import session_scope
+    from app.jobs import service as jobs
+    from app.jobs.errors import JobError
+    from app.jobs.schemas import JobRead
+
+    try:
+        with session_scope() as db:
+            job = jobs.get_job(db=db, job_id=job_id)
+            out, tail = JobRead.model_validate(job).model_dump(mode="json"), job.log_tail
+    except JobError as exc:
+        fail(str(exc))
+        return
+    console.print_json(json.dumps(out))
+    if tail:
+        console.print(tail[-4000:], markup=False, highlight=False)
+
+
+@jobs_cli.command("cancel")
+def jobs_cancel(job_id: int) -> None:
+    """Cancel a job (a running one stops at its next step)."""
+    from app.cli import console, fail
+    from app.db import session_scope
+    from app.jobs import rounds
+    from app.jobs import service as jobs
+    from app.jobs.errors import JobError
+
+    try:
+        with session_scope() as db:
+            job = jobs.request_cancel(db=db, job_id=job_id)
+            if job.round_id is not None:
+                rounds.settle(db=db, round_id=job.round_id)
+            state = job.state
+    except JobError as exc:
+        fail(str(exc))
+        return
+    console.print(f"job {job_id}: {state}")
+
+
+@jobs_cli.command("retry")
+def jobs_retry(job_id: int, wait: bool = WAIT) -> None:
+    """A new attempt of a failed or cancelled job (and of the round stages it stopped)."""
+    from app.cli import console, fail
+    from app.db import session_scope
+    from app.jobs import rounds
+    from app.jobs import service as jobs
+    from app.jobs.errors import JobError
+
+    try:
+        jobs.require_broker()
+        with session_scope() as db:
+            job = rounds.retry_job(db=db, job_id=job_id, user=None)
+            new_id, round_id = job.id, job.round_id
+    except JobError as exc:
+        fail(str(exc))
+        return
+    jobs.dispatch([new_id])
+    console.print(f"job {job_id} retried as job {new_id}")
+    if wait and round_id is not None and follow(round_id) != "succeeded":
+        raise typer.Exit(1)

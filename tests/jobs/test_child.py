@@ -1,0 +1,66 @@
+"""A training stage as the worker runs it: a child process whose step events become the
+job's progress and metrics (under TRL's names), and that SIGTERM stops at a step boundary
+without leaving an output directory."""
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.jobs.child import run_child, trl_names
+from app.jobs.kinds import JobCancelled, JobContext, JobFailed
+
+
+def _ctx(tmp_path: Path) -> JobContext:
+    return JobContext(job_id=1, kind="sft", config={}, inputs={}, workdir=tmp_path,
+                      child_timeout_s=20)
+
+
+def _data(tmp_path: Path) -> Path:
+    path = tmp_path / "sft.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"p{i}", "completion": f"answer {i}"}) + "\n"
+                            for i in range(6)))
+    return path
+
+
+def _argv(base: Path, data: Path, out: Path, epochs: int) -> list[str]:
+    return ["--threads", "1", "sft", "--base-model", str(base), "--train-data", str(data),
+            "--out", str(out), "--epochs", str(epochs), "--batch-size", "4", "--eval-prompts",
+            "0"]
+
+
+def test_child_streams_steps_as_progress_and_metrics(tmp_path, tiny_base):
+    ctx, out = _ctx(tmp_path), tmp_path / "out"
+    run_child(ctx, _argv(tiny_base, _data(tmp_path), out, epochs=2))
+    progress, metrics, _ = ctx.report.take()
+    assert progress == 1.0
+    assert metrics and all("loss" in m or "val/loss" in m for _, m in metrics)
+    assert any("val/loss" in m for _, m in metrics)  # renamed from val_loss
+    assert (out / "manifest.json").is_file()
+
+
+def test_cancel_stops_child_at_a_step_and_leaves_no_directory(tmp_path, tiny_base):
+    ctx, out = _ctx(tmp_path), tmp_path / "out"
+
+    def cancel_after_first_step() -> None:
+        while not ctx.report.metrics:
+            threading.Event().wait(0.05)
+        ctx.cancel.set()
+
+    threading.Thread(target=cancel_after_first_step, daemon=True).start()
+    with pytest.raises(JobCancelled):
+        run_child(ctx, _argv(tiny_base, _data(tmp_path), out, epochs=1_000_000))
+    assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_failing_child_raises_with_its_last_lines(tmp_path):
+    with pytest.raises(JobFailed, match="exited with status"):
+        run_child(_ctx(tmp_path), ["sft", "--base-model", str(tmp_path / "missing"),
+                                   "--train-data", str(tmp_path / "none.jsonl"),
+                                   "--out", str(tmp_path / "o")])
+
+
+def test_trl_names_maps_short_keys():
+    assert trl_names({"kl": 1.0, "rm_score": 2.0, "loss": 3.0}) == {
+        "objective/kl": 1.0, "objective/scores": 2.0, "loss": 3.0}

@@ -1,0 +1,122 @@
+"""The loop on real processes: uvicorn + Celery workers. Feedback goes in through the API;
+the round trains, registers, promotes and generates; a labeler leases a rank task of the
+new policy's candidates. And the failure paths: a SIGKILLed worker, a cancel mid-training.
+
+The production pair (PostgreSQL + Redis) runs in the PostgreSQL run; the embedded default
+(SQLite + the filesystem transport, what `make run` uses) runs in the SQLite run."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.prompts.models import Candidate
+from app.registry.models import ModelVersion
+from tests.conftest import BACKEND
+from tests.jobs.loop import SMALL, label_everything, labeler_token, seed_tasks
+from tests.jobs.stack import Stack
+
+pytestmark = pytest.mark.slow
+LONG_SFT = {**SMALL, "sft": {**SMALL["sft"], "epochs": 1_000_000}}  # runs until stopped
+
+
+@pytest.fixture
+def stack(committed_db, tiny_base, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    s = Stack("embedded" if BACKEND == "sqlite" else "redis", tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def fed(committed_db, stack, staff_token):  # type: ignore[no-untyped-def]
+    """Demonstrations and rankings submitted through the stack's API."""
+    seed_tasks(committed_db)
+    label_everything(stack.http, labeler_token(committed_db))
+    return staff_token
+
+
+def test_loop_through_worker_registers_lineage_and_feeds_labelers(stack, fed, committed_db):
+    made = stack.http.post("/api/v1/rounds", headers=fed, json={
+        "config": SMALL, "promote": True,
+        "generate": {"k": 4, "n_prompts": 3, "max_new_tokens": 12, "overlap": 1}})
+    assert made.status_code == 202, made.text
+    rnd = stack.wait_round(made.json()["round_id"], fed)
+    assert rnd["state"] == "succeeded", [(j["kind"], j["error"]) for j in rnd["jobs"]]
+
+    models = {m["kind"]: m for m in stack.get("/api/v1/models", fed)}
+    assert {"base", "sft", "rm", "policy"} <= set(models)
+    assert models["sft"]["parent_id"] == models["base"]["id"]
+    assert models["rm"]["parent_id"] == models["policy"]["parent_id"] == models["sft"]["id"]
+    export = next(j for j in rnd["jobs"] if j["kind"] == "export")
+    snaps = {k: v["id"] for k, v in export["outputs"]["snapshots"].items()}
+    assert models["sft"]["snapshot_ids"] == [snaps["sft"]]
+    assert set(models["rm"]["snapshot_ids"]) == {snaps["grouped"], snaps["sft"]}
+    assert "policy:active" in models["policy"]["aliases"]
+    lineage = stack.get(f"/api/v1/models/{models['policy']['id']}/lineage", fed)
+    assert [a["kind"] for a in lineage["ancestors"]] == ["sft", "base"]
+
+    generated = next(j for j in rnd["jobs"] if j["kind"] == "generate")["outputs"]
+    assert generated["tasks"] >= 1
+    leased = stack.http.get("/api/v1/tasks/next?kind=rank",
+                            headers={"Authorization": f"Bearer {labeler_token(committed_db)}"})
+    assert leased.status_code == 200 and leased.json()["task_id"] in generated["task_ids"]
+    shown = {c["id"] for c in leased.json()["candidates"]}
+    writers = set(committed_db.scalars(select(Candidate.model_version_id)
+                                       .where(Candidate.id.in_(shown))))
+    assert models["policy"]["id"] in writers and None not in writers
+
+
+def _running_sft(stack: Stack, headers: dict[str, str]) -> tuple[int, dict]:
+    made = stack.http.post("/api/v1/rounds", headers=headers, json={"config": LONG_SFT,
+                                                                    "stages": ["sft"]})
+    assert made.status_code == 202, made.text
+    sft_id = next(j["id"] for j in made.json()["jobs"] if j["kind"] == "sft")
+    job = stack.wait_job(sft_id, headers, lambda j: j["state"] == "running"
+                         and j["progress"] > 0 and j["inputs"].get("out"))
+    return made.json()["round_id"], job
+
+
+def _no_output(job: dict) -> None:
+    out = Path(job["inputs"]["out"])
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.tmp-*"))
+
+
+@pytest.mark.postgres_only
+def test_sigkilled_worker_fails_job_retryable_and_retry_succeeds(stack, fed, committed_db):
+    round_id, job = _running_sft(stack, fed)
+    stack.kill_worker()
+    failed = stack.wait_job(job["id"], fed, lambda j: j["state"] == "failed", timeout=60)
+    assert failed["retryable"] and "no heartbeat" in failed["error"]
+    _no_output(failed)
+    assert committed_db.scalar(select(ModelVersion.id).where(
+        ModelVersion.job_id == job["id"])) is None
+    assert stack.get(f"/api/v1/rounds/{round_id}", fed)["state"] == "failed"
+
+    stack.start_worker()
+    committed_db.commit()
+    # The retry runs with a short config: a new attempt of the same stage, linked to it.
+    retry = stack.http.post(f"/api/v1/jobs/{job['id']}/retry", headers=fed)
+    assert retry.status_code == 202, retry.text
+    assert retry.json()["retry_of"] == job["id"] and retry.json()["attempt"] == 2
+    from app.jobs.models import Job
+
+    committed_db.get(Job, retry.json()["id"]).config = SMALL["sft"]
+    committed_db.commit()
+    assert stack.wait_round(round_id, fed)["state"] == "succeeded"
+
+
+@pytest.mark.postgres_only
+def test_cancel_running_stage_stops_within_seconds_and_registers_nothing(stack, fed,
+                                                                         committed_db):
+    round_id, job = _running_sft(stack, fed)
+    asked = stack.http.post(f"/api/v1/jobs/{job['id']}/cancel", headers=fed)
+    assert asked.status_code == 200 and asked.json()["state"] == "cancelling"
+    ended = stack.wait_job(job["id"], fed, lambda j: j["state"] == "cancelled", timeout=20)
+    assert ended["retryable"]
+    _no_output(ended)
+    assert committed_db.scalar(select(ModelVersion.id).where(
+        ModelVersion.job_id == job["id"])) is None
+    assert stack.get(f"/api/v1/rounds/{round_id}", fed)["state"] == "cancelled"

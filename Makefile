@@ -1,4 +1,5 @@
-# RLHF Studio: `make run` for the product on embedded defaults, `make test` for the suite.
+# RLHF Studio: `make run` for the product on embedded defaults (`make run SIMULATE=4` adds
+# four simulated labelers working the queue), `make test` for the suite.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -39,7 +40,7 @@ run: install
 	$(VENV)/bin/rlhf-studio db upgrade
 	$(VENV)/bin/rlhf-studio demo
 	@echo "RLHF Studio on http://127.0.0.1:8000 (Ctrl-C stops it)"
-	$(VENV)/bin/rlhf-studio up --host 127.0.0.1 --port 8000
+	$(VENV)/bin/rlhf-studio up --host 127.0.0.1 --port 8000 $(if $(SIMULATE),--simulate $(SIMULATE))
 
 # PostgreSQL and Redis for the tests: use them if running, start them where we can.
 services:

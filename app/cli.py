@@ -168,6 +168,8 @@ def up(
     workers: bool = typer.Option(True, help="Also start a Celery worker with beat."),
     web_workers: int = typer.Option(1, help="uvicorn processes (one per core on PostgreSQL)."),
     access_log: bool = typer.Option(True, help="Log every request."),
+    simulate: int = typer.Option(0, "--simulate", min=0, help="Also run N simulated "
+                                 "labelers on the queue (rlhf-studio simulate --watch)."),
 ) -> None:
     """Run the web app, a Celery worker and beat (embedded broker unless RLHF_REDIS_URL)."""
     import uvicorn
@@ -188,6 +190,15 @@ def up(
             [*celery, "--beat", "-Q", "default", "--concurrency", "2", "-n", "default@%h"]))
         children.append(subprocess.Popen(
             [*celery, "-Q", "gpu", "--concurrency", "1", "-n", "gpu@%h"]))
+    if simulate:
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "simulate", "--url", f"http://{local}:{port}",
+             "--labelers", str(simulate), "--think", "8", "--watch", "--quiet"],
+        ))
+    # uvicorn re-raises the SIGTERM it shut down on; as SystemExit it runs the cleanup below
+    # (with the default handler the process died there and left its children running).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         # Keep-alive above any proxy's idle timeout (nginx 60 s, cloud load balancers
         # 60 s): a proxy then never reuses a connection uvicorn is closing (502s).
@@ -222,7 +233,8 @@ def demo() -> None:
 
 def _register_domains() -> None:
     for register in domain_parts("cli", ("prompts", "queue", "labeling", "agreement",
-                                         "exports", "jobs", "registry", "evaluation"),
+                                         "exports", "jobs", "registry", "evaluation",
+                                         "simulation"),
                                  "register"):
         register(root)
 

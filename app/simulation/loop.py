@@ -1,0 +1,383 @@
+"""`rlhf-studio simulate loop`: the whole loop through the real app, round after round.
+
+    simulated feedback → POST /api/v1/rounds {"promote": true, "generate": {...}}
+    → poll GET /api/v1/jobs?round_id= until every job is done
+    → the pool ranks the rank tasks made from the new policy's samples → next round
+
+After each round it prints (and reports) what PAPER.md cares about, judged where it can be
+by the hidden preference the labelers follow:
+
+- the labelers' pairwise agreement on the round's new rank tasks;
+- the new reward model's accuracy on those rankings, which it was not trained on: against
+  the labelers' (noisy) order and against the hidden preference, beside the ceilings (the
+  labelers' agreement with each other, and their own accuracy against the hidden order);
+- the new policy's win rate against the SFT model under the hidden preference on test
+  prompts (one sample each), and against the previous round's policy;
+- KL to SFT and the held-out LM loss of the policy and of SFT (from the PPO job's metrics);
+  with --ptx-compare, also a plain-PPO policy (ptx_coef 0) from the same SFT and RM.
+
+Model directories are read from the paths `GET /api/v1/models` gives, so this runs beside
+the deployment's model storage (torch loads here only).
+"""
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+
+from app.simulation import evaluate
+from app.simulation.cli import (
+    ADMIN_TOKEN,
+    JUDGE_HELP,
+    URL,
+    make_accounts,
+    run_pool,
+    simulate_cli,
+    wait_until_up,
+)
+from app.simulation.judges import Judge, make_judge
+from app.simulation.pool import Pool, PoolSettings
+from app.simulation.report import accuracy_vs, pooled_agreement
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+GET_ATTEMPTS = 6
+
+
+class LoopError(RuntimeError):
+    """The loop cannot go on; the message says why."""
+
+
+@dataclass
+class LoopSettings:
+    url: str
+    rounds: int = 1
+    labelers: int = 8
+    judge: str = "letter:e"
+    agreement: float = 0.73
+    k: int = 4  # outputs per generated rank task
+    n_prompts: int = 64  # prompts sampled for new rank tasks each round
+    overlap: int = 2
+    eval_prompts: int = 100  # test prompts for the win rates
+    config: dict[str, Any] = field(default_factory=dict)  # per-stage overrides
+    ptx_compare: bool = False
+    round_timeout: float = 6 * 3600
+    seed: int = 0
+
+
+class Api:
+    """The researcher's side of the loop API (DESIGN.md, "Contracts of the loop")."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.http = httpx.Client(base_url=url, timeout=60,
+                                 headers={"Authorization": f"Bearer {token}"})
+
+    def _json(self, resp: httpx.Response, what: str) -> Any:
+        if not resp.is_success:
+            detail = resp.text[:500]
+            try:
+                detail = str(resp.json().get("detail", detail))
+            except ValueError:
+                pass
+            raise LoopError(f"{what}: HTTP {resp.status_code}: {detail}")
+        return resp.json()
+
+    def _get(self, url: str, what: str, **params: Any) -> Any:
+        """A GET, again after a 5xx or a broken connection (a loop polls for hours: a
+        database restart must not end it)."""
+        for attempt in range(GET_ATTEMPTS):
+            try:
+                resp = self.http.get(url, params=params)
+            except httpx.HTTPError as exc:
+                if attempt == GET_ATTEMPTS - 1:
+                    raise LoopError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            else:
+                if resp.status_code < 500 or attempt == GET_ATTEMPTS - 1:
+                    return self._json(resp, what)
+            time.sleep(min(30.0, 2.0 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def start_round(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._json(self.http.post("/api/v1/rounds", json=body), "start a round"))
+
+    def jobs(self, round_id: Any) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/jobs", "list the round's jobs", round_id=round_id))
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/models", "list models"))
+
+    def test_prompts(self, n: int) -> list[str]:
+        page = self._get("/api/v1/prompts", "list test prompts", split="test", limit=n)
+        return [p["text"] for p in page["items"]]
+
+    def agreement(self) -> dict[str, Any] | None:
+        resp = self.http.get("/api/v1/agreement/summary", params={"kind": "rank"})
+        return dict(resp.json()) if resp.is_success else None
+
+
+def wait_for_round(api: Api, round_id: Any, timeout: float, quiet: bool) -> list[dict[str, Any]]:
+    """Poll the round's jobs until every one is done; its jobs, or LoopError on a failure."""
+    from rich.progress import Progress
+
+    from app.cli import err
+
+    deadline = time.monotonic() + timeout
+    with Progress(console=err, disable=quiet) as progress:
+        bars: dict[Any, Any] = {}
+        while True:
+            jobs = api.jobs(round_id)
+            for job in jobs:
+                if job["id"] not in bars:
+                    bars[job["id"]] = progress.add_task(job["kind"], total=1.0)
+                progress.update(bars[job["id"]], completed=job.get("progress") or 0,
+                                description=f"{job['kind']} {job['state']}")
+            failed = [j for j in jobs if j["state"] in ("failed", "cancelled")]
+            if failed:
+                raise LoopError("; ".join(f"{j['kind']} job {j['id']} {j['state']}: "
+                                          f"{j.get('error') or 'no error given'}" for j in failed))
+            if jobs and all(j["state"] in TERMINAL for j in jobs):
+                return jobs
+            if time.monotonic() > deadline:
+                raise LoopError(f"round {round_id} did not finish in {timeout:.0f} s")
+            time.sleep(2.0)
+
+
+def _model_of(models: list[dict[str, Any]], jobs: list[dict[str, Any]],
+              kind: str) -> dict[str, Any] | None:
+    """The model version of this kind one of the round's jobs made."""
+    job_ids = {j["id"] for j in jobs}
+    made = [m for m in models if m.get("kind") == kind and m.get("job_id") in job_ids]
+    return max(made, key=lambda m: m["id"]) if made else None
+
+
+def _path(model: dict[str, Any] | None) -> str | None:
+    if model is None:
+        return None
+    path = model.get("path") or (model.get("metrics") or {}).get("path")
+    return str(path) if path and Path(path).is_dir() else None
+
+
+def _sft_of(models: list[dict[str, Any]], policy: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The SFT model a policy was trained from (its parent), else the newest SFT model."""
+    by_id = {m["id"]: m for m in models}
+    parent = by_id.get(policy.get("parent_id")) if policy else None
+    if parent is not None and parent.get("kind") == "sft":
+        return parent
+    sfts = [m for m in models if m.get("kind") == "sft"]
+    return max(sfts, key=lambda m: m["id"]) if sfts else None
+
+
+class Loop:
+    """Rounds of feedback and training; `rows` holds each round's measures."""
+
+    def __init__(self, settings: LoopSettings, pool: Pool, api: Api, judge: Judge,
+                 quiet: bool = False) -> None:
+        self.settings, self.pool, self.api, self.judge = settings, pool, api, judge
+        self.quiet = quiet
+        self.rows: list[dict[str, Any]] = []
+        self._answers: dict[str, list[str]] = {}  # model path -> answers to the test prompts
+        self._prompts: list[str] = []
+
+    def feedback(self) -> None:
+        """The pool works the queue until it is empty."""
+        asyncio.run(run_pool(self.pool, quiet=self.quiet, revoke_tokens=False))
+
+    def round(self, n: int, previous_policy: str | None) -> dict[str, Any]:
+        """One round: train, promote, generate; then the pool ranks the new tasks."""
+        s = self.settings
+        body: dict[str, Any] = {"promote": True, "generate": {
+            "k": s.k, "n_prompts": s.n_prompts, "overlap": s.overlap}}
+        if s.config:
+            body["config"] = s.config
+        started = self.api.start_round(body)
+        jobs = wait_for_round(self.api, started["round_id"], s.round_timeout, self.quiet)
+        self.feedback()  # the new policy's samples, ranked: held out from this round's RM
+        row: dict[str, Any] = {"round": n, "round_id": started["round_id"],
+                               "jobs": {j["kind"]: j["state"] for j in jobs}}
+        row.update(self._measure(jobs, previous_policy))
+        if s.ptx_compare:
+            row["plain_ppo"] = self._plain_ppo()
+        return row
+
+    def _measure(self, jobs: list[dict[str, Any]], previous: str | None) -> dict[str, Any]:
+        tally = self.pool.tally
+        agreement, n_comparisons = pooled_agreement(tally.rankings)
+        models = self.api.models()
+        rm, policy = _model_of(models, jobs, "rm"), _model_of(models, jobs, "policy")
+        sft = _sft_of(models, policy)
+        out: dict[str, Any] = {
+            "agreement": agreement, "n_comparisons": n_comparisons,
+            "labelers_vs_hidden": accuracy_vs(tally.truth, tally.honest_rankings),
+            "server_agreement": (self.api.agreement() or {}).get("pairwise_agreement"),
+            "models": {k: (m or {}).get("id") for k, m in
+                       (("sft", sft), ("rm", rm), ("policy", policy))},
+        }
+        rm_path = _path(rm)
+        if rm_path and tally.rankings:
+            prompts = {tid: tally.texts[tid][0] for tid in tally.rankings}
+            texts = {tid: tally.texts[tid][1] for tid in tally.rankings}
+            out["rm"] = evaluate.rm_accuracy(evaluate.load_rm(rm_path), prompts, texts,
+                                             tally.rankings, tally.truth)
+        out["rm_val_accuracy"] = ((rm or {}).get("metrics") or {}).get("val_accuracy")
+        metrics = (policy or {}).get("metrics") or {}
+        out["kl"] = metrics.get("kl")
+        out["lm_loss"] = {"policy": metrics.get("heldout_lm_loss"),
+                          "sft": metrics.get("initial_heldout_lm_loss")}
+        policy_path, sft_path = _path(policy), _path(sft)
+        out["policy_path"] = policy_path
+        if policy_path and sft_path:
+            out["win_vs_sft"] = self._win(policy_path, sft_path).to_json()
+            if previous and previous != policy_path:
+                out["win_vs_previous"] = self._win(policy_path, previous).to_json()
+        return out
+
+    def _win(self, a: str, b: str) -> evaluate.WinRate:
+        if not self._prompts:
+            self._prompts = self.api.test_prompts(self.settings.eval_prompts)
+            if not self._prompts:
+                raise LoopError("no test prompts to measure win rates on: import prompts so "
+                                "that some fall in the test split")
+        for path in (a, b):
+            if path not in self._answers:
+                self._answers[path] = evaluate.policy_sampler(path, seed=self.settings.seed)(
+                    self._prompts)
+        return evaluate.win_rate(self.judge, self._prompts, self._answers[a], self._answers[b])
+
+    def _plain_ppo(self) -> dict[str, Any]:
+        """A plain-PPO policy (ptx_coef 0) from the same SFT and RM, not promoted: its
+        held-out LM loss beside PPO-ptx's (the alignment tax)."""
+        config = {**self.settings.config, "ppo": {**self.settings.config.get("ppo", {}),
+                                                  "ptx_coef": 0.0}}
+        started = self.api.start_round({"stages": ["ppo"], "config": config, "promote": False})
+        jobs = wait_for_round(self.api, started["round_id"], self.settings.round_timeout,
+                              self.quiet)
+        policy = _model_of(self.api.models(), jobs, "policy")
+        metrics = (policy or {}).get("metrics") or {}
+        return {"model_id": (policy or {}).get("id"), "kl": metrics.get("kl"),
+                "lm_loss": metrics.get("heldout_lm_loss")}
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, dict) and "win_rate" in value:
+        lo, hi = value["ci95"]
+        return f"{value['win_rate']:.0%} [{lo:.0%}, {hi:.0%}] n={value['n']}"
+    return f"{value:.1%}" if pct else f"{value:.3f}"
+
+
+def print_round(row: dict[str, Any]) -> None:
+    """The round's measures as a table."""
+    from rich.table import Table
+
+    from app.cli import console
+
+    table = Table(title=f"round {row['round']}", show_header=False)
+    rm = row.get("rm") or {}
+    table.add_row("labelers' agreement", f"{_fmt(row['agreement'], True)} over "
+                  f"{row['n_comparisons']} comparisons (server: "
+                  f"{_fmt(row['server_agreement'], True)})")
+    table.add_row("RM vs labels (held out)", f"{_fmt(rm.get('vs_labels'), True)}  ceiling "
+                  f"{_fmt(row['agreement'], True)}  (job's val_accuracy "
+                  f"{_fmt(row['rm_val_accuracy'], True)})")
+    table.add_row("RM vs hidden preference", f"{_fmt(rm.get('vs_hidden'), True)}  labelers "
+                  f"{_fmt(row['labelers_vs_hidden'], True)}")
+    table.add_row("policy vs SFT (hidden)", _fmt(row.get("win_vs_sft")))
+    table.add_row("policy vs previous", _fmt(row.get("win_vs_previous")))
+    table.add_row("KL to SFT (nats)", _fmt(row.get("kl")))
+    lm = row.get("lm_loss") or {}
+    plain = row.get("plain_ppo") or {}
+    table.add_row("held-out LM loss", f"PPO-ptx {_fmt(lm.get('policy'))}  plain PPO "
+                  f"{_fmt(plain.get('lm_loss'))}  SFT {_fmt(lm.get('sft'))}")
+    console.print(table)
+
+
+@simulate_cli.command("loop")
+def loop_command(
+    rounds: int = typer.Option(1, "--rounds", min=1, max=100),
+    report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
+    url: str = URL,
+    labelers: int = typer.Option(8, "--labelers", min=2, max=1000),
+    judge: str = typer.Option("letter:e", "--judge", help=JUDGE_HELP),
+    agreement: float = typer.Option(0.73, "--agreement", min=0.51, max=0.99),
+    k: int = typer.Option(4, "--k", min=4, max=9, help="Outputs per new rank task."),
+    n_prompts: int = typer.Option(64, "--n-prompts", min=1,
+                                  help="Prompts sampled for new rank tasks each round."),
+    overlap: int = typer.Option(2, "--overlap", min=1, max=50),
+    eval_prompts: int = typer.Option(100, "--eval-prompts", min=10,
+                                     help="Test prompts for the win rates."),
+    config: str = typer.Option("", "--config", help='Per-stage overrides as JSON, e.g. '
+                               '\'{"ppo": {"steps": 20}}\'.'),
+    ptx_compare: bool = typer.Option(False, "--ptx-compare", help="Also train a plain-PPO "
+                                     "policy each round, to compare held-out LM loss."),
+    admin_token: str | None = ADMIN_TOKEN,
+    researcher_token: str | None = typer.Option(
+        None, "--researcher-token", envvar="RLHF_RESEARCHER_TOKEN",
+        help="A researcher's or admin's token to start rounds (default: the admin token, "
+             "or a simulated researcher made beside the database)."),
+    seed: int = typer.Option(0, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Feedback → round (SFT → RM → PPO) → promote → new rank tasks → the pool ranks them,
+    N times; a table after each round, a JSON report at the end."""
+    from app.cli import fail
+    from app.simulation import judges
+
+    try:
+        hidden = judges.make_judge(judge)
+        overrides = json.loads(config) if config else {}
+    except (judges.JudgeError, ValueError) as exc:
+        fail(str(exc))
+    if not isinstance(overrides, dict):
+        fail("--config must be a JSON object of stages")
+    settings = LoopSettings(url=url.rstrip("/"), rounds=rounds, labelers=labelers, judge=judge,
+                            agreement=agreement, k=k, n_prompts=n_prompts, overlap=overlap,
+                            eval_prompts=eval_prompts, config=overrides,
+                            ptx_compare=ptx_compare, seed=seed)
+    wait_until_up(settings.url, 10.0)
+    token = researcher_token or admin_token or \
+        make_accounts(settings.url, None, 1, "researcher")[0].token
+    pool = Pool(PoolSettings(url=settings.url, labelers=labelers, judge=judge,
+                             agreement=agreement, seed=seed),
+                make_accounts(settings.url, admin_token, labelers), hidden)
+    loop = Loop(settings, pool, Api(settings.url, token), make_judge(judge), quiet=quiet)
+    try:
+        run_rounds(loop)
+    except LoopError as exc:
+        fail(str(exc))
+    finally:
+        asyncio.run(pool.revoke())
+        if report is not None:
+            from app.simulation import report as reporting
+
+            reporting.write({"settings": settings.__dict__, "rounds": loop.rows}, report)
+
+
+@simulate_cli.command("seed")
+def seed_command(
+    prompts: int = typer.Option(200, "--prompts", min=10, max=100_000),
+    k: int = typer.Option(4, "--k", min=4, max=9, help="Outputs per rank task."),
+    overlap: int = typer.Option(2, "--overlap", min=1, max=50),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Import simulated prompts with demonstrate and rank tasks (run beside the database),
+    so `simulate loop` can start on an empty deployment."""
+    from app.cli import console
+    from app.simulation.seed import seed as seed_work
+
+    console.print(seed_work(n_prompts=prompts, k=k, overlap=overlap, seed=seed))
+
+
+def run_rounds(loop: Loop) -> None:
+    """Feedback, then each round in turn, printing its table."""
+    loop.feedback()
+    previous: str | None = None
+    for n in range(1, loop.settings.rounds + 1):
+        row = loop.round(n, previous)
+        loop.rows.append(row)
+        print_round(row)
+        previous = row.get("policy_path") or previous

@@ -64,6 +64,22 @@
     }
   }
 
+  // --- the side panel fits the window wherever the page is scrolled, so what it ends
+  // with (the rank screen's Submit) is always on screen ---------------------------------
+  const side = $(".task-side");
+  let fitQueued = false;
+  function fitSide() {
+    fitQueued = false;
+    if (!side) return;
+    if (getComputedStyle(side).position !== "sticky") { side.style.maxHeight = ""; return; }
+    const top = Math.max(side.getBoundingClientRect().top, 0);
+    side.style.maxHeight = Math.max(window.innerHeight - top - 12, 200) + "px";
+  }
+  const queueFit = () => { if (!fitQueued) { fitQueued = true; requestAnimationFrame(fitSide); } };
+  window.addEventListener("scroll", queueFit, { passive: true });
+  window.addEventListener("resize", queueFit);
+  fitSide();
+
   // --- time on task: visible time only, kept across reloads -----------------------------
   const secKey = "label-seconds-" + aid;
   let seconds = Number(store.get(secKey)) || 0;

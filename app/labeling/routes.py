@@ -9,7 +9,6 @@ from app.auth.deps import ALL_ROLES, Admin, AnyUser
 from app.auth.models import Role
 from app.db import DbSession
 from app.labeling import service, workbench
-from app.queue import service as queue
 from app.labeling.schemas import (
     DraftRead,
     DraftSave,
@@ -18,6 +17,7 @@ from app.labeling.schemas import (
     SubmissionCreate,
     SubmissionRead,
 )
+from app.queue import service as queue
 from app.templating import add_nav, flash, render
 
 router = APIRouter()

@@ -84,8 +84,8 @@ def test_rate_and_prompt_answers_are_shown_after_submit(client, db):
         "likert": 5, "flags": ["expresses_opinion"], "comment": "<b>fine</b>"})
     page = client.get(f"/label/a/{a.id}")
     cid = str(rate.candidate_ids[0])
-    assert _restore(page.text)["data"] == {"likert": {cid: 5}, "flags": {cid: ["expresses_opinion"]},
-                                           "comment": "<b>fine</b>"}
+    assert _restore(page.text)["data"] == {
+        "likert": {cid: 5}, "flags": {cid: ["expresses_opinion"]}, "comment": "<b>fine</b>"}
     assert "<b>fine</b>" not in page.text  # inside JSON too, markup stays escaped
 
     wp = make_task(db, TaskKind.write_prompt, params={"prompt_kind": "plain"})

@@ -87,6 +87,8 @@ def test_cli_export_refuses_bad_input_and_creates_nothing(committed_db, tmp_path
         (["export", "prompts", "--labeler", "1"], "do not apply"),
         (["export", "rankings", "--since", "yesterday-ish"], "since"),
         (["export", "rankings", "--out", str(existing)], "already exists"),
+        (["export", "comparisons", "--out", str(tmp_path / "cmp.jsonl")],
+         "names the snapshot directory"),
     ]
     for args, message in cases:
         result = runner.invoke(root, args)
@@ -94,3 +96,4 @@ def test_cli_export_refuses_bad_input_and_creates_nothing(committed_db, tmp_path
         assert message in result.output, (args, result.output)
     assert committed_db.scalar(select(func.count()).select_from(DatasetSnapshot)) == 0
     assert list(Path(existing).iterdir()) == []
+    assert not (tmp_path / "cmp.jsonl").exists()

@@ -41,8 +41,8 @@ def add_nav(label: str, path: str, roles: tuple[str, ...], description: str = ""
 
 # The order a person works in: labeling first, then data and models, then administration.
 NAV_ORDER = (
-    "/label", "/label/mine", "/prompts", "/tasks", "/exports", "/agreement", "/jobs", "/models",
-    "/admin/users", "/admin/use-cases", "/label/guidelines", "/account",
+    "/label", "/label/mine", "/prompts", "/tasks", "/review", "/exports", "/agreement", "/jobs",
+    "/models", "/admin/users", "/admin/use-cases", "/label/guidelines", "/account",
 )
 
 

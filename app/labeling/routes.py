@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth.deps import ALL_ROLES, Admin, AnyUser
 from app.auth.models import Role
 from app.db import DbSession
-from app.labeling import service, workbench
+from app.labeling import research_routes, service, workbench
 from app.labeling.schemas import (
     DraftRead,
     DraftSave,
@@ -21,6 +21,7 @@ from app.queue import service as queue
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
+router.include_router(research_routes.router)
 add_nav("Label", "/label", ALL_ROLES, "Write demonstrations, rank and rate model outputs.")
 add_nav("My work", "/label/mine", (Role.labeler,), "Your own counts, time and recent work.")
 add_nav("Guidelines", "/label/guidelines", (Role.admin,), "Edit what labelers read per task.")

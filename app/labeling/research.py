@@ -95,7 +95,7 @@ def task_view(*, db: Session, task_id: int) -> TaskView:
             col.flags[rating.candidate_id] = list(rating.flags or [])
             if rating.ranking_id is None:
                 col.comment, col.seconds = rating.comment, rating.seconds_spent
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     ranked = [c for c in columns.values() if c.groups]
     for a, b in combinations(ranked, 2):
         share, n = _agreement(a.groups or [], b.groups or [])
@@ -105,7 +105,7 @@ def task_view(*, db: Session, task_id: int) -> TaskView:
         scores = [c.likert[cand.id] for c in columns.values() if cand.id in c.likert]
         if len(scores) >= 2:
             spread[cand.id] = max(scores) - min(scores)
-    shares = [p["agreement"] for p in pairs if p["agreement"] is not None]
+    shares: list[float] = [p["agreement"] for p in pairs if p["agreement"] is not None]
     return TaskView(task=task, prompt=prompt, candidates=candidates,
                     columns=list(columns.values()), pair_agreement=pairs, likert_spread=spread,
                     mean_agreement=sum(shares) / len(shares) if shares else None)
@@ -220,3 +220,58 @@ def _model(what: str) -> Any:
                               404)
     return _REVIEWABLE[what]
 
+
+
+# --- gold answers ---------------------------------------------------------------------
+
+
+def gold_form(*, db: Session, task_id: int) -> tuple[Task, list[tuple[str, Candidate]],
+                                                      dict[str, str]]:
+    """A rank or rate task, its outputs and its gold answer as form values."""
+    view = task_view(db=db, task_id=task_id)
+    task = view.task
+    if task.kind.value not in ("rank", "rate"):
+        raise SubmissionError("Only rank and rate tasks have gold answers.", 404)
+    values: dict[str, str] = {"gold": "on" if task.gold else ""}
+    answer = task.gold_answer
+    if task.kind.value == "rank" and isinstance(answer, list):
+        for place, group in enumerate(answer, start=1):
+            for cid in group:
+                values[f"place-{cid}"] = str(place)
+    elif isinstance(answer, dict) and answer.get("likert") is not None:
+        values["likert"] = str(answer["likert"])
+    return task, view.candidates, values
+
+
+def set_gold(*, db: Session, task_id: int, values: dict[str, str]) -> Task:
+    """Make a task gold with this known answer (or no longer gold). For rank: a place per
+    output, the same place for a tie; for rate: the Likert score."""
+    from app.labeling.service import check_likert, check_ranking
+
+    task, candidates, _ = gold_form(db=db, task_id=task_id)
+    if not values.get("gold"):
+        task.gold = False
+        db.flush()
+        return task
+    if task.kind.value == "rank":
+        places: dict[int, int] = {}
+        for letter, cand in candidates:
+            raw = values.get(f"place-{cand.id}", "").strip()
+            if not raw:
+                raise SubmissionError(f"Give output {letter} a place (1 = best).")
+            if not raw.isdigit() or not 1 <= int(raw) <= len(candidates):
+                raise SubmissionError(f"The place of output {letter} must be a whole number "
+                                      f"from 1 to {len(candidates)}, not {raw!r}.")
+            places[cand.id] = int(raw)
+        groups = [[cid for cid, p in places.items() if p == place]
+                  for place in sorted(set(places.values()))]
+        check_ranking(groups, [c.id for _, c in candidates])
+        task.gold_answer = groups
+    else:
+        raw = values.get("likert", "").strip()
+        if not raw.isdigit():
+            raise SubmissionError("Choose the output's gold Likert score, 1 to 7.")
+        task.gold_answer = {"likert": check_likert(int(raw))}
+    task.gold = True
+    db.flush()
+    return task

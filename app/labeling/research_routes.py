@@ -82,3 +82,30 @@ def flags_page(request: Request, db: DbSession, _: Staff,
     return render(request, "labeling/flags.html", reason=reason, reasons=PROMPT_FLAG_REASONS,
                   flags=research.prompt_flags(db=db, reason=reason or None),
                   counts=research.flag_counts(db=db))
+
+
+@router.get("/tasks/{task_id}/gold", response_class=HTMLResponse)
+def gold_page(request: Request, db: DbSession, _: Staff, task_id: int) -> Response:
+    try:
+        task, candidates, values = research.gold_form(db=db, task_id=task_id)
+    except SubmissionError as exc:
+        return _error(request, exc)
+    return render(request, "queue/gold.html", task=task, candidates=candidates, values=values,
+                  error=None)
+
+
+@router.post("/tasks/{task_id}/gold")
+async def gold_save(request: Request, db: DbSession, _: Staff, task_id: int) -> Response:
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str) and len(v) <= 20}
+    try:
+        research.set_gold(db=db, task_id=task_id, values=values)
+    except SubmissionError as exc:
+        if exc.status == 404:
+            return _error(request, exc)
+        task, candidates, _kept = research.gold_form(db=db, task_id=task_id)
+        return render(request, "queue/gold.html", status_code=422, task=task,
+                      candidates=candidates, values=values, error=str(exc))
+    flash(request, f"Gold answer of task {task_id} saved." if values.get("gold")
+          else f"Task {task_id} is no longer a gold task.", "success")
+    return RedirectResponse(f"/tasks/{task_id}", status_code=303)

@@ -164,6 +164,8 @@ def up(
     workers: bool = typer.Option(True, help="Also start a Celery worker with beat."),
     web_workers: int = typer.Option(1, help="uvicorn processes (one per core on PostgreSQL)."),
     access_log: bool = typer.Option(True, help="Log every request."),
+    worker_log_level: str = typer.Option(
+        "WARNING", help="The worker's log level; at WARNING (the default) it prints no banner."),
 ) -> None:
     """Run the web app, a Celery worker and beat (embedded broker unless RLHF_REDIS_URL)."""
     import uvicorn
@@ -178,8 +180,10 @@ def up(
     if workers:
         children.append(subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--beat",
-             "-Q", "default,gpu", "--concurrency", "1", "--loglevel", "INFO"],
+             "-Q", "default,gpu", "--concurrency", "1", "--loglevel", worker_log_level]
+            + (["--quiet"] if worker_log_level.upper() != "INFO" else []),
         ))
+    _welcome(host, port)  # last, so the logins and the address do not scroll away
     try:
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port,
                     workers=web_workers, access_log=access_log)
@@ -191,6 +195,20 @@ def up(
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _welcome(host: str, port: int) -> None:
+    """The address to open and, on a demo database, the logins with the one to try first."""
+    creds_file = get_settings().data_dir / "demo-credentials.txt"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print()
+    if creds_file.exists():
+        console.print("[bold]Demo logins[/]:")
+        console.print(creds_file.read_text().rstrip())
+        console.print("Try [bold]labeler@example.com[/] first (labels the sample tasks); then "
+                      "researcher@ (sees the data) and admin@ (manages users).")
+    console.print(f"[bold]RLHF Studio[/] on [bold]http://{shown}:{port}[/] (Ctrl-C stops it)")
+    console.print()
 
 
 @root.command("demo")

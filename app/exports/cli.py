@@ -30,12 +30,15 @@ def register(root: typer.Typer) -> None:
         model_version: int | None = typer.Option(None, help="Outputs of this model version id."),
         min_agreement: float | None = typer.Option(None, help="Labelers at or above (0..1)."),
         max_id: int | None = typer.Option(None, help="Highest source id (a manifest's max_id)."),
+        include_rejected: bool = typer.Option(
+            False, "--include-rejected", help="sft, prompts: also what a reviewer rejected."),
     ) -> None:
         """Export a dataset snapshot: data file + manifest.json, recorded in the database."""
         filters = {
             "split": split, "since": since, "until": until, "task_kind": task_kind,
             "labeler_ids": labeler or None, "held_out": held_out,
             "model_version_id": model_version, "min_agreement": min_agreement, "max_id": max_id,
+            "include_rejected": True if include_rejected else None,
         }
         _run(kind, fmt, out, chat, {k: v for k, v in filters.items() if v is not None})
 

@@ -67,8 +67,7 @@ def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: int
         screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
     except service.SubmissionError as exc:
         return _error_page(request, exc)
-    left = workbench.available_of_kind(db=db, user=user, kind=screen.task.kind,
-                                       cap=workbench.LEFT_CAP) if screen.live else None
+    left = workbench.left_for(db=db, user=user, kind=screen.task.kind) if screen.live else None
     page = render(
         request, f"labeling/{screen.task.kind.value}.html", s=screen, pick=kind,
         done_today=workbench.done_today(db=db, user=user), flags=workbench.FLAG_LABELS,

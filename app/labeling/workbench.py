@@ -4,6 +4,7 @@ flags, guidelines and the labeler's own counts. Plain functions; the caller comm
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import bindparam, func, literal, select, union_all
@@ -30,7 +31,7 @@ from app.queue.models import Assignment, AssignmentState, Task, TaskKind, TaskSt
 DRAFT_MAX = 5 * DEMONSTRATION_MAX
 DRAFT_DATA_MAX = 200_000  # Likert, flags and placements of 9 outputs take under 2,000
 AVAILABLE_CAP = 1000  # the start page shows "1000+" rather than counting a huge backlog
-LEFT_CAP = 100  # a task page shows "100+ more": it is on every labeler's path
+LEFT_CAP = 20  # a task page shows "20+ more": the count is on every labeler's path
 
 DEFAULT_GUIDELINES = {
     "demonstrate": "Write the response you would want an ideal assistant to give: helpful, "
@@ -120,9 +121,10 @@ def _owned(db: Session, user: User, assignment_id: int) -> Assignment:
 
 # Assignment, task and prompt in one round trip (the page is on every labeler's path).
 _SCREEN = (
-    select(Assignment, Task, Prompt)
+    select(Assignment, Task, Prompt, Draft)
     .join(Task, Task.id == Assignment.task_id)
     .outerjoin(Prompt, Prompt.id == Task.prompt_id)
+    .outerjoin(Draft, Draft.assignment_id == Assignment.id)
     .where(Assignment.id == bindparam("assignment_id"))
 )
 
@@ -132,15 +134,14 @@ def task_screen(*, db: Session, user: User, assignment_id: int) -> TaskScreen:
     found_row = db.execute(_SCREEN, {"assignment_id": assignment_id}).first()
     if found_row is None or found_row[0].user_id != user.id:
         raise SubmissionError(f"No assignment {assignment_id} of yours.", 404)
-    assignment, task, prompt = found_row
+    assignment, task, prompt, found_draft = found_row
     order = list(assignment.display_order or task.candidate_ids)
     found = {c.id: c for c in db.scalars(select(Candidate).where(Candidate.id.in_(order)))
              } if order else {}
     live = assignment.state == AssignmentState.leased and assignment.expires_at > utcnow()
     submitted = assignment.state == AssignmentState.submitted
     # A submitted task shows what was submitted, never a draft.
-    draft = None if submitted else \
-        db.scalar(select(Draft).where(Draft.assignment_id == assignment.id))
+    draft = None if submitted else found_draft
     return TaskScreen(
         assignment=assignment, task=task, prompt=prompt,
         candidates=[found[cid] for cid in order if cid in found], draft=draft,
@@ -308,6 +309,24 @@ def available_of_kind(*, db: Session, user: User, kind: TaskKind | str,
         .limit(cap).subquery()
     )
     return db.scalar(select(func.count()).select_from(untouched)) or 0
+
+
+_LEFT_TTL_S = 30.0
+_left_cache: dict[tuple[int, str], tuple[float, int]] = {}
+
+
+def left_for(*, db: Session, user: User, kind: TaskKind | str) -> int:
+    """How many more tasks of this kind the user could lease, as the task page shows it:
+    counted at most every 30 s per user and kind (the count is a few ms on every page)."""
+    key, now = (user.id, TaskKind(kind).value), monotonic()
+    hit = _left_cache.get(key)
+    if hit is not None and now - hit[0] < _LEFT_TTL_S:
+        return hit[1]
+    if len(_left_cache) > 10_000:
+        _left_cache.clear()
+    n = available_of_kind(db=db, user=user, kind=kind, cap=LEFT_CAP)
+    _left_cache[key] = (now, n)
+    return n
 
 
 def available(*, db: Session, user: User) -> dict[str, int]:

@@ -40,6 +40,7 @@ def test_rank_and_rate_tasks_from_ids(client, db):
     rank_src = make_task(db, TaskKind.rank, k=5)  # its prompt and 5 outputs, without a task
     prompt_id, cids, four_pid = rank_src.prompt_id, list(rank_src.candidate_ids), four.prompt_id
     four_cid = four.candidate_ids[0]
+    db.expunge(rank_src)  # deleted behind the session's back (SQLite may reuse its id)
     db.execute(Task.__table__.delete().where(Task.id == rank_src.id))
     resp = client.post("/tasks/create", data={"csrf_token": csrf, "kind": "rank",
                                               "ids": f"{prompt_id}\n{four_pid}"})

@@ -59,6 +59,26 @@ def test_review_rejects_with_a_reason_and_accepts(client, db):
         "decision": "accepted", "csrf_token": csrf}).status_code == 404
 
 
+def test_labeler_written_prompts_are_reviewed_too(client, db):
+    from app.labeling.models import WrittenPrompt
+    from tests.exports.factories import _assignment, make_task
+
+    labeler = make_user(db)
+    prompt = make_prompt(db, "Write a sonnet about <tea>")
+    task = make_task(db, prompt, TaskKind.write_prompt)
+    row = WrittenPrompt(task_id=task.id, assignment_id=_assignment(db, task, labeler).id,
+                        user_id=labeler.id, prompt_id=prompt.id, prompt_kind="plain",
+                        seconds_spent=3, idempotency_key="wp-review-1")
+    db.add(row)
+    db.flush()
+    csrf = login(client, make_user(db, Role.admin))
+    page = client.get("/review?what=prompt").text
+    assert "Write a sonnet about &lt;tea&gt;" in page and f'id="r{row.id}"' in page
+    client.post(f"/review/prompt/{row.id}", data={"decision": "accepted", "csrf_token": csrf})
+    db.expire_all()
+    assert db.get(WrittenPrompt, row.id).review == "accepted"
+
+
 def test_prompt_flags_page_lists_what_labelers_reported(client, db):
     labeler = make_user(db, email="flagger@example.com")
     prompt = make_prompt(db, "My phone number is 555-0100")

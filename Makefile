@@ -38,8 +38,7 @@ install-dev: $(VENV)/.installed-dev static/vendor/.installed
 
 run: install
 	$(VENV)/bin/rlhf-studio db upgrade
-	$(VENV)/bin/rlhf-studio demo
-	@echo "RLHF Studio on http://127.0.0.1:8000 (Ctrl-C stops it)"
+	$(VENV)/bin/rlhf-studio demo >/dev/null
 	$(VENV)/bin/rlhf-studio up --host 127.0.0.1 --port 8000 $(if $(SIMULATE),--simulate $(SIMULATE))
 
 # PostgreSQL and Redis for the tests: use them if running, start them where we can.

@@ -170,6 +170,8 @@ def up(
     access_log: bool = typer.Option(True, help="Log every request."),
     simulate: int = typer.Option(0, "--simulate", min=0, help="Also run N simulated "
                                  "labelers on the queue (rlhf-studio simulate --watch)."),
+    worker_log_level: str = typer.Option(
+        "WARNING", help="The workers' log level; at WARNING (the default) they print no banner."),
 ) -> None:
     """Run the web app, a Celery worker and beat (embedded broker unless RLHF_REDIS_URL)."""
     import uvicorn
@@ -185,7 +187,8 @@ def up(
         # Training holds its worker for minutes: the gpu queue gets a worker of its own
         # (one job at a time), so exports and the beat's reaper never wait behind it.
         celery = [sys.executable, "-m", "celery", "-A", "app.worker", "worker",
-                  "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
+                  "--without-mingle", "--without-gossip", "--loglevel", worker_log_level,
+                  *(["--quiet"] if worker_log_level.upper() != "INFO" else [])]
         children.append(subprocess.Popen(
             [*celery, "--beat", "-Q", "default", "--concurrency", "2", "-n", "default@%h"]))
         children.append(subprocess.Popen(
@@ -199,6 +202,7 @@ def up(
     # uvicorn re-raises the SIGTERM it shut down on; as SystemExit it runs the cleanup below
     # (with the default handler the process died there and left its children running).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    _welcome(host, port)  # last, so the logins and the address do not scroll away
     try:
         # Keep-alive above any proxy's idle timeout (nginx 60 s, cloud load balancers
         # 60 s): a proxy then never reuses a connection uvicorn is closing (502s).
@@ -213,6 +217,20 @@ def up(
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+def _welcome(host: str, port: int) -> None:
+    """The address to open and, on a demo database, the logins with the one to try first."""
+    creds_file = get_settings().data_dir / "demo-credentials.txt"
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print()
+    if creds_file.exists():
+        console.print("[bold]Demo logins[/]:")
+        console.print(creds_file.read_text().rstrip())
+        console.print("Try [bold]labeler@example.com[/] first (labels the sample tasks); then "
+                      "researcher@ (sees the data) and admin@ (manages users).")
+    console.print(f"[bold]RLHF Studio[/] on [bold]http://{shown}:{port}[/] (Ctrl-C stops it)")
+    console.print()
 
 
 @root.command("demo")

@@ -41,8 +41,8 @@ def add_nav(label: str, path: str, roles: tuple[str, ...], description: str = ""
 
 # The order a person works in: labeling first, then data and models, then administration.
 NAV_ORDER = (
-    "/label", "/label/mine", "/prompts", "/tasks", "/exports", "/agreement", "/jobs", "/models",
-    "/admin/users", "/admin/use-cases", "/label/guidelines", "/account",
+    "/label", "/label/mine", "/prompts", "/tasks", "/review", "/exports", "/agreement", "/jobs",
+    "/models", "/admin/users", "/admin/use-cases", "/label/guidelines", "/account",
 )
 
 
@@ -66,7 +66,20 @@ def _pop_flashes(request: Request) -> list[dict[str, str]]:
 
 
 def _live_user(request: Request) -> Any:
-    """The caller, reloaded if a rolled-back request transaction expired it (error pages)."""
+    """The caller, reloaded if a rolled-back request transaction expired it (error pages).
+
+    A page no route matched (404) ran no `allow(...)`: its user comes from the session, so
+    the page keeps the navigation.
+    """
+    if not hasattr(request.state, "user"):
+        from app.auth.deps import _session_user as session_user
+
+        with session_scope() as db:
+            found = session_user(request, db)
+            if found is not None:
+                db.expunge(found)
+        request.state.user = found
+        return found
     user = getattr(request.state, "user", None)
     if user is not None and sa_inspect(user).expired:
         with session_scope(read_only=True) as db:

@@ -10,6 +10,7 @@ empties every table afterwards.
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,16 +96,27 @@ def db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
 
 
 def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import OperationalError
+
     import app.models  # noqa: F401
     from app.db import Base
 
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
+    # A browser test's pages may still be saving a draft (a keepalive request when the page
+    # closes) while this runs: on a deadlock with that write, try again.
+    for attempt in range(5):
+        try:
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                else:
+                    for name in tables:
+                        conn.execute(text(f"DELETE FROM {name}"))
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture

@@ -22,3 +22,27 @@ def test_test_runs_do_not_freeze(engine):
     gc.unfreeze()
     with TestClient(app.main.create_app()):
         assert gc.get_freeze_count() == 0
+
+
+def test_unknown_page_keeps_the_navigation_and_favicon_is_served(app, committed_db):
+    from fastapi.testclient import TestClient
+
+    from tests.factories import login, make_user
+
+    # Committed, and a client on the real database: a page no route matched finds its user
+    # outside any request session.
+    user = make_user(committed_db, "researcher")
+    committed_db.commit()
+    client = TestClient(app)
+    login(client, user)
+    resp = client.get("/no/such/page")
+    assert resp.status_code == 404
+    assert "Page not found" in resp.text and "/no/such/page" in resp.text
+    assert 'href="/tasks"' in resp.text and 'href="/agreement"' in resp.text  # the navigation
+    assert 'rel="icon" href="/static/favicon.svg"' in resp.text
+    client.cookies.clear()
+    anonymous = client.get("/no/such/page")
+    assert anonymous.status_code == 404 and 'href="/login?next=/no/such/page"' in anonymous.text
+    icon = client.get("/favicon.ico", follow_redirects=True)
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
+    client.close()

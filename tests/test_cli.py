@@ -40,3 +40,40 @@ def test_users_create_refuses_bad_role_and_duplicate(committed_db):
 def test_tokens_create_for_unknown_user_fails(committed_db):
     out = runner.invoke(root, ["tokens", "create", "--email", "ghost@example.com"])
     assert out.exit_code == 1 and "no user" in out.output
+
+
+def test_up_quiets_the_worker_and_prints_logins_and_address_last(committed_db, monkeypatch):
+    import subprocess
+
+    import uvicorn
+
+    from app.config import get_settings
+
+    creds = get_settings().data_dir / "demo-credentials.txt"
+    creds.parent.mkdir(parents=True, exist_ok=True)
+    creds.write_text("labeler     labeler@example.com        pw123\n")
+    started: list[list[str]] = []
+
+    class FakeProcess:
+        def __init__(self, args, **_):  # type: ignore[no-untyped-def]
+            started.append(list(args))
+
+        def send_signal(self, _sig):  # type: ignore[no-untyped-def]
+            pass
+
+        def wait(self, timeout=None):  # type: ignore[no-untyped-def]
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProcess)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: print("UVICORN STARTED"))
+    try:
+        out = runner.invoke(root, ["up", "--host", "0.0.0.0", "--port", "8123"])
+    finally:
+        creds.unlink()
+    assert out.exit_code == 0, out.output
+    worker = started[0]
+    assert "--quiet" in worker and worker[worker.index("--loglevel") + 1] == "WARNING"
+    before_server = out.output.split("UVICORN STARTED")[0].rstrip().splitlines()
+    assert before_server[-1].startswith("RLHF Studio on http://127.0.0.1:8123")
+    assert "Try labeler@example.com first" in out.output
+    assert "labeler@example.com        pw123" in out.output

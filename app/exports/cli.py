@@ -16,8 +16,9 @@ def register(root: typer.Typer) -> None:
         kind: str = typer.Argument(..., help=KIND_HELP),
         fmt: str = typer.Option("jsonl", "--format", help="jsonl | parquet"),
         out: Path | None = typer.Option(
-            None, "--out", help="Snapshot directory to create (must not exist); "
-                                "default: a new directory under RLHF_EXPORTS_DIR."),
+            None, "--out", help="Snapshot DIRECTORY to create (must not exist), which will "
+                                "hold the data file and manifest.json; default: a new "
+                                "directory under RLHF_EXPORTS_DIR."),
         chat: bool = typer.Option(False, "--chat", help="sft only: {'messages': [...]} rows."),
         split: str | None = typer.Option(None, help="train | valid | test"),
         since: str | None = typer.Option(None, help="created_at >= this (ISO date/time, UTC)"),
@@ -29,14 +30,21 @@ def register(root: typer.Typer) -> None:
         model_version: int | None = typer.Option(None, help="Outputs of this model version id."),
         min_agreement: float | None = typer.Option(None, help="Labelers at or above (0..1)."),
         max_id: int | None = typer.Option(None, help="Highest source id (a manifest's max_id)."),
+        include_rejected: bool = typer.Option(
+            False, "--include-rejected", help="sft, prompts: also what a reviewer rejected."),
     ) -> None:
         """Export a dataset snapshot: data file + manifest.json, recorded in the database."""
         filters = {
             "split": split, "since": since, "until": until, "task_kind": task_kind,
             "labeler_ids": labeler or None, "held_out": held_out,
             "model_version_id": model_version, "min_agreement": min_agreement, "max_id": max_id,
+            "include_rejected": True if include_rejected else None,
         }
         _run(kind, fmt, out, chat, {k: v for k, v in filters.items() if v is not None})
+
+
+# Names that read as a data file: `--out cmp.jsonl` would otherwise make a directory of it.
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".gz", ".zst")
 
 
 def _run(kind: str, fmt: str, out: Path | None, chat: bool, filters: dict[str, Any]) -> None:
@@ -53,6 +61,11 @@ def _run(kind: str, fmt: str, out: Path | None, chat: bool, filters: dict[str, A
             {"kind": kind, "format": fmt, "chat": chat, "filters": filters})
     except ValidationError as exc:
         fail(describe(exc))
+        return
+    if out is not None and out.suffix.lower() in FILE_SUFFIXES:
+        fail(f"--out names the snapshot directory to create, which will hold the data file "
+             f"and manifest.json; {str(out)!r} looks like a file name. Give a directory, "
+             f"e.g. --out {str(out.with_suffix(''))!r}.")
         return
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())

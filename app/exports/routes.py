@@ -28,13 +28,20 @@ def _enqueue(snapshot_id: int) -> None:
     tasks.enqueue(snapshot_id)
 
 
+def _page(request: Request, db: DbSession, form: dict[str, str] | None = None,
+          error: str | None = None) -> Response:
+    snapshots = service.list_snapshots(db=db)
+    # After an error the form shows what was typed, with the error above it.
+    return render(request, "exports/index.html", status_code=422 if error else 200,
+                  snapshots=snapshots, kinds=KINDS, formats=FORMATS,
+                  splits=[s.value for s in Split], task_kinds=[k.value for k in TaskKind],
+                  building=any(s.state in ("pending", "running") for s in snapshots),
+                  form=form or {}, error=error)
+
+
 @router.get("/exports", response_class=HTMLResponse)
 def exports_page(request: Request, db: DbSession, _: Staff) -> Response:
-    snapshots = service.list_snapshots(db=db)
-    return render(request, "exports/index.html", snapshots=snapshots, kinds=KINDS,
-                  formats=FORMATS, splits=[s.value for s in Split],
-                  task_kinds=[k.value for k in TaskKind],
-                  building=any(s.state in ("pending", "running") for s in snapshots))
+    return _page(request, db)
 
 
 @router.post("/exports")
@@ -43,20 +50,22 @@ def exports_create_form(
     kind: FormStr = "", format: FormStr = "jsonl", chat: FormStr = "", split: FormStr = "",
     since: FormStr = "", until: FormStr = "", task_kind: FormStr = "",
     labeler_ids: FormStr = "", held_out: FormStr = "", model_version_id: FormStr = "",
-    min_agreement: FormStr = "", max_id: FormStr = "",
+    min_agreement: FormStr = "", max_id: FormStr = "", include_rejected: FormStr = "",
 ) -> Response:
     fields = {
         "kind": kind, "format": format, "chat": chat, "split": split, "since": since,
         "until": until, "task_kind": task_kind, "labeler_ids": labeler_ids,
         "held_out": held_out, "model_version_id": model_version_id,
-        "min_agreement": min_agreement, "max_id": max_id,
+        "min_agreement": min_agreement, "max_id": max_id, "include_rejected": include_rejected,
     }
     try:
         snapshot = service.request_export(db=db, user=user, request=from_form(fields))
     except ValidationError as exc:
-        flash(request, f"Export not created: {describe(exc)}", "error")
+        return _page(request, db, fields, f"Export not created. {describe(exc)}")
     except service.ExportError as exc:
-        flash(request, f"Export not created: {exc}", "error")
+        message = str(exc)
+        return _page(request, db, fields,
+                     f"Export not created: {message[:1].upper() + message[1:]}.")
     else:
         if snapshot.state == "pending":
             background.add_task(_enqueue, snapshot.id)

@@ -39,6 +39,9 @@ class ExportFilters(BaseModel):
     max_id: int | None = Field(
         default=None, ge=0, description="highest source row id (a manifest's source.max_id)"
     )
+    include_rejected: bool | None = Field(
+        default=None, description="sft and prompts: also demonstrations and labeler-written "
+        "prompts a reviewer rejected (left out unless true)")
 
     @field_validator("since", "until")
     @classmethod
@@ -105,7 +108,8 @@ def from_form(form: dict[str, str]) -> ExportCreate:
     values = {k: v.strip() for k, v in form.items() if v is not None and v.strip() != ""}
     filters: dict[str, Any] = {
         k: values[k] for k in ("split", "since", "until", "task_kind", "model_version_id",
-                               "min_agreement", "max_id", "held_out") if k in values
+                               "min_agreement", "max_id", "held_out", "include_rejected")
+        if k in values
     }
     if "labeler_ids" in values:
         filters["labeler_ids"] = [p for p in values["labeler_ids"].replace(",", " ").split()]
@@ -117,10 +121,55 @@ def from_form(form: dict[str, str]) -> ExportCreate:
     })
 
 
+# What each field is called on the export form (and in the CLI's options).
+FIELD_NAMES = {
+    "kind": "Kind", "format": "Format", "chat": "Chat messages", "split": "Split",
+    "since": "Since", "until": "Until", "task_kind": "Task kind", "labeler_ids": "Labeler ids",
+    "held_out": "Labeler group", "model_version_id": "Model version id",
+    "min_agreement": "Min. labeler agreement", "max_id": "Up to source id",
+    "include_rejected": "Include rejected",
+}
+
+
+def _phrase(err: Any) -> str:
+    kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
+    shown = f", not {given!r}" if isinstance(given, str | int | float) and given != "" else ""
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"must be a whole number{shown}"
+    if kind in ("float_parsing", "float_type"):
+        return f"must be a number{shown}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"must be yes or no{shown}"
+    if kind.startswith(("datetime", "date")):
+        return f"must be a date like 2024-05-31 or a time like 2024-05-31T12:00{shown}"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {ctx.get('expected', 'the listed values')}{shown}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}{shown}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}{shown}"
+    if kind in ("too_short", "too_long"):
+        return err["msg"][0].lower() + err["msg"][1:]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a field of an export"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return message[0].lower() + message[1:] if message else "is not valid"
+
+
 def describe(exc: ValidationError) -> str:
-    """A validation error as one line a person can act on."""
+    """A validation error as sentences a person can act on ("Labeler ids: item 1 must be a
+    whole number, not 'x'."), naming fields as the form and the CLI do."""
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"] if p != "filters") or "request"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+        loc = [p for p in err["loc"] if p != "filters"]
+        if not loc or (err["type"] == "value_error" and len(loc) <= 1 and loc[0] not in
+                       FIELD_NAMES):
+            message = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(message[:1].upper() + message[1:].rstrip(".") + ".")
+            continue
+        name = FIELD_NAMES.get(str(loc[0]), str(loc[0]).replace("_", " ").capitalize())
+        item = f": item {loc[1] + 1}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+        parts.append(f"{name}{item} {_phrase(err)}.")
+    return " ".join(parts)

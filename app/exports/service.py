@@ -38,12 +38,12 @@ MANIFEST = "manifest.json"
 _LABELER_FILTERS = {"labeler_ids", "held_out", "min_agreement"}
 _COMMON = {"split", "since", "until", "task_kind", "max_id"}
 APPLIES: dict[str, frozenset[str]] = {
-    "sft": frozenset(_COMMON | _LABELER_FILTERS),
+    "sft": frozenset(_COMMON | _LABELER_FILTERS | {"include_rejected"}),
     "rankings": frozenset(_COMMON | _LABELER_FILTERS | {"model_version_id"}),
     "comparisons": frozenset(_COMMON | _LABELER_FILTERS | {"model_version_id"}),
     "grouped": frozenset(_COMMON | _LABELER_FILTERS | {"model_version_id"}),
     "ratings": frozenset(_COMMON | _LABELER_FILTERS | {"model_version_id"}),
-    "prompts": frozenset(_COMMON),
+    "prompts": frozenset(_COMMON | {"include_rejected"}),
 }
 
 Progress = Callable[[int, int], None]  # (source rows read, source rows expected)

@@ -13,13 +13,25 @@ from dataclasses import dataclass, field
 from math import comb
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Select, Text, any_, bindparam, cast, func, null, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    func,
+    null,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.exports.schemas import ExportFilters
 from app.exports.writers import Rows
-from app.labeling.models import Demonstration, Ranking, Rating
+from app.labeling.models import Demonstration, Ranking, Rating, WrittenPrompt
 from app.prompts.models import Candidate, Prompt
 from app.queue.models import Task
 from app.registry.models import ModelVersion
@@ -164,6 +176,14 @@ def _filtered(stmt: Select, model: Any, plan: Plan) -> Select:  # type: ignore[t
             stmt = stmt.where(Prompt.id.in_(select(Task.prompt_id).where(Task.kind == f.task_kind)))
         else:
             stmt = stmt.where(model.task_id.in_(select(Task.id).where(Task.kind == f.task_kind)))
+    if model in (Prompt, Demonstration) and not f.include_rejected:
+        # What a reviewer rejected stays out unless asked for.
+        if model is Prompt:
+            stmt = stmt.where(Prompt.id.not_in(
+                select(WrittenPrompt.prompt_id).where(WrittenPrompt.review == "rejected")))
+        else:
+            stmt = stmt.where(or_(Demonstration.review.is_(None),
+                                  Demonstration.review != "rejected"))
     if model is Prompt:
         return stmt
     if plan.labelers is not None:

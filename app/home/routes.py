@@ -2,9 +2,9 @@
 
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.auth.deps import AnyUser
+from app.auth.deps import Anyone, AnyUser
 from app.templating import nav_for, render
 
 router = APIRouter()
@@ -17,3 +17,9 @@ def home(request: Request, user: AnyUser) -> Response:
         for item in nav_for(user)
     ]
     return render(request, "home/index.html", tiles=tiles)
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon(_: Anyone) -> Response:
+    """Browsers ask for /favicon.ico on pages without a <link rel="icon"> (JSON, files)."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)

@@ -1,6 +1,7 @@
 """What labelers submit: demonstrations, rankings and ratings, each idempotent per user."""
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -37,6 +38,13 @@ class Demonstration(Base):
     seconds_spent: Mapped[int] = mapped_column(Integer)
     idempotency_key: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # A researcher's review: None until reviewed, then "accepted" or "rejected".
+    review: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reviewed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Ranking(Base):
@@ -109,7 +117,7 @@ FLAGS = (
 
 
 class Draft(Base):
-    """The latest autosaved text of a demonstration in progress: one per assignment."""
+    """The latest autosaved answer in progress of any task kind: one per assignment."""
 
     __tablename__ = "drafts"
 
@@ -119,6 +127,8 @@ class Draft(Base):
     )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     text: Mapped[str] = mapped_column(Text, default="")
+    # The structured answer in progress (Likert scores, flags, placements, examples).
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # The browser's clock (ms) when the text was typed: a late, older save never
     # overwrites a newer one.
     client_ms: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -177,6 +187,12 @@ class WrittenPrompt(Base):
     seconds_spent: Mapped[int] = mapped_column(Integer)
     idempotency_key: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    review: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    review_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reviewed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 PROMPT_FLAG_REASONS = ("pii", "harmful", "unclear")

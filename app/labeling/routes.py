@@ -2,13 +2,13 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import ALL_ROLES, Admin, AnyUser
 from app.auth.models import Role
 from app.db import DbSession, commit_here
-from app.labeling import service, workbench
+from app.labeling import research_routes, service, workbench
 from app.labeling.schemas import (
     DraftRead,
     DraftSave,
@@ -17,14 +17,17 @@ from app.labeling.schemas import (
     SubmissionCreate,
     SubmissionRead,
 )
+from app.queue import service as queue
 from app.queue.models import TaskKind
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
+router.include_router(research_routes.router)
 add_nav("Label", "/label", ALL_ROLES, "Write demonstrations, rank and rate model outputs.")
 add_nav("My work", "/label/mine", (Role.labeler,), "Your own counts, time and recent work.")
 add_nav("Guidelines", "/label/guidelines", (Role.admin,), "Edit what labelers read per task.")
 
+NO_STORE = "no-store"
 KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt", "compare"]
 
 
@@ -43,32 +46,52 @@ def _error_page(request: Request, exc: service.SubmissionError) -> Response:
 @router.get("/label", response_class=HTMLResponse)
 def start_page(request: Request, db: DbSession, user: AnyUser) -> Response:
     return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
-                  nothing=None)
+                  nothing=None, undo=None)
 
 
 @router.get("/label/next", response_class=HTMLResponse)
-def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice = "any") -> Response:
+def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice = "any",
+              skipped: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
     assignment = workbench.lease_next(db=db, user=user, kind=kind)
     if assignment is None:
         return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
-                      nothing=kind)
-    return RedirectResponse(f"/label/a/{assignment.id}?kind={kind}", status_code=303)
+                      nothing=kind, undo=skipped)
+    undo = f"&skipped={skipped}" if skipped else ""
+    return RedirectResponse(f"/label/a/{assignment.id}?kind={kind}{undo}", status_code=303)
 
 
 @router.get("/label/a/{assignment_id}", response_class=HTMLResponse)
 def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: int,
-              kind: KindChoice = "any") -> Response:
+              kind: KindChoice = "any",
+              skipped: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
     try:
         screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
     except service.SubmissionError as exc:
         return _error_page(request, exc)
     # The compare screen belongs to app/evaluation (its own template and script).
     folder = "evaluation" if screen.task.kind == TaskKind.compare else "labeling"
-    return render(
+    left = workbench.left_for(db=db, user=user, kind=screen.task.kind) if screen.live else None
+    page = render(
         request, f"{folder}/{screen.task.kind.value}.html", s=screen, pick=kind,
         done_today=workbench.done_today(db=db, user=user), flags=workbench.FLAG_LABELS,
-        limits=workbench.LIMITS,
+        limits=workbench.LIMITS, left=left, left_cap=workbench.LEFT_CAP,
+        undo=skipped if skipped != assignment_id else None,
     )
+    # Back after a submit must fetch the page again (now read-only), not show the live form
+    # from the cache.
+    page.headers["Cache-Control"] = NO_STORE
+    return page
+
+
+@router.post("/label/a/{assignment_id}/unskip")
+def unskip(request: Request, db: DbSession, user: AnyUser, assignment_id: int) -> Response:
+    """Undo a skip from the page that followed it: back to that task."""
+    try:
+        queue.unskip(db=db, user=user, assignment_id=assignment_id)
+    except queue.QueueError as exc:
+        flash(request, str(exc), "error")
+        return RedirectResponse("/label", status_code=303)
+    return RedirectResponse(f"/label/a/{assignment_id}", status_code=303)
 
 
 @router.get("/label/mine", response_class=HTMLResponse)
@@ -109,23 +132,26 @@ def submit(db: DbSession, user: AnyUser, task_id: int, body: SubmissionCreate) -
 def draft_save(db: DbSession, user: AnyUser, assignment_id: int, body: DraftSave) -> DraftRead:
     try:
         draft = workbench.save_draft(db=db, user=user, assignment_id=assignment_id,
-                                     text=body.text, client_ms=body.client_ms)
+                                     text=body.text, client_ms=body.client_ms, data=body.data)
     except service.SubmissionError as exc:
         raise _http(exc) from exc
     # `saved` tells the page whether its text won or a newer save already had.
-    return DraftRead(assignment_id=assignment_id, text=draft.text, client_ms=draft.client_ms,
-                     saved=draft.client_ms == body.client_ms)
+    return DraftRead(assignment_id=assignment_id, text=draft.text, data=draft.data or {},
+                     client_ms=draft.client_ms, saved=draft.client_ms == body.client_ms)
 
 
 @router.get("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
-def draft_get(db: DbSession, user: AnyUser, assignment_id: int) -> DraftRead:
+def draft_get(response: Response, db: DbSession, user: AnyUser,
+              assignment_id: int) -> DraftRead:
+    response.headers["Cache-Control"] = NO_STORE
     try:
         draft = workbench.get_draft(db=db, user=user, assignment_id=assignment_id)
     except service.SubmissionError as exc:
         raise _http(exc) from exc
     if draft is None:
         return DraftRead(assignment_id=assignment_id, text="", client_ms=0, saved=False)
-    return DraftRead(assignment_id=assignment_id, text=draft.text, client_ms=draft.client_ms)
+    return DraftRead(assignment_id=assignment_id, text=draft.text, data=draft.data or {},
+                     client_ms=draft.client_ms)
 
 
 @router.post("/api/v1/assignments/{assignment_id}/flags", response_model=PromptFlagRead)

@@ -1,6 +1,6 @@
 """Submission bodies and answers of the labeling API (DESIGN.md's public contract)."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,13 +54,19 @@ class SubmissionRead(BaseModel):
 
 
 class DraftSave(BaseModel):
-    text: str
+    """An answer in progress: the typed text and, for forms, the rest of it as `data`."""
+
+    text: str = ""
+    data: dict[str, Any] | None = Field(
+        default=None, description="The form's state as the page keeps it (Likert scores, "
+        "flags, placements, examples); omitted: left as saved.")
     client_ms: int = 0
 
 
 class DraftRead(BaseModel):
     assignment_id: int
     text: str
+    data: dict[str, Any] = Field(default_factory=dict)
     client_ms: int
     saved: bool = True
 

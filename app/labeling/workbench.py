@@ -1,8 +1,10 @@
 """What the labeling screens need around a submission: the task as shown, drafts, prompt
 flags, guidelines and the labeler's own counts. Plain functions; the caller commits."""
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
+from time import monotonic
 from typing import Any
 
 from sqlalchemy import bindparam, func, literal, select, union_all
@@ -27,7 +29,9 @@ from app.queue.models import Assignment, AssignmentState, Task, TaskKind, TaskSt
 
 # A draft may run past the submit limit while the labeler trims it; beyond this it is junk.
 DRAFT_MAX = 5 * DEMONSTRATION_MAX
+DRAFT_DATA_MAX = 200_000  # Likert, flags and placements of 9 outputs take under 2,000
 AVAILABLE_CAP = 1000  # the start page shows "1000+" rather than counting a huge backlog
+LEFT_CAP = 20  # a task page shows "20+ more": the count is on every labeler's path
 
 DEFAULT_GUIDELINES = {
     "demonstrate": "Write the response you would want an ideal assistant to give: helpful, "
@@ -75,6 +79,18 @@ class TaskScreen:
     live: bool
     params: dict[str, Any] = field(default_factory=dict)
     use_case: UseCase | None = None
+    # What was submitted, in a draft's shape ({"text": ..., "data": ...}); None until then.
+    answer: dict[str, Any] | None = None
+
+    @property
+    def restore(self) -> dict[str, Any] | None:
+        """What the page fills its form with: the submission, else the saved draft."""
+        if self.answer is not None:
+            return self.answer
+        if self.draft is None:
+            return None
+        return {"text": self.draft.text, "data": self.draft.data or {},
+                "client_ms": self.draft.client_ms}
 
 
 def lease_next(*, db: Session, user: User, kind: str) -> queue.Lease | None:
@@ -84,16 +100,16 @@ def lease_next(*, db: Session, user: User, kind: str) -> queue.Lease | None:
 
 
 def start(*, db: Session, user: User) -> dict[str, Any]:
-    """The start page: tasks available per kind, the user's live lease, done today."""
-    live = db.scalar(
-        select(Assignment).where(Assignment.user_id == user.id,
-                                 Assignment.state == AssignmentState.leased,
-                                 Assignment.expires_at > utcnow())
-        .order_by(Assignment.id).limit(1)
-    )
-    live_kind = db.scalar(select(Task.kind).where(Task.id == live.task_id)) if live else None
-    return {"available": available(db=db, user=user), "cap": AVAILABLE_CAP, "live": live,
-            "live_kind": live_kind, "done_today": done_today(db=db, user=user)}
+    """The start page: tasks available per kind, every live lease of the user, done today."""
+    leases = db.execute(
+        select(Assignment, Task.kind).join(Task, Task.id == Assignment.task_id)
+        .where(Assignment.user_id == user.id, Assignment.state == AssignmentState.leased,
+               Assignment.expires_at > utcnow())
+        .order_by(Assignment.id)
+    ).all()
+    return {"available": available(db=db, user=user), "cap": AVAILABLE_CAP,
+            "leases": [{"assignment": a, "kind": k} for a, k in leases],
+            "done_today": done_today(db=db, user=user)}
 
 
 def _owned(db: Session, user: User, assignment_id: int) -> Assignment:
@@ -105,9 +121,10 @@ def _owned(db: Session, user: User, assignment_id: int) -> Assignment:
 
 # Assignment, task and prompt in one round trip (the page is on every labeler's path).
 _SCREEN = (
-    select(Assignment, Task, Prompt)
+    select(Assignment, Task, Prompt, Draft)
     .join(Task, Task.id == Assignment.task_id)
     .outerjoin(Prompt, Prompt.id == Task.prompt_id)
+    .outerjoin(Draft, Draft.assignment_id == Assignment.id)
     .where(Assignment.id == bindparam("assignment_id"))
 )
 
@@ -117,17 +134,19 @@ def task_screen(*, db: Session, user: User, assignment_id: int) -> TaskScreen:
     found_row = db.execute(_SCREEN, {"assignment_id": assignment_id}).first()
     if found_row is None or found_row[0].user_id != user.id:
         raise SubmissionError(f"No assignment {assignment_id} of yours.", 404)
-    assignment, task, prompt = found_row
+    assignment, task, prompt, found_draft = found_row
     order = list(assignment.display_order or task.candidate_ids)
     found = {c.id: c for c in db.scalars(select(Candidate).where(Candidate.id.in_(order)))
              } if order else {}
     live = assignment.state == AssignmentState.leased and assignment.expires_at > utcnow()
-    # Only the demonstration screen shows a draft.
-    draft = db.scalar(select(Draft).where(Draft.assignment_id == assignment.id)) \
-        if task.kind == TaskKind.demonstrate else None
+    submitted = assignment.state == AssignmentState.submitted
+    # A submitted task shows what was submitted, never a draft.
+    draft = None if submitted else found_draft
     return TaskScreen(
         assignment=assignment, task=task, prompt=prompt,
         candidates=[found[cid] for cid in order if cid in found], draft=draft,
+        answer=submitted_answer(db=db, assignment=assignment, kind=task.kind)
+        if submitted else None,
         guideline=guideline(db=db, kind=task.kind.value), live=live, params=dict(task.params),
         use_case=db.get(UseCase, task.params["use_case_id"]) if task.params.get("use_case_id")
         else None,
@@ -138,18 +157,29 @@ def task_screen(*, db: Session, user: User, assignment_id: int) -> TaskScreen:
 
 
 def save_draft(*, db: Session, user: User, assignment_id: int, text: str,
-               client_ms: int) -> Draft:
-    """Keep the newest text of a demonstration in progress; an older save never wins."""
+               client_ms: int, data: dict[str, Any] | None = None) -> Draft:
+    """Keep the newest answer in progress of any task kind; an older save never wins.
+
+    `text` is the typed text (demonstration, prompt); `data` the rest of the form (Likert
+    scores, flags, placements, examples) as the page wrote it. A submitted task is
+    read-only: its draft can no longer change (409).
+    """
     if len(text) > DRAFT_MAX:
         raise SubmissionError(f"The draft has {len(text):,} characters; the limit is "
                               f"{DRAFT_MAX:,}.", 413)
+    if data is not None and len(json.dumps(data)) > DRAFT_DATA_MAX:
+        raise SubmissionError(f"The draft's form data is over {DRAFT_DATA_MAX:,} characters.",
+                              413)
     assignment = _owned(db, user, assignment_id)
+    if assignment.state == AssignmentState.submitted:
+        raise SubmissionError("This task was already submitted; what was submitted can no "
+                              "longer change.", 409)
     draft = db.scalar(select(Draft).where(Draft.assignment_id == assignment.id))
     if draft is None:
         try:
             with db.begin_nested():
                 draft = Draft(assignment_id=assignment.id, user_id=user.id, text=text,
-                              client_ms=client_ms, updated_at=utcnow())
+                              data=data, client_ms=client_ms, updated_at=utcnow())
                 db.add(draft)
             return draft
         except IntegrityError:  # a concurrent first save; fall through to the update
@@ -157,14 +187,45 @@ def save_draft(*, db: Session, user: User, assignment_id: int, text: str,
             assert draft is not None
     if client_ms >= draft.client_ms:
         draft.text, draft.client_ms, draft.updated_at = text, client_ms, utcnow()
+        if data is not None:
+            draft.data = data
         db.flush()
     return draft
 
 
 def get_draft(*, db: Session, user: User, assignment_id: int) -> Draft | None:
-    """The saved draft of the user's own assignment, if any."""
+    """The saved draft of the user's own assignment, if any (none once it is submitted)."""
     assignment = _owned(db, user, assignment_id)
+    if assignment.state == AssignmentState.submitted:
+        return None
     return db.scalar(select(Draft).where(Draft.assignment_id == assignment.id))
+
+
+def submitted_answer(*, db: Session, assignment: Assignment, kind: TaskKind) -> dict[str, Any]:
+    """What was submitted for this assignment, in the shape of a draft: the page shows it
+    read-only with the same code that restores a draft."""
+    kind = TaskKind(kind)
+    if kind == TaskKind.demonstrate:
+        text = db.scalar(select(Demonstration.text)
+                         .where(Demonstration.assignment_id == assignment.id))
+        return {"text": text or "", "data": {}}
+    if kind == TaskKind.write_prompt:
+        text = db.scalar(select(Prompt.text).join(WrittenPrompt,
+                                                  WrittenPrompt.prompt_id == Prompt.id)
+                         .where(WrittenPrompt.assignment_id == assignment.id))
+        return {"text": text or "", "data": {}}
+    ratings = db.scalars(select(Rating).where(Rating.assignment_id == assignment.id)).all()
+    data: dict[str, Any] = {
+        "likert": {str(r.candidate_id): r.likert for r in ratings},
+        "flags": {str(r.candidate_id): list(r.flags or []) for r in ratings},
+    }
+    if kind == TaskKind.rank:
+        groups = db.scalar(select(Ranking.groups)
+                           .where(Ranking.assignment_id == assignment.id))
+        data["ranking"] = groups or []
+    elif ratings:
+        data["comment"] = ratings[0].comment
+    return {"text": "", "data": data}
 
 
 # --- prompt flags ---------------------------------------------------------------------
@@ -228,26 +289,57 @@ def set_guideline(*, db: Session, user: User, kind: str, body: str) -> Guideline
 # --- counts ---------------------------------------------------------------------------
 
 
+def may_lease(user: User, kind: TaskKind | str) -> bool:
+    """Whether the queue ever gives this user tasks of this kind (held-out labelers only
+    rate, so their judgements stay out of training)."""
+    return not user.held_out or TaskKind(kind) == TaskKind.rate
+
+
+def available_of_kind(*, db: Session, user: User, kind: TaskKind | str,
+                      cap: int = AVAILABLE_CAP) -> int:
+    """Open tasks of this kind with a free slot that this user may lease (capped)."""
+    if not may_lease(user, kind):
+        return 0
+    untouched = (
+        select(Task.id)
+        .where(Task.kind == TaskKind(kind), Task.state == TaskState.open,
+               Task.done_labels + Task.leased_labels < Task.required_labels,
+               ~select(Assignment.id).where(Assignment.task_id == Task.id,
+                                            Assignment.user_id == user.id).exists())
+        .limit(cap).subquery()
+    )
+    return db.scalar(select(func.count()).select_from(untouched)) or 0
+
+
+_LEFT_TTL_S = 30.0
+_left_cache: dict[tuple[int, str], tuple[float, int]] = {}
+
+
+def left_for(*, db: Session, user: User, kind: TaskKind | str) -> int:
+    """How many more tasks of this kind the user could lease, as the task page shows it:
+    counted at most every 30 s per user and kind (the count is a few ms on every page)."""
+    key, now = (user.id, TaskKind(kind).value), monotonic()
+    hit = _left_cache.get(key)
+    if hit is not None and now - hit[0] < _LEFT_TTL_S:
+        return hit[1]
+    if len(_left_cache) > 10_000:
+        _left_cache.clear()
+    n = available_of_kind(db=db, user=user, kind=kind, cap=LEFT_CAP)
+    _left_cache[key] = (now, n)
+    return n
+
+
 def available(*, db: Session, user: User) -> dict[str, int]:
-    """Open tasks of each kind this user has not touched (capped at AVAILABLE_CAP)."""
-    counts = {}
-    for kind in TaskKind:
-        untouched = (
-            select(Task.id)
-            .where(Task.kind == kind, Task.state == TaskState.open,
-                   Task.done_labels + Task.leased_labels < Task.required_labels,
-                   ~select(Assignment.id).where(Assignment.task_id == Task.id,
-                                                Assignment.user_id == user.id).exists())
-            .limit(AVAILABLE_CAP).subquery()
-        )
-        counts[kind.value] = db.scalar(select(func.count()).select_from(untouched)) or 0
-    return counts
+    """What this user can lease now, per kind (capped at AVAILABLE_CAP): open tasks with a
+    free slot they have not touched, of the kinds the queue gives them."""
+    return {kind.value: available_of_kind(db=db, user=user, kind=kind) for kind in TaskKind}
 
 
 def _submissions(user: User) -> Any:
-    """Every submission of the user as (kind, id, task, prompt, seconds, created_at)."""
+    """Every submission of the user as (kind, id, task, assignment, prompt, seconds,
+    created_at)."""
     def part(kind: str, row: Any, prompt: Any, where: Any = True) -> Any:
-        return select(literal(kind).label("kind"), row.id, row.task_id,
+        return select(literal(kind).label("kind"), row.id, row.task_id, row.assignment_id,
                       prompt.label("prompt_id"), row.seconds_spent, row.created_at
                       ).where(row.user_id == user.id, where)
 

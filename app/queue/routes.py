@@ -8,7 +8,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth.deps import STAFF, AnyUser, Staff
 from app.db import DbSession, commit_here
 from app.prompts.models import PromptKind
+from app.queue import from_lines
 from app.queue import service as queue
+from app.queue import views as queue_views
 from app.queue.models import TaskKind
 from app.queue.schemas import (
     BulkCreate,
@@ -22,6 +24,7 @@ from app.queue.schemas import (
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
+MAX_CANDIDATE_FILE = 50 * 2**20
 add_nav("Tasks", "/tasks", STAFF, "Task counts by kind and state; create labeling work.")
 
 
@@ -88,10 +91,74 @@ def stats(db: DbSession, _: Staff) -> object:
     return queue.task_stats(db=db)
 
 
+def _tasks_page(request: Request, db: DbSession, status_code: int = 200,
+                **extra: object) -> Response:
+    context: dict[str, object] = {"form": {}, "report": None, "candidate_report": None,
+                                  "error": None}
+    context.update(extra)
+    return render(request, "queue/tasks.html", status_code=status_code,
+                  stats=queue.task_stats(db=db), prompt_kinds=list(PromptKind),
+                  recent=queue_views.recent_tasks(db=db), **context)
+
+
 @router.get("/tasks", response_class=HTMLResponse)
 def tasks_page(request: Request, db: DbSession, _: Staff) -> Response:
-    return render(request, "queue/tasks.html", stats=queue.task_stats(db=db),
-                  prompt_kinds=list(PromptKind))
+    return _tasks_page(request, db)
+
+
+@router.post("/tasks/create", response_class=HTMLResponse)
+def tasks_create_from_lines(
+    request: Request, db: DbSession, _: Staff,
+    kind: Annotated[str, Form(max_length=20)] = "",
+    ids: Annotated[str, Form(max_length=200_000)] = "",
+    overlap: Annotated[str, Form(max_length=10)] = "1",
+    priority: Annotated[str, Form(max_length=10)] = "0",
+) -> Response:
+    """Demonstrate, rank or rate tasks for the ids listed, with a report per line."""
+    form = {"kind": kind, "ids": ids, "overlap": overlap, "priority": priority}
+    try:
+        n_overlap = _whole(overlap, "Overlap", 1, 50)
+        n_priority = _whole(priority, "Priority", -1000, 1000)
+        report = from_lines.create_from_lines(db=db, kind=kind, text=ids, overlap=n_overlap,
+                                              priority=n_priority)
+    except queue.QueueError as exc:
+        return _tasks_page(request, db, 422, form=form, error=str(exc))
+    return _tasks_page(request, db, form=form, report=report, report_kind=kind)
+
+
+@router.post("/tasks/import-candidates", response_class=HTMLResponse)
+async def tasks_import_candidates(request: Request, db: DbSession, _: Staff) -> Response:
+    """Import model outputs (candidates JSONL) and, if asked, a rank task per row."""
+    from fastapi.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+
+    from app.prompts import candidates as candidate_import
+
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
+    upload = form.get("file")
+    try:
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise queue.QueueError("Choose a candidates file (JSONL) to import.")
+        data = await upload.read(MAX_CANDIDATE_FILE + 1)
+        if len(data) > MAX_CANDIDATE_FILE:
+            raise queue.QueueError(f"The file is larger than {MAX_CANDIDATE_FILE // 2**20} MB.")
+        options = {"rank_tasks": fields.get("rank_tasks") == "on",
+                   "overlap": _whole(fields.get("overlap", "1"), "Overlap", 1, 50),
+                   "priority": _whole(fields.get("priority", "0"), "Priority", -1000, 1000)}
+    except queue.QueueError as exc:
+        return _tasks_page(request, db, 422, form=fields, error=str(exc))
+    report = await run_in_threadpool(candidate_import.import_candidates_file, db=db, data=data,
+                                     **options)
+    return _tasks_page(request, db, form=fields, candidate_report=report)
+
+
+def _whole(raw: str, name: str, low: int, high: int) -> int:
+    text = (raw or "").strip()
+    if not text.lstrip("-").isdigit() or not low <= int(text) <= high:
+        raise queue.QueueError(f"{name} must be a whole number from {low} to {high}, not "
+                               f"{text!r}.")
+    return int(text)
 
 
 @router.post("/tasks/demonstrate")

@@ -39,7 +39,7 @@ __all__ = [
     "create_demonstrate_tasks_for_train_prompts", "create_rank_task", "create_rate_tasks",
     "create_write_prompt_tasks", "expire_leases", "get_assignment", "heartbeat", "Lease",
     "live_assignment", "lock_task", "next_task", "skip", "task_payload",
-    "task_stats",
+    "task_stats", "unskip",
 ]
 
 _SWEEP_LIMIT = 20
@@ -244,6 +244,31 @@ def skip(*, db: Session, user: User, assignment_id: int, reason: str | None) -> 
     sql.SKIP_ASSIGNMENT.rowcount(db, {"assignment_id": assignment_id, "now": utcnow(),
                                       "reason": (reason or "")[:200] or None})
     _release_slots(db, Counter([assignment.task_id]))
+
+
+UNDO_SKIP_MINUTES = 15
+
+
+def unskip(*, db: Session, user: User, assignment_id: int) -> Assignment:
+    """Take back a recent skip: the lease is live again if the task still has a free slot."""
+    assignment = _lock(db, user, assignment_id)
+    if assignment.state == AssignmentState.leased:
+        return db.get_one(Assignment, assignment_id)  # undone already
+    if assignment.state != AssignmentState.skipped:
+        raise QueueError(f"This task is {assignment.state}; only a skip can be undone.", 409)
+    now = utcnow()
+    row = db.get_one(Assignment, assignment_id, populate_existing=True)
+    if row.finished_at is None or row.finished_at < now - timedelta(minutes=UNDO_SKIP_MINUTES):
+        raise QueueError(f"A skip can be undone for {UNDO_SKIP_MINUTES} minutes; this one is "
+                         "older.", 409)
+    claimed = sql.CLAIM.rowcount(db, {"task_id": row.task_id})
+    if claimed != 1:
+        raise QueueError("Someone else took the last place on this task, so the skip cannot "
+                         "be undone.", 409)
+    row.state, row.finished_at, row.skip_reason = AssignmentState.leased, None, None
+    row.leased_at, row.expires_at = now, now + _lease_delta()
+    db.flush()
+    return row
 
 
 def complete(*, db: Session, assignment: AssignmentRow) -> None:

@@ -66,11 +66,23 @@ def test_page_shows_figures_and_escapes_names(client, db):
     login(client, make_user(db, "admin"))
     resp = client.get("/agreement?group=training")
     assert resp.status_code == 200
-    assert "83.3%" in resp.text  # 5 of 6 pairs
+    # 5 of 6 pairs: too few for a percentage, so the page says n and what is needed.
+    pooled = resp.text[resp.text.index('id="pooled-agreement"'):]
+    assert pooled.startswith('id="pooled-agreement"><span class="small-n" title="83% of only 6')
+    assert "n = 6" in pooled[:300] and "83.3%" not in resp.text
+    assert "too few pairs for a percentage (needs 30)" in resp.text
+    assert 'id="agreement-needs"' not in resp.text
     assert "<script>alert(1)</script>" not in resp.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in resp.text
     assert "/static/vendor/chart.umd.js" in resp.text
     assert 'class="heatmap"' in resp.text
+
+
+def test_page_without_overlap_says_what_is_needed(client, db):
+    login(client, make_user(db, "researcher"))
+    resp = client.get("/agreement")
+    assert 'id="agreement-needs"' in resp.text and "overlap ≥ 2" in resp.text
+    assert 'id="flag-kappa"' in resp.text
 
 
 def test_csv_download_lists_labelers(client, db):

@@ -227,7 +227,8 @@ def test_screens_are_captured_at_laptop_and_phone_widths(committed_db, open_page
             assert page.locator("#task").count() == 1, (kind, page.url, page.inner_text("main"))
             shot(page, f"{kind}-{label}")
         page.goto("/label/next?kind=demonstrate")
-        page.click("#skip")  # skipping lands on the next demonstration: the long prompt
+        page.click("#skip")
+        page.click("#skip-confirm")  # skipping lands on the next demonstration: the long prompt
         page.wait_for_selector("#prompt-text:has-text('point 29')")
         shot(page, f"demonstrate-long-{label}")
         page.goto("/label/mine")

@@ -81,11 +81,13 @@ def test_cli_export_refuses_bad_input_and_creates_nothing(committed_db, tmp_path
     existing = tmp_path / "taken"
     existing.mkdir()
     cases = [
-        (["export", "everything"], "kind"),
-        (["export", "rankings", "--format", "csv"], "format"),
+        (["export", "everything"], "Kind must be one of 'sft', 'rankings'"),
+        (["export", "rankings", "--format", "csv"], "Format must be one of"),
         (["export", "prompts", "--labeler", "1"], "do not apply"),
-        (["export", "rankings", "--since", "yesterday-ish"], "since"),
+        (["export", "rankings", "--since", "yesterday-ish"], "Since must be a date like"),
         (["export", "rankings", "--out", str(existing)], "already exists"),
+        (["export", "comparisons", "--out", str(tmp_path / "cmp.jsonl")],
+         "names the snapshot directory"),
     ]
     for args, message in cases:
         result = runner.invoke(root, args)
@@ -93,3 +95,4 @@ def test_cli_export_refuses_bad_input_and_creates_nothing(committed_db, tmp_path
         assert message in result.output, (args, result.output)
     assert committed_db.scalar(select(func.count()).select_from(DatasetSnapshot)) == 0
     assert list(Path(existing).iterdir()) == []
+    assert not (tmp_path / "cmp.jsonl").exists()

@@ -45,7 +45,8 @@ def test_draft_keeps_the_newest_text(client, db):
     h = {"X-CSRF-Token": csrf}
     assert client.put(url, json={"text": "newer", "client_ms": 2000}, headers=h).json()["saved"]
     late = client.put(url, json={"text": "older", "client_ms": 1000}, headers=h).json()
-    assert late == {"assignment_id": a.id, "text": "newer", "client_ms": 2000, "saved": False}
+    assert late == {"assignment_id": a.id, "text": "newer", "data": {}, "client_ms": 2000,
+                    "saved": False}
     assert client.get(url).json()["text"] == "newer"
     assert "newer" in client.get(f"/label/a/{a.id}").text
 

@@ -79,7 +79,8 @@ def over_http(url: str, admin_token: str, n: int, role: str = "labeler") -> list
             email, password = email_of(i, role), secrets.token_urlsafe(16)
             if email in existing:
                 _check(api.patch(f"/api/v1/users/{existing[email]}", json={
-                    "password": password, "active": True, "role": role}), f"reset {email}")
+                    "password": password, "active": True, "role": role,
+                    "keep_tokens": True}), f"reset {email}")  # another pool may be using them
             else:
                 _check(api.post("/api/v1/users", json={
                     "email": email, "password": password, "role": role,

@@ -9,8 +9,7 @@ from sqlalchemy import select
 from app.labeling.models import Draft, Ranking, Rating
 from app.queue.models import TaskKind
 from tests.e2e.conftest import ARTIFACTS, LAPTOP, PHONE, shot
-from tests.factories import PASSWORD, make_user
-from tests.labeling.factories import make_task
+from tests.factories import PASSWORD, make_task, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_only]
 

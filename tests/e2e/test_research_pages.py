@@ -9,9 +9,7 @@ from sqlalchemy import select
 from app.labeling.models import PromptFlag
 from app.queue.models import Assignment, AssignmentState, TaskKind
 from tests.e2e.conftest import LAPTOP, PHONE, shot
-from tests.exports.factories import make_demonstration, make_prompt, ranked_task
-from tests.factories import make_user
-from tests.labeling.factories import make_task
+from tests.factories import make_demonstration, make_prompt, make_task, make_user, ranked_task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_only]
 

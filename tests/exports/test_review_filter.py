@@ -2,8 +2,7 @@
 
 from app.labeling.models import WrittenPrompt
 from app.queue.models import TaskKind
-from tests.exports.factories import _assignment, make_demonstration, make_prompt, make_task
-from tests.factories import make_user
+from tests.factories import finished, make_demonstration, make_prompt, make_task, make_user
 
 
 def test_rejected_demonstrations_and_prompts_are_left_out_by_default(db, export):
@@ -14,8 +13,8 @@ def test_rejected_demonstrations_and_prompts_are_left_out_by_default(db, export)
     rejected.review, accepted.review = "rejected", "accepted"
     for text, review in (("written and rejected", "rejected"), ("written and fine", None)):
         prompt = make_prompt(db, text)
-        task = make_task(db, prompt, TaskKind.write_prompt)
-        db.add(WrittenPrompt(task_id=task.id, assignment_id=_assignment(db, task, labeler).id,
+        task = make_task(db, TaskKind.write_prompt)
+        db.add(WrittenPrompt(task_id=task.id, assignment_id=finished(db, task, labeler).id,
                              user_id=labeler.id, prompt_id=prompt.id, prompt_kind="plain",
                              seconds_spent=3, idempotency_key=f"wp-{text}", review=review))
     db.flush()

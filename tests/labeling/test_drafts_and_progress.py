@@ -8,8 +8,7 @@ from sqlalchemy import select
 
 from app.db import utcnow
 from app.queue.models import Assignment, AssignmentState, Task, TaskKind
-from tests.factories import login, make_user
-from tests.labeling.factories import lease, make_task, rank_body
+from tests.factories import lease, login, make_task, make_user, rank_body
 
 
 def _restore(html: str) -> dict | None:

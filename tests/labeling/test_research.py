@@ -6,8 +6,7 @@ from sqlalchemy import select
 from app.auth.models import Role
 from app.labeling.models import Demonstration, PromptFlag
 from app.queue.models import Task, TaskKind
-from tests.exports.factories import make_demonstration, make_prompt, ranked_task
-from tests.factories import login, make_user
+from tests.factories import login, make_demonstration, make_prompt, make_user, ranked_task
 
 
 def test_task_view_shows_rankings_side_by_side_with_disagreement(client, db):
@@ -61,12 +60,12 @@ def test_review_rejects_with_a_reason_and_accepts(client, db):
 
 def test_labeler_written_prompts_are_reviewed_too(client, db):
     from app.labeling.models import WrittenPrompt
-    from tests.exports.factories import _assignment, make_task
+    from tests.factories import finished, make_task
 
     labeler = make_user(db)
     prompt = make_prompt(db, "Write a sonnet about <tea>")
-    task = make_task(db, prompt, TaskKind.write_prompt)
-    row = WrittenPrompt(task_id=task.id, assignment_id=_assignment(db, task, labeler).id,
+    task = make_task(db, TaskKind.write_prompt)
+    row = WrittenPrompt(task_id=task.id, assignment_id=finished(db, task, labeler).id,
                         user_id=labeler.id, prompt_id=prompt.id, prompt_kind="plain",
                         seconds_spent=3, idempotency_key="wp-review-1")
     db.add(row)

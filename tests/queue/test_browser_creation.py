@@ -7,8 +7,7 @@ from sqlalchemy import func, select
 from app.auth.models import Role
 from app.prompts.models import Candidate
 from app.queue.models import Task, TaskKind
-from tests.factories import login, make_user
-from tests.labeling.factories import make_prompt, make_task
+from tests.factories import login, make_prompt, make_task, make_user
 
 
 def _tasks(db, kind: TaskKind) -> list[Task]:  # type: ignore[no-untyped-def]

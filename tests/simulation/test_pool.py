@@ -18,7 +18,7 @@ from app.simulation import accounts
 from app.simulation.judges import make_judge
 from app.simulation.pool import Pool, PoolSettings
 from tests.conftest import BACKEND
-from tests.queue.factories import make_candidates, make_prompt
+from tests.factories import make_candidates, make_prompt
 
 ROWS = {"demonstrate": Demonstration, "rank": Ranking, "write_prompt": WrittenPrompt}
 

@@ -74,7 +74,13 @@ def model_page(request: Request, db: DbSession, _: Staff, model_id: int) -> Resp
     aliases = registry.aliases(db=db)
     active = (registry.alias_target(db=db, alias=f"{version.kind}:active")
               if version.kind in registry.ALIAS_KINDS else None)
-    return render(request, "models/model.html", version=version,
+    from app.evaluation import results as evaluation
+    from app.evaluation.service import list_evaluations
+
+    verdict = evaluation.verdict(db=db, model_id=version.id) if version.kind == "policy" else None
+    campaigns = list_evaluations(db=db, model_id=version.id)
+    return render(request, "models/model.html", version=version, verdict=verdict,
+                  campaigns=campaigns,
                   ancestors=list(reversed(found["ancestors"])), children=found["children"],
                   snapshots=views.snapshots(db=db, version_id=version.id),
                   round_versions=views.round_versions(db=db, version=version),

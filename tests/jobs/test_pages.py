@@ -407,3 +407,13 @@ def test_broker_down_refuses_a_round_with_503_and_says_so(client, db, data, sent
     assert resp.status_code == 503
     assert "labeling keeps working" in resp.text and 'value="1"' in resp.text
     assert _count(db, Round) == 0 and sent == []
+
+
+def test_promoting_a_policy_with_no_human_evaluation_asks_for_confirmation(client, db,
+                                                                        loop_rows):
+    login(client, make_user(db, Role.researcher))
+    page = client.get(f"/models/{loop_rows['policy'].id}").text
+    assert 'id="promote-warning"' in page and "no judged evaluation" in page
+    assert "No blind comparison includes this version yet" in page
+    sft_page = client.get(f"/models/{loop_rows['sft'].id}").text
+    assert 'id="promote-warning"' not in sft_page  # only policies are judged

@@ -33,8 +33,8 @@ from training.data import (
     sft_example,
     split_holdout,
 )
-from training.losses import batched_ranking_loss, pairwise_accuracy
 from training.loop import ScaleOptions, TrackedRunLog, make_accelerator
+from training.losses import batched_ranking_loss, pairwise_accuracy
 from training.models import (
     load_policy,
     load_tokenizer,
@@ -131,7 +131,9 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
     loader = DataLoader(
         ListDataset(train), batch_size=cfg.prompts_per_step, shuffle=True, collate_fn=collate
     )
-    valid_loader = DataLoader(ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate)
+    valid_loader = DataLoader(
+        ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate
+    )
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     total = cfg.epochs * len(loader)
     sched = get_cosine_with_min_lr_schedule_with_warmup(
@@ -173,7 +175,9 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
                     rewards = implicit_rewards(policy, ref, batch, cfg.beta)
                     loss = batched_ranking_loss(rewards, batch["rankings"], batch["sizes"])
                     c, n = pairwise_accuracy(rewards, batch["rankings"], batch["sizes"])
-                    totals += torch.tensor([c, n, loss.item() * len(batch["sizes"]), len(batch["sizes"])])
+                    totals += torch.tensor(
+                        [c, n, loss.item() * len(batch["sizes"]), len(batch["sizes"])]
+                    )
             log.log(
                 step,
                 {

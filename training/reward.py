@@ -29,7 +29,6 @@ from training.data import (
     read_sft,
     split_holdout,
 )
-from training.losses import batched_ranking_loss, pair_indices, pairwise_accuracy
 from training.loop import (
     Checkpoints,
     ScaleOptions,
@@ -38,6 +37,7 @@ from training.loop import (
     make_accelerator,
     micro_batches,
 )
+from training.losses import batched_ranking_loss, pair_indices, pairwise_accuracy
 from training.models import (
     fold_score_offset,
     load_reward_model,
@@ -206,9 +206,16 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
             started, cpu_started = time.perf_counter(), time.process_time()
             parts = micro_batches(len(batch["sizes"]), cfg.grad_accum)
             with_pairs = sum(1 for r in batch["rankings"] if pair_indices(r)[0]) or 1
-            acc, weights = [0, 0], []
+            acc: list[int] = [0, 0]
+            weights: list[float] = []
 
-            def part_loss(part: slice, b: dict = batch, n: int = with_pairs) -> tuple:
+            def part_loss(
+                part: slice,
+                b: dict = batch,
+                n: int = with_pairs,
+                acc: list[int] = acc,
+                weights: list[float] = weights,
+            ) -> tuple:
                 sub = sub_batch(b, part)
                 loss, scores = kway_loss(model, sub)
                 c, k = pairwise_accuracy(scores.detach(), sub["rankings"], sub["sizes"])

@@ -3,7 +3,8 @@
 Generation goes through one interface, `Sampler.sample(prompts, k) -> [[text] * k]`:
 `HFSampler` (transformers' `generate`, the default, what PPO's rollouts use) and
 `VLLMSampler` (`--backend vllm`, where vLLM is installed on a GPU machine; the prompt is
-laid out with the model directory's chat template, as in training). Output files use the app's candidate import format, one prompt per line:
+laid out with the model directory's chat template, as in training). Output files use the
+app's candidate import format, one prompt per line:
 `{"prompt": str, "prompt_id"?: int, "candidates": [{"text": str, "model": str}, …]}`.
 """
 

@@ -29,7 +29,6 @@ from training.data import (
     read_sft,
     split_holdout,
 )
-from training.losses import sft_loss
 from training.loop import (
     Checkpoints,
     ScaleOptions,
@@ -38,6 +37,7 @@ from training.loop import (
     make_accelerator,
     micro_batches,
 )
+from training.losses import sft_loss
 from training.models import (
     dropout_kwargs,
     load_policy,
@@ -93,9 +93,9 @@ def validation_loss(model: Any, loader: DataLoader, accelerator: Accelerator) ->
 
 @torch.no_grad()
 def validation_reward(
-    model: Any, tok: Any, reward: RewardFn, prompts: list[str], cfg: SFTConfig
+    model: Any, tok: Any, reward: RewardFn, prompts: list[Any], cfg: SFTConfig
 ) -> float:
-    """Mean RM score of one sampled answer per validation prompt."""
+    """Mean RM score of one sampled answer per validation prompt (text or chat turns)."""
     model.eval()
     with torch.random.fork_rng(devices=[]):  # evaluation does not shift training randomness
         torch.manual_seed(cfg.seed)
@@ -186,10 +186,8 @@ def train_sft(
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            shares = [
-                (batch["labels"][p][:, 1:] != IGNORE).sum() / n_tokens for p in parts
-            ]
-            loss = sum(l * s for l, s in zip(losses, shares, strict=True))
+            shares = [(batch["labels"][p][:, 1:] != IGNORE).sum() / n_tokens for p in parts]
+            loss = sum(x * s for x, s in zip(losses, shares, strict=True))
             step, tokens = step + 1, tokens + int(batch["attention_mask"].sum())
             train_seconds += time.perf_counter() - started
             log.log(
@@ -229,7 +227,9 @@ def train_sft(
             }
         if cfg.checkpoint_every > 0 and epoch + 1 < cfg.epochs:
             checkpoints.save(
-                step, _sft_state(tokens, train_seconds, epoch + 1, 0, best, log.history), best["state"]
+                step,
+                _sft_state(tokens, train_seconds, epoch + 1, 0, best, log.history),
+                best["state"],
             )
 
     accelerator.wait_for_everyone()

@@ -152,7 +152,14 @@ def test_prompt_layout_is_the_tokenizers_chat_template(tiny_dir, tmp_path):
     ids = SFTCollator(tok, 128)([record])["input_ids"][0].tolist()
     assert tok.decode(ids) == tok.apply_chat_template(chat, tokenize=False)
     # a model directory we save carries the template: plain transformers sees the layout
-    save_model_dir(tmp_path / "m", load_policy(tiny_dir, tok), tok, kind="base",
-                   parent_model=None, config={}, metrics={})
+    save_model_dir(
+        tmp_path / "m",
+        load_policy(tiny_dir, tok),
+        tok,
+        kind="base",
+        parent_model=None,
+        config={},
+        metrics={},
+    )
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "m")
     assert reloaded.apply_chat_template(messages, tokenize=False) == "hi\n\nyo</s>"

@@ -15,10 +15,34 @@ from training.tiny import synthetic_rankings
 
 def test_dpo_cli_trains_on_rankings_from_log2(tiny_dir, tmp_path):
     write_jsonl(tmp_path / "rank.jsonl", synthetic_rankings(16, 4, seed=5))
-    assert main(["--threads", "1", "dpo", "--policy-model", str(tiny_dir), "--train-data",
-                 str(tmp_path / "rank.jsonl"), "--out", str(tmp_path / "dpo"), "--epochs", "3",
-                 "--prompts-per-step", "4", "--lr", "3e-3", "--max-len", "64",
-                 "--valid-fraction", "0.25", "--tracker", "none"]) == 0
+    assert (
+        main(
+            [
+                "--threads",
+                "1",
+                "dpo",
+                "--policy-model",
+                str(tiny_dir),
+                "--train-data",
+                str(tmp_path / "rank.jsonl"),
+                "--out",
+                str(tmp_path / "dpo"),
+                "--epochs",
+                "3",
+                "--prompts-per-step",
+                "4",
+                "--lr",
+                "3e-3",
+                "--max-len",
+                "64",
+                "--valid-fraction",
+                "0.25",
+                "--tracker",
+                "none",
+            ]
+        )
+        == 0
+    )
     rows = [json.loads(x) for x in (tmp_path / "dpo" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r and "val_loss" not in r]
     assert steps[0]["loss"] == pytest.approx(math.log(2), abs=1e-4)  # policy == reference

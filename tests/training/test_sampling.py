@@ -59,10 +59,18 @@ def test_vllm_backend_gets_the_chat_template_prompt_ids(tiny_dir, tmp_path, monk
                 for i in range(len(inputs))
             ]
 
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    monkeypatch.setitem(
+        sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
+    )
     write_jsonl(tmp_path / "p.jsonl", [PromptRecord(prompt_id=i, text=f"q{i}") for i in range(2)])
-    cfg = SampleConfig(model=str(tiny_dir), prompts=str(tmp_path / "p.jsonl"),
-                       out=str(tmp_path / "c.jsonl"), k=3, backend="vllm", max_new_tokens=7)
+    cfg = SampleConfig(
+        model=str(tiny_dir),
+        prompts=str(tmp_path / "p.jsonl"),
+        out=str(tmp_path / "c.jsonl"),
+        k=3,
+        backend="vllm",
+        max_new_tokens=7,
+    )
     run_sampling(cfg)
     tok = load_tokenizer(tiny_dir)
     assert calls["inputs"][1]["prompt_token_ids"] == encode_prompt(tok, "q1", 256)

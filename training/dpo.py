@@ -146,8 +146,8 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
     step, train_seconds = 0, 0.0
     for epoch in range(cfg.epochs):
         policy.train()
+        started = time.perf_counter()
         for batch in loader:
-            started = time.perf_counter()
             rewards = implicit_rewards(policy, ref, batch, cfg.beta)
             loss = batched_ranking_loss(rewards, batch["rankings"], batch["sizes"])
             accelerator.backward(loss)
@@ -157,7 +157,8 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
             opt.zero_grad(set_to_none=True)
             correct, pairs = pairwise_accuracy(rewards.detach(), batch["rankings"], batch["sizes"])
             step += 1
-            train_seconds += time.perf_counter() - started
+            train_seconds += time.perf_counter() - started  # batch loading included
+            started = time.perf_counter()
             log.log(
                 step,
                 {

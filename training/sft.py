@@ -168,8 +168,8 @@ def train_sft(
     for epoch in range(start_epoch, cfg.epochs):
         order.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        started = time.perf_counter()  # validation and checkpoints are not training time
         for i, batch in enumerate(batches, start=skip):
-            started = time.perf_counter()
             n_tokens = (batch["labels"][:, 1:] != IGNORE).sum().clamp(min=1)
 
             def micro_loss(part: slice, batch: dict = batch, n: Any = n_tokens) -> tuple:
@@ -189,7 +189,8 @@ def train_sft(
             shares = [(batch["labels"][p][:, 1:] != IGNORE).sum() / n_tokens for p in parts]
             loss = sum(x * s for x, s in zip(losses, shares, strict=True))
             step, tokens = step + 1, tokens + int(batch["attention_mask"].sum())
-            train_seconds += time.perf_counter() - started
+            train_seconds += time.perf_counter() - started  # batch loading included
+            started = time.perf_counter()
             log.log(
                 step,
                 {
@@ -206,6 +207,7 @@ def train_sft(
                     {**_sft_state(tokens, train_seconds, epoch, i + 1, best, log.history)},
                     best["state"],
                 )
+                started = time.perf_counter()
         skip = 0
 
         # end of epoch: validation loss, and the RM score of sampled answers if we can

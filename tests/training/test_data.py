@@ -79,15 +79,13 @@ def test_comparisons_of_one_ranking_come_back_as_one_kway_element(tmp_path):
     }
     assert text_pairs == {(p.chosen, p.rejected) for p in pairs}
     assert grouped[1].responses == ["x", "y"]
-
-
-def test_comparisons_no_ranking_explains_stay_pairs(tmp_path):
-    rows = [  # a > b, b > c, c > a: a cycle, no ranking gives these pairs
+    # a > b, b > c, c > a: no ranking gives these pairs, so they stay K = 2 elements
+    cycle = [
         ComparisonRecord(prompt="p", chosen=w, rejected=lo, ranking_id=1, prompt_id=1)
         for w, lo in [("a", "b"), ("b", "c"), ("c", "a")]
     ]
-    write_jsonl(tmp_path / "c.jsonl", rows)
-    grouped = read_rankings(tmp_path / "c.jsonl")
+    write_jsonl(tmp_path / "cycle.jsonl", cycle)
+    grouped = read_rankings(tmp_path / "cycle.jsonl")
     assert [g.responses for g in grouped] == [["a", "b"], ["b", "c"], ["c", "a"]]
 
 

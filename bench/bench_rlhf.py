@@ -219,6 +219,11 @@ def lm_loss_of(model_dir: Path, texts: list[str]) -> float:
     return heldout_lm_loss(model, tok, texts, PPOConfig(ptx_max_len=96))
 
 
+def done(path: Path) -> bool:
+    """A stage already written in --out (a rerun reuses it)."""
+    return (path / "manifest.json").exists()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -249,7 +254,7 @@ def main() -> None:
         # a base model trained to near convergence on the pretraining distribution, as a
         # real one is: then the ptx term can only hold LM loss, not keep lowering it
         base = Path(args.base) if args.base else build_base(root / "base", args.base_steps)
-        sft = train_sft(
+        sft = root / "sft" if done(root / "sft") else train_sft(
             SFTConfig(
                 base_model=str(base),
                 train_data=str(root / "sft.jsonl"),
@@ -262,7 +267,7 @@ def main() -> None:
                 tracker="none",
             )
         )
-        rm = train_reward_model(
+        rm = root / "rm" if done(root / "rm") else train_reward_model(
             RewardConfig(
                 base_model=str(sft),
                 train_data=str(root / "rank_train.jsonl"),
@@ -288,7 +293,7 @@ def main() -> None:
 
         def ppo(name: str, beta: float, gamma: float) -> dict:
             t0 = time.perf_counter()
-            out = train_ppo(
+            out = root / name if done(root / name) else train_ppo(
                 PPOConfig(
                     policy_model=str(sft),
                     reward_model=str(rm),

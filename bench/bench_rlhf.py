@@ -287,6 +287,7 @@ def main() -> None:
         # the PPO runs hold out the first 32 shuffled texts; use disjoint ones for SFT too
         heldout = pretrain_docs(32, seed=99)
         sft_loss = lm_loss_of(sft, heldout)
+        base_loss = lm_loss_of(base, heldout)
         sft_answers = answers_of(sft, data["test_prompts"], 123)
         print("SFT answers:", sft_answers[:3])
         del texts
@@ -354,7 +355,7 @@ def main() -> None:
         f"RM (K={args.k}): held-out accuracy {rm_acc:.3f} vs ceiling "
         f"{data['ceiling_heldout']:.3f}; vs the clean rule {rm_clean:.3f}"
     )
-    print(f"SFT: held-out LM loss {sft_loss:.3f}")
+    print(f"SFT: held-out LM loss {sft_loss:.3f} (base model {base_loss:.3f})")
     plain, ptx = runs[("g", 0.0)], runs.get(("g", 27.8))
     for r, label in [(plain, "PPO"), (ptx, "PPO-ptx (γ=27.8)")]:
         if r is None:

@@ -100,12 +100,18 @@ def sequence_logps(model: Any, batch: dict[str, Any]) -> torch.Tensor:
     return (logp * taken).sum(1)
 
 
-def implicit_rewards(policy: Any, ref: Any, batch: dict[str, Any], beta: float) -> torch.Tensor:
-    """β·(log π − log π_ref) of every response (N,): DPO's implicit reward."""
+def implicit_rewards(
+    policy: Any, ref: Any, batch: dict[str, Any], beta: float, unwrapped: Any = None
+) -> torch.Tensor:
+    """β·(log π − log π_ref) of every response (N,): DPO's implicit reward.
+
+    `ref` None: the reference is the (unwrapped) policy with its LoRA adapters disabled.
+    """
     with torch.no_grad():
         if ref is None:
-            with policy.disable_adapter():
-                ref_logps = sequence_logps(policy, batch)
+            base = unwrapped if unwrapped is not None else policy
+            with base.disable_adapter():
+                ref_logps = sequence_logps(base, batch)
         else:
             ref_logps = sequence_logps(ref, batch)
     return beta * (sequence_logps(policy, batch) - ref_logps)
@@ -142,13 +148,14 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
     policy, opt, loader, valid_loader, sched = accelerator.prepare(
         policy, opt, loader, valid_loader, sched
     )
+    unwrapped = accelerator.unwrap_model(policy)
     log = TrackedRunLog(cfg.out, total, "dpo", callback, accelerator)
     step, train_seconds = 0, 0.0
     for epoch in range(cfg.epochs):
         policy.train()
         started = time.perf_counter()
         for batch in loader:
-            rewards = implicit_rewards(policy, ref, batch, cfg.beta)
+            rewards = implicit_rewards(policy, ref, batch, cfg.beta, unwrapped)
             loss = batched_ranking_loss(rewards, batch["rankings"], batch["sizes"])
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
@@ -173,7 +180,7 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
             totals = torch.zeros(4)
             with torch.no_grad():
                 for batch in valid_loader:
-                    rewards = implicit_rewards(policy, ref, batch, cfg.beta)
+                    rewards = implicit_rewards(policy, ref, batch, cfg.beta, unwrapped)
                     loss = batched_ranking_loss(rewards, batch["rankings"], batch["sizes"])
                     c, n = pairwise_accuracy(rewards, batch["rankings"], batch["sizes"])
                     totals += torch.tensor(

@@ -222,10 +222,15 @@ def train_sft(
         ]
         if best["score"] is None or score > best["score"]:
             state = accelerator.unwrap_model(model).state_dict()
+            lora = cfg.lora_r > 0  # with adapters only they change: keep only them
             best = {
                 "score": score,
                 "epoch": epoch,
-                "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()},
+                "state": {
+                    k: v.detach().to("cpu", copy=True)
+                    for k, v in state.items()
+                    if not lora or "lora_" in k
+                },
             }
         if cfg.checkpoint_every > 0 and epoch + 1 < cfg.epochs:
             checkpoints.save(
@@ -239,7 +244,7 @@ def train_sft(
         log.close()
         return Path(cfg.out)
     final = accelerator.unwrap_model(model)
-    final.load_state_dict(best["state"])  # the selected epoch's weights
+    final.load_state_dict(best["state"], strict=cfg.lora_r <= 0)  # the selected epoch's
     final = merged(final)
     restore_dropout(final, cfg.base_model)
     epochs = [r for r in log.history if "val_loss" in r]

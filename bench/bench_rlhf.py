@@ -91,8 +91,13 @@ def build_base(out: Path, steps: int) -> Path:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=cfg.lr / 10)
     model.train()
     for step in range(steps):
-        enc = tok(texts[step * 16 : (step + 1) * 16], max_length=96, truncation=True,
-                  padding=True, return_tensors="pt")
+        enc = tok(
+            texts[step * 16 : (step + 1) * 16],
+            max_length=96,
+            truncation=True,
+            padding=True,
+            return_tensors="pt",
+        )
         loss = model(**enc, labels=enc.input_ids.masked_fill(enc.attention_mask == 0, -100)).loss
         loss.backward()
         opt.step()
@@ -102,8 +107,9 @@ def build_base(out: Path, steps: int) -> Path:
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        write_manifest(tmp, kind="base", parent_model=None, config=cfg,
-                       metrics={"warmup_loss": loss.item()})
+        write_manifest(
+            tmp, kind="base", parent_model=None, config=cfg, metrics={"warmup_loss": loss.item()}
+        )
     return out
 
 
@@ -146,9 +152,7 @@ def write_data(root: Path, args: argparse.Namespace) -> dict:
     for i in range(args.rankings):
         responses = [answer(rng) for _ in range(args.k)]
         rankings.append(
-            GroupedRecord(
-                prompt_text(i), responses, label(rng, responses, args.noise), prompt_id=i
-            )
+            GroupedRecord(prompt_text(i), responses, label(rng, responses, args.noise), prompt_id=i)
         )
     cut = int(0.85 * len(rankings))
     write_jsonl(root / "rank_train.jsonl", rankings[:cut])
@@ -215,6 +219,11 @@ def lm_loss_of(model_dir: Path, texts: list[str]) -> float:
     return heldout_lm_loss(model, tok, texts, PPOConfig(ptx_max_len=96))
 
 
+def done(path: Path) -> bool:
+    """A stage already written in --out (a rerun reuses it)."""
+    return (path / "manifest.json").exists()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -245,16 +254,32 @@ def main() -> None:
         # a base model trained to near convergence on the pretraining distribution, as a
         # real one is: then the ptx term can only hold LM loss, not keep lowering it
         base = Path(args.base) if args.base else build_base(root / "base", args.base_steps)
-        sft = train_sft(
-            SFTConfig(base_model=str(base), train_data=str(root / "sft.jsonl"),
-                      out=str(root / "sft"), epochs=4, batch_size=16, lr=3e-4, max_len=96,
-                      select_by="last", tracker="none")
+        sft = root / "sft" if done(root / "sft") else train_sft(
+            SFTConfig(
+                base_model=str(base),
+                train_data=str(root / "sft.jsonl"),
+                out=str(root / "sft"),
+                epochs=4,
+                batch_size=16,
+                lr=3e-4,
+                max_len=96,
+                select_by="last",
+                tracker="none",
+            )
         )
-        rm = train_reward_model(
-            RewardConfig(base_model=str(sft), train_data=str(root / "rank_train.jsonl"),
-                         valid_data=str(root / "rank_valid.jsonl"), out=str(root / "rm"),
-                         epochs=2, prompts_per_step=16, lr=5e-4, max_len=96,
-                         demonstrations=str(root / "sft.jsonl"), tracker="none")
+        rm = root / "rm" if done(root / "rm") else train_reward_model(
+            RewardConfig(
+                base_model=str(sft),
+                train_data=str(root / "rank_train.jsonl"),
+                valid_data=str(root / "rank_valid.jsonl"),
+                out=str(root / "rm"),
+                epochs=2,
+                prompts_per_step=16,
+                lr=5e-4,
+                max_len=96,
+                demonstrations=str(root / "sft.jsonl"),
+                tracker="none",
+            )
         )
         rm_acc = json.loads((rm / "manifest.json").read_text())["metrics"]["val_accuracy"]
         rm_clean = rm_clean_accuracy(rm)
@@ -262,26 +287,45 @@ def main() -> None:
         # the PPO runs hold out the first 32 shuffled texts; use disjoint ones for SFT too
         heldout = pretrain_docs(32, seed=99)
         sft_loss = lm_loss_of(sft, heldout)
+        base_loss = lm_loss_of(base, heldout)
         sft_answers = answers_of(sft, data["test_prompts"], 123)
         print("SFT answers:", sft_answers[:3])
         del texts
 
         def ppo(name: str, beta: float, gamma: float) -> dict:
             t0 = time.perf_counter()
-            out = train_ppo(
-                PPOConfig(policy_model=str(sft), reward_model=str(rm),
-                          prompts=str(root / "prompts.jsonl"), out=str(root / name),
-                          pretrain_data=str(root / "pretrain.txt"), kl_coef=beta,
-                          ptx_coef=gamma, steps=args.steps, rollout_size=args.rollout,
-                          minibatch_size=16, ppo_epochs=2, lr=3e-4, value_lr=3e-4,
-                          max_new_tokens=24, ptx_batch_size=32, ptx_max_len=96,
-                          heldout_texts=32, eval_every=5, eval_size=32,
-                          missing_eos_penalty=1.0, tracker="none", seed=0)
+            out = root / name if done(root / name) else train_ppo(
+                PPOConfig(
+                    policy_model=str(sft),
+                    reward_model=str(rm),
+                    prompts=str(root / "prompts.jsonl"),
+                    out=str(root / name),
+                    pretrain_data=str(root / "pretrain.txt"),
+                    kl_coef=beta,
+                    ptx_coef=gamma,
+                    steps=args.steps,
+                    rollout_size=args.rollout,
+                    minibatch_size=16,
+                    ppo_epochs=2,
+                    lr=3e-4,
+                    value_lr=3e-4,
+                    max_new_tokens=24,
+                    ptx_batch_size=32,
+                    ptx_max_len=96,
+                    heldout_texts=32,
+                    eval_every=5,
+                    eval_size=32,
+                    missing_eos_penalty=1.0,
+                    tracker="none",
+                    seed=0,
+                )
             )
             m = json.loads((out / "manifest.json").read_text())["metrics"]
             print(name, "answers:", answers_of(out, data["test_prompts"][:3], 5))
             return {
-                "name": name, "beta": beta, "gamma": gamma,
+                "name": name,
+                "beta": beta,
+                "gamma": gamma,
                 "win_rate": win_rate(out, sft_answers, data["test_prompts"], seed=123),
                 "kl": m.get("eval_kl", m["kl"]),
                 "lm_loss": lm_loss_of(out, heldout),
@@ -295,38 +339,61 @@ def main() -> None:
             runs[("g", g)] = ppo(f"ppo_g{g}", args.betas[0], g)
         for b in args.betas[1:]:
             runs[("b", b)] = ppo(f"ppo_b{b}", b, 0.0)
-        runs[("b", args.betas[0])] = runs[("g", 0.0)] if 0.0 in args.gammas else ppo(
-            "ppo_b0", args.betas[0], 0.0)
+        runs[("b", args.betas[0])] = (
+            runs[("g", 0.0)] if 0.0 in args.gammas else ppo("ppo_b0", args.betas[0], 0.0)
+        )
 
-    print(f"\nhidden-preference experiment (tiny GPT-2, {args.threads} thread, "
-          f"{args.steps} PPO steps x {args.rollout} episodes)")
-    print(f"labelers: pairwise agreement {data['labeler_agreement']:.3f}; ceiling (hidden rule "
-          f"vs a held-out label) {data['ceiling_heldout']:.3f}")
-    print(f"RM (K={args.k}): held-out accuracy {rm_acc:.3f} vs ceiling "
-          f"{data['ceiling_heldout']:.3f}; vs the clean rule {rm_clean:.3f}")
-    print(f"SFT: held-out LM loss {sft_loss:.3f}")
+    print(
+        f"\nhidden-preference experiment (tiny GPT-2, {args.threads} thread, "
+        f"{args.steps} PPO steps x {args.rollout} episodes)"
+    )
+    print(
+        f"labelers: pairwise agreement {data['labeler_agreement']:.3f}; ceiling (hidden rule "
+        f"vs a held-out label) {data['ceiling_heldout']:.3f}"
+    )
+    print(
+        f"RM (K={args.k}): held-out accuracy {rm_acc:.3f} vs ceiling "
+        f"{data['ceiling_heldout']:.3f}; vs the clean rule {rm_clean:.3f}"
+    )
+    print(f"SFT: held-out LM loss {sft_loss:.3f} (base model {base_loss:.3f})")
     plain, ptx = runs[("g", 0.0)], runs.get(("g", 27.8))
     for r, label in [(plain, "PPO"), (ptx, "PPO-ptx (γ=27.8)")]:
         if r is None:
             continue
         change = 100 * (r["lm_loss"] / sft_loss - 1)
-        print(f"{label:>17}: win rate vs SFT {r['win_rate']:.3f}, KL {r['kl']:.2f} nats, "
-              f"held-out LM loss {r['lm_loss']:.3f} ({change:+.1f}% vs SFT"
-              f"{', within 5%' if abs(change) <= 5 else ', NOT within 5%'}), "
-              f"kept step {r['selected_step']}")
+        print(
+            f"{label:>17}: win rate vs SFT {r['win_rate']:.3f}, KL {r['kl']:.2f} nats, "
+            f"held-out LM loss {r['lm_loss']:.3f} ({change:+.1f}% vs SFT"
+            f"{', within 5%' if abs(change) <= 5 else ', NOT within 5%'}), "
+            f"kept step {r['selected_step']}"
+        )
     kls = [runs[("b", b)]["kl"] for b in args.betas]
     falls = all(a > b for a, b in zip(kls, kls[1:], strict=False))
-    print("KL by β: " + ", ".join(f"β={b}: {k:.2f}" for b, k in zip(args.betas, kls, strict=True))
-          + ("  (falls: ok)" if falls else "  (does NOT fall)"))
+    print(
+        "KL by β: "
+        + ", ".join(f"β={b}: {k:.2f}" for b, k in zip(args.betas, kls, strict=True))
+        + ("  (falls: ok)" if falls else "  (does NOT fall)")
+    )
     print(f"{'γ':>7} {'win':>6} {'KL':>7} {'LM loss':>8} {'vs SFT':>7}")
     for g in args.gammas:
         r = runs[("g", g)]
-        print(f"{g:>7} {r['win_rate']:>6.3f} {r['kl']:>7.2f} {r['lm_loss']:>8.3f} "
-              f"{100 * (r['lm_loss'] / sft_loss - 1):>+6.1f}%")
+        print(
+            f"{g:>7} {r['win_rate']:>6.3f} {r['kl']:>7.2f} {r['lm_loss']:>8.3f} "
+            f"{100 * (r['lm_loss'] / sft_loss - 1):>+6.1f}%"
+        )
     print(f"total {time.perf_counter() - started:.0f} s")
-    print(json.dumps({"data": {k: v for k, v in data.items() if k != "test_prompts"},
-                      "rm_acc": rm_acc, "rm_clean": rm_clean, "sft_lm_loss": sft_loss,
-                      "runs": [r for r in runs.values()]}, default=str))
+    print(
+        json.dumps(
+            {
+                "data": {k: v for k, v in data.items() if k != "test_prompts"},
+                "rm_acc": rm_acc,
+                "rm_clean": rm_clean,
+                "sft_lm_loss": sft_loss,
+                "runs": [r for r in runs.values()],
+            },
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

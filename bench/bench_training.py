@@ -123,6 +123,7 @@ def ours(base: Path, root: Path, k: int, epochs: int) -> dict:
         max_len=MAX_LEN,
         dropout=0.0,
         seed=0,
+        tracker="none",  # TRL runs with report_to="none" too
     )
     out = train_reward_model(cfg)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -190,6 +191,7 @@ def bench_sft(base: Path, root: Path) -> dict:
         lr=LR,
         max_len=MAX_LEN,
         select_by="last",
+        tracker="none",
     )
     out = train_sft(cfg)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -221,6 +223,7 @@ def bench_ppo(base: Path, rm: Path, root: Path) -> dict:
         ptx_max_len=MAX_LEN,
         heldout_texts=16,
         eval_every=4,
+        tracker="none",
     )
     out = train_ppo(cfg)
     last = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]

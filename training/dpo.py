@@ -33,8 +33,8 @@ from training.data import (
     sft_example,
     split_holdout,
 )
-from training.losses import batched_ranking_loss, pairwise_accuracy
 from training.loop import ScaleOptions, TrackedRunLog, make_accelerator
+from training.losses import batched_ranking_loss, pairwise_accuracy
 from training.models import (
     load_policy,
     load_tokenizer,
@@ -100,12 +100,18 @@ def sequence_logps(model: Any, batch: dict[str, Any]) -> torch.Tensor:
     return (logp * taken).sum(1)
 
 
-def implicit_rewards(policy: Any, ref: Any, batch: dict[str, Any], beta: float) -> torch.Tensor:
-    """β·(log π − log π_ref) of every response (N,): DPO's implicit reward."""
+def implicit_rewards(
+    policy: Any, ref: Any, batch: dict[str, Any], beta: float, unwrapped: Any = None
+) -> torch.Tensor:
+    """β·(log π − log π_ref) of every response (N,): DPO's implicit reward.
+
+    `ref` None: the reference is the (unwrapped) policy with its LoRA adapters disabled.
+    """
     with torch.no_grad():
         if ref is None:
-            with policy.disable_adapter():
-                ref_logps = sequence_logps(policy, batch)
+            base = unwrapped if unwrapped is not None else policy
+            with base.disable_adapter():
+                ref_logps = sequence_logps(base, batch)
         else:
             ref_logps = sequence_logps(ref, batch)
     return beta * (sequence_logps(policy, batch) - ref_logps)
@@ -131,7 +137,9 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
     loader = DataLoader(
         ListDataset(train), batch_size=cfg.prompts_per_step, shuffle=True, collate_fn=collate
     )
-    valid_loader = DataLoader(ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate)
+    valid_loader = DataLoader(
+        ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate
+    )
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     total = cfg.epochs * len(loader)
     sched = get_cosine_with_min_lr_schedule_with_warmup(
@@ -140,13 +148,14 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
     policy, opt, loader, valid_loader, sched = accelerator.prepare(
         policy, opt, loader, valid_loader, sched
     )
+    unwrapped = accelerator.unwrap_model(policy)
     log = TrackedRunLog(cfg.out, total, "dpo", callback, accelerator)
     step, train_seconds = 0, 0.0
     for epoch in range(cfg.epochs):
         policy.train()
+        started = time.perf_counter()
         for batch in loader:
-            started = time.perf_counter()
-            rewards = implicit_rewards(policy, ref, batch, cfg.beta)
+            rewards = implicit_rewards(policy, ref, batch, cfg.beta, unwrapped)
             loss = batched_ranking_loss(rewards, batch["rankings"], batch["sizes"])
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
@@ -155,7 +164,8 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
             opt.zero_grad(set_to_none=True)
             correct, pairs = pairwise_accuracy(rewards.detach(), batch["rankings"], batch["sizes"])
             step += 1
-            train_seconds += time.perf_counter() - started
+            train_seconds += time.perf_counter() - started  # batch loading included
+            started = time.perf_counter()
             log.log(
                 step,
                 {
@@ -170,10 +180,12 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
             totals = torch.zeros(4)
             with torch.no_grad():
                 for batch in valid_loader:
-                    rewards = implicit_rewards(policy, ref, batch, cfg.beta)
+                    rewards = implicit_rewards(policy, ref, batch, cfg.beta, unwrapped)
                     loss = batched_ranking_loss(rewards, batch["rankings"], batch["sizes"])
                     c, n = pairwise_accuracy(rewards, batch["rankings"], batch["sizes"])
-                    totals += torch.tensor([c, n, loss.item() * len(batch["sizes"]), len(batch["sizes"])])
+                    totals += torch.tensor(
+                        [c, n, loss.item() * len(batch["sizes"]), len(batch["sizes"])]
+                    )
             log.log(
                 step,
                 {

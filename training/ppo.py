@@ -39,6 +39,7 @@ from training.data import (
     split_holdout,
     text_batch,
 )
+from training.loop import Checkpoints, ScaleOptions, TrackedRunLog, make_accelerator, micro_batches
 from training.losses import (
     AdaptiveKLController,
     entropy,
@@ -52,7 +53,6 @@ from training.losses import (
     token_logprobs,
     value_clip_loss,
 )
-from training.loop import Checkpoints, ScaleOptions, TrackedRunLog, make_accelerator, micro_batches
 from training.models import (
     load_policy,
     load_reward_model,
@@ -285,7 +285,13 @@ def evaluation_prompts(cfg: PPOConfig) -> list[str]:
 
 @torch.no_grad()
 def evaluate_policy(
-    policy: Any, ref: Any, tok: Any, reward: RewardFn, prompts: list[str], cfg: PPOConfig, beta: float
+    policy: Any,
+    ref: Any,
+    tok: Any,
+    reward: RewardFn,
+    prompts: list[str],
+    cfg: PPOConfig,
+    beta: float,
 ) -> dict[str, float]:
     """One sampled answer per evaluation prompt: mean RM score, KL and their objective.
 
@@ -454,7 +460,7 @@ def train_ppo(
                         losses = ppo_minibatch_losses(policy, value_model, ro, idx[part], cfg)
                         # the paper's per-episode objective: Σ over the episode's tokens
                         loss = losses["pg_episode_loss"] * (len(idx[part]) / len(idx))
-                        if ptx is not None and j < len(ptx_parts):
+                        if ptx is not None and ptx_tokens is not None and j < len(ptx_parts):
                             sub = {k: v[ptx_parts[j]] for k, v in ptx.items()}
                             share = (sub["labels"][:, 1:] != -100).sum() / ptx_tokens
                             ptx_loss = lm_loss(policy, sub)

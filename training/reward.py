@@ -29,7 +29,6 @@ from training.data import (
     read_sft,
     split_holdout,
 )
-from training.losses import batched_ranking_loss, pair_indices, pairwise_accuracy
 from training.loop import (
     Checkpoints,
     ScaleOptions,
@@ -38,6 +37,7 @@ from training.loop import (
     make_accelerator,
     micro_batches,
 )
+from training.losses import batched_ranking_loss, pair_indices, pairwise_accuracy
 from training.models import (
     fold_score_offset,
     load_reward_model,
@@ -202,13 +202,20 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
     for epoch in range(start_epoch, cfg.epochs):
         order.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        started, cpu_started = time.perf_counter(), time.process_time()
         for i, batch in enumerate(batches, start=skip):
-            started, cpu_started = time.perf_counter(), time.process_time()
             parts = micro_batches(len(batch["sizes"]), cfg.grad_accum)
             with_pairs = sum(1 for r in batch["rankings"] if pair_indices(r)[0]) or 1
-            acc, weights = [0, 0], []
+            acc: list[int] = [0, 0]
+            weights: list[float] = []
 
-            def part_loss(part: slice, b: dict = batch, n: int = with_pairs) -> tuple:
+            def part_loss(
+                part: slice,
+                b: dict = batch,
+                n: int = with_pairs,
+                acc: list[int] = acc,
+                weights: list[float] = weights,
+            ) -> tuple:
                 sub = sub_batch(b, part)
                 loss, scores = kway_loss(model, sub)
                 c, k = pairwise_accuracy(scores.detach(), sub["rankings"], sub["sizes"])
@@ -221,8 +228,9 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            train_seconds += time.perf_counter() - started
-            cpu_seconds += time.process_time() - cpu_started
+            train_seconds += time.perf_counter() - started  # since the last step ended:
+            cpu_seconds += time.process_time() - cpu_started  # batch loading included
+            started, cpu_started = time.perf_counter(), time.process_time()
             # per-step metrics: training accuracy on this batch's pairs, throughput
             correct, pairs = acc
             step, n_pairs = step + 1, n_pairs + pairs
@@ -249,6 +257,7 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
                         "history": log.history,
                     },
                 )
+                started, cpu_started = time.perf_counter(), time.process_time()
         skip = 0
         if len(valid):
             log.log(step, {"epoch": epoch, **evaluate(model, valid_loader, accelerator)}, 0)

@@ -1,6 +1,10 @@
 """Batched generation of K candidates per prompt, best-of-N with a reward model.
 
-Output files use the app's candidate import format, one prompt per line:
+Generation goes through one interface, `Sampler.sample(prompts, k) -> [[text] * k]`:
+`HFSampler` (transformers' `generate`, the default, what PPO's rollouts use) and
+`VLLMSampler` (`--backend vllm`, where vLLM is installed on a GPU machine; the prompt is
+laid out with the model directory's chat template, as in training). Output files use the
+app's candidate import format, one prompt per line:
 `{"prompt": str, "prompt_id"?: int, "candidates": [{"text": str, "model": str}, …]}`.
 """
 
@@ -41,6 +45,7 @@ class SampleConfig:
     batch_size: int = 16  # prompts per generate call
     model_name: str | None = None  # "model" label of each candidate (default: dir name)
     seed: int = 0  # sampling seed
+    backend: str = "hf"  # hf (transformers generate) or vllm (where installed)
 
 
 def response_mask(responses: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -129,14 +134,80 @@ def rm_reward_fn(
 def best_of_n(
     model: Any, tok: Any, reward: RewardFn, prompts: Sequence[str], n: int, **gen: Any
 ) -> list[tuple[str, float]]:
-    """For each prompt, the highest-scoring of n samples and its score."""
-    samples = sample(model, tok, prompts, n, **gen)
+    """For each prompt, the highest-scoring of n samples and its score (`model` may be a
+    Sampler)."""
+    if isinstance(model, Sampler):
+        samples = model.sample(prompts, n)
+    else:
+        samples = sample(model, tok, prompts, n, **gen)
     best = []
     for prompt, texts in zip(prompts, samples, strict=True):
         scores = reward([prompt] * n, texts)
         i = int(scores.argmax())
         best.append((texts[i], float(scores[i])))
     return best
+
+
+class Sampler:
+    """K sampled responses per prompt; implementations differ only in the engine."""
+
+    def sample(self, prompts: Sequence[str], k: int) -> list[list[str]]:
+        raise NotImplementedError
+
+
+class HFSampler(Sampler):
+    """transformers' `generate` on a loaded model (left padding, pure sampling)."""
+
+    def __init__(self, model: Any, tok: Any, **gen: Any):
+        self.model, self.tok, self.gen = model, tok, gen
+
+    def sample(self, prompts: Sequence[str], k: int) -> list[list[str]]:
+        return sample(self.model, self.tok, prompts, k, **self.gen)
+
+
+class VLLMSampler(Sampler):
+    """vLLM's engine on a model directory; prompts laid out with its chat template."""
+
+    def __init__(self, model_dir: str, tok: Any, seed: int = 0, **gen: Any):
+        try:
+            from vllm import LLM, SamplingParams  # only where vLLM is installed
+        except ImportError as e:
+            raise RuntimeError("--backend vllm needs vLLM installed (a GPU machine)") from e
+
+        self.tok, self.params_cls = tok, SamplingParams
+        self.llm = LLM(model=str(model_dir), seed=seed)
+        self.gen = gen
+
+    def sample(self, prompts: Sequence[str], k: int) -> list[list[str]]:
+        from training.data import encode_prompt
+
+        params = self.params_cls(
+            n=k,
+            max_tokens=self.gen.get("max_new_tokens", 64),
+            temperature=self.gen.get("temperature", 1.0),
+            top_p=self.gen.get("top_p", 1.0),
+            stop_token_ids=[self.tok.eos_token_id],
+        )
+        max_prompt = self.gen.get("max_prompt_len", 256)
+        inputs = [{"prompt_token_ids": encode_prompt(self.tok, p, max_prompt)} for p in prompts]
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        return [[c.text for c in out.outputs] for out in outputs]
+
+
+def make_sampler(cfg: SampleConfig, tok: Any) -> Sampler:
+    """The sampler cfg.backend names, with cfg's generation settings."""
+    gen = dict(
+        max_new_tokens=cfg.max_new_tokens,
+        max_prompt_len=cfg.max_prompt_len,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+    )
+    if cfg.backend == "vllm":
+        return VLLMSampler(cfg.model, tok, seed=cfg.seed, **gen)
+    if cfg.backend != "hf":
+        raise ValueError(f"unknown sampling backend {cfg.backend!r} (hf or vllm)")
+    tok.padding_side = "left"
+    return HFSampler(load_policy(cfg.model, tok).eval(), tok, **gen)
 
 
 def write_candidates(path: str | Path, rows: list[dict[str, Any]]) -> Path:
@@ -154,28 +225,22 @@ def write_candidates(path: str | Path, rows: list[dict[str, Any]]) -> Path:
 def run_sampling(cfg: SampleConfig, best_of: bool = False, callback: Any = None) -> Path:
     """Sample K candidates (or the best of N) for every prompt in cfg.prompts; write cfg.out."""
     set_seed(cfg.seed)
-    tok = load_tokenizer(cfg.model)
-    model = load_policy(cfg.model, tok).eval()
     if best_of and not cfg.reward_model:
         raise ValueError("best-of-N needs a reward model (--reward-model DIR)")
+    tok = load_tokenizer(cfg.model)
+    sampler = make_sampler(cfg, tok)
     reward = rm_reward_fn(cfg.reward_model) if best_of else None
     rows = read_rows(cfg.prompts)
     label = cfg.model_name or Path(cfg.model).name
-    gen = dict(
-        max_new_tokens=cfg.max_new_tokens,
-        max_prompt_len=cfg.max_prompt_len,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-    )
     out = []
     bar = tqdm(total=len(rows), desc="best-of-N" if best_of else "sampling")
     for i in range(0, len(rows), cfg.batch_size):
         chunk = rows[i : i + cfg.batch_size]
         prompts = [str(r.get("prompt", r.get("text"))) for r in chunk]
         if reward is not None:
-            texts = [[t] for t, _ in best_of_n(model, tok, reward, prompts, cfg.n, **gen)]
+            texts = [[t] for t, _ in best_of_n(sampler, tok, reward, prompts, cfg.n)]
         else:
-            texts = sample(model, tok, prompts, cfg.k, **gen)
+            texts = sampler.sample(prompts, cfg.k)
         for row, prompt, cands in zip(chunk, prompts, texts, strict=True):
             pid = row.get("prompt_id")
             out.append(

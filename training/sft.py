@@ -29,7 +29,6 @@ from training.data import (
     read_sft,
     split_holdout,
 )
-from training.losses import sft_loss
 from training.loop import (
     Checkpoints,
     ScaleOptions,
@@ -38,6 +37,7 @@ from training.loop import (
     make_accelerator,
     micro_batches,
 )
+from training.losses import sft_loss
 from training.models import (
     dropout_kwargs,
     load_policy,
@@ -93,9 +93,9 @@ def validation_loss(model: Any, loader: DataLoader, accelerator: Accelerator) ->
 
 @torch.no_grad()
 def validation_reward(
-    model: Any, tok: Any, reward: RewardFn, prompts: list[str], cfg: SFTConfig
+    model: Any, tok: Any, reward: RewardFn, prompts: list[Any], cfg: SFTConfig
 ) -> float:
-    """Mean RM score of one sampled answer per validation prompt."""
+    """Mean RM score of one sampled answer per validation prompt (text or chat turns)."""
     model.eval()
     with torch.random.fork_rng(devices=[]):  # evaluation does not shift training randomness
         torch.manual_seed(cfg.seed)
@@ -168,8 +168,8 @@ def train_sft(
     for epoch in range(start_epoch, cfg.epochs):
         order.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+        started = time.perf_counter()  # validation and checkpoints are not training time
         for i, batch in enumerate(batches, start=skip):
-            started = time.perf_counter()
             n_tokens = (batch["labels"][:, 1:] != IGNORE).sum().clamp(min=1)
 
             def micro_loss(part: slice, batch: dict = batch, n: Any = n_tokens) -> tuple:
@@ -186,12 +186,11 @@ def train_sft(
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            shares = [
-                (batch["labels"][p][:, 1:] != IGNORE).sum() / n_tokens for p in parts
-            ]
-            loss = sum(l * s for l, s in zip(losses, shares, strict=True))
+            shares = [(batch["labels"][p][:, 1:] != IGNORE).sum() / n_tokens for p in parts]
+            loss = sum(x * s for x, s in zip(losses, shares, strict=True))
             step, tokens = step + 1, tokens + int(batch["attention_mask"].sum())
-            train_seconds += time.perf_counter() - started
+            train_seconds += time.perf_counter() - started  # batch loading included
+            started = time.perf_counter()
             log.log(
                 step,
                 {
@@ -208,6 +207,7 @@ def train_sft(
                     {**_sft_state(tokens, train_seconds, epoch, i + 1, best, log.history)},
                     best["state"],
                 )
+                started = time.perf_counter()
         skip = 0
 
         # end of epoch: validation loss, and the RM score of sampled answers if we can
@@ -222,14 +222,21 @@ def train_sft(
         ]
         if best["score"] is None or score > best["score"]:
             state = accelerator.unwrap_model(model).state_dict()
+            lora = cfg.lora_r > 0  # with adapters only they change: keep only them
             best = {
                 "score": score,
                 "epoch": epoch,
-                "state": {k: v.detach().to("cpu", copy=True) for k, v in state.items()},
+                "state": {
+                    k: v.detach().to("cpu", copy=True)
+                    for k, v in state.items()
+                    if not lora or "lora_" in k
+                },
             }
         if cfg.checkpoint_every > 0 and epoch + 1 < cfg.epochs:
             checkpoints.save(
-                step, _sft_state(tokens, train_seconds, epoch + 1, 0, best, log.history), best["state"]
+                step,
+                _sft_state(tokens, train_seconds, epoch + 1, 0, best, log.history),
+                best["state"],
             )
 
     accelerator.wait_for_everyone()
@@ -237,7 +244,7 @@ def train_sft(
         log.close()
         return Path(cfg.out)
     final = accelerator.unwrap_model(model)
-    final.load_state_dict(best["state"])  # the selected epoch's weights
+    final.load_state_dict(best["state"], strict=cfg.lora_r <= 0)  # the selected epoch's
     final = merged(final)
     restore_dropout(final, cfg.base_model)
     epochs = [r for r in log.history if "val_loss" in r]

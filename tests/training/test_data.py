@@ -79,15 +79,13 @@ def test_comparisons_of_one_ranking_come_back_as_one_kway_element(tmp_path):
     }
     assert text_pairs == {(p.chosen, p.rejected) for p in pairs}
     assert grouped[1].responses == ["x", "y"]
-
-
-def test_comparisons_no_ranking_explains_stay_pairs(tmp_path):
-    rows = [  # a > b, b > c, c > a: a cycle, no ranking gives these pairs
+    # a > b, b > c, c > a: no ranking gives these pairs, so they stay K = 2 elements
+    cycle = [
         ComparisonRecord(prompt="p", chosen=w, rejected=lo, ranking_id=1, prompt_id=1)
         for w, lo in [("a", "b"), ("b", "c"), ("c", "a")]
     ]
-    write_jsonl(tmp_path / "c.jsonl", rows)
-    grouped = read_rankings(tmp_path / "c.jsonl")
+    write_jsonl(tmp_path / "cycle.jsonl", cycle)
+    grouped = read_rankings(tmp_path / "cycle.jsonl")
     assert [g.responses for g in grouped] == [["a", "b"], ["b", "c"], ["c", "a"]]
 
 
@@ -152,7 +150,14 @@ def test_prompt_layout_is_the_tokenizers_chat_template(tiny_dir, tmp_path):
     ids = SFTCollator(tok, 128)([record])["input_ids"][0].tolist()
     assert tok.decode(ids) == tok.apply_chat_template(chat, tokenize=False)
     # a model directory we save carries the template: plain transformers sees the layout
-    save_model_dir(tmp_path / "m", load_policy(tiny_dir, tok), tok, kind="base",
-                   parent_model=None, config={}, metrics={})
+    save_model_dir(
+        tmp_path / "m",
+        load_policy(tiny_dir, tok),
+        tok,
+        kind="base",
+        parent_model=None,
+        config={},
+        metrics={},
+    )
     reloaded = AutoTokenizer.from_pretrained(tmp_path / "m")
     assert reloaded.apply_chat_template(messages, tokenize=False) == "hi\n\nyo</s>"

@@ -159,9 +159,20 @@ def test_ppo_uses_train_prompts_and_keeps_the_best_evaluated_step(tiny_dir, tmp_
         return toy_reward(prompts, responses)
 
     cfg = PPOConfig(
-        policy_model=str(tiny_dir), reward_model=None, prompts=str(tmp_path / "prompts.jsonl"),
-        out=str(tmp_path / "policy"), ptx_coef=0.0, steps=4, rollout_size=8, minibatch_size=8,
-        ppo_epochs=1, lr=1e-3, value_lr=1e-3, max_new_tokens=8, eval_every=2, tracker="none",
+        policy_model=str(tiny_dir),
+        reward_model=None,
+        prompts=str(tmp_path / "prompts.jsonl"),
+        out=str(tmp_path / "policy"),
+        ptx_coef=0.0,
+        steps=4,
+        rollout_size=8,
+        minibatch_size=8,
+        ppo_epochs=1,
+        lr=1e-3,
+        value_lr=1e-3,
+        max_new_tokens=8,
+        eval_every=2,
+        tracker="none",
     )
     out = train_ppo(cfg, reward=reward)
     assert {p.split()[0] for p in seen} == {"train", "valid"}  # valid: the evaluations only

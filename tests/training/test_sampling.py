@@ -30,3 +30,51 @@ def test_sample_returns_k_per_prompt_and_best_of_n_picks_the_max(tiny_dir):
     candidates = sample(model, tok, ["the cat"], 6, max_new_tokens=12)[0]
     assert best[0][0] == max(candidates, key=len)
     assert best[0][1] == float(len(best[0][0]))
+
+
+def test_vllm_backend_gets_the_chat_template_prompt_ids(tiny_dir, tmp_path, monkeypatch):
+    import json
+    import sys
+    import types
+
+    from training.data import encode_prompt
+    from training.records import PromptRecord, write_jsonl
+    from training.sampling import SampleConfig, run_sampling
+
+    calls = {}
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    class LLM:  # stands in for vLLM's engine, which needs a GPU
+        def __init__(self, model, seed):
+            calls["model"] = model
+
+        def generate(self, inputs, params, use_tqdm):
+            calls["inputs"], calls["params"] = inputs, params.kw
+            out = types.SimpleNamespace
+            return [
+                out(outputs=[out(text=f"answer {i}.{j}") for j in range(params.kw["n"])])
+                for i in range(len(inputs))
+            ]
+
+    monkeypatch.setitem(
+        sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams)
+    )
+    write_jsonl(tmp_path / "p.jsonl", [PromptRecord(prompt_id=i, text=f"q{i}") for i in range(2)])
+    cfg = SampleConfig(
+        model=str(tiny_dir),
+        prompts=str(tmp_path / "p.jsonl"),
+        out=str(tmp_path / "c.jsonl"),
+        k=3,
+        backend="vllm",
+        max_new_tokens=7,
+    )
+    run_sampling(cfg)
+    tok = load_tokenizer(tiny_dir)
+    assert calls["inputs"][1]["prompt_token_ids"] == encode_prompt(tok, "q1", 256)
+    assert calls["params"]["n"] == 3 and calls["params"]["max_tokens"] == 7
+    assert calls["params"]["stop_token_ids"] == [tok.eos_token_id]
+    rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [c["text"] for c in rows[1]["candidates"]] == ["answer 1.0", "answer 1.1", "answer 1.2"]

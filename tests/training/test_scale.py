@@ -38,21 +38,53 @@ def n_params(model):
 
 def test_lora_sft_rm_ppo_end_to_end_on_the_tiny_model(tiny_dir, data, tmp_path):
     sft = train_sft(
-        SFTConfig(base_model=str(tiny_dir), train_data=str(data / "sft.jsonl"),
-                  out=str(tmp_path / "sft"), epochs=1, batch_size=4, lr=1e-2, max_len=64,
-                  select_by="last", grad_accum=2, gradient_checkpointing=True, **LORA)
+        SFTConfig(
+            base_model=str(tiny_dir),
+            train_data=str(data / "sft.jsonl"),
+            out=str(tmp_path / "sft"),
+            epochs=1,
+            batch_size=4,
+            lr=1e-2,
+            max_len=64,
+            select_by="last",
+            grad_accum=2,
+            gradient_checkpointing=True,
+            **LORA,
+        )
     )
     rm = train_reward_model(
-        RewardConfig(base_model=str(sft), train_data=str(data / "rank.jsonl"),
-                     out=str(tmp_path / "rm"), prompts_per_step=4, lr=1e-2, max_len=64,
-                     grad_accum=2, **LORA)
+        RewardConfig(
+            base_model=str(sft),
+            train_data=str(data / "rank.jsonl"),
+            out=str(tmp_path / "rm"),
+            prompts_per_step=4,
+            lr=1e-2,
+            max_len=64,
+            grad_accum=2,
+            **LORA,
+        )
     )
     policy = train_ppo(
-        PPOConfig(policy_model=str(sft), reward_model=str(rm), prompts=str(data / "prompts.jsonl"),
-                  out=str(tmp_path / "policy"), pretrain_data=str(data / "pre.txt"),
-                  ptx_coef=27.8, steps=2, rollout_size=4, minibatch_size=4, ppo_epochs=1,
-                  lr=1e-2, value_lr=1e-2, max_new_tokens=8, heldout_texts=4,
-                  ptx_batch_size=4, ptx_max_len=48, grad_accum=2, **LORA)
+        PPOConfig(
+            policy_model=str(sft),
+            reward_model=str(rm),
+            prompts=str(data / "prompts.jsonl"),
+            out=str(tmp_path / "policy"),
+            pretrain_data=str(data / "pre.txt"),
+            ptx_coef=27.8,
+            steps=2,
+            rollout_size=4,
+            minibatch_size=4,
+            ppo_epochs=1,
+            lr=1e-2,
+            value_lr=1e-2,
+            max_new_tokens=8,
+            heldout_texts=4,
+            ptx_batch_size=4,
+            ptx_max_len=48,
+            grad_accum=2,
+            **LORA,
+        )
     )
     base_size = n_params(load_policy(tiny_dir, load_tokenizer(tiny_dir)))
     for out, kind in [(sft, "sft"), (rm, "rm"), (policy, "policy")]:
@@ -78,11 +110,23 @@ def test_lora_sft_rm_ppo_end_to_end_on_the_tiny_model(tiny_dir, data, tmp_path):
 def test_gradient_accumulation_gives_the_same_step(tiny_dir, data, tmp_path):
     def sft(name, accum):
         out = train_sft(
-            SFTConfig(base_model=str(tiny_dir), train_data=str(data / "sft.jsonl"),
-                      out=str(tmp_path / name), epochs=1, batch_size=8, lr=1e-3, max_len=64,
-                      dropout=0.0, select_by="last", grad_accum=accum, tracker="none")
+            SFTConfig(
+                base_model=str(tiny_dir),
+                train_data=str(data / "sft.jsonl"),
+                out=str(tmp_path / name),
+                epochs=1,
+                batch_size=8,
+                lr=1e-3,
+                max_len=64,
+                dropout=0.0,
+                select_by="last",
+                grad_accum=accum,
+                tracker="none",
+            )
         )
-        losses = [json.loads(x).get("loss", 0.0) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        losses = [
+            json.loads(x).get("loss", 0.0) for x in (out / "metrics.jsonl").read_text().splitlines()
+        ]
         return AutoModelForCausalLM.from_pretrained(out).state_dict(), losses
 
     (one, one_losses), (four, four_losses) = sft("one", 1), sft("four", 4)
@@ -97,10 +141,20 @@ class Crash(Exception):
 
 def test_sft_resumes_from_its_last_checkpoint_to_the_same_model(tiny_dir, data, tmp_path):
     def cfg(out, resume=False):
-        return SFTConfig(base_model=str(tiny_dir), train_data=str(data / "sft.jsonl"),
-                         out=str(tmp_path / out), epochs=2, batch_size=4, lr=1e-3, max_len=64,
-                         valid_fraction=0.25, select_by="last", checkpoint_every=2,
-                         resume=resume, tracker="none")
+        return SFTConfig(
+            base_model=str(tiny_dir),
+            train_data=str(data / "sft.jsonl"),
+            out=str(tmp_path / out),
+            epochs=2,
+            batch_size=4,
+            lr=1e-3,
+            max_len=64,
+            valid_fraction=0.25,
+            select_by="last",
+            checkpoint_every=2,
+            resume=resume,
+            tracker="none",
+        )
 
     whole = train_sft(cfg("whole"))
 
@@ -127,10 +181,21 @@ def test_sft_resumes_from_its_last_checkpoint_to_the_same_model(tiny_dir, data, 
 
 def test_ppo_resumes_from_its_last_checkpoint(tiny_dir, data, tmp_path):
     def cfg(resume=False):
-        return PPOConfig(policy_model=str(tiny_dir), reward_model=None,
-                         prompts=str(data / "prompts.jsonl"), out=str(tmp_path / "policy"),
-                         ptx_coef=0.0, steps=4, rollout_size=2, minibatch_size=2, ppo_epochs=1,
-                         max_new_tokens=6, checkpoint_every=2, resume=resume, tracker="none")
+        return PPOConfig(
+            policy_model=str(tiny_dir),
+            reward_model=None,
+            prompts=str(data / "prompts.jsonl"),
+            out=str(tmp_path / "policy"),
+            ptx_coef=0.0,
+            steps=4,
+            rollout_size=2,
+            minibatch_size=2,
+            ppo_epochs=1,
+            max_new_tokens=6,
+            checkpoint_every=2,
+            resume=resume,
+            tracker="none",
+        )
 
     def reward(prompts, responses):
         return torch.tensor([r.count("e") / 4.0 for r in responses])
@@ -152,9 +217,14 @@ def test_ppo_resumes_from_its_last_checkpoint(tiny_dir, data, tmp_path):
 def test_tensorboard_logs_land_beside_metrics(tiny_dir, data, tmp_path):
     pytest.importorskip("tensorboard")
     out = train_reward_model(
-        RewardConfig(base_model=str(tiny_dir), train_data=str(data / "rank.jsonl"),
-                     out=str(tmp_path / "rm"), prompts_per_step=6, max_len=64,
-                     tracker="tensorboard")
+        RewardConfig(
+            base_model=str(tiny_dir),
+            train_data=str(data / "rank.jsonl"),
+            out=str(tmp_path / "rm"),
+            prompts_per_step=6,
+            max_len=64,
+            tracker="tensorboard",
+        )
     )
     events = list((out / "tensorboard").rglob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0

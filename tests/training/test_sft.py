@@ -131,9 +131,16 @@ def test_sft_dropout_is_residual_only_and_does_not_follow_the_directory(tiny_dir
 
     write_demos(tmp_path / "train.jsonl", 8, seed=5)
     out = train_sft(
-        SFTConfig(base_model=str(tiny_dir), train_data=str(tmp_path / "train.jsonl"),
-                  out=str(tmp_path / "sft"), epochs=1, batch_size=4, max_len=64,
-                  select_by="last", tracker="none")
+        SFTConfig(
+            base_model=str(tiny_dir),
+            train_data=str(tmp_path / "train.jsonl"),
+            out=str(tmp_path / "sft"),
+            epochs=1,
+            batch_size=4,
+            max_len=64,
+            select_by="last",
+            tracker="none",
+        )
     )
     saved, base = AutoConfig.from_pretrained(out), AutoConfig.from_pretrained(tiny_dir)
     assert (saved.resid_pdrop, saved.attn_pdrop) == (base.resid_pdrop, base.attn_pdrop)

@@ -91,7 +91,9 @@ def make_engine(url: str) -> Engine:
             # and wrote after another had committed would fail ("database is locked")
             # instead of waiting. Read-only work begins DEFERRED (`read_only_session`), so
             # a long read neither holds nor waits for the lock (WAL).
-            conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_BEGIN, 'IMMEDIATE')}")
+            mode = conn.get_execution_options().get(_BEGIN, "IMMEDIATE")
+            if mode:  # None: no transaction, each statement on its own (test observers)
+                conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     engine = create_engine(
@@ -144,7 +146,8 @@ def database_unavailable(exc: BaseException) -> bool:
     return False
 
 
-# The execution option that picks how a SQLite transaction begins (IMMEDIATE unless set).
+# The execution option that picks how a SQLite transaction begins (IMMEDIATE unless set;
+# DEFERRED for read-only work; None for none at all).
 _BEGIN = "sqlite_begin"
 
 

@@ -123,13 +123,18 @@ def _truncate_all(engine) -> None:  # type: ignore[no-untyped-def]
 def committed_db(engine) -> Iterator[Session]:  # type: ignore[no-untyped-def]
     """A session on the real database; every table is emptied afterwards.
 
-    It looks on while the code under test commits in sessions of its own, so on SQLite it
-    begins DEFERRED (`read_only_session`): its reads do not hold the write lock. It may
-    still write (test data), between the code's transactions."""
-    from app.db import read_only_session
+    It looks on while the code under test commits in sessions of its own, so each of its
+    statements sees what was committed before it, as under PostgreSQL's READ COMMITTED: on
+    SQLite it runs outside any transaction (a transaction there would keep its first
+    snapshot, and hold the write lock, which the code under test waits for)."""
+    from app.db import SessionLocal
 
     _truncate_all(engine)
-    session = read_only_session()
+    if engine.dialect.name == "sqlite":
+        session = Session(bind=engine.execution_options(sqlite_begin=None),
+                          expire_on_commit=False)
+    else:
+        session = SessionLocal()
     try:
         yield session
     finally:

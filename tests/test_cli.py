@@ -20,7 +20,6 @@ def test_users_create_then_tokens_create_prints_a_working_token(committed_db):
     assert out.exit_code == 0, out.output
     token = out.output.strip()
     assert token.startswith("rlhf_")
-    committed_db.rollback()  # a fresh snapshot: on SQLite a transaction keeps its first one
     assert committed_db.scalar(select(ApiToken.token_hash)) != token
     assert auth.user_for_token(db=committed_db, token=token).id == user.id
 

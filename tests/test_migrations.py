@@ -34,6 +34,7 @@ def scratch_url():  # type: ignore[no-untyped-def]
     admin.dispose()
 
 
+@pytest.mark.slow
 def test_migrations_upgrade_from_empty_and_downgrade_to_base(scratch_url):
     engine = make_engine(scratch_url)
     cfg = alembic_config(scratch_url)
@@ -57,6 +58,7 @@ def test_migration_graph_has_one_head():
     assert len(heads) == 1, f"migration heads: {heads}; add a merge revision"
 
 
+@pytest.mark.slow
 def test_downgrade_one_step_from_head_then_up_again(scratch_url):
     engine = make_engine(scratch_url)
     cfg = alembic_config(scratch_url)
@@ -78,6 +80,7 @@ def test_models_match_migrations(engine):
     assert diff == []
 
 
+@pytest.mark.slow
 def test_app_refuses_unmigrated_database_with_the_fix(scratch_url):
     env = {**os.environ, "RLHF_DATABASE_URL": scratch_url}
     proc = subprocess.run(
@@ -88,6 +91,7 @@ def test_app_refuses_unmigrated_database_with_the_fix(scratch_url):
     assert "rlhf-studio db upgrade" in proc.stderr
 
 
+@pytest.mark.slow
 def test_database_stamped_at_the_three_former_heads_upgrades_to_one(scratch_url):
     """Before 0006 the three branches were separate heads; such a database still upgrades."""
     engine = make_engine(scratch_url)
@@ -115,6 +119,7 @@ def test_migrations_import_nothing_of_the_app():
 
 
 
+@pytest.mark.slow
 def test_invariants_upgrade_refuses_rows_that_break_them_and_changes_nothing(scratch_url):
     engine = make_engine(scratch_url)
     cfg = alembic_config(scratch_url)

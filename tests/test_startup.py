@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.factories import csrf_from
 
@@ -28,6 +29,7 @@ def _env(data_dir: Path) -> dict[str, str]:
     return {**env, "RLHF_DATA_DIR": str(data_dir), "RLHF_ENV": "development"}
 
 
+@pytest.mark.slow
 def test_fresh_install_runs_and_demo_login_works(tmp_path: Path):
     env = _env(tmp_path / "data")
     for args in (["db", "upgrade"], ["demo"]):
@@ -63,6 +65,7 @@ def test_fresh_install_runs_and_demo_login_works(tmp_path: Path):
         up.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_up_refuses_unmigrated_database(tmp_path: Path):
     done = subprocess.run(CLI + ["up", "--port", str(_free_port())], env=_env(tmp_path),
                           capture_output=True, text=True, timeout=60)

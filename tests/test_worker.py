@@ -33,6 +33,7 @@ def _round_trip(settings: Settings, env: dict[str, str]) -> dict[str, str]:
     return result
 
 
+@pytest.mark.slow
 def test_task_runs_in_worker_process_through_redis(tmp_path: Path):
     import redis
 
@@ -42,6 +43,7 @@ def test_task_runs_in_worker_process_through_redis(tmp_path: Path):
     assert int(result["pid"]) != os.getpid()
 
 
+@pytest.mark.slow
 def test_task_runs_in_worker_process_through_embedded_transport(tmp_path: Path):
     env = {"RLHF_REDIS_URL": "", "RLHF_DATA_DIR": str(tmp_path)}
     settings = Settings(redis_url="", data_dir=tmp_path)

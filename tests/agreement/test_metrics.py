@@ -51,6 +51,7 @@ def test_kendall_tau_b_matches_hand_value_with_ties():
     assert metrics.kendall_tau_b(a, b) == pytest.approx(3 / math.sqrt(30))
 
 
+@pytest.mark.slow
 def test_kendall_tau_b_matches_scipy_on_random_tied_rankings():
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(1)

@@ -21,6 +21,7 @@ KINDS = [("sft", False), ("sft", True), ("rankings", False), ("comparisons", Fal
          ("grouped", False), ("ratings", False), ("prompts", False)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_every_kind_loads_with_datasets(db, export, fmt, tmp_path):
     from app.queue.models import TaskKind

@@ -100,6 +100,7 @@ def test_manifest_sha256_matches_its_file(db, export, fmt):
     assert snapshot.manifest["schema_version"] >= 1 and snapshot.manifest["source"]["max_id"] > 0
 
 
+@pytest.mark.slow
 def test_same_request_twice_makes_two_snapshots_with_identical_hashes(db, export):
     ranked_task(db, 5, [(make_user(db), [[0], [1, 2], [3], [4]])])
     for fmt in ("jsonl", "parquet"):
@@ -166,6 +167,7 @@ def test_filter_labelers_and_held_out_group(db, export):
     assert rows == []
 
 
+@pytest.mark.slow
 def test_filter_model_version_and_task_kind(db, export):
     a = make_user(db)
     version, other = make_model_version(db, "v1"), make_model_version(db, "v2")
@@ -199,6 +201,7 @@ def test_filter_min_agreement_keeps_labelers_at_or_above(db, export):
         str(a.id): 0.5, str(b.id): 0.5, str(c.id): 0.0}
 
 
+@pytest.mark.slow
 def test_filter_max_id_reproduces_an_earlier_snapshot(db, export):
     a = make_user(db)
     ranked_task(db, 4, [(a, [[0], [1], [2], [3]])])

@@ -100,6 +100,7 @@ def test_default_cap_is_200_per_end_user(db):
     assert (report.accepted, report.capped) == (200, 5)
 
 
+@pytest.mark.slow
 def test_splits_disjoint_by_end_user_and_stable_across_imports(db):
     rng = random.Random(7)
     users = [f"user-{i}" for i in range(40)]

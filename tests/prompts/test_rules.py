@@ -26,6 +26,7 @@ CARDS = st.from_regex(r"4[0-9]{14}", fullmatch=True).map(_luhn_complete)
 IPS = st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t)))
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(before=WORDS, after=WORDS, email=EMAILS, card=CARDS, ip=IPS)
 def test_scrub_removes_generated_pii(before, after, email, card, ip):

@@ -5,9 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from training.__main__ import main
 from training.records import PromptRecord, SFTRecord, write_jsonl
 from training.tiny import synthetic_corpus, synthetic_rankings
+
+pytestmark = pytest.mark.slow  # trains models: minutes on a small CPU
 
 
 def test_cli_runs_every_stage_and_writes_candidate_import(tiny_dir, tmp_path):

@@ -10,6 +10,8 @@ from training.ppo import PPOConfig, train_ppo
 from training.records import PromptRecord, write_jsonl
 from training.tiny import synthetic_corpus
 
+pytestmark = pytest.mark.slow  # trains models: minutes on a small CPU
+
 STEPS = 12
 
 

@@ -5,19 +5,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from app import optional_module
-from app.auth.deps import PUBLIC, Forbidden, NotAuthenticated, allow
+from app import errors, optional_module
+from app.auth.deps import PUBLIC, Allow, allow
 from app.config import get_settings
 from app.db import get_engine, pending_migrations
-from app.templating import render
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # Each domain's routes module exposes `router`; it is included when the module exists.
@@ -31,47 +28,6 @@ DOMAINS = (
 
 class UnmigratedDatabase(RuntimeError):
     """The database schema is behind the code."""
-
-
-def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/healthz"
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(NotAuthenticated)
-    async def _not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
-        if _wants_json(request):
-            return JSONResponse(
-                {"detail": "Not authenticated: log in or send 'Authorization: Bearer <token>'."},
-                status_code=401, headers={"WWW-Authenticate": "Bearer"},
-            )
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-
-    @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden) -> Response:
-        if _wants_json(request):
-            return JSONResponse({"detail": exc.detail}, status_code=403)
-        return render(request, "error.html", status_code=403, title="Forbidden", detail=exc.detail)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if _wants_json(request) or exc.status_code < 400:
-            return JSONResponse(
-                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-            )
-        return render(
-            request, "error.html", status_code=exc.status_code,
-            title=f"Error {exc.status_code}", detail=exc.detail,
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        text = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
-        return JSONResponse({"detail": text, "errors": errors}, status_code=422)
 
 
 @asynccontextmanager
@@ -103,20 +59,34 @@ def create_app(*, check_migrations: bool = True) -> FastAPI:
         https_only=settings.secure_cookies,
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    _install_error_handlers(app)
+    errors.install_handlers(app)
     for domain in DOMAINS:
         module = optional_module(f"app.{domain}.routes")
         if module is not None:
             app.include_router(module.router)
 
-    @app.get("/healthz", dependencies=[Depends(allow(PUBLIC))])
+    @app.get("/healthz", dependencies=[Depends(allow(PUBLIC))],
+             responses={503: {"description": "Something the app needs is down (the report)",
+                              "content": {"application/json": {}}}})
     def healthz() -> JSONResponse:
         from app.health import check
 
         report = check()
         return JSONResponse(report, status_code=200 if report["ok"] else 503)
 
+    errors.publish_errors(app, roles_of=route_roles)
     return app
+
+
+def route_roles(route: APIRoute) -> frozenset[str]:
+    """The roles the route's `allow(...)` admits (empty when it declares none)."""
+    stack = [route.dependant]
+    while stack:
+        dep = stack.pop()
+        if isinstance(dep.call, Allow):
+            return dep.call.roles
+        stack.extend(dep.dependencies)
+    return frozenset()
 
 
 def api_routes(app: FastAPI) -> list[APIRoute]:

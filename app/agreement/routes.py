@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.agreement import service
@@ -25,10 +25,7 @@ Params = Annotated[AgreementQuery, Query()]
 
 
 def _filters(q: AgreementQuery) -> Filters:
-    try:
-        return service.make_filters(**q.model_dump())
-    except service.BadFilters as exc:
-        raise HTTPException(422, str(exc)) from exc
+    return service.make_filters(**q.model_dump())
 
 
 @router.get("/agreement", response_class=HTMLResponse)

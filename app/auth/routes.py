@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -86,10 +86,7 @@ def account_create_token(
 
 @router.post("/account/tokens/{token_id}/revoke")
 def account_revoke_token(request: Request, db: Db, user: AnyUser, token_id: int) -> Response:
-    try:
-        service.revoke_token(db=db, user=user, token_id=token_id)
-    except service.AuthError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    service.revoke_token(db=db, user=user, token_id=token_id)
     flash(request, "Token revoked.")
     return RedirectResponse("/account", status_code=303)
 
@@ -134,16 +131,13 @@ def users_update(
 def _apply_update(db: Session, admin: User, user_id: int, change: UserUpdate) -> User:
     user = service.get_user(db=db, user_id=user_id)
     if user is None:
-        raise HTTPException(404, f"No user {user_id}.")
+        raise service.AuthError(f"No user {user_id}.", status=404)
     if user.id == admin.id and (change.active is False or change.role not in (None, Role.admin)):
-        raise HTTPException(400, "You cannot deactivate or demote yourself.")
-    try:
-        service.update_user(db=db, user=user, role=change.role, active=change.active,
-                            held_out=change.held_out, name=change.name)
-        if change.password:
-            service.set_password(db=db, user=user, password=change.password)
-    except service.AuthError as exc:
-        raise HTTPException(400, str(exc)) from exc
+        raise service.AuthError("You cannot deactivate or demote yourself.")
+    service.update_user(db=db, user=user, role=change.role, active=change.active,
+                        held_out=change.held_out, name=change.name)
+    if change.password:
+        service.set_password(db=db, user=user, password=change.password)
     return user
 
 
@@ -165,10 +159,7 @@ def tokens_create(db: Db, user: AnyUser, body: TokenCreate) -> TokenCreated:
 
 @router.delete("/api/v1/tokens/{token_id}", response_model=TokenRead)
 def tokens_revoke(db: Db, user: AnyUser, token_id: int) -> object:
-    try:
-        return service.revoke_token(db=db, user=user, token_id=token_id)
-    except service.AuthError as exc:
-        raise HTTPException(404, str(exc)) from exc
+    return service.revoke_token(db=db, user=user, token_id=token_id)
 
 
 @router.get("/api/v1/users", response_model=list[UserRead])
@@ -178,11 +169,8 @@ def users_list(db: Db, _: Admin) -> list:
 
 @router.post("/api/v1/users", response_model=UserRead, status_code=201)
 def users_create_api(db: Db, _: Admin, body: UserCreate) -> User:
-    try:
-        return service.create_user(db=db, email=body.email, password=body.password,
-                                   role=body.role, name=body.name, held_out=body.held_out)
-    except service.AuthError as exc:
-        raise HTTPException(400, str(exc)) from exc
+    return service.create_user(db=db, email=body.email, password=body.password,
+                               role=body.role, name=body.name, held_out=body.held_out)
 
 
 @router.patch("/api/v1/users/{user_id}", response_model=UserRead)

@@ -2,12 +2,14 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, Staff
-from app.db import DbSession
+from app.db import DbSession, session_scope
+from app.errors import errors, redisplays
 from app.exports import service
 from app.exports.schemas import FORMATS, KINDS, ExportCreate, SnapshotRead, describe, from_form
 from app.prompts.models import Split
@@ -28,16 +30,28 @@ def _enqueue(snapshot_id: int) -> None:
     tasks.enqueue(snapshot_id)
 
 
-@router.get("/exports", response_class=HTMLResponse)
-def exports_page(request: Request, db: DbSession, _: Staff) -> Response:
+def _page(request: Request, db: Session, form: dict[str, str]) -> Response:
     snapshots = service.list_snapshots(db=db)
     return render(request, "exports/index.html", snapshots=snapshots, kinds=KINDS,
                   formats=FORMATS, splits=[s.value for s in Split],
-                  task_kinds=[k.value for k in TaskKind],
+                  task_kinds=[k.value for k in TaskKind], form=form,
                   building=any(s.state in ("pending", "running") for s in snapshots))
 
 
-@router.post("/exports")
+def _form_again(request: Request, form: dict[str, str], message: str) -> Response:
+    flash(request, f"Export not created: {message}", "error")
+    with session_scope() as db:
+        return _page(request, db, form)
+
+
+@router.get("/exports", response_class=HTMLResponse)
+def exports_page(request: Request, db: DbSession, _: Staff) -> Response:
+    return _page(request, db, {})
+
+
+@router.post("/exports", status_code=303, response_class=RedirectResponse,
+             responses=errors(422))
+@redisplays(_form_again)
 def exports_create_form(
     request: Request, db: DbSession, user: Staff, background: BackgroundTasks,
     kind: FormStr = "", format: FormStr = "jsonl", chat: FormStr = "", split: FormStr = "",
@@ -52,29 +66,25 @@ def exports_create_form(
         "min_agreement": min_agreement, "max_id": max_id,
     }
     try:
-        snapshot = service.request_export(db=db, user=user, request=from_form(fields))
+        export = from_form(fields)
     except ValidationError as exc:
-        flash(request, f"Export not created: {describe(exc)}", "error")
-    except service.ExportError as exc:
-        flash(request, f"Export not created: {exc}", "error")
-    else:
-        if snapshot.state == "pending":
-            background.add_task(_enqueue, snapshot.id)
-        flash(request, f"Snapshot {snapshot.id} ({snapshot.kind}): {snapshot.state}.",
-              "error" if snapshot.state == "failed" else "success")
+        raise service.ExportError(describe(exc)) from exc
+    snapshot = service.request_export(db=db, user=user, request=export)
+    if snapshot.state == "pending":
+        background.add_task(_enqueue, snapshot.id)
+    flash(request, f"Snapshot {snapshot.id} ({snapshot.kind}): {snapshot.state}.",
+          "error" if snapshot.state == "failed" else "success")
     return RedirectResponse("/exports", status_code=303)
 
 
-@router.post("/api/v1/exports", response_model=SnapshotRead, status_code=201)
+@router.post("/api/v1/exports", response_model=SnapshotRead, status_code=201,
+             responses={202: {"model": SnapshotRead, "description": "Queued as a job"}})
 def create_export(
     db: DbSession, user: Staff, body: ExportCreate, background: BackgroundTasks,
     response: Response,
 ) -> SnapshotRead:
     """Create a snapshot: built now when small (201), else queued as a job (202)."""
-    try:
-        snapshot = service.request_export(db=db, user=user, request=body)
-    except service.ExportError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    snapshot = service.request_export(db=db, user=user, request=body)
     if snapshot.state == "pending":
         background.add_task(_enqueue, snapshot.id)
         response.status_code = 202
@@ -90,23 +100,18 @@ def list_exports(db: DbSession, _: Staff) -> list[SnapshotRead]:
 @router.get("/api/v1/exports/{snapshot_id}", response_model=SnapshotRead)
 def get_export(db: DbSession, _: Staff, snapshot_id: int) -> SnapshotRead:
     """One snapshot with its state, progress and manifest."""
-    try:
-        return SnapshotRead.model_validate(service.get_snapshot(db=db, snapshot_id=snapshot_id))
-    except service.NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+    return SnapshotRead.model_validate(service.get_snapshot(db=db, snapshot_id=snapshot_id))
 
 
-@router.get("/api/v1/exports/{snapshot_id}/download", response_class=FileResponse)
+@router.get("/api/v1/exports/{snapshot_id}/download", response_class=FileResponse,
+            responses={200: {"description": "The data file or the manifest", "content": {
+                **{media: {} for media in MEDIA.values()}, "application/json": {}}},
+                **errors(409)})
 def download_export(
     db: DbSession, _: Staff, snapshot_id: int, file: Literal["data", "manifest"] = "data"
 ) -> FileResponse:
     """The snapshot's data file (or ?file=manifest), streamed from disk."""
-    try:
-        path = service.file_for(db=db, snapshot_id=snapshot_id, which=file)
-    except service.NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except service.NotReady as exc:
-        raise HTTPException(409, str(exc)) from exc
+    path = service.file_for(db=db, snapshot_id=snapshot_id, which=file)
     media = "application/json" if file == "manifest" else MEDIA[path.suffix.lstrip(".")]
     return FileResponse(path, media_type=media,
                         filename=f"snapshot-{snapshot_id}-{path.name}")

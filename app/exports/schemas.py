@@ -12,6 +12,7 @@ from pydantic import (
     model_validator,
 )
 
+from app import errors
 from app.prompts.models import Split
 from app.queue.models import TaskKind
 
@@ -118,9 +119,5 @@ def from_form(form: dict[str, str]) -> ExportCreate:
 
 
 def describe(exc: ValidationError) -> str:
-    """A validation error as one line a person can act on."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"] if p != "filters") or "request"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
+    """A validation error as sentences a person can act on."""
+    return errors.describe(errors.validation_errors(exc.errors()))

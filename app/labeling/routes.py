@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import ALL_ROLES, Admin, AnyUser
@@ -27,18 +27,6 @@ add_nav("Guidelines", "/label/guidelines", (Role.admin,), "Edit what labelers re
 KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt"]
 
 
-def _http(exc: service.SubmissionError) -> HTTPException:
-    return HTTPException(exc.status, str(exc))
-
-
-def _error_page(request: Request, exc: service.SubmissionError) -> Response:
-    # Rendered here rather than raised: a raised HTTPException rolls the session back and
-    # expires the user the error page shows in its header.
-    return render(request, "error.html", status_code=exc.status,
-                  title="Not found" if exc.status == 404 else f"Error {exc.status}",
-                  detail=str(exc))
-
-
 @router.get("/label", response_class=HTMLResponse)
 def start_page(request: Request, db: DbSession, user: AnyUser) -> Response:
     return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
@@ -57,10 +45,7 @@ def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice =
 @router.get("/label/a/{assignment_id}", response_class=HTMLResponse)
 def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: int,
               kind: KindChoice = "any") -> Response:
-    try:
-        screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
-    except service.SubmissionError as exc:
-        return _error_page(request, exc)
+    screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
     return render(
         request, f"labeling/{screen.task.kind.value}.html", s=screen, pick=kind,
         done_today=workbench.done_today(db=db, user=user), flags=workbench.FLAG_LABELS,
@@ -84,31 +69,22 @@ def guidelines_save(
     request: Request, db: DbSession, admin: Admin,
     kind: Annotated[str, Form(max_length=20)], body: Annotated[str, Form()] = "",
 ) -> Response:
-    try:
-        workbench.set_guideline(db=db, user=admin, kind=kind, body=body)
-    except service.SubmissionError as exc:
-        return _error_page(request, exc)
+    workbench.set_guideline(db=db, user=admin, kind=kind, body=body)
     flash(request, f"Guidelines for {kind.replace('_', ' ')} saved.", "success")
     return RedirectResponse(f"/label/guidelines#{kind}", status_code=303)
 
 
 @router.post("/api/v1/tasks/{task_id}/submit", response_model=SubmissionRead)
 def submit(db: DbSession, user: AnyUser, task_id: int, body: SubmissionCreate) -> SubmissionRead:
-    try:
-        answer = service.submit(db=db, user=user, task_id=task_id, body=body)
-    except service.SubmissionError as exc:
-        raise _http(exc) from exc
+    answer = service.submit(db=db, user=user, task_id=task_id, body=body)
     db.commit()  # here, not in a worker-thread trip of its own (app/db.py)
     return answer
 
 
 @router.put("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
 def draft_save(db: DbSession, user: AnyUser, assignment_id: int, body: DraftSave) -> DraftRead:
-    try:
-        draft = workbench.save_draft(db=db, user=user, assignment_id=assignment_id,
-                                     text=body.text, client_ms=body.client_ms)
-    except service.SubmissionError as exc:
-        raise _http(exc) from exc
+    draft = workbench.save_draft(db=db, user=user, assignment_id=assignment_id,
+                                 text=body.text, client_ms=body.client_ms)
     # `saved` tells the page whether its text won or a newer save already had.
     return DraftRead(assignment_id=assignment_id, text=draft.text, client_ms=draft.client_ms,
                      saved=draft.client_ms == body.client_ms)
@@ -116,10 +92,7 @@ def draft_save(db: DbSession, user: AnyUser, assignment_id: int, body: DraftSave
 
 @router.get("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
 def draft_get(db: DbSession, user: AnyUser, assignment_id: int) -> DraftRead:
-    try:
-        draft = workbench.get_draft(db=db, user=user, assignment_id=assignment_id)
-    except service.SubmissionError as exc:
-        raise _http(exc) from exc
+    draft = workbench.get_draft(db=db, user=user, assignment_id=assignment_id)
     if draft is None:
         return DraftRead(assignment_id=assignment_id, text="", client_ms=0, saved=False)
     return DraftRead(assignment_id=assignment_id, text=draft.text, client_ms=draft.client_ms)
@@ -128,8 +101,5 @@ def draft_get(db: DbSession, user: AnyUser, assignment_id: int) -> DraftRead:
 @router.post("/api/v1/assignments/{assignment_id}/flags", response_model=PromptFlagRead)
 def flag_prompt(db: DbSession, user: AnyUser, assignment_id: int,
                 body: PromptFlagCreate) -> object:
-    try:
-        return workbench.flag_prompt(db=db, user=user, assignment_id=assignment_id,
-                                     reason=body.reason, comment=body.comment)
-    except service.SubmissionError as exc:
-        raise _http(exc) from exc
+    return workbench.flag_prompt(db=db, user=user, assignment_id=assignment_id,
+                                 reason=body.reason, comment=body.comment)

@@ -7,13 +7,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.errors import DomainError
 from app.prompts.models import CATEGORIES
 
 MAX_META_CHARS = 10_000
 csv.field_size_limit(10_000_000)
 
 
-class ParseError(ValueError):
+class ParseError(DomainError, ValueError):
     """The file as a whole cannot be read (not one bad line: those are reported per line)."""
 
 

@@ -3,8 +3,9 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -12,6 +13,7 @@ from starlette.datastructures import UploadFile
 from app.auth.deps import STAFF, Admin, AnyUser, Staff
 from app.auth.models import Role
 from app.db import DbSession
+from app.errors import describe, validation_errors
 from app.prompts import candidates as candidate_import
 from app.prompts import service as prompts
 from app.prompts.models import CATEGORIES, PromptSource, Split
@@ -37,21 +39,15 @@ MAX_UPLOAD = 200 * 1024 * 1024
 PAGE = 50
 
 
-def _http(exc: prompts.PromptError) -> HTTPException:
-    if isinstance(exc, prompts.ImportFailed):
-        return HTTPException(exc.status, {"message": str(exc), **exc.report.summary()})
-    return HTTPException(exc.status, str(exc))
-
-
 async def _upload(request: Request) -> tuple[bytes, str, dict[str, Any]]:
     """The uploaded file's bytes, its name, and the other form fields."""
     form = await request.form()
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
-        raise HTTPException(400, "Attach the file as the multipart field `file`.")
+        raise prompts.PromptError("Attach the file as the multipart field `file`.")
     data = await upload.read(MAX_UPLOAD + 1)
     if len(data) > MAX_UPLOAD:
-        raise HTTPException(413, f"The file is larger than {MAX_UPLOAD // 2**20} MB.")
+        raise prompts.PromptError(f"The file is larger than {MAX_UPLOAD // 2**20} MB.", 413)
     fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
     return data, upload.filename or "", fields
 
@@ -65,22 +61,25 @@ def _form_rules(fields: dict[str, Any]) -> ImportRules:
             given["scrub_pii"] = False  # an unticked checkbox on the page sends nothing
         return ImportRules.model_validate(given)
     except ValidationError as exc:
-        raise HTTPException(422, f"Invalid rules: {exc.errors()[0]['msg']}") from exc
+        raise prompts.PromptError(f"Invalid rules: {describe(validation_errors(exc.errors()))}",
+                                  422) from exc
 
 
 async def _json_body(request: Request, schema: Any) -> Any:
     try:
         payload = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, "Send a JSON body or a multipart file.") from exc
+        raise prompts.PromptError("Send a JSON body or a multipart file.") from exc
+    except RecursionError as exc:
+        raise prompts.PromptError("The JSON body is nested too deeply.") from exc
     if isinstance(payload, list):
         payload = {("prompts" if schema is PromptImportJson else "rows"): payload}
     try:
         return schema.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise HTTPException(422, f"{where or 'body'}: {first['msg']}") from exc
+        raise RequestValidationError(  # the same 422 as any other route's body
+            [{"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+             for e in exc.errors()]) from exc
 
 
 def _is_multipart(request: Request) -> bool:
@@ -90,20 +89,17 @@ def _is_multipart(request: Request) -> bool:
 @router.post("/api/v1/prompts/import", response_model=ImportReportOut)
 async def import_api(request: Request, db: DbSession, user: Staff) -> Any:
     """Import prompts: a multipart `file` (JSONL or CSV) or a JSON list of prompt objects."""
-    try:
-        if _is_multipart(request):
-            data, name, fields = await _upload(request)
-            strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
-            report = await run_in_threadpool(
-                prompts.import_file, db=db, data=data, filename=name, rules=_form_rules(fields),
-                user=user, strict=strict)
-        else:
-            body = await _json_body(request, PromptImportJson)
-            report = await run_in_threadpool(
-                prompts.import_objects, db=db, objects=body.prompts, rules=body.rules,
-                user=user, strict=body.strict)
-    except prompts.PromptError as exc:
-        raise _http(exc) from exc
+    if _is_multipart(request):
+        data, name, fields = await _upload(request)
+        strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
+        report = await run_in_threadpool(
+            prompts.import_file, db=db, data=data, filename=name, rules=_form_rules(fields),
+            user=user, strict=strict)
+    else:
+        body = await _json_body(request, PromptImportJson)
+        report = await run_in_threadpool(
+            prompts.import_objects, db=db, objects=body.prompts, rules=body.rules,
+            user=user, strict=body.strict)
     return report.summary()
 
 
@@ -117,8 +113,12 @@ async def import_candidates_api(request: Request, db: DbSession, _: Staff) -> An
                 rows=[], rules=_form_rules(fields),
                 rank_tasks=fields.get("rank_tasks", "").lower() in ("1", "true", "on", "yes"),
                 overlap=int(fields.get("overlap") or 1), priority=int(fields.get("priority") or 0))
-        except (ValueError, ValidationError) as exc:
-            raise HTTPException(422, f"Invalid options: {exc}") from exc
+        except ValidationError as exc:
+            raise prompts.PromptError(
+                f"Invalid options: {describe(validation_errors(exc.errors()))}", 422) from exc
+        except ValueError as exc:
+            raise prompts.PromptError("Invalid options: `overlap` and `priority` are whole "
+                                      "numbers.", 422) from exc
         options = spec.model_dump(exclude={"rows", "rules"})
         report = await run_in_threadpool(
             candidate_import.import_candidates_file, db=db, data=data, rules=spec.rules, **options)
@@ -200,20 +200,14 @@ def use_cases_api(db: DbSession, user: AnyUser) -> Any:
 @router.post("/api/v1/use-cases", response_model=UseCaseRead, status_code=201)
 def create_use_case_api(db: DbSession, _: Admin, body: UseCaseCreate) -> Any:
     """Add a use case."""
-    try:
-        return prompts.create_use_case(db=db, name=body.name, description=body.description)
-    except prompts.PromptError as exc:
-        raise _http(exc) from exc
+    return prompts.create_use_case(db=db, name=body.name, description=body.description)
 
 
 @router.patch("/api/v1/use-cases/{use_case_id}", response_model=UseCaseRead)
 def update_use_case_api(db: DbSession, _: Admin, use_case_id: int, body: UseCaseUpdate) -> Any:
     """Rename, redescribe, retire or restore a use case."""
-    try:
-        return prompts.update_use_case(db=db, use_case_id=use_case_id,
-                                       **body.model_dump(exclude_unset=True))
-    except prompts.PromptError as exc:
-        raise _http(exc) from exc
+    return prompts.update_use_case(db=db, use_case_id=use_case_id,
+                                   **body.model_dump(exclude_unset=True))
 
 
 @router.get("/admin/use-cases", response_class=HTMLResponse)
@@ -247,7 +241,7 @@ def use_cases_update(
                                 description=description, active=active)
     except prompts.PromptError as exc:
         if exc.status == 404:
-            raise _http(exc) from exc
+            raise
         flash(request, str(exc), "error")
     else:
         flash(request, "Use case saved.", "success")

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Form, HTTPException, Request
+from fastapi import APIRouter, Body, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import STAFF, AnyUser, Staff
@@ -26,10 +26,6 @@ add_nav("Tasks", "/tasks", STAFF, "Task counts by kind and state; create labelin
 
 
 
-def _http(exc: queue.QueueError) -> HTTPException:
-    return HTTPException(exc.status, str(exc))
-
-
 @router.get("/api/v1/tasks/next", response_model=TaskOut,
             responses={204: {"description": "Nothing to do right now."}})
 def next_task(db: DbSession, user: AnyUser, kind: TaskKind | None = None) -> object:
@@ -43,20 +39,14 @@ def next_task(db: DbSession, user: AnyUser, kind: TaskKind | None = None) -> obj
 @router.get("/api/v1/assignments/{assignment_id}", response_model=TaskOut)
 def get_assignment(db: DbSession, user: AnyUser, assignment_id: int) -> object:
     """One of your assignments again (e.g. after a reload)."""
-    try:
-        assignment = queue.get_assignment(db=db, user=user, assignment_id=assignment_id)
-    except queue.QueueError as exc:
-        raise _http(exc) from exc
+    assignment = queue.get_assignment(db=db, user=user, assignment_id=assignment_id)
     return queue.task_payload(db=db, assignment=assignment)
 
 
 @router.post("/api/v1/assignments/{assignment_id}/heartbeat", response_model=LeaseOut)
 def heartbeat(db: DbSession, user: AnyUser, assignment_id: int) -> object:
     """Keep a lease alive while its page is open."""
-    try:
-        assignment = queue.heartbeat(db=db, user=user, assignment_id=assignment_id)
-    except queue.QueueError as exc:
-        raise _http(exc) from exc
+    assignment = queue.heartbeat(db=db, user=user, assignment_id=assignment_id)
     return LeaseOut(assignment_id=assignment.id, expires_at=assignment.expires_at)
 
 
@@ -64,21 +54,15 @@ def heartbeat(db: DbSession, user: AnyUser, assignment_id: int) -> object:
 def skip(db: DbSession, user: AnyUser, assignment_id: int,
          body: Annotated[SkipIn | None, Body()] = None) -> object:
     """Give a task back; it is not offered to you again."""
-    try:
-        queue.skip(db=db, user=user, assignment_id=assignment_id,
-                   reason=body.reason if body else None)
-    except queue.QueueError as exc:
-        raise _http(exc) from exc
+    queue.skip(db=db, user=user, assignment_id=assignment_id,
+               reason=body.reason if body else None)
     return SkipOut(assignment_id=assignment_id)
 
 
 @router.post("/api/v1/tasks/bulk", response_model=BulkCreated, status_code=201)
 def create_bulk(db: DbSession, _: Staff, spec: BulkCreate) -> object:
     """Create tasks in bulk (see BulkCreate for each kind's fields)."""
-    try:
-        created, ids = queue.create_bulk(db=db, spec=spec)
-    except queue.QueueError as exc:
-        raise _http(exc) from exc
+    created, ids = queue.create_bulk(db=db, spec=spec)
     return BulkCreated(created=created, task_ids=ids)
 
 

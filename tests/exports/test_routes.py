@@ -121,11 +121,17 @@ def test_page_form_with_bad_filter_shows_error_and_creates_nothing(client, db):
     before = _count(db)
     resp = client.post("/exports", data={"kind": "prompts", "labeler_ids": "1, 2",
                                          "csrf_token": csrf})
-    assert resp.status_code == 200 and "Export not created" in resp.text
+    assert resp.status_code == 422 and "Export not created" in resp.text
     assert "do not apply" in resp.text
+    # The page again, with what was typed still in the form.
+    assert 'value="1, 2"' in resp.text and '<option value="prompts" selected>' in resp.text
     resp = client.post("/exports", data={"kind": "rankings", "min_agreement": "lots",
-                                         "csrf_token": csrf})
-    assert "min_agreement" in resp.text
+                                         "labeler_ids": "3, x", "csrf_token": csrf})
+    assert resp.status_code == 422
+    # Sentences, not pydantic paths.
+    assert "Min agreement should be a valid number" in resp.text
+    assert "Labeler ids (item 2) should be a valid integer" in resp.text
+    assert "labeler_ids.1" not in resp.text and 'value="lots"' in resp.text
     assert _count(db) == before
 
 

@@ -245,6 +245,8 @@ def _usual_errors(route: APIRoute, method: str, roles: frozenset[str]) -> set[in
         found.add(403)  # a role not admitted, or a cookie session without its CSRF token
     if _ID_PARAM in route.path:
         found.add(404)
+    if route.body_field is not None:
+        found.add(400)  # a body that cannot be parsed at all
     return found
 
 

@@ -34,7 +34,8 @@ def agreement_page(request: Request, db: DbSession, _: Staff, q: Params) -> Resp
     return render(request, "agreement/index.html", query=q, **page)
 
 
-@router.get("/agreement.csv")
+@router.get("/agreement.csv", response_class=Response, responses={
+    200: {"description": "Per-labeler figures", "content": {"text/csv": {}}}})
 def agreement_csv(db: DbSession, _: Staff, q: Params) -> Response:
     text = service.labeler_csv(db=db, filters=_filters(q))
     return Response(text, media_type="text/csv; charset=utf-8", headers={

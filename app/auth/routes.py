@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.auth import service
@@ -18,7 +19,8 @@ from app.auth.schemas import (
     UserRead,
     UserUpdate,
 )
-from app.db import DbSession
+from app.db import DbSession, session_scope
+from app.errors import describe, errors, redisplays, validation_errors
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -33,14 +35,14 @@ def _safe_next(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") else "/"
 
 
-@router.get("/login", response_class=HTMLResponse)
+@router.get("/login", response_class=HTMLResponse, responses=errors(303))
 def login_page(request: Request, user: Anyone, next: str = "/") -> Response:
     if user is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return render(request, "auth/login.html", next=_safe_next(next), email="")
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=HTMLResponse, responses=errors(303, 401, 429))
 def login(
     request: Request, db: Db, _: Anyone,
     email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=200)],
@@ -62,7 +64,7 @@ def login(
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
-@router.post("/logout")
+@router.post("/logout", status_code=303, response_class=RedirectResponse)
 def logout(request: Request, _: AnyUser) -> Response:
     request.session.clear()
     flash(request, "You are logged out.")
@@ -84,46 +86,61 @@ def account_create_token(
     return render(request, "auth/account.html", tokens=tokens, new_token=clear)
 
 
-@router.post("/account/tokens/{token_id}/revoke")
+@router.post("/account/tokens/{token_id}/revoke", status_code=303, response_class=RedirectResponse)
 def account_revoke_token(request: Request, db: Db, user: AnyUser, token_id: int) -> Response:
     service.revoke_token(db=db, user=user, token_id=token_id)
     flash(request, "Token revoked.")
     return RedirectResponse("/account", status_code=303)
 
 
+def _users(request: Request, db: Session, form: dict[str, str]) -> Response:
+    return render(request, "auth/users.html", users=service.list_users(db=db), roles=list(Role),
+                  form=form)
+
+
+def _users_again(request: Request, form: dict[str, str], message: str) -> Response:
+    flash(request, message, "error")
+    # Only the add-a-user form is filled in again; a row's form shows the row as stored.
+    with session_scope() as db:
+        return _users(request, db, form if request.url.path == "/admin/users" else {})
+
+
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(request: Request, db: Db, _: Admin) -> Response:
-    return render(request, "auth/users.html", users=service.list_users(db=db), roles=list(Role))
+    return _users(request, db, {})
 
 
-@router.post("/admin/users")
+@router.post("/admin/users", status_code=303, response_class=RedirectResponse,
+             responses=errors(400))
+@redisplays(_users_again)
 def users_create(
     request: Request, db: Db, _: Admin,
     email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=200)],
     role: Annotated[Role, Form()], name: Annotated[str, Form(max_length=200)] = "",
     held_out: Annotated[bool, Form()] = False,
 ) -> Response:
-    try:
-        user = service.create_user(
-            db=db, email=email, password=password, role=role, name=name, held_out=held_out
-        )
-    except service.AuthError as exc:
-        flash(request, str(exc), "error")
-    else:
-        flash(request, f"Created {user.email} ({user.role.value}).")
+    user = service.create_user(
+        db=db, email=email, password=password, role=role, name=name, held_out=held_out
+    )
+    flash(request, f"Created {user.email} ({user.role.value}).")
     return RedirectResponse("/admin/users", status_code=303)
 
 
-@router.post("/admin/users/{user_id}")
+@router.post("/admin/users/{user_id}", status_code=303, response_class=RedirectResponse,
+             responses=errors(400))
+@redisplays(_users_again)
 def users_update(
     request: Request, db: Db, admin: Admin, user_id: int,
     role: Annotated[Role | None, Form()] = None, active: Annotated[bool | None, Form()] = None,
     held_out: Annotated[bool | None, Form()] = None,
     password: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    _apply_update(db, admin, user_id, UserUpdate(
-        role=role, active=active, held_out=held_out, password=password or None
-    ))
+    try:
+        change = UserUpdate(role=role, active=active, held_out=held_out,
+                            password=password or None)
+    except ValidationError as exc:
+        raise service.AuthError(describe(validation_errors(exc.errors())), 422) from exc
+    _apply_update(db, admin, user_id, change)
     flash(request, "User updated.")
     return RedirectResponse("/admin/users", status_code=303)
 
@@ -167,12 +184,13 @@ def users_list(db: Db, _: Admin) -> list:
     return service.list_users(db=db)
 
 
-@router.post("/api/v1/users", response_model=UserRead, status_code=201)
+@router.post("/api/v1/users", response_model=UserRead, status_code=201,
+             responses=errors(400))
 def users_create_api(db: Db, _: Admin, body: UserCreate) -> User:
     return service.create_user(db=db, email=body.email, password=body.password,
                                role=body.role, name=body.name, held_out=body.held_out)
 
 
-@router.patch("/api/v1/users/{user_id}", response_model=UserRead)
+@router.patch("/api/v1/users/{user_id}", response_model=UserRead, responses=errors(400))
 def users_update_api(db: Db, admin: Admin, user_id: int, body: UserUpdate) -> User:
     return _apply_update(db, admin, user_id, body)

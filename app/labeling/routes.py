@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth.deps import ALL_ROLES, Admin, AnyUser
 from app.auth.models import Role
 from app.db import DbSession
+from app.errors import errors
 from app.labeling import service, workbench
 from app.labeling.schemas import (
     DraftRead,
@@ -33,7 +34,7 @@ def start_page(request: Request, db: DbSession, user: AnyUser) -> Response:
                   nothing=None)
 
 
-@router.get("/label/next", response_class=HTMLResponse)
+@router.get("/label/next", response_class=HTMLResponse, responses=errors(303))
 def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice = "any") -> Response:
     assignment = workbench.lease_next(db=db, user=user, kind=kind)
     if assignment is None:
@@ -64,7 +65,8 @@ def guidelines_page(request: Request, db: DbSession, _: Admin) -> Response:
                   guidelines=workbench.all_guidelines(db=db))
 
 
-@router.post("/label/guidelines")
+@router.post("/label/guidelines", status_code=303, response_class=RedirectResponse,
+             responses=errors(404))
 def guidelines_save(
     request: Request, db: DbSession, admin: Admin,
     kind: Annotated[str, Form(max_length=20)], body: Annotated[str, Form()] = "",
@@ -74,14 +76,16 @@ def guidelines_save(
     return RedirectResponse(f"/label/guidelines#{kind}", status_code=303)
 
 
-@router.post("/api/v1/tasks/{task_id}/submit", response_model=SubmissionRead)
+@router.post("/api/v1/tasks/{task_id}/submit", response_model=SubmissionRead,
+             responses=errors(400, 409))
 def submit(db: DbSession, user: AnyUser, task_id: int, body: SubmissionCreate) -> SubmissionRead:
     answer = service.submit(db=db, user=user, task_id=task_id, body=body)
     db.commit()  # here, not in a worker-thread trip of its own (app/db.py)
     return answer
 
 
-@router.put("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
+@router.put("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead,
+            responses=errors(409, 413))
 def draft_save(db: DbSession, user: AnyUser, assignment_id: int, body: DraftSave) -> DraftRead:
     draft = workbench.save_draft(db=db, user=user, assignment_id=assignment_id,
                                  text=body.text, client_ms=body.client_ms)
@@ -98,7 +102,8 @@ def draft_get(db: DbSession, user: AnyUser, assignment_id: int) -> DraftRead:
     return DraftRead(assignment_id=assignment_id, text=draft.text, client_ms=draft.client_ms)
 
 
-@router.post("/api/v1/assignments/{assignment_id}/flags", response_model=PromptFlagRead)
+@router.post("/api/v1/assignments/{assignment_id}/flags", response_model=PromptFlagRead,
+             responses=errors(409))
 def flag_prompt(db: DbSession, user: AnyUser, assignment_id: int,
                 body: PromptFlagCreate) -> object:
     return workbench.flag_prompt(db=db, user=user, assignment_id=assignment_id,

@@ -8,12 +8,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from app.auth.deps import STAFF, Admin, AnyUser, Staff
 from app.auth.models import Role
-from app.db import DbSession
-from app.errors import describe, validation_errors
+from app.db import DbSession, session_scope
+from app.errors import describe, errors, redisplays, validation_errors
 from app.prompts import candidates as candidate_import
 from app.prompts import service as prompts
 from app.prompts.models import CATEGORIES, PromptSource, Split
@@ -86,7 +87,8 @@ def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
-@router.post("/api/v1/prompts/import", response_model=ImportReportOut)
+@router.post("/api/v1/prompts/import", response_model=ImportReportOut,
+             responses=errors(400, 413))
 async def import_api(request: Request, db: DbSession, user: Staff) -> Any:
     """Import prompts: a multipart `file` (JSONL or CSV) or a JSON list of prompt objects."""
     if _is_multipart(request):
@@ -103,7 +105,8 @@ async def import_api(request: Request, db: DbSession, user: Staff) -> Any:
     return report.summary()
 
 
-@router.post("/api/v1/candidates/import", response_model=CandidateReportOut)
+@router.post("/api/v1/candidates/import", response_model=CandidateReportOut,
+             responses=errors(400, 413))
 async def import_candidates_api(request: Request, db: DbSession, _: Staff) -> Any:
     """Import candidates: a multipart JSONL `file` or a JSON list of rows (public contract)."""
     if _is_multipart(request):
@@ -169,7 +172,8 @@ def prompts_page(
                   rules=ImportRules(), report=report)
 
 
-@router.post("/prompts/import")
+@router.post("/prompts/import", status_code=303, response_class=RedirectResponse,
+             responses=errors(400, 413))
 async def import_page(request: Request, db: DbSession, user: Staff) -> Response:
     data, name, fields = await _upload(request)
     try:
@@ -197,13 +201,15 @@ def use_cases_api(db: DbSession, user: AnyUser) -> Any:
     return prompts.list_use_cases(db=db, active_only=user.role == Role.labeler)
 
 
-@router.post("/api/v1/use-cases", response_model=UseCaseRead, status_code=201)
+@router.post("/api/v1/use-cases", response_model=UseCaseRead, status_code=201,
+             responses=errors(409))
 def create_use_case_api(db: DbSession, _: Admin, body: UseCaseCreate) -> Any:
     """Add a use case."""
     return prompts.create_use_case(db=db, name=body.name, description=body.description)
 
 
-@router.patch("/api/v1/use-cases/{use_case_id}", response_model=UseCaseRead)
+@router.patch("/api/v1/use-cases/{use_case_id}", response_model=UseCaseRead,
+              responses=errors(409))
 def update_use_case_api(db: DbSession, _: Admin, use_case_id: int, body: UseCaseUpdate) -> Any:
     """Rename, redescribe, retire or restore a use case."""
     return prompts.update_use_case(db=db, use_case_id=use_case_id,
@@ -212,37 +218,43 @@ def update_use_case_api(db: DbSession, _: Admin, use_case_id: int, body: UseCase
 
 @router.get("/admin/use-cases", response_class=HTMLResponse)
 def use_cases_page(request: Request, db: DbSession, _: Admin) -> Response:
-    return render(request, "prompts/use_cases.html", use_cases=prompts.list_use_cases(db=db))
+    return _use_cases(request, db, {})
 
 
-@router.post("/admin/use-cases")
+def _use_cases(request: Request, db: Session, form: dict[str, str]) -> Response:
+    return render(request, "prompts/use_cases.html", use_cases=prompts.list_use_cases(db=db),
+                  form=form)
+
+
+def _use_cases_again(request: Request, form: dict[str, str], message: str) -> Response:
+    flash(request, message, "error")
+    # Only the add form is filled in again; a row's form shows the row as stored.
+    with session_scope() as db:
+        return _use_cases(request, db, form if request.url.path == "/admin/use-cases" else {})
+
+
+@router.post("/admin/use-cases", status_code=303, response_class=RedirectResponse,
+             responses=errors(409))
+@redisplays(_use_cases_again)
 def use_cases_create(
     request: Request, db: DbSession, _: Admin, name: Annotated[str, Form(max_length=200)],
     description: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
-    try:
-        prompts.create_use_case(db=db, name=name, description=description)
-    except prompts.PromptError as exc:
-        flash(request, str(exc), "error")
-    else:
-        flash(request, f"Added use case {name.strip()!r}.", "success")
+    prompts.create_use_case(db=db, name=name, description=description)
+    flash(request, f"Added use case {name.strip()!r}.", "success")
     return RedirectResponse("/admin/use-cases", status_code=303)
 
 
-@router.post("/admin/use-cases/{use_case_id}")
+@router.post("/admin/use-cases/{use_case_id}", status_code=303, response_class=RedirectResponse,
+             responses=errors(409))
+@redisplays(_use_cases_again)
 def use_cases_update(
     request: Request, db: DbSession, _: Admin, use_case_id: int,
     name: Annotated[str | None, Form(max_length=200)] = None,
     description: Annotated[str | None, Form(max_length=5000)] = None,
     active: Annotated[bool | None, Form()] = None,
 ) -> Response:
-    try:
-        prompts.update_use_case(db=db, use_case_id=use_case_id, name=name,
-                                description=description, active=active)
-    except prompts.PromptError as exc:
-        if exc.status == 404:
-            raise
-        flash(request, str(exc), "error")
-    else:
-        flash(request, "Use case saved.", "success")
+    prompts.update_use_case(db=db, use_case_id=use_case_id, name=name,
+                            description=description, active=active)
+    flash(request, "Use case saved.", "success")
     return RedirectResponse("/admin/use-cases", status_code=303)

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import STAFF, AnyUser, Staff
 from app.db import DbSession
+from app.errors import errors
 from app.prompts.models import PromptKind
 from app.queue import service as queue
 from app.queue.models import TaskKind
@@ -43,14 +44,16 @@ def get_assignment(db: DbSession, user: AnyUser, assignment_id: int) -> object:
     return queue.task_payload(db=db, assignment=assignment)
 
 
-@router.post("/api/v1/assignments/{assignment_id}/heartbeat", response_model=LeaseOut)
+@router.post("/api/v1/assignments/{assignment_id}/heartbeat", response_model=LeaseOut,
+             responses=errors(409))
 def heartbeat(db: DbSession, user: AnyUser, assignment_id: int) -> object:
     """Keep a lease alive while its page is open."""
     assignment = queue.heartbeat(db=db, user=user, assignment_id=assignment_id)
     return LeaseOut(assignment_id=assignment.id, expires_at=assignment.expires_at)
 
 
-@router.post("/api/v1/assignments/{assignment_id}/skip", response_model=SkipOut)
+@router.post("/api/v1/assignments/{assignment_id}/skip", response_model=SkipOut,
+             responses=errors(400, 409))
 def skip(db: DbSession, user: AnyUser, assignment_id: int,
          body: Annotated[SkipIn | None, Body()] = None) -> object:
     """Give a task back; it is not offered to you again."""
@@ -59,7 +62,8 @@ def skip(db: DbSession, user: AnyUser, assignment_id: int,
     return SkipOut(assignment_id=assignment_id)
 
 
-@router.post("/api/v1/tasks/bulk", response_model=BulkCreated, status_code=201)
+@router.post("/api/v1/tasks/bulk", response_model=BulkCreated, status_code=201,
+             responses=errors(400, 404))
 def create_bulk(db: DbSession, _: Staff, spec: BulkCreate) -> object:
     """Create tasks in bulk (see BulkCreate for each kind's fields)."""
     created, ids = queue.create_bulk(db=db, spec=spec)
@@ -78,7 +82,8 @@ def tasks_page(request: Request, db: DbSession, _: Staff) -> Response:
                   prompt_kinds=list(PromptKind))
 
 
-@router.post("/tasks/demonstrate")
+@router.post("/tasks/demonstrate", status_code=303, response_class=RedirectResponse,
+             responses=errors(400, 404))
 def tasks_create_demonstrate(
     request: Request, db: DbSession, _: Staff,
     overlap: Annotated[int, Form(ge=1, le=50)] = 1,
@@ -90,7 +95,8 @@ def tasks_create_demonstrate(
     return RedirectResponse("/tasks", status_code=303)
 
 
-@router.post("/tasks/write-prompt")
+@router.post("/tasks/write-prompt", status_code=303, response_class=RedirectResponse,
+             responses=errors(400, 404))
 def tasks_create_write_prompt(
     request: Request, db: DbSession, _: Staff,
     prompt_kind: Annotated[PromptKind, Form()] = PromptKind.plain,

@@ -21,6 +21,7 @@ from app.auth.schemas import (
 )
 from app.db import DbSession, session_scope
 from app.errors import describe, errors, redisplays, validation_errors
+from app.fields import Id, Text
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -36,7 +37,7 @@ def _safe_next(target: str) -> str:
 
 
 @router.get("/login", response_class=HTMLResponse, responses=errors(303))
-def login_page(request: Request, user: Anyone, next: str = "/") -> Response:
+def login_page(request: Request, user: Anyone, next: Text = "/") -> Response:
     if user is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return render(request, "auth/login.html", next=_safe_next(next), email="")
@@ -45,8 +46,8 @@ def login_page(request: Request, user: Anyone, next: str = "/") -> Response:
 @router.post("/login", response_class=HTMLResponse, responses=errors(303, 401, 429))
 def login(
     request: Request, db: Db, _: Anyone,
-    email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=200)],
-    next: Annotated[str, Form()] = "/",
+    email: Annotated[Text, Form(max_length=320)], password: Annotated[Text, Form(max_length=200)],
+    next: Annotated[Text, Form()] = "/",
 ) -> Response:
     ip = request.client.host if request.client else "unknown"
     try:
@@ -79,7 +80,7 @@ def account_page(request: Request, db: Db, user: AnyUser) -> Response:
 
 @router.post("/account/tokens", response_class=HTMLResponse)
 def account_create_token(
-    request: Request, db: Db, user: AnyUser, name: Annotated[str, Form(max_length=100)] = ""
+    request: Request, db: Db, user: AnyUser, name: Annotated[Text, Form(max_length=100)] = ""
 ) -> Response:
     _, clear = service.create_token(db=db, user=user, name=name)
     tokens = service.list_tokens(db=db, user=user)
@@ -87,7 +88,7 @@ def account_create_token(
 
 
 @router.post("/account/tokens/{token_id}/revoke", status_code=303, response_class=RedirectResponse)
-def account_revoke_token(request: Request, db: Db, user: AnyUser, token_id: int) -> Response:
+def account_revoke_token(request: Request, db: Db, user: AnyUser, token_id: Id) -> Response:
     service.revoke_token(db=db, user=user, token_id=token_id)
     flash(request, "Token revoked.")
     return RedirectResponse("/account", status_code=303)
@@ -115,8 +116,8 @@ def users_page(request: Request, db: Db, _: Admin) -> Response:
 @redisplays(_users_again)
 def users_create(
     request: Request, db: Db, _: Admin,
-    email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=200)],
-    role: Annotated[Role, Form()], name: Annotated[str, Form(max_length=200)] = "",
+    email: Annotated[Text, Form(max_length=320)], password: Annotated[Text, Form(max_length=200)],
+    role: Annotated[Role, Form()], name: Annotated[Text, Form(max_length=200)] = "",
     held_out: Annotated[bool, Form()] = False,
 ) -> Response:
     user = service.create_user(
@@ -130,10 +131,10 @@ def users_create(
              responses=errors(400))
 @redisplays(_users_again)
 def users_update(
-    request: Request, db: Db, admin: Admin, user_id: int,
+    request: Request, db: Db, admin: Admin, user_id: Id,
     role: Annotated[Role | None, Form()] = None, active: Annotated[bool | None, Form()] = None,
     held_out: Annotated[bool | None, Form()] = None,
-    password: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[Text, Form(max_length=200)] = "",
 ) -> Response:
     try:
         change = UserUpdate(role=role, active=active, held_out=held_out,
@@ -145,7 +146,7 @@ def users_update(
     return RedirectResponse("/admin/users", status_code=303)
 
 
-def _apply_update(db: Session, admin: User, user_id: int, change: UserUpdate) -> User:
+def _apply_update(db: Session, admin: User, user_id: Id, change: UserUpdate) -> User:
     user = service.get_user(db=db, user_id=user_id)
     if user is None:
         raise service.AuthError(f"No user {user_id}.", status=404)
@@ -175,7 +176,7 @@ def tokens_create(db: Db, user: AnyUser, body: TokenCreate) -> TokenCreated:
 
 
 @router.delete("/api/v1/tokens/{token_id}", response_model=TokenRead)
-def tokens_revoke(db: Db, user: AnyUser, token_id: int) -> object:
+def tokens_revoke(db: Db, user: AnyUser, token_id: Id) -> object:
     return service.revoke_token(db=db, user=user, token_id=token_id)
 
 
@@ -192,5 +193,5 @@ def users_create_api(db: Db, _: Admin, body: UserCreate) -> User:
 
 
 @router.patch("/api/v1/users/{user_id}", response_model=UserRead, responses=errors(400))
-def users_update_api(db: Db, admin: Admin, user_id: int, body: UserUpdate) -> User:
+def users_update_api(db: Db, admin: Admin, user_id: Id, body: UserUpdate) -> User:
     return _apply_update(db, admin, user_id, body)

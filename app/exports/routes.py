@@ -12,6 +12,7 @@ from app.db import DbSession, session_scope
 from app.errors import errors, redisplays
 from app.exports import service
 from app.exports.schemas import FORMATS, KINDS, ExportCreate, SnapshotRead, describe, from_form
+from app.fields import Id, Text
 from app.prompts.models import Split
 from app.queue.models import TaskKind
 from app.templating import add_nav, flash, render
@@ -19,11 +20,11 @@ from app.templating import add_nav, flash, render
 router = APIRouter()
 add_nav("Exports", "/exports", STAFF, "Dataset snapshots for training: create, list, download.")
 
-FormStr = Annotated[str, Form(max_length=2000)]
+FormStr = Annotated[Text, Form(max_length=2000)]
 MEDIA = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 
 
-def _enqueue(snapshot_id: int) -> None:
+def _enqueue(snapshot_id: Id) -> None:
     # Runs after the response, so after the commit that made the row visible to workers.
     from app.exports import tasks
 
@@ -98,7 +99,7 @@ def list_exports(db: DbSession, _: Staff) -> list[SnapshotRead]:
 
 
 @router.get("/api/v1/exports/{snapshot_id}", response_model=SnapshotRead)
-def get_export(db: DbSession, _: Staff, snapshot_id: int) -> SnapshotRead:
+def get_export(db: DbSession, _: Staff, snapshot_id: Id) -> SnapshotRead:
     """One snapshot with its state, progress and manifest."""
     return SnapshotRead.model_validate(service.get_snapshot(db=db, snapshot_id=snapshot_id))
 
@@ -108,7 +109,7 @@ def get_export(db: DbSession, _: Staff, snapshot_id: int) -> SnapshotRead:
                 **{media: {} for media in MEDIA.values()}, "application/json": {}}},
                 **errors(409)})
 def download_export(
-    db: DbSession, _: Staff, snapshot_id: int, file: Literal["data", "manifest"] = "data"
+    db: DbSession, _: Staff, snapshot_id: Id, file: Literal["data", "manifest"] = "data"
 ) -> FileResponse:
     """The snapshot's data file (or ?file=manifest), streamed from disk."""
     path = service.file_for(db=db, snapshot_id=snapshot_id, which=file)

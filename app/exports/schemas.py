@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from app import errors
+from app.fields import Id, Moment, Offset
 from app.prompts.models import Split
 from app.queue.models import TaskKind
 
@@ -28,17 +29,17 @@ class ExportFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     split: Split | None = None
-    since: datetime | None = Field(default=None, description="created_at >= since")
-    until: datetime | None = Field(default=None, description="created_at < until")
+    since: Moment | None = Field(default=None, description="created_at >= since")
+    until: Moment | None = Field(default=None, description="created_at < until")
     task_kind: TaskKind | None = None
-    labeler_ids: list[int] | None = Field(default=None, min_length=1, max_length=1000)
+    labeler_ids: list[Id] | None = Field(default=None, min_length=1, max_length=1000)
     held_out: bool | None = Field(
         default=None, description="only held-out (true) or only training (false) labelers"
     )
-    model_version_id: int | None = None
+    model_version_id: Id | None = None
     min_agreement: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_id: int | None = Field(
-        default=None, ge=0, description="highest source row id (a manifest's source.max_id)"
+    max_id: Offset | None = Field(
+        default=None, description="highest source row id (a manifest's source.max_id)"
     )
 
     @field_validator("since", "until")

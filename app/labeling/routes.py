@@ -9,6 +9,7 @@ from app.auth.deps import ALL_ROLES, Admin, AnyUser
 from app.auth.models import Role
 from app.db import DbSession
 from app.errors import errors
+from app.fields import Id, Text
 from app.labeling import service, workbench
 from app.labeling.schemas import (
     DraftRead,
@@ -44,7 +45,7 @@ def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice =
 
 
 @router.get("/label/a/{assignment_id}", response_class=HTMLResponse)
-def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: int,
+def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: Id,
               kind: KindChoice = "any") -> Response:
     screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
     return render(
@@ -69,7 +70,7 @@ def guidelines_page(request: Request, db: DbSession, _: Admin) -> Response:
              responses=errors(404))
 def guidelines_save(
     request: Request, db: DbSession, admin: Admin,
-    kind: Annotated[str, Form(max_length=20)], body: Annotated[str, Form()] = "",
+    kind: Annotated[Text, Form(max_length=20)], body: Annotated[Text, Form()] = "",
 ) -> Response:
     workbench.set_guideline(db=db, user=admin, kind=kind, body=body)
     flash(request, f"Guidelines for {kind.replace('_', ' ')} saved.", "success")
@@ -78,7 +79,7 @@ def guidelines_save(
 
 @router.post("/api/v1/tasks/{task_id}/submit", response_model=SubmissionRead,
              responses=errors(400, 409))
-def submit(db: DbSession, user: AnyUser, task_id: int, body: SubmissionCreate) -> SubmissionRead:
+def submit(db: DbSession, user: AnyUser, task_id: Id, body: SubmissionCreate) -> SubmissionRead:
     answer = service.submit(db=db, user=user, task_id=task_id, body=body)
     db.commit()  # here, not in a worker-thread trip of its own (app/db.py)
     return answer
@@ -86,7 +87,7 @@ def submit(db: DbSession, user: AnyUser, task_id: int, body: SubmissionCreate) -
 
 @router.put("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead,
             responses=errors(409, 413))
-def draft_save(db: DbSession, user: AnyUser, assignment_id: int, body: DraftSave) -> DraftRead:
+def draft_save(db: DbSession, user: AnyUser, assignment_id: Id, body: DraftSave) -> DraftRead:
     draft = workbench.save_draft(db=db, user=user, assignment_id=assignment_id,
                                  text=body.text, client_ms=body.client_ms)
     # `saved` tells the page whether its text won or a newer save already had.
@@ -95,7 +96,7 @@ def draft_save(db: DbSession, user: AnyUser, assignment_id: int, body: DraftSave
 
 
 @router.get("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
-def draft_get(db: DbSession, user: AnyUser, assignment_id: int) -> DraftRead:
+def draft_get(db: DbSession, user: AnyUser, assignment_id: Id) -> DraftRead:
     draft = workbench.get_draft(db=db, user=user, assignment_id=assignment_id)
     if draft is None:
         return DraftRead(assignment_id=assignment_id, text="", client_ms=0, saved=False)
@@ -104,7 +105,7 @@ def draft_get(db: DbSession, user: AnyUser, assignment_id: int) -> DraftRead:
 
 @router.post("/api/v1/assignments/{assignment_id}/flags", response_model=PromptFlagRead,
              responses=errors(409))
-def flag_prompt(db: DbSession, user: AnyUser, assignment_id: int,
+def flag_prompt(db: DbSession, user: AnyUser, assignment_id: Id,
                 body: PromptFlagCreate) -> object:
     return workbench.flag_prompt(db=db, user=user, assignment_id=assignment_id,
                                  reason=body.reason, comment=body.comment)

@@ -15,6 +15,7 @@ from app.auth.deps import STAFF, Admin, AnyUser, Staff
 from app.auth.models import Role
 from app.db import DbSession, session_scope
 from app.errors import describe, errors, redisplays, validation_errors
+from app.fields import Id, Offset, PageNumber, PageSize, Text
 from app.prompts import candidates as candidate_import
 from app.prompts import service as prompts
 from app.prompts.models import CATEGORIES, PromptSource, Split
@@ -136,9 +137,9 @@ async def import_candidates_api(request: Request, db: DbSession, _: Staff) -> An
 
 @router.get("/api/v1/prompts", response_model=PromptPage)
 def list_api(
-    db: DbSession, _: Staff, split: Split | None = None, category: str | None = None,
-    source: PromptSource | None = None, end_user_id: str | None = None, q: str | None = None,
-    limit: int = PAGE, offset: int = 0,
+    db: DbSession, _: Staff, split: Split | None = None, category: Text | None = None,
+    source: PromptSource | None = None, end_user_id: Text | None = None, q: Text | None = None,
+    limit: PageSize = PAGE, offset: Offset = 0,
 ) -> Any:
     """A page of prompts, newest first, with the total that match the filters."""
     items, total = prompts.list_prompts(db=db, split=split, category=category, source=source,
@@ -156,8 +157,8 @@ def counts_api(db: DbSession, _: Staff) -> Any:
 @router.get("/prompts", response_class=HTMLResponse)
 def prompts_page(
     request: Request, db: DbSession, _: Staff, split: Split | None = None,
-    category: str | None = None, source: PromptSource | None = None, q: str | None = None,
-    page: int = 1,
+    category: Text | None = None, source: PromptSource | None = None, q: Text | None = None,
+    page: PageNumber = 1,
 ) -> Response:
     page = max(page, 1)
     items, total = prompts.list_prompts(db=db, split=split, category=category or None,
@@ -210,7 +211,7 @@ def create_use_case_api(db: DbSession, _: Admin, body: UseCaseCreate) -> Any:
 
 @router.patch("/api/v1/use-cases/{use_case_id}", response_model=UseCaseRead,
               responses=errors(409))
-def update_use_case_api(db: DbSession, _: Admin, use_case_id: int, body: UseCaseUpdate) -> Any:
+def update_use_case_api(db: DbSession, _: Admin, use_case_id: Id, body: UseCaseUpdate) -> Any:
     """Rename, redescribe, retire or restore a use case."""
     return prompts.update_use_case(db=db, use_case_id=use_case_id,
                                    **body.model_dump(exclude_unset=True))
@@ -237,8 +238,8 @@ def _use_cases_again(request: Request, form: dict[str, str], message: str) -> Re
              responses=errors(409))
 @redisplays(_use_cases_again)
 def use_cases_create(
-    request: Request, db: DbSession, _: Admin, name: Annotated[str, Form(max_length=200)],
-    description: Annotated[str, Form(max_length=5000)] = "",
+    request: Request, db: DbSession, _: Admin, name: Annotated[Text, Form(max_length=200)],
+    description: Annotated[Text, Form(max_length=5000)] = "",
 ) -> Response:
     prompts.create_use_case(db=db, name=name, description=description)
     flash(request, f"Added use case {name.strip()!r}.", "success")
@@ -249,9 +250,9 @@ def use_cases_create(
              responses=errors(409))
 @redisplays(_use_cases_again)
 def use_cases_update(
-    request: Request, db: DbSession, _: Admin, use_case_id: int,
-    name: Annotated[str | None, Form(max_length=200)] = None,
-    description: Annotated[str | None, Form(max_length=5000)] = None,
+    request: Request, db: DbSession, _: Admin, use_case_id: Id,
+    name: Annotated[Text | None, Form(max_length=200)] = None,
+    description: Annotated[Text | None, Form(max_length=5000)] = None,
     active: Annotated[bool | None, Form()] = None,
 ) -> Response:
     prompts.update_use_case(db=db, use_case_id=use_case_id, name=name,

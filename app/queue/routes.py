@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth.deps import STAFF, AnyUser, Staff
 from app.db import DbSession
 from app.errors import errors
+from app.fields import Id
 from app.prompts.models import PromptKind
 from app.queue import service as queue
 from app.queue.models import TaskKind
@@ -38,7 +39,7 @@ def next_task(db: DbSession, user: AnyUser, kind: TaskKind | None = None) -> obj
 
 
 @router.get("/api/v1/assignments/{assignment_id}", response_model=TaskOut)
-def get_assignment(db: DbSession, user: AnyUser, assignment_id: int) -> object:
+def get_assignment(db: DbSession, user: AnyUser, assignment_id: Id) -> object:
     """One of your assignments again (e.g. after a reload)."""
     assignment = queue.get_assignment(db=db, user=user, assignment_id=assignment_id)
     return queue.task_payload(db=db, assignment=assignment)
@@ -46,7 +47,7 @@ def get_assignment(db: DbSession, user: AnyUser, assignment_id: int) -> object:
 
 @router.post("/api/v1/assignments/{assignment_id}/heartbeat", response_model=LeaseOut,
              responses=errors(409))
-def heartbeat(db: DbSession, user: AnyUser, assignment_id: int) -> object:
+def heartbeat(db: DbSession, user: AnyUser, assignment_id: Id) -> object:
     """Keep a lease alive while its page is open."""
     assignment = queue.heartbeat(db=db, user=user, assignment_id=assignment_id)
     return LeaseOut(assignment_id=assignment.id, expires_at=assignment.expires_at)
@@ -54,7 +55,7 @@ def heartbeat(db: DbSession, user: AnyUser, assignment_id: int) -> object:
 
 @router.post("/api/v1/assignments/{assignment_id}/skip", response_model=SkipOut,
              responses=errors(400, 409))
-def skip(db: DbSession, user: AnyUser, assignment_id: int,
+def skip(db: DbSession, user: AnyUser, assignment_id: Id,
          body: Annotated[SkipIn | None, Body()] = None) -> object:
     """Give a task back; it is not offered to you again."""
     queue.skip(db=db, user=user, assignment_id=assignment_id,

@@ -275,7 +275,8 @@ def _spec_operation(op: dict[str, Any], route: APIRoute, method: str,
                 } or {"text/html": {"schema": {"type": "string"}}}
 
 
-def publish_errors(app: FastAPI, roles_of: Callable[[APIRoute], frozenset[str]]) -> None:
+def publish_errors(app: FastAPI, *, routes: Callable[[], list[APIRoute]],
+                   roles_of: Callable[[APIRoute], frozenset[str]]) -> None:
     """Make the published spec say what errors each operation answers, in ErrorBody."""
 
     def openapi() -> dict[str, Any]:
@@ -283,10 +284,8 @@ def publish_errors(app: FastAPI, roles_of: Callable[[APIRoute], frozenset[str]])
             return app.openapi_schema
         spec = get_openapi(title=app.title, version=app.version, routes=app.routes,
                            description=app.description)
-        from app.main import api_routes
-
-        for route in api_routes(app):
-            for method in route.methods - {"HEAD"}:
+        for route in routes():
+            for method in (route.methods or set()) - {"HEAD"}:
                 op = spec["paths"].get(route.path_format, {}).get(method.lower())
                 if op is not None:
                     _spec_operation(op, route, method, roles_of(route))

@@ -74,7 +74,7 @@ def create_app(*, check_migrations: bool = True) -> FastAPI:
         report = check()
         return JSONResponse(report, status_code=200 if report["ok"] else 503)
 
-    errors.publish_errors(app, roles_of=route_roles)
+    errors.publish_errors(app, routes=lambda: api_routes(app), roles_of=route_roles)
     return app
 
 

@@ -50,6 +50,17 @@ class DomainError(Exception):
         self.headers: dict[str, str] = {}
 
 
+class Unavailable(DomainError):
+    """Something the request needs is down for now (the database, the broker): 503."""
+
+    status = 503
+
+    def __init__(self, message: str = "The service is briefly unavailable; try again in a "
+                 "few seconds.", retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
 class FieldError(BaseModel):
     field: str = Field(description="Where: a dotted path such as `filters.labeler_ids.0`, "
                        "or '' for the request as a whole.")

@@ -65,6 +65,9 @@ def test_invalid_form_field_is_a_page_with_a_sentence(client, db):
     resp = client.post("/tasks/demonstrate", data={"overlap": "999", "csrf_token": csrf})
     assert resp.status_code == 422 and resp.headers["content-type"].startswith("text/html")
     assert "Overlap should be less than or equal to 50." in resp.text
+    # The tasks page again: the form that was sent keeps its values, the other its defaults.
+    assert 'name="overlap" min="1" max="50" value="999"' in resp.text
+    assert 'name="count" min="1" max="10000" value="10"' in resp.text
 
 
 def _use_cases(db) -> int:  # type: ignore[no-untyped-def]

@@ -4,10 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, AnyUser, Staff
-from app.db import DbSession
-from app.errors import errors
+from app.db import DbSession, session_scope
+from app.errors import errors, redisplays
 from app.fields import Id
 from app.prompts.models import PromptKind
 from app.queue import service as queue
@@ -79,12 +80,23 @@ def stats(db: DbSession, _: Staff) -> object:
 
 @router.get("/tasks", response_class=HTMLResponse)
 def tasks_page(request: Request, db: DbSession, _: Staff) -> Response:
+    return _tasks(request, db, {})
+
+
+def _tasks(request: Request, db: Session, form: dict[str, str]) -> Response:
     return render(request, "queue/tasks.html", stats=queue.task_stats(db=db),
-                  prompt_kinds=list(PromptKind))
+                  prompt_kinds=list(PromptKind), form=form, posted=request.url.path)
+
+
+def _tasks_again(request: Request, form: dict[str, str], message: str) -> Response:
+    flash(request, message, "error")
+    with session_scope() as db:
+        return _tasks(request, db, form)
 
 
 @router.post("/tasks/demonstrate", status_code=303, response_class=RedirectResponse,
              responses=errors(400, 404))
+@redisplays(_tasks_again)
 def tasks_create_demonstrate(
     request: Request, db: DbSession, _: Staff,
     overlap: Annotated[int, Form(ge=1, le=50)] = 1,
@@ -98,6 +110,7 @@ def tasks_create_demonstrate(
 
 @router.post("/tasks/write-prompt", status_code=303, response_class=RedirectResponse,
              responses=errors(400, 404))
+@redisplays(_tasks_again)
 def tasks_create_write_prompt(
     request: Request, db: DbSession, _: Staff,
     prompt_kind: Annotated[PromptKind, Form()] = PromptKind.plain,
@@ -105,12 +118,8 @@ def tasks_create_write_prompt(
     overlap: Annotated[int, Form(ge=1, le=50)] = 1,
     priority: Annotated[int, Form(ge=-1000, le=1000)] = 0,
 ) -> Response:
-    try:
-        n, _ids = queue.create_bulk(db=db, spec=BulkCreate(
-            kind=TaskKind.write_prompt, prompt_kind=prompt_kind, count=count, overlap=overlap,
-            priority=priority))
-    except queue.QueueError as exc:
-        flash(request, str(exc), "error")
-    else:
-        flash(request, f"Created {n} write-prompt tasks ({prompt_kind.value}).", "success")
+    n, _ids = queue.create_bulk(db=db, spec=BulkCreate(
+        kind=TaskKind.write_prompt, prompt_kind=prompt_kind, count=count, overlap=overlap,
+        priority=priority))
+    flash(request, f"Created {n} write-prompt tasks ({prompt_kind.value}).", "success")
     return RedirectResponse("/tasks", status_code=303)

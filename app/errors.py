@@ -127,10 +127,19 @@ def _sentence(field: str, message: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
+def _message(error: dict[str, Any]) -> str:
+    ctx, kind = error.get("ctx") or {}, error.get("type")
+    if kind in ("too_long", "too_short") and isinstance(error.get("input"), str):
+        # A limit on a validated text type reads "Value should have at most 3 items ...".
+        bound = "at most" if kind == "too_long" else "at least"
+        limit = ctx.get("max_length" if kind == "too_long" else "min_length")
+        return f"String should have {bound} {limit} characters"
+    return str(error.get("msg", ""))
+
+
 def validation_errors(raw: list[Any]) -> list[FieldError]:
     """Pydantic/FastAPI error dicts as FieldErrors."""
-    return [FieldError(field=_field(tuple(e.get("loc", ()))), message=str(e.get("msg", "")))
-            for e in raw]
+    return [FieldError(field=_field(tuple(e.get("loc", ()))), message=_message(e)) for e in raw]
 
 
 def describe(found: list[FieldError]) -> str:

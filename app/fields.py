@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import annotated_types as at
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 MAX_ID = 2**31 - 1  # PostgreSQL `integer`, the type of every id column
 MAX_JSON_DEPTH = 32
@@ -53,8 +53,9 @@ def json_problem(value: Any, depth: int = 0) -> str | None:
     return None
 
 
-def _text(value: str) -> str:
-    problem = text_problem(value)
+def _text(value: Any) -> Any:
+    # Before str's own validation, so length limits on a Text field stay str's limits.
+    problem = text_problem(value) if isinstance(value, str) else None
     if problem:
         raise ValueError(problem)
     return value
@@ -84,7 +85,7 @@ Id = Annotated[int, at.Ge(1), at.Le(MAX_ID)]
 Offset = Annotated[int, at.Ge(0), at.Le(MAX_ID)]
 PageSize = Annotated[int, at.Ge(1), at.Le(200)]
 PageNumber = Annotated[int, at.Ge(1), at.Le(1_000_000)]
-Text = Annotated[str, AfterValidator(_text)]
+Text = Annotated[str, BeforeValidator(_text)]
 """Text that can be stored: no NUL characters, no lone surrogates."""
 JsonValue = Annotated[Any, AfterValidator(_json)]
 """Free JSON that can be stored: at most MAX_JSON_DEPTH deep, storable text and numbers."""

@@ -70,6 +70,16 @@ def test_invalid_form_field_is_a_page_with_a_sentence(client, db):
     assert 'name="count" min="1" max="10000" value="10"' in resp.text
 
 
+def test_invalid_login_is_the_login_form_again(client):
+    page = client.get("/login")
+    csrf = page.text.split('name="csrf-token" content="')[1].split('"')[0]
+    resp = client.post("/login", data={"email": "ada@example.com", "password": "x" * 300,
+                                       "csrf_token": csrf})
+    assert resp.status_code == 422
+    assert "Password should have at most 200 characters." in resp.text
+    assert 'value="ada@example.com"' in resp.text and "x" * 300 not in resp.text
+
+
 def _use_cases(db) -> int:  # type: ignore[no-untyped-def]
     return db.scalar(select(func.count()).select_from(UseCase))
 

@@ -43,7 +43,13 @@ def login_page(request: Request, user: Anyone, next: Text = "/") -> Response:
     return render(request, "auth/login.html", next=_safe_next(next), email="")
 
 
+def _login_again(request: Request, form: dict[str, str], message: str) -> Response:
+    return render(request, "auth/login.html", error=message,
+                  next=_safe_next(form.get("next", "/")), email=form.get("email", ""))
+
+
 @router.post("/login", response_class=HTMLResponse, responses=errors(303, 401, 429))
+@redisplays(_login_again)
 def login(
     request: Request, db: Db, _: Anyone,
     email: Annotated[Text, Form(max_length=320)], password: Annotated[Text, Form(max_length=200)],

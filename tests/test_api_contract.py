@@ -141,6 +141,6 @@ def test_spec_declares_errors_and_bounds_ids(client):
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
             ints = [hit for name, s in params for hit in _integers(s, spec, name)]
             ints += _integers(body.get("schema", {}), spec)
-            unbounded += [f"{where} {name}" for name, s in ints
-                          if s.get("minimum") not in (0, 1) or s.get("maximum", MAX_ID + 1) > MAX_ID]
+            unbounded += [f"{where} {name}" for name, s in ints if s.get("minimum") not in (0, 1)
+                          or s.get("maximum", MAX_ID + 1) > MAX_ID]
     assert undeclared == [] and unbounded == []

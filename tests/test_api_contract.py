@@ -94,14 +94,16 @@ def _verdict(role: str | None, sent: int, failures: Counter[str]) -> str:
 @pytest.mark.parametrize("role", ROLES, ids=[r or "anonymous" for r in ROLES])
 def test_api_answers_as_its_spec_says(app, client, db, role):
     sent, failures = _run(app, db, role, FAST_EXAMPLES)
-    assert sent > 0 and not failures, _verdict(role, sent, failures)
+    verdict = _verdict(role, sent, failures)
+    assert sent > 0 and not failures, verdict
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES, ids=[r or "anonymous" for r in ROLES])
 def test_api_answers_as_its_spec_says_long(app, client, db, role):
     sent, failures = _run(app, db, role, SLOW_EXAMPLES)
-    assert sent > 0 and not failures, _verdict(role, sent, failures)
+    verdict = _verdict(role, sent, failures)
+    assert sent > 0 and not failures, verdict
 
 
 def _integers(schema: dict, spec: dict, path: str = "") -> list[tuple[str, dict]]:  # type: ignore[type-arg]

@@ -196,24 +196,17 @@ async def _page(request: Request, status: int, message: str, exc: Exception | No
     return render(request, "error.html", status_code=status, title=title, detail=message)
 
 
-def error_response(request: Request, status: int, message: str, *,
-                   found: list[FieldError] | None = None, extra: dict[str, Any] | None = None,
-                   headers: dict[str, str] | None = None,
-                   exc: Exception | None = None) -> Response | Awaitable[Response]:
+async def error_response(request: Request, status: int, message: str, *,
+                         found: list[FieldError] | None = None,
+                         extra: dict[str, Any] | None = None,
+                         headers: dict[str, str] | None = None,
+                         exc: Exception | None = None) -> Response:
     """The answer to a refusal: ErrorBody for the API, a page otherwise."""
     if wants_json(request):
         body = ErrorBody(detail=message, errors=found or [], **(extra or {}))
         return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
-    return _page(request, status, message, exc)
-
-
-async def _answer(request: Request, status: int, message: str, **kw: Any) -> Response:
-    response = error_response(request, status, message, **kw)
-    if inspect.isawaitable(response):
-        response = await response
-    headers = kw.get("headers") or {}
-    for name, value in headers.items():
-        response.headers[name] = value
+    response = await _page(request, status, message, exc)
+    response.headers.update(headers or {})
     return response
 
 
@@ -224,13 +217,13 @@ def install_handlers(app: FastAPI) -> None:
     async def _domain(request: Request, exc: DomainError) -> Response:
         if exc.status == 401 and not wants_json(request):
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-        return await _answer(request, exc.status, str(exc), extra=exc.extra,
+        return await error_response(request, exc.status, str(exc), extra=exc.extra,
                              headers=exc.headers or None, exc=exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         found = validation_errors(list(exc.errors()))
-        return await _answer(request, 422, describe(found), found=found, exc=exc)
+        return await error_response(request, 422, describe(found), found=found, exc=exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
@@ -238,7 +231,8 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code < 400:
             return Response(status_code=exc.status_code, headers=exc.headers)
         message = exc.detail if isinstance(exc.detail, str) else "The request was refused."
-        return await _answer(request, exc.status_code, message, headers=exc.headers)
+        return await error_response(request, exc.status_code, message,
+                                    headers=dict(exc.headers or {}))
 
 
 # ---------------------------------------------------------------------------- the spec

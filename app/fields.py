@@ -27,8 +27,11 @@ def text_problem(value: str) -> str | None:
     """Why this text cannot be stored (a NUL or a lone surrogate), or None."""
     if "\x00" in value:
         return "must not contain NUL characters"
-    if any("\ud800" <= ch <= "\udfff" for ch in value):
-        return "must be valid Unicode (it contains a lone surrogate)"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")  # in C: a lone surrogate cannot be encoded
+        except UnicodeEncodeError:
+            return "must be valid Unicode (it contains a lone surrogate)"
     return None
 
 

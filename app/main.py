@@ -7,19 +7,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from app import domain_parts
-from app.auth.deps import PUBLIC, Forbidden, NotAuthenticated, allow
+from app import domain_parts, errors
+from app.auth.deps import PUBLIC, Allow, allow
 from app.config import get_settings
 from app.db import database_unavailable, get_engine, pending_migrations
-from app.templating import render
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # Each domain's routes module exposes `router`; it is included when the module exists
@@ -41,60 +38,17 @@ class UnmigratedDatabase(RuntimeError):
     """The database schema is behind the code."""
 
 
-def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or request.url.path == "/healthz"
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(NotAuthenticated)
-    async def _not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
-        if _wants_json(request):
-            return JSONResponse(
-                {"detail": "Not authenticated: log in or send 'Authorization: Bearer <token>'."},
-                status_code=401, headers={"WWW-Authenticate": "Bearer"},
-            )
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-
-    @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden) -> Response:
-        if _wants_json(request):
-            return JSONResponse({"detail": exc.detail}, status_code=403)
-        return render(request, "error.html", status_code=403, title="Forbidden", detail=exc.detail)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if _wants_json(request) or exc.status_code < 400:
-            return JSONResponse(
-                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
-            )
-        return render(
-            request, "error.html", status_code=exc.status_code,
-            title=f"Error {exc.status_code}", detail=exc.detail,
-        )
-
+def _install_outage_handler(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> Response:
         if not database_unavailable(exc):
             raise exc  # a fault of the statement: a 500, logged
         log.warning("database unavailable, answering 503: %s", exc.orig or exc)
-        detail = "The database is unavailable for a moment. Try again shortly."
-        headers = {"Retry-After": str(OUTAGE_RETRY_AFTER_S)}
-        if _wants_json(request):
-            return JSONResponse({"detail": detail}, status_code=503, headers=headers)
-        request.state.user = None  # the page must not need the database
-        page = render(request, "error.html", status_code=503, title="Back in a moment",
-                      detail=detail)
-        page.headers.update(headers)
-        return page
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]), "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        text = "; ".join(f"{e['field'] or 'body'}: {e['message']}" for e in errors)
-        return JSONResponse({"detail": text, "errors": errors}, status_code=422)
+        if not errors.wants_json(request):
+            request.state.user = None  # the page must not need the database
+        return await errors.error_response(
+            request, 503, "The database is unavailable for a moment. Try again shortly.",
+            headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)})
 
 
 @asynccontextmanager
@@ -126,18 +80,33 @@ def create_app(*, check_migrations: bool = True) -> FastAPI:
         https_only=settings.secure_cookies,
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    _install_error_handlers(app)
+    errors.install_handlers(app)
+    _install_outage_handler(app)
     for router in domain_parts("routes", DOMAINS, "router"):
         app.include_router(router)
 
-    @app.get("/healthz", dependencies=[Depends(allow(PUBLIC))])
+    @app.get("/healthz", dependencies=[Depends(allow(PUBLIC))],
+             responses={503: {"description": "Something the app needs is down (the report)",
+                              "content": {"application/json": {}}}})
     def healthz() -> JSONResponse:
         from app.health import check
 
         report = check()
         return JSONResponse(report, status_code=200 if report["ok"] else 503)
 
+    errors.publish_errors(app, routes=lambda: api_routes(app), roles_of=route_roles)
     return app
+
+
+def route_roles(route: APIRoute) -> frozenset[str]:
+    """The roles the route's `allow(...)` admits (empty when it declares none)."""
+    stack = [route.dependant]
+    while stack:
+        dep = stack.pop()
+        if isinstance(dep.call, Allow):
+            return dep.call.roles
+        stack.extend(dep.dependencies)
+    return frozenset()
 
 
 def api_routes(app: FastAPI) -> list[APIRoute]:

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.agreement import service
@@ -25,10 +25,7 @@ Params = Annotated[AgreementQuery, Query()]
 
 
 def _filters(q: AgreementQuery) -> Filters:
-    try:
-        return service.make_filters(**q.model_dump())
-    except service.BadFilters as exc:
-        raise HTTPException(422, str(exc)) from exc
+    return service.make_filters(**q.model_dump())
 
 
 @router.get("/agreement", response_class=HTMLResponse)
@@ -37,7 +34,8 @@ def agreement_page(request: Request, db: DbSession, _: Staff, q: Params) -> Resp
     return render(request, "agreement/index.html", query=q, **page)
 
 
-@router.get("/agreement.csv")
+@router.get("/agreement.csv", response_class=Response, responses={
+    200: {"description": "Per-labeler figures", "content": {"text/csv": {}}}})
 def agreement_csv(db: DbSession, _: Staff, q: Params) -> Response:
     text = service.labeler_csv(db=db, filters=_filters(q))
     return Response(text, media_type="text/csv; charset=utf-8", headers={

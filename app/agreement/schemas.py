@@ -1,17 +1,18 @@
 """JSON shapes of the agreement API (the summary keeps DESIGN.md's public contract)."""
 
-from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.fields import Day, Moment
 
 
 class AgreementQuery(BaseModel):
     """Filters shared by the page, the API and the CSV (a bare date is a whole UTC day)."""
 
     kind: Literal["rank", "rate"] = "rank"
-    since: date | datetime | None = Field(None, description="from this date or time (UTC)")
-    until: date | datetime | None = Field(None, description="up to this date (inclusive)")
+    since: Day | Moment | None = Field(None, description="from this date or time (UTC)")
+    until: Day | Moment | None = Field(None, description="up to this date (inclusive)")
     group: Literal["all", "training", "held_out"] = "all"
 
 

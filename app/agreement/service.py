@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.agreement import compute, loading
 from app.agreement.loading import Filters
 from app.agreement.report import rank_report, rate_report
+from app.errors import DomainError
 from app.labeling.models import FLAGS
 from app.queue.models import TaskKind
 
@@ -38,8 +39,10 @@ _cache: OrderedDict[tuple, tuple[float, dict]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-class BadFilters(ValueError):
+class BadFilters(DomainError, ValueError):
     """Filters that cannot select anything sensible (e.g. since after until)."""
+
+    status = 422
 
 
 def _as_utc(value: date | datetime | None, *, end: bool) -> datetime | None:

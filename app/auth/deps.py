@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.auth import service
 from app.auth.models import Role, User
 from app.db import DbSession
+from app.errors import DomainError
 
 PUBLIC = "public"
 ALL_ROLES: tuple[Role, ...] = (Role.labeler, Role.researcher, Role.admin)
@@ -23,12 +24,21 @@ STAFF: tuple[Role, ...] = (Role.researcher, Role.admin)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class NotAuthenticated(Exception):
+class NotAuthenticated(DomainError):
     """No valid session or token: 401 for the API, a redirect to the login page otherwise."""
 
+    status = 401
 
-class Forbidden(Exception):
+    def __init__(self, message: str = "Not authenticated: log in or send "
+                 "'Authorization: Bearer <token>'.") -> None:
+        super().__init__(message)
+        self.headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(DomainError):
     """Authenticated, but this role may not do this (or the CSRF token is wrong)."""
+
+    status = 403
 
     def __init__(self, detail: str = "You do not have access to this page.") -> None:
         super().__init__(detail)
@@ -53,7 +63,9 @@ async def _sent_csrf(request: Request) -> str | None:
         return header
     ctype = request.headers.get("content-type", "")
     if ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        value = (await request.form()).get("csrf_token")
+        form = await request.form()
+        request.state.form = form  # what an error page shows again (app/errors.py)
+        value = form.get("csrf_token")
         return value if isinstance(value, str) else None
     return None
 

@@ -2,8 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.auth import service
@@ -19,7 +20,9 @@ from app.auth.schemas import (
     UserRead,
     UserUpdate,
 )
-from app.db import DbSession
+from app.db import DbSession, session_scope
+from app.errors import describe, errors, redisplays, validation_errors
+from app.fields import Id, Text
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -34,18 +37,24 @@ def _safe_next(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") else "/"
 
 
-@router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, user: Anyone, next: str = "/") -> Response:
+@router.get("/login", response_class=HTMLResponse, responses=errors(303))
+def login_page(request: Request, user: Anyone, next: Text = "/") -> Response:
     if user is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
     return render(request, "auth/login.html", next=_safe_next(next), email="")
 
 
-@router.post("/login", response_class=HTMLResponse)
+def _login_again(request: Request, form: dict[str, str], message: str) -> Response:
+    return render(request, "auth/login.html", error=message,
+                  next=_safe_next(form.get("next", "/")), email=form.get("email", ""))
+
+
+@router.post("/login", response_class=HTMLResponse, responses=errors(303, 401, 429))
+@redisplays(_login_again)
 def login(
     request: Request, db: Db, _: Anyone,
-    email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=200)],
-    next: Annotated[str, Form()] = "/",
+    email: Annotated[Text, Form(max_length=320)], password: Annotated[Text, Form(max_length=200)],
+    next: Annotated[Text, Form()] = "/",
 ) -> Response:
     ip = request.client.host if request.client else "unknown"
     try:
@@ -63,7 +72,7 @@ def login(
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
-@router.post("/logout")
+@router.post("/logout", status_code=303, response_class=RedirectResponse)
 def logout(request: Request, db: Db, _: AnyUser) -> Response:
     logout_session(request, db)
     flash(request, "You are logged out.")
@@ -87,7 +96,7 @@ def account_page(request: Request, db: Db, user: AnyUser) -> Response:
 
 @router.post("/account/tokens", response_class=HTMLResponse)
 def account_create_token(
-    request: Request, db: Db, user: AnyUser, name: Annotated[str, Form(max_length=100)] = ""
+    request: Request, db: Db, user: AnyUser, name: Annotated[Text, Form(max_length=100)] = ""
 ) -> Response:
     _, clear = service.create_token(db=db, user=user, name=name)
     tokens = service.list_tokens(db=db, user=user)
@@ -95,67 +104,76 @@ def account_create_token(
                   sessions=service.count_sessions(db=db, user=user))
 
 
-@router.post("/account/tokens/{token_id}/revoke")
-def account_revoke_token(request: Request, db: Db, user: AnyUser, token_id: int) -> Response:
-    try:
-        service.revoke_token(db=db, user=user, token_id=token_id)
-    except service.AuthError as exc:
-        raise HTTPException(404, str(exc)) from exc
+@router.post("/account/tokens/{token_id}/revoke", status_code=303, response_class=RedirectResponse)
+def account_revoke_token(request: Request, db: Db, user: AnyUser, token_id: Id) -> Response:
+    service.revoke_token(db=db, user=user, token_id=token_id)
     flash(request, "Token revoked.")
     return RedirectResponse("/account", status_code=303)
 
 
+def _users(request: Request, db: Session, form: dict[str, str]) -> Response:
+    return render(request, "auth/users.html", users=service.list_users(db=db), roles=list(Role),
+                  form=form)
+
+
+def _users_again(request: Request, form: dict[str, str], message: str) -> Response:
+    flash(request, message, "error")
+    # Only the add-a-user form is filled in again; a row's form shows the row as stored.
+    with session_scope() as db:
+        return _users(request, db, form if request.url.path == "/admin/users" else {})
+
+
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(request: Request, db: Db, _: Admin) -> Response:
-    return render(request, "auth/users.html", users=service.list_users(db=db), roles=list(Role))
+    return _users(request, db, {})
 
 
-@router.post("/admin/users")
+@router.post("/admin/users", status_code=303, response_class=RedirectResponse,
+             responses=errors(400))
+@redisplays(_users_again)
 def users_create(
     request: Request, db: Db, _: Admin,
-    email: Annotated[str, Form(max_length=320)], password: Annotated[str, Form(max_length=200)],
-    role: Annotated[Role, Form()], name: Annotated[str, Form(max_length=200)] = "",
+    email: Annotated[Text, Form(max_length=320)], password: Annotated[Text, Form(max_length=200)],
+    role: Annotated[Role, Form()], name: Annotated[Text, Form(max_length=200)] = "",
     held_out: Annotated[bool, Form()] = False,
 ) -> Response:
-    try:
-        user = service.create_user(
-            db=db, email=email, password=password, role=role, name=name, held_out=held_out
-        )
-    except service.AuthError as exc:
-        flash(request, str(exc), "error")
-    else:
-        flash(request, f"Created {user.email} ({user.role.value}).")
+    user = service.create_user(
+        db=db, email=email, password=password, role=role, name=name, held_out=held_out
+    )
+    flash(request, f"Created {user.email} ({user.role.value}).")
     return RedirectResponse("/admin/users", status_code=303)
 
 
-@router.post("/admin/users/{user_id}")
+@router.post("/admin/users/{user_id}", status_code=303, response_class=RedirectResponse,
+             responses=errors(400))
+@redisplays(_users_again)
 def users_update(
-    request: Request, db: Db, admin: Admin, user_id: int,
+    request: Request, db: Db, admin: Admin, user_id: Id,
     role: Annotated[Role | None, Form()] = None, active: Annotated[bool | None, Form()] = None,
     held_out: Annotated[bool | None, Form()] = None,
-    password: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[Text, Form(max_length=200)] = "",
 ) -> Response:
-    _apply_update(db, admin, user_id, UserUpdate(
-        role=role, active=active, held_out=held_out, password=password or None
-    ))
+    try:
+        change = UserUpdate(role=role, active=active, held_out=held_out,
+                            password=password or None)
+    except ValidationError as exc:
+        raise service.AuthError(describe(validation_errors(exc.errors())), 422) from exc
+    _apply_update(db, admin, user_id, change)
     flash(request, "User updated.")
     return RedirectResponse("/admin/users", status_code=303)
 
 
-def _apply_update(db: Session, admin: User, user_id: int, change: UserUpdate) -> User:
+def _apply_update(db: Session, admin: User, user_id: Id, change: UserUpdate) -> User:
     user = service.get_user(db=db, user_id=user_id)
     if user is None:
-        raise HTTPException(404, f"No user {user_id}.")
+        raise service.AuthError(f"No user {user_id}.", status=404)
     if user.id == admin.id and (change.active is False or change.role not in (None, Role.admin)):
-        raise HTTPException(400, "You cannot deactivate or demote yourself.")
-    try:
-        service.update_user(db=db, user=user, role=change.role, active=change.active,
-                            held_out=change.held_out, name=change.name)
-        if change.password:
-            service.set_password(db=db, user=user, password=change.password,
-                                 keep_tokens=change.keep_tokens)
-    except service.AuthError as exc:
-        raise HTTPException(400, str(exc)) from exc
+        raise service.AuthError("You cannot deactivate or demote yourself.")
+    service.update_user(db=db, user=user, role=change.role, active=change.active,
+                        held_out=change.held_out, name=change.name)
+    if change.password:
+        service.set_password(db=db, user=user, password=change.password,
+                             keep_tokens=change.keep_tokens)
     return user
 
 
@@ -182,11 +200,8 @@ def tokens_create(db: Db, user: AnyUser, body: TokenCreate) -> TokenCreated:
 
 
 @router.delete("/api/v1/tokens/{token_id}", response_model=TokenRead)
-def tokens_revoke(db: Db, user: AnyUser, token_id: int) -> object:
-    try:
-        return service.revoke_token(db=db, user=user, token_id=token_id)
-    except service.AuthError as exc:
-        raise HTTPException(404, str(exc)) from exc
+def tokens_revoke(db: Db, user: AnyUser, token_id: Id) -> object:
+    return service.revoke_token(db=db, user=user, token_id=token_id)
 
 
 @router.get("/api/v1/users", response_model=list[UserRead])
@@ -194,15 +209,13 @@ def users_list(db: Db, _: Admin) -> list:
     return service.list_users(db=db)
 
 
-@router.post("/api/v1/users", response_model=UserRead, status_code=201)
+@router.post("/api/v1/users", response_model=UserRead, status_code=201,
+             responses=errors(400))
 def users_create_api(db: Db, _: Admin, body: UserCreate) -> User:
-    try:
-        return service.create_user(db=db, email=body.email, password=body.password,
-                                   role=body.role, name=body.name, held_out=body.held_out)
-    except service.AuthError as exc:
-        raise HTTPException(400, str(exc)) from exc
+    return service.create_user(db=db, email=body.email, password=body.password,
+                               role=body.role, name=body.name, held_out=body.held_out)
 
 
-@router.patch("/api/v1/users/{user_id}", response_model=UserRead)
-def users_update_api(db: Db, admin: Admin, user_id: int, body: UserUpdate) -> User:
+@router.patch("/api/v1/users/{user_id}", response_model=UserRead, responses=errors(400))
+def users_update_api(db: Db, admin: Admin, user_id: Id, body: UserUpdate) -> User:
     return _apply_update(db, admin, user_id, body)

@@ -5,6 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.models import Role
+from app.fields import Text
 
 
 class Me(BaseModel):
@@ -18,7 +19,7 @@ class Me(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    name: str = Field(default="", max_length=100)
+    name: Text = Field(default="", max_length=100)
 
 
 class TokenRead(BaseModel):
@@ -42,10 +43,10 @@ class UserRead(Me):
 
 
 class UserCreate(BaseModel):
-    email: str = Field(max_length=320)
-    password: str = Field(min_length=8, max_length=200)
+    email: Text = Field(max_length=320)
+    password: Text = Field(min_length=8, max_length=200)
     role: Role
-    name: str = Field(default="", max_length=200)
+    name: Text = Field(default="", max_length=200)
     held_out: bool = False
 
 
@@ -53,8 +54,8 @@ class UserUpdate(BaseModel):
     role: Role | None = None
     active: bool | None = None
     held_out: bool | None = None
-    name: str | None = Field(default=None, max_length=200)
-    password: str | None = Field(default=None, min_length=8, max_length=200)
+    name: Text | None = Field(default=None, max_length=200)
+    password: Text | None = Field(default=None, min_length=8, max_length=200)
     keep_tokens: bool = Field(
         default=False, description="With a new password: keep the user's API tokens "
         "(by default a password reset revokes them, as it ends every session).")

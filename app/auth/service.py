@@ -16,6 +16,7 @@ from sqlalchemy.orm.util import identity_key
 from app.auth.models import ApiToken, Role, User, UserSession
 from app.config import get_settings
 from app.db import utcnow
+from app.errors import DomainError
 from app.statements import Sql
 
 # argon2id with RFC 9106's low-memory profile; the test suite uses the cheapest parameters.
@@ -34,7 +35,7 @@ TOKEN_PREFIX = "rlhf_"
 MIN_PASSWORD = 8
 
 
-class AuthError(ValueError):
+class AuthError(DomainError, ValueError):
     """A request the caller can fix: bad credentials, a taken email, a weak password."""
 
 
@@ -310,7 +311,7 @@ def revoke_token(*, db: Session, user: User, token_id: int) -> ApiToken:
     """Revoke one of this user's tokens (admins may revoke anyone's)."""
     token = db.get(ApiToken, token_id)
     if token is None or (token.user_id != user.id and user.role != Role.admin):
-        raise AuthError("No such token.")
+        raise AuthError("No such token.", status=404)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         db.flush()

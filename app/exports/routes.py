@@ -2,14 +2,17 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Form, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, Staff
-from app.db import DbSession
+from app.db import DbSession, session_scope
+from app.errors import errors, redisplays
 from app.exports import service
 from app.exports.schemas import FORMATS, KINDS, ExportCreate, SnapshotRead, describe, from_form
+from app.fields import Id, Text
 from app.prompts.models import Split
 from app.queue.models import TaskKind
 from app.templating import add_nav, flash, render
@@ -17,34 +20,39 @@ from app.templating import add_nav, flash, render
 router = APIRouter()
 add_nav("Exports", "/exports", STAFF, "Dataset snapshots for training: create, list, download.")
 
-FormStr = Annotated[str, Form(max_length=2000)]
+FormStr = Annotated[Text, Form(max_length=2000)]
 MEDIA = {"jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 
 
-def _enqueue(snapshot_id: int) -> None:
+def _enqueue(snapshot_id: Id) -> None:
     # Runs after the response, so after the commit that made the row visible to workers.
     from app.exports import tasks
 
     tasks.enqueue(snapshot_id)
 
 
-def _page(request: Request, db: DbSession, form: dict[str, str] | None = None,
-          error: str | None = None) -> Response:
+def _page(request: Request, db: Session, form: dict[str, str]) -> Response:
     snapshots = service.list_snapshots(db=db)
-    # After an error the form shows what was typed, with the error above it.
-    return render(request, "exports/index.html", status_code=422 if error else 200,
-                  snapshots=snapshots, kinds=KINDS, formats=FORMATS,
-                  splits=[s.value for s in Split], task_kinds=[k.value for k in TaskKind],
-                  building=any(s.state in ("pending", "running") for s in snapshots),
-                  form=form or {}, error=error)
+    return render(request, "exports/index.html", snapshots=snapshots, kinds=KINDS,
+                  formats=FORMATS, splits=[s.value for s in Split],
+                  task_kinds=[k.value for k in TaskKind], form=form,
+                  building=any(s.state in ("pending", "running") for s in snapshots))
+
+
+def _form_again(request: Request, form: dict[str, str], message: str) -> Response:
+    flash(request, f"Export not created: {message}", "error")
+    with session_scope() as db:
+        return _page(request, db, form)
 
 
 @router.get("/exports", response_class=HTMLResponse)
 def exports_page(request: Request, db: DbSession, _: Staff) -> Response:
-    return _page(request, db)
+    return _page(request, db, {})
 
 
-@router.post("/exports")
+@router.post("/exports", status_code=303, response_class=RedirectResponse,
+             responses=errors(422))
+@redisplays(_form_again)
 def exports_create_form(
     request: Request, db: DbSession, user: Staff, background: BackgroundTasks,
     kind: FormStr = "", format: FormStr = "jsonl", chat: FormStr = "", split: FormStr = "",
@@ -59,31 +67,25 @@ def exports_create_form(
         "min_agreement": min_agreement, "max_id": max_id, "include_rejected": include_rejected,
     }
     try:
-        snapshot = service.request_export(db=db, user=user, request=from_form(fields))
+        export = from_form(fields)
     except ValidationError as exc:
-        return _page(request, db, fields, f"Export not created. {describe(exc)}")
-    except service.ExportError as exc:
-        message = str(exc)
-        return _page(request, db, fields,
-                     f"Export not created: {message[:1].upper() + message[1:]}.")
-    else:
-        if snapshot.state == "pending":
-            background.add_task(_enqueue, snapshot.id)
-        flash(request, f"Snapshot {snapshot.id} ({snapshot.kind}): {snapshot.state}.",
-              "error" if snapshot.state == "failed" else "success")
+        raise service.ExportError(describe(exc)) from exc
+    snapshot = service.request_export(db=db, user=user, request=export)
+    if snapshot.state == "pending":
+        background.add_task(_enqueue, snapshot.id)
+    flash(request, f"Snapshot {snapshot.id} ({snapshot.kind}): {snapshot.state}.",
+          "error" if snapshot.state == "failed" else "success")
     return RedirectResponse("/exports", status_code=303)
 
 
-@router.post("/api/v1/exports", response_model=SnapshotRead, status_code=201)
+@router.post("/api/v1/exports", response_model=SnapshotRead, status_code=201,
+             responses={202: {"model": SnapshotRead, "description": "Queued as a job"}})
 def create_export(
     db: DbSession, user: Staff, body: ExportCreate, background: BackgroundTasks,
     response: Response,
 ) -> SnapshotRead:
     """Create a snapshot: built now when small (201), else queued as a job (202)."""
-    try:
-        snapshot = service.request_export(db=db, user=user, request=body)
-    except service.ExportError as exc:
-        raise HTTPException(422, str(exc)) from exc
+    snapshot = service.request_export(db=db, user=user, request=body)
     if snapshot.state == "pending":
         background.add_task(_enqueue, snapshot.id)
         response.status_code = 202
@@ -97,25 +99,20 @@ def list_exports(db: DbSession, _: Staff) -> list[SnapshotRead]:
 
 
 @router.get("/api/v1/exports/{snapshot_id}", response_model=SnapshotRead)
-def get_export(db: DbSession, _: Staff, snapshot_id: int) -> SnapshotRead:
+def get_export(db: DbSession, _: Staff, snapshot_id: Id) -> SnapshotRead:
     """One snapshot with its state, progress and manifest."""
-    try:
-        return SnapshotRead.model_validate(service.get_snapshot(db=db, snapshot_id=snapshot_id))
-    except service.NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+    return SnapshotRead.model_validate(service.get_snapshot(db=db, snapshot_id=snapshot_id))
 
 
-@router.get("/api/v1/exports/{snapshot_id}/download", response_class=FileResponse)
+@router.get("/api/v1/exports/{snapshot_id}/download", response_class=FileResponse,
+            responses={200: {"description": "The data file or the manifest", "content": {
+                **{media: {} for media in MEDIA.values()}, "application/json": {}}},
+                **errors(409)})
 def download_export(
-    db: DbSession, _: Staff, snapshot_id: int, file: Literal["data", "manifest"] = "data"
+    db: DbSession, _: Staff, snapshot_id: Id, file: Literal["data", "manifest"] = "data"
 ) -> FileResponse:
     """The snapshot's data file (or ?file=manifest), streamed from disk."""
-    try:
-        path = service.file_for(db=db, snapshot_id=snapshot_id, which=file)
-    except service.NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except service.NotReady as exc:
-        raise HTTPException(409, str(exc)) from exc
+    path = service.file_for(db=db, snapshot_id=snapshot_id, which=file)
     media = "application/json" if file == "manifest" else MEDIA[path.suffix.lstrip(".")]
     return FileResponse(path, media_type=media,
                         filename=f"snapshot-{snapshot_id}-{path.name}")

@@ -12,6 +12,8 @@ from pydantic import (
     model_validator,
 )
 
+from app import errors
+from app.fields import Id, Moment, Offset
 from app.prompts.models import Split
 from app.queue.models import TaskKind
 
@@ -27,17 +29,17 @@ class ExportFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     split: Split | None = None
-    since: datetime | None = Field(default=None, description="created_at >= since")
-    until: datetime | None = Field(default=None, description="created_at < until")
+    since: Moment | None = Field(default=None, description="created_at >= since")
+    until: Moment | None = Field(default=None, description="created_at < until")
     task_kind: TaskKind | None = None
-    labeler_ids: list[int] | None = Field(default=None, min_length=1, max_length=1000)
+    labeler_ids: list[Id] | None = Field(default=None, min_length=1, max_length=1000)
     held_out: bool | None = Field(
         default=None, description="only held-out (true) or only training (false) labelers"
     )
-    model_version_id: int | None = None
+    model_version_id: Id | None = None
     min_agreement: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_id: int | None = Field(
-        default=None, ge=0, description="highest source row id (a manifest's source.max_id)"
+    max_id: Offset | None = Field(
+        default=None, description="highest source row id (a manifest's source.max_id)"
     )
     include_rejected: bool | None = Field(
         default=None, description="sft and prompts: also demonstrations and labeler-written "
@@ -159,17 +161,5 @@ def _phrase(err: Any) -> str:
 
 
 def describe(exc: ValidationError) -> str:
-    """A validation error as sentences a person can act on ("Labeler ids: item 1 must be a
-    whole number, not 'x'."), naming fields as the form and the CLI do."""
-    parts = []
-    for err in exc.errors():
-        loc = [p for p in err["loc"] if p != "filters"]
-        if not loc or (err["type"] == "value_error" and len(loc) <= 1 and loc[0] not in
-                       FIELD_NAMES):
-            message = str(err["msg"]).removeprefix("Value error, ")
-            parts.append(message[:1].upper() + message[1:].rstrip(".") + ".")
-            continue
-        name = FIELD_NAMES.get(str(loc[0]), str(loc[0]).replace("_", " ").capitalize())
-        item = f": item {loc[1] + 1}" if len(loc) > 1 and isinstance(loc[1], int) else ""
-        parts.append(f"{name}{item} {_phrase(err)}.")
-    return " ".join(parts)
+    """A validation error as sentences a person can act on."""
+    return errors.describe(errors.validation_errors(exc.errors()))

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.config import get_settings
 from app.db import utcnow
+from app.errors import DomainError
 from app.exports import sources
 from app.exports.agreement import per_labeler_agreement
 from app.exports.models import DatasetSnapshot
@@ -49,16 +50,22 @@ APPLIES: dict[str, frozenset[str]] = {
 Progress = Callable[[int, int], None]  # (source rows read, source rows expected)
 
 
-class ExportError(ValueError):
+class ExportError(DomainError, ValueError):
     """A request that cannot be exported; the message says what to change."""
 
+    status = 422
 
-class NotFound(LookupError):
+
+class NotFound(DomainError, LookupError):
     """No snapshot with this id."""
 
+    status = 404
 
-class NotReady(RuntimeError):
+
+class NotReady(DomainError, RuntimeError):
     """The snapshot has no files to serve (still building, failed, or removed)."""
+
+    status = 409
 
 
 @dataclass

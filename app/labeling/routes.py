@@ -2,12 +2,14 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import ALL_ROLES, Admin, AnyUser
 from app.auth.models import Role
 from app.db import DbSession, commit_here
+from app.errors import errors
+from app.fields import Id, Text
 from app.labeling import research_routes, service, workbench
 from app.labeling.schemas import (
     DraftRead,
@@ -31,27 +33,15 @@ NO_STORE = "no-store"
 KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt", "compare"]
 
 
-def _http(exc: service.SubmissionError) -> HTTPException:
-    return HTTPException(exc.status, str(exc))
-
-
-def _error_page(request: Request, exc: service.SubmissionError) -> Response:
-    # Rendered here rather than raised: a raised HTTPException rolls the session back and
-    # expires the user the error page shows in its header.
-    return render(request, "error.html", status_code=exc.status,
-                  title="Not found" if exc.status == 404 else f"Error {exc.status}",
-                  detail=str(exc))
-
-
 @router.get("/label", response_class=HTMLResponse)
 def start_page(request: Request, db: DbSession, user: AnyUser) -> Response:
     return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
                   nothing=None, undo=None)
 
 
-@router.get("/label/next", response_class=HTMLResponse)
+@router.get("/label/next", response_class=HTMLResponse, responses=errors(303))
 def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice = "any",
-              skipped: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
+              skipped: Annotated[Id | None, Query()] = None) -> Response:
     assignment = workbench.lease_next(db=db, user=user, kind=kind)
     if assignment is None:
         return render(request, "labeling/start.html", **workbench.start(db=db, user=user),
@@ -61,13 +51,10 @@ def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice =
 
 
 @router.get("/label/a/{assignment_id}", response_class=HTMLResponse)
-def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: int,
+def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: Id,
               kind: KindChoice = "any",
-              skipped: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
-    try:
-        screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
-    except service.SubmissionError as exc:
-        return _error_page(request, exc)
+              skipped: Annotated[Id | None, Query()] = None) -> Response:
+    screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
     # The compare screen belongs to app/evaluation (its own template and script).
     folder = "evaluation" if screen.task.kind == TaskKind.compare else "labeling"
     left = workbench.left_for(db=db, user=user, kind=screen.task.kind) if screen.live else None
@@ -105,60 +92,48 @@ def guidelines_page(request: Request, db: DbSession, _: Admin) -> Response:
                   guidelines=workbench.all_guidelines(db=db))
 
 
-@router.post("/label/guidelines")
+@router.post("/label/guidelines", status_code=303, response_class=RedirectResponse,
+             responses=errors(404))
 def guidelines_save(
     request: Request, db: DbSession, admin: Admin,
-    kind: Annotated[str, Form(max_length=20)], body: Annotated[str, Form()] = "",
+    kind: Annotated[Text, Form(max_length=20)], body: Annotated[Text, Form()] = "",
 ) -> Response:
-    try:
-        workbench.set_guideline(db=db, user=admin, kind=kind, body=body)
-    except service.SubmissionError as exc:
-        return _error_page(request, exc)
+    workbench.set_guideline(db=db, user=admin, kind=kind, body=body)
     flash(request, f"Guidelines for {kind.replace('_', ' ')} saved.", "success")
     return RedirectResponse(f"/label/guidelines#{kind}", status_code=303)
 
 
-@router.post("/api/v1/tasks/{task_id}/submit", response_model=SubmissionRead)
-def submit(db: DbSession, user: AnyUser, task_id: int, body: SubmissionCreate) -> SubmissionRead:
-    try:
-        answer = service.submit(db=db, user=user, task_id=task_id, body=body)
-    except service.SubmissionError as exc:
-        raise _http(exc) from exc
+@router.post("/api/v1/tasks/{task_id}/submit", response_model=SubmissionRead,
+             responses=errors(400, 409))
+def submit(db: DbSession, user: AnyUser, task_id: Id, body: SubmissionCreate) -> SubmissionRead:
+    answer = service.submit(db=db, user=user, task_id=task_id, body=body)
     commit_here(db)
     return answer
 
 
-@router.put("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
-def draft_save(db: DbSession, user: AnyUser, assignment_id: int, body: DraftSave) -> DraftRead:
-    try:
-        draft = workbench.save_draft(db=db, user=user, assignment_id=assignment_id,
-                                     text=body.text, client_ms=body.client_ms, data=body.data)
-    except service.SubmissionError as exc:
-        raise _http(exc) from exc
+@router.put("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead,
+            responses=errors(409, 413))
+def draft_save(db: DbSession, user: AnyUser, assignment_id: Id, body: DraftSave) -> DraftRead:
+    draft = workbench.save_draft(db=db, user=user, assignment_id=assignment_id,
+                                 text=body.text, client_ms=body.client_ms, data=body.data)
     # `saved` tells the page whether its text won or a newer save already had.
     return DraftRead(assignment_id=assignment_id, text=draft.text, data=draft.data or {},
                      client_ms=draft.client_ms, saved=draft.client_ms == body.client_ms)
 
 
 @router.get("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
-def draft_get(response: Response, db: DbSession, user: AnyUser,
-              assignment_id: int) -> DraftRead:
+def draft_get(response: Response, db: DbSession, user: AnyUser, assignment_id: Id) -> DraftRead:
     response.headers["Cache-Control"] = NO_STORE
-    try:
-        draft = workbench.get_draft(db=db, user=user, assignment_id=assignment_id)
-    except service.SubmissionError as exc:
-        raise _http(exc) from exc
+    draft = workbench.get_draft(db=db, user=user, assignment_id=assignment_id)
     if draft is None:
         return DraftRead(assignment_id=assignment_id, text="", client_ms=0, saved=False)
     return DraftRead(assignment_id=assignment_id, text=draft.text, data=draft.data or {},
                      client_ms=draft.client_ms)
 
 
-@router.post("/api/v1/assignments/{assignment_id}/flags", response_model=PromptFlagRead)
-def flag_prompt(db: DbSession, user: AnyUser, assignment_id: int,
+@router.post("/api/v1/assignments/{assignment_id}/flags", response_model=PromptFlagRead,
+             responses=errors(409))
+def flag_prompt(db: DbSession, user: AnyUser, assignment_id: Id,
                 body: PromptFlagCreate) -> object:
-    try:
-        return workbench.flag_prompt(db=db, user=user, assignment_id=assignment_id,
-                                     reason=body.reason, comment=body.comment)
-    except service.SubmissionError as exc:
-        raise _http(exc) from exc
+    return workbench.flag_prompt(db=db, user=user, assignment_id=assignment_id,
+                                 reason=body.reason, comment=body.comment)

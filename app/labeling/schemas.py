@@ -4,21 +4,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.fields import Id, JsonValue, Text
+
 PromptKind = Literal["plain", "few_shot", "user_based"]
 
 
 class RatingIn(BaseModel):
     """One output's Likert score and flags, as part of a rank submission."""
 
-    likert: int
-    flags: list[str] = Field(default_factory=list)
+    likert: int = Field(ge=-1000, le=1000)
+    flags: list[Text] = Field(default_factory=list)
 
 
 class FewShotExample(BaseModel):
     """One input/output pair of a few-shot prompt."""
 
-    input: str
-    output: str
+    input: Text
+    output: Text
 
 
 class SubmissionCreate(BaseModel):
@@ -29,18 +31,18 @@ class SubmissionCreate(BaseModel):
     pages and scripts get the same messages.
     """
 
-    assignment_id: int
-    idempotency_key: str
-    seconds_spent: int
-    text: str | None = None  # demonstrate, write_prompt
-    ranking: list[list[int]] | None = None  # rank: groups best first
-    ratings: dict[str, RatingIn] | None = None  # rank, compare: per candidate id
-    likert: int | None = None  # rate
-    flags: list[str] | None = None  # rate
-    comment: str | None = None  # rate
+    assignment_id: Id
+    idempotency_key: Text
+    seconds_spent: int = Field(ge=-(2**31), le=2**31 - 1)
+    text: Text | None = None  # demonstrate, write_prompt
+    ranking: list[list[Id]] | None = None  # rank: groups best first
+    ratings: dict[Text, RatingIn] | None = None  # rank, compare: per candidate id
+    likert: int | None = Field(default=None, ge=-1000, le=1000)  # rate
+    flags: list[Text] | None = None  # rate
+    comment: Text | None = None  # rate
     prompt_kind: PromptKind | None = None  # write_prompt
     examples: list[FewShotExample] | None = None  # write_prompt, few_shot
-    choice: int | str | None = None  # compare: a candidate id, "a" / "b", "tie", "both_bad"
+    choice: Id | Text | None = None  # compare: a candidate id, "a" / "b", "tie", "both_bad"
 
 
 class SubmissionRead(BaseModel):
@@ -56,11 +58,11 @@ class SubmissionRead(BaseModel):
 class DraftSave(BaseModel):
     """An answer in progress: the typed text and, for forms, the rest of it as `data`."""
 
-    text: str = ""
-    data: dict[str, Any] | None = Field(
+    text: Text = ""
+    data: dict[Text, JsonValue] | None = Field(
         default=None, description="The form's state as the page keeps it (Likert scores, "
         "flags, placements, examples); omitted: left as saved.")
-    client_ms: int = 0
+    client_ms: int = Field(default=0, ge=0, le=2**53, description="The page's clock (ms)")
 
 
 class DraftRead(BaseModel):
@@ -73,7 +75,7 @@ class DraftRead(BaseModel):
 
 class PromptFlagCreate(BaseModel):
     reason: Literal["pii", "harmful", "unclear"]
-    comment: str = ""
+    comment: Text = Field(default="", max_length=5000)
 
 
 class PromptFlagRead(BaseModel):

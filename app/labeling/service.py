@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
+from app.errors import DomainError
 from app.labeling.models import FLAGS, Demonstration, Ranking, Rating, WrittenPrompt
 from app.labeling.schemas import SubmissionCreate, SubmissionRead
 from app.queue import service as queue
@@ -39,12 +40,10 @@ _ROW_OF_KIND: dict[TaskKind, Any] = {
 }
 
 
-class SubmissionError(ValueError):
+class SubmissionError(DomainError, ValueError):
     """A submission that cannot be stored; the message says what to fix."""
 
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+    status = 422
 
 
 @dataclass(frozen=True)

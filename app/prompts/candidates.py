@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import app.models  # noqa: F401 - every table, so a candidate's model_version key resolves
+from app.fields import MAX_ID, text_problem
 from app.prompts.importer import MAX_ISSUES, Importer
 from app.prompts.models import Candidate, Prompt, PromptSource
 from app.prompts.parsing import BadLine, read_objects, validate
@@ -57,6 +58,9 @@ def _check_candidates(obj: dict[str, Any], max_chars: int) -> list[tuple[str, st
         model = item.get("model")
         if model is not None and (not isinstance(model, str) or len(model) > 200):
             return f"candidate {i + 1}: `model` must be a string of at most 200 characters"
+        problem = text_problem(item["text"]) or (model and text_problem(model))
+        if problem:
+            return f"candidate {i + 1}: the text {problem}"
         out.setdefault(item["text"], model)  # distinct texts, first occurrence wins
     return list(out.items())
 
@@ -69,7 +73,8 @@ class _CandidateImport:
     def prompt_for(self, line: int, obj: dict[str, Any]) -> Prompt | str:
         if obj.get("prompt_id") is not None:
             pid = obj["prompt_id"]
-            prompt = self.db.get(Prompt, pid) if isinstance(pid, int) else None
+            known = isinstance(pid, int) and not isinstance(pid, bool) and 1 <= pid <= MAX_ID
+            prompt = self.db.get(Prompt, pid) if known else None
             return prompt if prompt is not None else f"no prompt with id {pid!r}"
         row = validate(line, {k: obj.get(k) for k in ("end_user_id", "category", "metadata")}
                        | {"text": obj.get("prompt")}, max_chars=self.rules.max_chars)

@@ -7,13 +7,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.errors import DomainError
+from app.fields import json_problem, text_problem
 from app.prompts.models import CATEGORIES
 
 MAX_META_CHARS = 10_000
 csv.field_size_limit(10_000_000)
 
 
-class ParseError(ValueError):
+class ParseError(DomainError, ValueError):
     """The file as a whole cannot be read (not one bad line: those are reported per line)."""
 
 
@@ -41,6 +43,9 @@ def _optional_str(value: Any, name: str, limit: int) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError(f"`{name}` must be a string")
     value = str(value).strip()
+    problem = text_problem(value)
+    if problem:
+        raise ValueError(f"`{name}` {problem}")
     if len(value) > limit:
         raise ValueError(f"`{name}` is longer than {limit} characters")
     return value or None
@@ -55,6 +60,9 @@ def validate(line: int, obj: Any, *, max_chars: int, text_key: str = "text") -> 
         return BadLine(line, f"`{text_key}` is missing or empty")
     if len(text) > max_chars:
         return BadLine(line, f"`{text_key}` is longer than {max_chars} characters")
+    problem = text_problem(text)
+    if problem:
+        return BadLine(line, f"`{text_key}` {problem}")
     try:
         end_user = _optional_str(obj.get("end_user_id"), "end_user_id", 200)
         category = _optional_str(obj.get("category"), "category", 40)
@@ -66,10 +74,13 @@ def validate(line: int, obj: Any, *, max_chars: int, text_key: str = "text") -> 
     if isinstance(meta, str):
         try:
             meta = json.loads(meta)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return BadLine(line, "`metadata` is not valid JSON")
     if not isinstance(meta, dict):
         return BadLine(line, "`metadata` must be a JSON object")
+    problem = json_problem(meta)
+    if problem:
+        return BadLine(line, f"`metadata` {problem}")
     if len(json.dumps(meta)) > MAX_META_CHARS:
         return BadLine(line, f"`metadata` is larger than {MAX_META_CHARS} characters")
     return Row(line, text, end_user, category, meta, obj)
@@ -83,6 +94,8 @@ def _jsonl(lines: Iterable[str]) -> Iterator[tuple[int, Any]]:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, BadLine(number, f"invalid JSON: {exc.msg} (column {exc.colno})")
+        except RecursionError:
+            yield number, BadLine(number, "invalid JSON: nested too deeply")
 
 
 def _csv(stream: io.TextIOBase) -> Iterator[tuple[int, Any]]:

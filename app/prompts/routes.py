@@ -3,15 +3,19 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from app.auth.deps import STAFF, Admin, AnyUser, Staff
 from app.auth.models import Role
-from app.db import DbSession
+from app.db import DbSession, session_scope
+from app.errors import describe, errors, redisplays, validation_errors
+from app.fields import Id, Offset, PageNumber, PageSize, Text
 from app.prompts import candidates as candidate_import
 from app.prompts import service as prompts
 from app.prompts.models import CATEGORIES, PromptSource, Split
@@ -37,21 +41,15 @@ MAX_UPLOAD = 200 * 1024 * 1024
 PAGE = 50
 
 
-def _http(exc: prompts.PromptError) -> HTTPException:
-    if isinstance(exc, prompts.ImportFailed):
-        return HTTPException(exc.status, {"message": str(exc), **exc.report.summary()})
-    return HTTPException(exc.status, str(exc))
-
-
 async def _upload(request: Request) -> tuple[bytes, str, dict[str, Any]]:
     """The uploaded file's bytes, its name, and the other form fields."""
     form = await request.form()
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
-        raise HTTPException(400, "Attach the file as the multipart field `file`.")
+        raise prompts.PromptError("Attach the file as the multipart field `file`.")
     data = await upload.read(MAX_UPLOAD + 1)
     if len(data) > MAX_UPLOAD:
-        raise HTTPException(413, f"The file is larger than {MAX_UPLOAD // 2**20} MB.")
+        raise prompts.PromptError(f"The file is larger than {MAX_UPLOAD // 2**20} MB.", 413)
     fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
     return data, upload.filename or "", fields
 
@@ -65,49 +63,51 @@ def _form_rules(fields: dict[str, Any]) -> ImportRules:
             given["scrub_pii"] = False  # an unticked checkbox on the page sends nothing
         return ImportRules.model_validate(given)
     except ValidationError as exc:
-        raise HTTPException(422, f"Invalid rules: {exc.errors()[0]['msg']}") from exc
+        raise prompts.PromptError(f"Invalid rules: {describe(validation_errors(exc.errors()))}",
+                                  422) from exc
 
 
 async def _json_body(request: Request, schema: Any) -> Any:
     try:
         payload = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, "Send a JSON body or a multipart file.") from exc
+        raise prompts.PromptError("Send a JSON body or a multipart file.") from exc
+    except RecursionError as exc:
+        raise prompts.PromptError("The JSON body is nested too deeply.") from exc
     if isinstance(payload, list):
         payload = {("prompts" if schema is PromptImportJson else "rows"): payload}
     try:
         return schema.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise HTTPException(422, f"{where or 'body'}: {first['msg']}") from exc
+        raise RequestValidationError(  # the same 422 as any other route's body
+            [{"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+             for e in exc.errors()]) from exc
 
 
 def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
-@router.post("/api/v1/prompts/import", response_model=ImportReportOut)
+@router.post("/api/v1/prompts/import", response_model=ImportReportOut,
+             responses=errors(400, 413))
 async def import_api(request: Request, db: DbSession, user: Staff) -> Any:
     """Import prompts: a multipart `file` (JSONL or CSV) or a JSON list of prompt objects."""
-    try:
-        if _is_multipart(request):
-            data, name, fields = await _upload(request)
-            strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
-            report = await run_in_threadpool(
-                prompts.import_file, db=db, data=data, filename=name, rules=_form_rules(fields),
-                user=user, strict=strict)
-        else:
-            body = await _json_body(request, PromptImportJson)
-            report = await run_in_threadpool(
-                prompts.import_objects, db=db, objects=body.prompts, rules=body.rules,
-                user=user, strict=body.strict)
-    except prompts.PromptError as exc:
-        raise _http(exc) from exc
+    if _is_multipart(request):
+        data, name, fields = await _upload(request)
+        strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
+        report = await run_in_threadpool(
+            prompts.import_file, db=db, data=data, filename=name, rules=_form_rules(fields),
+            user=user, strict=strict)
+    else:
+        body = await _json_body(request, PromptImportJson)
+        report = await run_in_threadpool(
+            prompts.import_objects, db=db, objects=body.prompts, rules=body.rules,
+            user=user, strict=body.strict)
     return report.summary()
 
 
-@router.post("/api/v1/candidates/import", response_model=CandidateReportOut)
+@router.post("/api/v1/candidates/import", response_model=CandidateReportOut,
+             responses=errors(400, 413))
 async def import_candidates_api(request: Request, db: DbSession, _: Staff) -> Any:
     """Import candidates: a multipart JSONL `file` or a JSON list of rows (public contract)."""
     if _is_multipart(request):
@@ -117,8 +117,12 @@ async def import_candidates_api(request: Request, db: DbSession, _: Staff) -> An
                 rows=[], rules=_form_rules(fields),
                 rank_tasks=fields.get("rank_tasks", "").lower() in ("1", "true", "on", "yes"),
                 overlap=int(fields.get("overlap") or 1), priority=int(fields.get("priority") or 0))
-        except (ValueError, ValidationError) as exc:
-            raise HTTPException(422, f"Invalid options: {exc}") from exc
+        except ValidationError as exc:
+            raise prompts.PromptError(
+                f"Invalid options: {describe(validation_errors(exc.errors()))}", 422) from exc
+        except ValueError as exc:
+            raise prompts.PromptError("Invalid options: `overlap` and `priority` are whole "
+                                      "numbers.", 422) from exc
         options = spec.model_dump(exclude={"rows", "rules"})
         report = await run_in_threadpool(
             candidate_import.import_candidates_file, db=db, data=data, rules=spec.rules, **options)
@@ -133,9 +137,9 @@ async def import_candidates_api(request: Request, db: DbSession, _: Staff) -> An
 
 @router.get("/api/v1/prompts", response_model=PromptPage)
 def list_api(
-    db: DbSession, _: Staff, split: Split | None = None, category: str | None = None,
-    source: PromptSource | None = None, end_user_id: str | None = None, q: str | None = None,
-    limit: int = PAGE, offset: int = 0,
+    db: DbSession, _: Staff, split: Split | None = None, category: Text | None = None,
+    source: PromptSource | None = None, end_user_id: Text | None = None, q: Text | None = None,
+    limit: PageSize = PAGE, offset: Offset = 0,
 ) -> Any:
     """A page of prompts, newest first, with the total that match the filters."""
     items, total = prompts.list_prompts(db=db, split=split, category=category, source=source,
@@ -153,8 +157,8 @@ def counts_api(db: DbSession, _: Staff) -> Any:
 @router.get("/prompts", response_class=HTMLResponse)
 def prompts_page(
     request: Request, db: DbSession, _: Staff, split: Split | None = None,
-    category: str | None = None, source: PromptSource | None = None, q: str | None = None,
-    page: int = 1,
+    category: Text | None = None, source: PromptSource | None = None, q: Text | None = None,
+    page: PageNumber = 1,
 ) -> Response:
     page = max(page, 1)
     items, total = prompts.list_prompts(db=db, split=split, category=category or None,
@@ -169,7 +173,8 @@ def prompts_page(
                   rules=ImportRules(), report=report)
 
 
-@router.post("/prompts/import")
+@router.post("/prompts/import", status_code=303, response_class=RedirectResponse,
+             responses=errors(400, 413))
 async def import_page(request: Request, db: DbSession, user: Staff) -> Response:
     data, name, fields = await _upload(request)
     try:
@@ -197,58 +202,60 @@ def use_cases_api(db: DbSession, user: AnyUser) -> Any:
     return prompts.list_use_cases(db=db, active_only=user.role == Role.labeler)
 
 
-@router.post("/api/v1/use-cases", response_model=UseCaseRead, status_code=201)
+@router.post("/api/v1/use-cases", response_model=UseCaseRead, status_code=201,
+             responses=errors(409))
 def create_use_case_api(db: DbSession, _: Admin, body: UseCaseCreate) -> Any:
     """Add a use case."""
-    try:
-        return prompts.create_use_case(db=db, name=body.name, description=body.description)
-    except prompts.PromptError as exc:
-        raise _http(exc) from exc
+    return prompts.create_use_case(db=db, name=body.name, description=body.description)
 
 
-@router.patch("/api/v1/use-cases/{use_case_id}", response_model=UseCaseRead)
-def update_use_case_api(db: DbSession, _: Admin, use_case_id: int, body: UseCaseUpdate) -> Any:
+@router.patch("/api/v1/use-cases/{use_case_id}", response_model=UseCaseRead,
+              responses=errors(409))
+def update_use_case_api(db: DbSession, _: Admin, use_case_id: Id, body: UseCaseUpdate) -> Any:
     """Rename, redescribe, retire or restore a use case."""
-    try:
-        return prompts.update_use_case(db=db, use_case_id=use_case_id,
-                                       **body.model_dump(exclude_unset=True))
-    except prompts.PromptError as exc:
-        raise _http(exc) from exc
+    return prompts.update_use_case(db=db, use_case_id=use_case_id,
+                                   **body.model_dump(exclude_unset=True))
 
 
 @router.get("/admin/use-cases", response_class=HTMLResponse)
 def use_cases_page(request: Request, db: DbSession, _: Admin) -> Response:
-    return render(request, "prompts/use_cases.html", use_cases=prompts.list_use_cases(db=db))
+    return _use_cases(request, db, {})
 
 
-@router.post("/admin/use-cases")
+def _use_cases(request: Request, db: Session, form: dict[str, str]) -> Response:
+    return render(request, "prompts/use_cases.html", use_cases=prompts.list_use_cases(db=db),
+                  form=form)
+
+
+def _use_cases_again(request: Request, form: dict[str, str], message: str) -> Response:
+    flash(request, message, "error")
+    # Only the add form is filled in again; a row's form shows the row as stored.
+    with session_scope() as db:
+        return _use_cases(request, db, form if request.url.path == "/admin/use-cases" else {})
+
+
+@router.post("/admin/use-cases", status_code=303, response_class=RedirectResponse,
+             responses=errors(409))
+@redisplays(_use_cases_again)
 def use_cases_create(
-    request: Request, db: DbSession, _: Admin, name: Annotated[str, Form(max_length=200)],
-    description: Annotated[str, Form(max_length=5000)] = "",
+    request: Request, db: DbSession, _: Admin, name: Annotated[Text, Form(max_length=200)],
+    description: Annotated[Text, Form(max_length=5000)] = "",
 ) -> Response:
-    try:
-        prompts.create_use_case(db=db, name=name, description=description)
-    except prompts.PromptError as exc:
-        flash(request, str(exc), "error")
-    else:
-        flash(request, f"Added use case {name.strip()!r}.", "success")
+    prompts.create_use_case(db=db, name=name, description=description)
+    flash(request, f"Added use case {name.strip()!r}.", "success")
     return RedirectResponse("/admin/use-cases", status_code=303)
 
 
-@router.post("/admin/use-cases/{use_case_id}")
+@router.post("/admin/use-cases/{use_case_id}", status_code=303, response_class=RedirectResponse,
+             responses=errors(409))
+@redisplays(_use_cases_again)
 def use_cases_update(
-    request: Request, db: DbSession, _: Admin, use_case_id: int,
-    name: Annotated[str | None, Form(max_length=200)] = None,
-    description: Annotated[str | None, Form(max_length=5000)] = None,
+    request: Request, db: DbSession, _: Admin, use_case_id: Id,
+    name: Annotated[Text | None, Form(max_length=200)] = None,
+    description: Annotated[Text | None, Form(max_length=5000)] = None,
     active: Annotated[bool | None, Form()] = None,
 ) -> Response:
-    try:
-        prompts.update_use_case(db=db, use_case_id=use_case_id, name=name,
-                                description=description, active=active)
-    except prompts.PromptError as exc:
-        if exc.status == 404:
-            raise _http(exc) from exc
-        flash(request, str(exc), "error")
-    else:
-        flash(request, "Use case saved.", "success")
+    prompts.update_use_case(db=db, use_case_id=use_case_id, name=name,
+                            description=description, active=active)
+    flash(request, "Use case saved.", "success")
     return RedirectResponse("/admin/use-cases", status_code=303)

@@ -10,6 +10,7 @@ import unicodedata
 
 from pydantic import BaseModel, Field, model_validator
 
+from app.fields import Text
 from app.prompts.models import PREFIX_MAX, Split
 from app.prompts.pii import PII_KINDS
 
@@ -17,11 +18,11 @@ from app.prompts.pii import PII_KINDS
 class ImportRules(BaseModel):
     """Every rule's parameter; defaults follow the paper, each can be overridden per import."""
 
-    split_seed: str = Field(default="rlhf-studio", max_length=100,
+    split_seed: Text = Field(default="rlhf-studio", max_length=100,
                             description="Salt of the split hash; change it for a new split.")
     train_fraction: float = Field(default=0.8, ge=0, le=1)
     valid_fraction: float = Field(default=0.1, ge=0, le=1, description="test gets the rest")
-    max_per_end_user: int | None = Field(default=200, ge=1,
+    max_per_end_user: int | None = Field(default=200, ge=1, le=10**9,
                                          description="None: no cap")
     dedup_exact: bool = True
     dedup_prefix: bool = True
@@ -29,7 +30,7 @@ class ImportRules(BaseModel):
                               description="Normalised characters two prompts must share to "
                               "count as duplicates.")
     scrub_pii: bool = True
-    pii_kinds: list[str] = Field(default_factory=lambda: list(PII_KINDS))
+    pii_kinds: list[Text] = Field(default_factory=lambda: list(PII_KINDS))
     scrub_splits: list[Split] = Field(default_factory=lambda: [Split.train])
     max_chars: int = Field(default=20_000, ge=1, le=1_000_000)
 

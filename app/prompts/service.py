@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
+from app.errors import DomainError
 from app.prompts.importer import Importer, ImportReport
 from app.prompts.models import Prompt, PromptKind, PromptSource, Split, UseCase
 from app.prompts.parsing import BadLine, ParseError, Row, parse_rows, read_objects, validate
@@ -20,12 +21,8 @@ __all__ = [
 PAGE_MAX = 200
 
 
-class PromptError(ValueError):
+class PromptError(DomainError, ValueError):
     """A prompt operation refused, with the HTTP status it maps to."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class ImportFailed(PromptError):
@@ -35,7 +32,8 @@ class ImportFailed(PromptError):
         bad = [i for i in report.issues if i["outcome"] == "rejected"]
         first = bad[0] if bad else {"line": "?", "reason": "?"}
         super().__init__(f"{report.rejected} bad lines (first: line {first['line']}: "
-                         f"{first['reason']}); nothing was imported.", 400)
+                         f"{first['reason']}); nothing was imported.", 400,
+                         report=report.summary())
         self.report = report
 
 

@@ -2,11 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Form, HTTPException, Request
+from fastapi import APIRouter, Body, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, AnyUser, Staff
-from app.db import DbSession, commit_here
+from app.db import DbSession, commit_here, session_scope
+from app.errors import errors, redisplays
+from app.fields import Id
 from app.prompts.models import PromptKind
 from app.queue import from_lines
 from app.queue import service as queue
@@ -29,10 +32,6 @@ add_nav("Tasks", "/tasks", STAFF, "Task counts by kind and state; create labelin
 
 
 
-def _http(exc: queue.QueueError) -> HTTPException:
-    return HTTPException(exc.status, str(exc))
-
-
 @router.get("/api/v1/tasks/next", response_model=TaskOut,
             responses={204: {"description": "Nothing to do right now."}})
 def next_task(db: DbSession, user: AnyUser, kind: TaskKind | None = None) -> object:
@@ -44,44 +43,35 @@ def next_task(db: DbSession, user: AnyUser, kind: TaskKind | None = None) -> obj
 
 
 @router.get("/api/v1/assignments/{assignment_id}", response_model=TaskOut)
-def get_assignment(db: DbSession, user: AnyUser, assignment_id: int) -> object:
+def get_assignment(db: DbSession, user: AnyUser, assignment_id: Id) -> object:
     """One of your assignments again (e.g. after a reload)."""
-    try:
-        assignment = queue.get_assignment(db=db, user=user, assignment_id=assignment_id)
-    except queue.QueueError as exc:
-        raise _http(exc) from exc
+    assignment = queue.get_assignment(db=db, user=user, assignment_id=assignment_id)
     return queue.task_payload(db=db, assignment=assignment)
 
 
-@router.post("/api/v1/assignments/{assignment_id}/heartbeat", response_model=LeaseOut)
-def heartbeat(db: DbSession, user: AnyUser, assignment_id: int) -> object:
+@router.post("/api/v1/assignments/{assignment_id}/heartbeat", response_model=LeaseOut,
+             responses=errors(409))
+def heartbeat(db: DbSession, user: AnyUser, assignment_id: Id) -> object:
     """Keep a lease alive while its page is open."""
-    try:
-        assignment = queue.heartbeat(db=db, user=user, assignment_id=assignment_id)
-    except queue.QueueError as exc:
-        raise _http(exc) from exc
+    assignment = queue.heartbeat(db=db, user=user, assignment_id=assignment_id)
     return LeaseOut(assignment_id=assignment.id, expires_at=assignment.expires_at)
 
 
-@router.post("/api/v1/assignments/{assignment_id}/skip", response_model=SkipOut)
-def skip(db: DbSession, user: AnyUser, assignment_id: int,
+@router.post("/api/v1/assignments/{assignment_id}/skip", response_model=SkipOut,
+             responses=errors(400, 409))
+def skip(db: DbSession, user: AnyUser, assignment_id: Id,
          body: Annotated[SkipIn | None, Body()] = None) -> object:
     """Give a task back; it is not offered to you again."""
-    try:
-        queue.skip(db=db, user=user, assignment_id=assignment_id,
-                   reason=body.reason if body else None)
-    except queue.QueueError as exc:
-        raise _http(exc) from exc
+    queue.skip(db=db, user=user, assignment_id=assignment_id,
+               reason=body.reason if body else None)
     return SkipOut(assignment_id=assignment_id)
 
 
-@router.post("/api/v1/tasks/bulk", response_model=BulkCreated, status_code=201)
+@router.post("/api/v1/tasks/bulk", response_model=BulkCreated, status_code=201,
+             responses=errors(400, 404))
 def create_bulk(db: DbSession, _: Staff, spec: BulkCreate) -> object:
     """Create tasks in bulk (see BulkCreate for each kind's fields)."""
-    try:
-        created, ids = queue.create_bulk(db=db, spec=spec)
-    except queue.QueueError as exc:
-        raise _http(exc) from exc
+    created, ids = queue.create_bulk(db=db, spec=spec)
     return BulkCreated(created=created, task_ids=ids)
 
 
@@ -161,7 +151,19 @@ def _whole(raw: str, name: str, low: int, high: int) -> int:
     return int(text)
 
 
-@router.post("/tasks/demonstrate")
+def _tasks(request: Request, db: Session, form: dict[str, str]) -> Response:
+    return _tasks_page(request, db, form=form, posted=request.url.path)
+
+
+def _tasks_again(request: Request, form: dict[str, str], message: str) -> Response:
+    flash(request, message, "error")
+    with session_scope() as db:
+        return _tasks(request, db, form)
+
+
+@router.post("/tasks/demonstrate", status_code=303, response_class=RedirectResponse,
+             responses=errors(400, 404))
+@redisplays(_tasks_again)
 def tasks_create_demonstrate(
     request: Request, db: DbSession, _: Staff,
     overlap: Annotated[int, Form(ge=1, le=50)] = 1,
@@ -173,7 +175,9 @@ def tasks_create_demonstrate(
     return RedirectResponse("/tasks", status_code=303)
 
 
-@router.post("/tasks/write-prompt")
+@router.post("/tasks/write-prompt", status_code=303, response_class=RedirectResponse,
+             responses=errors(400, 404))
+@redisplays(_tasks_again)
 def tasks_create_write_prompt(
     request: Request, db: DbSession, _: Staff,
     prompt_kind: Annotated[PromptKind, Form()] = PromptKind.plain,
@@ -181,12 +185,8 @@ def tasks_create_write_prompt(
     overlap: Annotated[int, Form(ge=1, le=50)] = 1,
     priority: Annotated[int, Form(ge=-1000, le=1000)] = 0,
 ) -> Response:
-    try:
-        n, _ids = queue.create_bulk(db=db, spec=BulkCreate(
-            kind=TaskKind.write_prompt, prompt_kind=prompt_kind, count=count, overlap=overlap,
-            priority=priority))
-    except queue.QueueError as exc:
-        flash(request, str(exc), "error")
-    else:
-        flash(request, f"Created {n} write-prompt tasks ({prompt_kind.value}).", "success")
+    n, _ids = queue.create_bulk(db=db, spec=BulkCreate(
+        kind=TaskKind.write_prompt, prompt_kind=prompt_kind, count=count, overlap=overlap,
+        priority=priority))
+    flash(request, f"Created {n} write-prompt tasks ({prompt_kind.value}).", "success")
     return RedirectResponse("/tasks", status_code=303)

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.fields import Id, JsonValue, Text
 from app.prompts.models import PromptKind
 from app.queue.models import TaskKind, TaskState
 
@@ -37,7 +38,7 @@ class LeaseOut(BaseModel):
 
 
 class SkipIn(BaseModel):
-    reason: str | None = Field(default=None, max_length=200)
+    reason: Text | None = Field(default=None, max_length=200)
 
 
 class SkipOut(BaseModel):
@@ -46,10 +47,10 @@ class SkipOut(BaseModel):
 
 
 class RankItem(BaseModel):
-    prompt_id: int
-    candidate_ids: list[int] = Field(min_length=4, max_length=9)
+    prompt_id: Id
+    candidate_ids: list[Id] = Field(min_length=4, max_length=9)
     gold: bool = False
-    gold_answer: Any = None
+    gold_answer: JsonValue = None
 
 
 class BulkCreate(BaseModel):
@@ -58,16 +59,16 @@ class BulkCreate(BaseModel):
     kind: TaskKind
     overlap: int = Field(default=1, ge=1, le=50)
     priority: int = Field(default=0, ge=-1000, le=1000)
-    prompt_ids: list[int] | None = Field(
+    prompt_ids: list[Id] | None = Field(
         default=None, description="demonstrate: these prompts; omitted: every train prompt "
         "without a demonstrate task.")
     rank: list[RankItem] = Field(default_factory=list, description="rank: one task per item.")
-    candidate_ids: list[int] = Field(default_factory=list, description="rate: one per candidate.")
+    candidate_ids: list[Id] = Field(default_factory=list, description="rate: one per candidate.")
     gold: bool = False
-    gold_answer: Any = None
+    gold_answer: JsonValue = None
     prompt_kind: PromptKind = PromptKind.plain
     count: int = Field(default=1, ge=1, le=10_000)
-    use_case_ids: list[int] | None = None
+    use_case_ids: list[Id] | None = None
 
 
 class BulkCreated(BaseModel):

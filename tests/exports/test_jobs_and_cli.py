@@ -92,7 +92,7 @@ def test_cli_export_refuses_bad_input_and_creates_nothing(committed_db, tmp_path
     for args, message in cases:
         result = runner.invoke(root, args)
         assert result.exit_code == 1, (args, result.output)
-        assert message in result.output, (args, result.output)
+        assert message in result.output.lower(), (args, result.output)
     assert committed_db.scalar(select(func.count()).select_from(DatasetSnapshot)) == 0
     assert list(Path(existing).iterdir()) == []
     assert not (tmp_path / "cmp.jsonl").exists()

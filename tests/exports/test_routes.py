@@ -122,14 +122,15 @@ def test_page_form_with_bad_filter_shows_error_and_creates_nothing(client, db):
                                          "csrf_token": csrf})
     assert resp.status_code == 422 and "Export not created" in resp.text
     assert "do not apply" in resp.text
-    # What was typed is still in the form.
+    # The page again, with what was typed still in the form.
     assert 'value="1, 2"' in resp.text and '<option value="prompts" selected>' in resp.text
     resp = client.post("/exports", data={"kind": "rankings", "min_agreement": "lots",
                                          "labeler_ids": "3, x", "csrf_token": csrf})
     assert resp.status_code == 422
-    assert "Min. labeler agreement must be a number, not &#39;lots&#39;." in resp.text
-    assert "Labeler ids: item 2 must be a whole number, not &#39;x&#39;." in resp.text
-    assert 'value="lots"' in resp.text
+    # Sentences, not pydantic paths.
+    assert "Min agreement should be a valid number" in resp.text
+    assert "Labeler ids (item 2) should be a valid integer" in resp.text
+    assert "labeler_ids.1" not in resp.text and 'value="lots"' in resp.text
     assert _count(db) == before
 
 

@@ -51,7 +51,8 @@ def test_import_multipart_with_rules_and_strict_failure(client, db):
     failed = client.post("/api/v1/prompts/import", headers=headers,
                          files={"file": ("p.jsonl", bad)}, data={"strict": "true"})
     assert failed.status_code == 400
-    assert failed.json()["detail"]["issues"][0]["line"] == 2
+    assert "nothing was imported" in failed.json()["detail"]
+    assert failed.json()["report"]["issues"][0]["line"] == 2
     assert _prompts(db) == 1
 
 

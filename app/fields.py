@@ -1,0 +1,100 @@
+"""Validated types for what requests carry: ids, pagination, dates, text and free JSON.
+
+Use them in schemas and route signatures instead of bare `int`, `str`, `datetime`, `Any`,
+so bad input is a 422 that names the field (app/errors.py) before it reaches the database:
+an id ≥ 2³¹, a negative limit, year 1 or 9999, a NUL character or a lone surrogate (which
+PostgreSQL refuses), JSON nested thousands deep.
+
+    def get_job(db: DbSession, _: Staff, job_id: Id) -> JobRead: ...
+    class JobCreate(BaseModel):
+        name: Text = Field(max_length=200)
+        model_version_ids: list[Id]
+"""
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+import annotated_types as at
+from pydantic import AfterValidator, BeforeValidator
+
+MAX_ID = 2**31 - 1  # PostgreSQL `integer`, the type of every id column
+MAX_JSON_DEPTH = 32
+EARLIEST = date(1970, 1, 1)
+LATEST = date(2100, 1, 1)
+
+
+def text_problem(value: str) -> str | None:
+    """Why this text cannot be stored (a NUL or a lone surrogate), or None."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")  # in C: a lone surrogate cannot be encoded
+        except UnicodeEncodeError:
+            return "must be valid Unicode (it contains a lone surrogate)"
+    return None
+
+
+def json_problem(value: Any, depth: int = 0) -> str | None:
+    """Why this JSON value cannot be stored (too deep, or text that cannot be), or None."""
+    if depth > MAX_JSON_DEPTH:
+        return f"is nested more than {MAX_JSON_DEPTH} levels deep"
+    if isinstance(value, str):
+        return text_problem(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
+        return "holds a number too large to store"
+    if isinstance(value, dict):
+        items: list[Any] = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        problem = json_problem(item, depth + 1)
+        if problem:
+            return problem
+    return None
+
+
+def _text(value: Any) -> Any:
+    # Before str's own validation, so length limits on a Text field stay str's limits.
+    problem = text_problem(value) if isinstance(value, str) else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _json(value: Any) -> Any:
+    problem = json_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _sane_time(value: date) -> date:
+    day = value.date() if isinstance(value, datetime) else value
+    if not EARLIEST <= day < LATEST:
+        raise ValueError(f"must be between {EARLIEST} and {LATEST}")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    # A time without a zone is read as UTC, the zone every stored timestamp is in.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+Id = Annotated[int, at.Ge(1), at.Le(MAX_ID)]
+"""A row id: 1 ≤ id < 2³¹."""
+Offset = Annotated[int, at.Ge(0), at.Le(MAX_ID)]
+PageSize = Annotated[int, at.Ge(1), at.Le(200)]
+PageNumber = Annotated[int, at.Ge(1), at.Le(1_000_000)]
+Text = Annotated[str, BeforeValidator(_text)]
+"""Text that can be stored: no NUL characters, no lone surrogates."""
+JsonValue = Annotated[Any, AfterValidator(_json)]
+"""Free JSON that can be stored: at most MAX_JSON_DEPTH deep, storable text and numbers."""
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json)]
+Day = Annotated[date, AfterValidator(_sane_time)]
+"""A calendar date from 1970 up to 2100."""
+Moment = Annotated[datetime, AfterValidator(_sane_time), AfterValidator(_utc)]
+"""A time from 1970 up to 2100; without a zone it is UTC."""
+

@@ -1,0 +1,148 @@
+"""The published OpenAPI spec is true.
+
+schemathesis generates requests from /openapi.json, valid and invalid, for each role (and
+anonymous) and checks every answer against the spec: no 5xx, only declared status codes and
+content types, bodies that match their schemas (the one ErrorBody for every error). The
+fast run sends a few cases per operation (about 180 requests a role); the slow one
+(`-m slow`) twenty times more. Every request runs in the test's rolled-back transaction.
+"""
+
+import os
+from collections import Counter
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import FailureGroup
+
+from app.auth import service as auth
+from app.auth.models import Role
+from app.fields import MAX_ID
+from tests.factories import make_user
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+FAST_EXAMPLES = int(os.environ.get("RLHF_CONTRACT_EXAMPLES", "2"))
+SLOW_EXAMPLES = 40
+ROLES = [None, *[r.value for r in Role]]
+
+
+def _headers(db, role: str | None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    if role is None:
+        return {}
+    _, clear = auth.create_token(db=db, user=make_user(db, role), name="contract")
+    return {"Authorization": f"Bearer {clear}"}
+
+
+def _send(case: schemathesis.Case, headers: dict[str, str], failures: Counter[str]) -> None:
+    label = case.operation.label
+    try:
+        response = case.call(headers=headers)
+    except Exception as exc:  # noqa: BLE001 - the app raised: a 500 in production
+        failures[f"{label} [Server error: {type(exc).__name__}] 500"] += 1
+        return
+    try:
+        case.validate_response(response, checks=CHECKS)
+    except FailureGroup as group:
+        for failure in group.exceptions:
+            failures[f"{label} [{failure.title}] {response.status_code}"] += 1
+
+
+def _run(app, db, role: str | None, examples: int) -> tuple[int, Counter[str]]:  # type: ignore[no-untyped-def]
+    """`examples` generated cases per operation, valid and invalid; (requests, failures)."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    headers = _headers(db, role)
+    failures: Counter[str] = Counter()
+    sent = 0
+    for result in schema.get_all_operations():
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+            @settings(max_examples=examples, database=None, deadline=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck), phases=[Phase.generate])
+            @given(case=result.ok().as_strategy(generation_mode=mode))
+            def check(case: schemathesis.Case) -> None:
+                nonlocal sent
+                sent += 1
+                _send(case, headers, failures)
+
+            try:
+                check()
+            except Unsatisfiable:  # no invalid input exists for this operation
+                pass
+    return sent, failures
+
+
+def _verdict(role: str | None, sent: int, failures: Counter[str]) -> str:
+    servers = sum(n for what, n in failures.items() if what.endswith(" 500"))
+    head = (f"{role or 'anonymous'}: {sent} requests, {sum(failures.values())} failures, "
+            f"{servers} 5xx")
+    lines = [f"{n:5d} {what}" for what, n in failures.most_common()]
+    if os.environ.get("RLHF_CONTRACT_REPORT"):  # figures for a report
+        with open(os.environ["RLHF_CONTRACT_REPORT"], "a") as out:
+            out.write("\n".join([head, *lines]) + "\n")
+    return "\n".join([head, *lines])
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r or "anonymous" for r in ROLES])
+def test_api_answers_as_its_spec_says(app, client, db, role):
+    sent, failures = _run(app, db, role, FAST_EXAMPLES)
+    verdict = _verdict(role, sent, failures)
+    assert sent > 0 and not failures, verdict
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("role", ROLES, ids=[r or "anonymous" for r in ROLES])
+def test_api_answers_as_its_spec_says_long(app, client, db, role):
+    sent, failures = _run(app, db, role, SLOW_EXAMPLES)
+    verdict = _verdict(role, sent, failures)
+    assert sent > 0 and not failures, verdict
+
+
+def _integers(schema: dict, spec: dict, path: str = "") -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    """Every integer schema under `schema` that is an id (its name ends in _id or _ids)."""
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    found = []
+    if schema.get("type") == "integer" and path.endswith(("_id", "_ids[]")):
+        found.append((path, schema))
+    for name, sub in schema.get("properties", {}).items():
+        found += _integers(sub, spec, f"{path}.{name}" if path else name)
+    for sub in schema.get("anyOf", []):
+        found += _integers(sub, spec, path)
+    if "items" in schema:
+        found += _integers(schema["items"], spec, path + "[]")
+    return found
+
+
+def test_spec_declares_errors_and_bounds_ids(client):
+    """Any route, old or new: errors in ErrorBody, ids bounded to the database's integer."""
+    spec = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    unbounded, undeclared = [], []
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            where = f"{method.upper()} {path}"
+            if not path.startswith("/api/"):
+                continue
+            for status, answer in op["responses"].items():
+                if status >= "400":
+                    ref = answer.get("content", {}).get("application/json", {}).get("schema")
+                    if ref != {"$ref": "#/components/schemas/ErrorBody"}:
+                        undeclared.append(f"{where} {status}")
+            if "{" in path and "404" not in op["responses"]:
+                undeclared.append(f"{where} 404")
+            params = [(p["name"], p["schema"]) for p in op.get("parameters", [])]
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+            ints = [hit for name, s in params for hit in _integers(s, spec, name)]
+            ints += _integers(body.get("schema", {}), spec)
+            unbounded += [f"{where} {name}" for name, s in ints if s.get("minimum") not in (0, 1)
+                          or s.get("maximum", MAX_ID + 1) > MAX_ID]
+    assert undeclared == [] and unbounded == []

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
+from app.errors import DomainError
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
 from app.evaluation.provenance import (
     BASELINE_KINDS,
@@ -30,12 +31,10 @@ from app.registry.models import ModelVersion
 GENERATING, LABELING, FAILED = "generating", "labeling", "failed"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(DomainError):
     """A campaign request that cannot be honoured; the message says what to change."""
 
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
+    status = 422
 
 
 # --- creation ----------------------------------------------------------------------------

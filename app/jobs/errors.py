@@ -1,10 +1,10 @@
-"""The jobs domain's error: a message a person can act on and the HTTP status it maps to."""
+"""The loop's error (jobs, rounds, the registry, generation): a sentence and its status."""
+
+from app.errors import DomainError
 
 
-class JobError(ValueError):
+class JobError(DomainError):
     """Refused: 404 unknown job/round/model, 409 conflict (a round runs, a job succeeded),
     422 not enough data or a bad config, 503 the broker cannot be reached."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+    status = 400

@@ -8,11 +8,12 @@ form shows its sentence on the page again with what was typed, and changes nothi
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import Staff
 from app.db import DbSession
+from app.fields import Id
 from app.jobs import rounds, schedule, views
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
@@ -29,7 +30,7 @@ async def _form(request: Request) -> dict[str, Any]:
     """The posted form as {name: text}, with the stage checkboxes as a list."""
     data = await request.form()  # already parsed (and cached) by the CSRF check
     if len(data) > MAX_FORM_FIELDS:
-        raise HTTPException(413, "The form has too many fields.")
+        raise JobError("The form has too many fields.", 413)
     out: dict[str, Any] = {k: v for k, v in data.items() if isinstance(v, str)}
     out["stages"] = [s for s in data.getlist("stages") if isinstance(s, str)]
     return out
@@ -95,7 +96,7 @@ def trigger_round(request: Request, db: DbSession, user: Staff, form: Form,
 
 
 @router.post("/jobs/rounds/{round_id}/cancel")
-def cancel_round(request: Request, db: DbSession, _: Staff, round_id: int) -> Response:
+def cancel_round(request: Request, db: DbSession, _: Staff, round_id: Id) -> Response:
     """Cancel a round's live jobs."""
     try:
         with db.begin_nested():
@@ -124,12 +125,9 @@ def save_schedule(request: Request, db: DbSession, user: Staff, form: Form) -> R
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, db: DbSession, _: Staff, job_id: int) -> Response:
+def job_page(request: Request, db: DbSession, _: Staff, job_id: Id) -> Response:
     """One job: live state, progress, charts, log tail, config, inputs and outputs."""
-    try:
-        job = jobs.get_job(db=db, job_id=job_id)
-    except JobError as exc:
-        raise HTTPException(exc.status, str(exc)) from exc
+    job = jobs.get_job(db=db, job_id=job_id)
     retry = views.was_retried(db=db, job_id=job.id)
     rnd = rounds.get_round(db=db, round_id=job.round_id) if job.round_id else None
     siblings = rounds.current_jobs(db=db, round_id=rnd.id) if rnd else []
@@ -142,7 +140,7 @@ def job_page(request: Request, db: DbSession, _: Staff, job_id: int) -> Response
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_job(request: Request, db: DbSession, _: Staff, job_id: int,
+def cancel_job(request: Request, db: DbSession, _: Staff, job_id: Id,
                form: Form) -> Response:
     """Cancel: a queued job at once, a running one at its next step."""
     try:
@@ -158,7 +156,7 @@ def cancel_job(request: Request, db: DbSession, _: Staff, job_id: int,
 
 
 @router.post("/jobs/{job_id}/retry")
-def retry_job(request: Request, db: DbSession, user: Staff, job_id: int,
+def retry_job(request: Request, db: DbSession, user: Staff, job_id: Id,
               background: BackgroundTasks) -> Response:
     """A new attempt of a failed or cancelled job (and of the round stages it stopped)."""
     try:

@@ -2,13 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
+from app.errors import errors
+from app.fields import Id
 from app.jobs import pages, rounds, schedule
 from app.jobs import service as jobs
-from app.jobs.errors import JobError
 from app.jobs.schemas import (
     JobBrief,
     JobLog,
@@ -28,9 +29,6 @@ add_nav("Jobs", "/jobs", STAFF, "Training rounds and jobs: trigger, watch, cance
 JobId = Annotated[int, Query(ge=1, lt=2**31)]
 
 
-def _http(exc: JobError) -> HTTPException:
-    return HTTPException(exc.status, str(exc))
-
 
 def _send(job_ids: list[int]) -> None:
     # Runs after the response, so after the commit that made the rows visible to workers.
@@ -44,19 +42,14 @@ def _round_read(db: DbSession, rnd: object) -> RoundRead:
 
 
 @router.post("/api/v1/rounds", response_model=RoundCreated, status_code=202,
-             responses={409: {"description": "a round is running"},
-                        422: {"description": "too little data or a bad config"},
-                        503: {"description": "the job broker is down"}})
+             responses=errors(409))
 def create_round(db: DbSession, user: Staff, body: RoundCreate,
                  background: BackgroundTasks) -> RoundCreated:
     """Start a round: export → the stages → (promote → generate); 202 with its jobs."""
-    try:
-        jobs.require_broker()
-        rnd = rounds.create_round(db=db, user=user, stages=body.stages, config=body.config,
-                                  promote=body.promote, generate=body.generate,
-                                  exclusive=body.exclusive)
-    except JobError as exc:
-        raise _http(exc) from exc
+    jobs.require_broker()
+    rnd = rounds.create_round(db=db, user=user, stages=body.stages, config=body.config,
+                              promote=body.promote, generate=body.generate,
+                              exclusive=body.exclusive)
     created = rounds.current_jobs(db=db, round_id=rnd.id)
     background.add_task(_send, [created[0].id])
     return RoundCreated(round_id=rnd.id, jobs=[JobBrief.model_validate(j) for j in created])
@@ -69,21 +62,16 @@ def list_rounds(db: DbSession, _: Staff) -> list[RoundRead]:
 
 
 @router.get("/api/v1/rounds/{round_id}", response_model=RoundRead)
-def get_round(db: DbSession, _: Staff, round_id: int) -> RoundRead:
+def get_round(db: DbSession, _: Staff, round_id: Id) -> RoundRead:
     """One round with every attempt of its jobs."""
-    try:
-        return _round_read(db, rounds.get_round(db=db, round_id=round_id))
-    except JobError as exc:
-        raise _http(exc) from exc
+    return _round_read(db, rounds.get_round(db=db, round_id=round_id))
 
 
-@router.post("/api/v1/rounds/{round_id}/cancel", response_model=RoundRead)
-def cancel_round(db: DbSession, _: Staff, round_id: int) -> RoundRead:
+@router.post("/api/v1/rounds/{round_id}/cancel", response_model=RoundRead,
+             responses=errors(409))
+def cancel_round(db: DbSession, _: Staff, round_id: Id) -> RoundRead:
     """Cancel the round's live jobs (running ones stop at their next step)."""
-    try:
-        return _round_read(db, rounds.cancel_round(db=db, round_id=round_id))
-    except JobError as exc:
-        raise _http(exc) from exc
+    return _round_read(db, rounds.cancel_round(db=db, round_id=round_id))
 
 
 @router.get("/api/v1/jobs", response_model=list[JobRead])
@@ -97,59 +85,45 @@ def list_jobs(db: DbSession, _: Staff, round_id: int | None = Query(None, ge=1, 
 
 
 @router.get("/api/v1/jobs/{job_id}", response_model=JobRead)
-def get_job(db: DbSession, _: Staff, job_id: int) -> JobRead:
+def get_job(db: DbSession, _: Staff, job_id: Id) -> JobRead:
     """One job: state, progress, config, inputs and outputs."""
-    try:
-        return JobRead.model_validate(jobs.get_job(db=db, job_id=job_id))
-    except JobError as exc:
-        raise _http(exc) from exc
+    return JobRead.model_validate(jobs.get_job(db=db, job_id=job_id))
 
 
 @router.get("/api/v1/jobs/{job_id}/log", response_model=JobLog)
-def job_log(db: DbSession, _: Staff, job_id: int) -> JobLog:
+def job_log(db: DbSession, _: Staff, job_id: Id) -> JobLog:
     """The last lines the job printed."""
-    try:
-        job = jobs.get_job(db=db, job_id=job_id)
-    except JobError as exc:
-        raise _http(exc) from exc
+    job = jobs.get_job(db=db, job_id=job_id)
     return JobLog(id=job.id, state=job.state, log_tail=job.log_tail)
 
 
 @router.get("/api/v1/jobs/{job_id}/metrics", response_model=MetricsRead)
-def job_metrics(db: DbSession, _: Staff, job_id: int,
+def job_metrics(db: DbSession, _: Staff, job_id: Id,
                 keys: str | None = Query(None, max_length=2000,
                                          description="comma-separated metric names"),
                 max_points: int = Query(1000, ge=2, le=10_000)) -> MetricsRead:
     """Each metric's [[step, value], …], downsampled on the server to max_points."""
     wanted = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
-    try:
-        return MetricsRead(series=jobs.metric_series(db=db, job_id=job_id, keys=wanted,
-                                                     max_points=max_points))
-    except JobError as exc:
-        raise _http(exc) from exc
+    return MetricsRead(series=jobs.metric_series(db=db, job_id=job_id, keys=wanted,
+                                                 max_points=max_points))
 
 
-@router.post("/api/v1/jobs/{job_id}/cancel", response_model=JobRead)
-def cancel_job(db: DbSession, _: Staff, job_id: int) -> JobRead:
+@router.post("/api/v1/jobs/{job_id}/cancel", response_model=JobRead, responses=errors(409))
+def cancel_job(db: DbSession, _: Staff, job_id: Id) -> JobRead:
     """Cancel: a queued job at once, a running one at its next step (state cancelling)."""
-    try:
-        job = jobs.request_cancel(db=db, job_id=job_id)
-        if job.round_id is not None:
-            rounds.settle(db=db, round_id=job.round_id)
-    except JobError as exc:
-        raise _http(exc) from exc
+    job = jobs.request_cancel(db=db, job_id=job_id)
+    if job.round_id is not None:
+        rounds.settle(db=db, round_id=job.round_id)
     return JobRead.model_validate(job)
 
 
-@router.post("/api/v1/jobs/{job_id}/retry", response_model=JobRead, status_code=202)
-def retry_job(db: DbSession, user: Staff, job_id: int,
+@router.post("/api/v1/jobs/{job_id}/retry", response_model=JobRead, status_code=202,
+             responses=errors(409))
+def retry_job(db: DbSession, user: Staff, job_id: Id,
               background: BackgroundTasks) -> JobRead:
     """A new attempt of a failed or cancelled job (and of the round stages it stopped)."""
-    try:
-        jobs.require_broker()
-        job = rounds.retry_job(db=db, job_id=job_id, user=user)
-    except JobError as exc:
-        raise _http(exc) from exc
+    jobs.require_broker()
+    job = rounds.retry_job(db=db, job_id=job_id, user=user)
     background.add_task(_send, [job.id])
     return JobRead.model_validate(job)
 
@@ -165,10 +139,7 @@ def get_schedule(db: DbSession, _: Staff) -> ScheduleRead:
 @router.put("/api/v1/schedule", response_model=ScheduleRead)
 def put_schedule(db: DbSession, user: Staff, body: ScheduleWrite) -> ScheduleRead:
     """Set the schedule (422 for one that makes no sense)."""
-    try:
-        row = schedule.update_schedule(db=db, user=user, **body.model_dump())
-    except JobError as exc:
-        raise _http(exc) from exc
+    row = schedule.update_schedule(db=db, user=user, **body.model_dump())
     out = ScheduleRead.model_validate(row)
     out.new_feedback = schedule.new_feedback(db=db)
     return out

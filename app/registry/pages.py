@@ -4,11 +4,12 @@ candidates, promote and roll back, and two versions compared side by side."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
+from app.fields import Id
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
 from app.jobs.views import checked
@@ -32,10 +33,7 @@ Form = Annotated[dict[str, Any], Depends(_form)]
 
 
 def _get(db: DbSession, version_id: int) -> Any:
-    try:
-        return registry.get_version(db=db, version_id=version_id)
-    except JobError as exc:
-        raise HTTPException(exc.status, str(exc)) from exc
+    return registry.get_version(db=db, version_id=version_id)
 
 
 @router.get("/models", response_class=HTMLResponse)
@@ -66,7 +64,7 @@ def compare_page(request: Request, db: DbSession, _: Staff, a: VersionId = None,
 
 
 @router.get("/models/{model_id}", response_class=HTMLResponse)
-def model_page(request: Request, db: DbSession, _: Staff, model_id: int) -> Response:
+def model_page(request: Request, db: DbSession, _: Staff, model_id: Id) -> Response:
     """One version: lineage, snapshots, metrics, its job, what it generated, promote."""
     version = _get(db, model_id)
     found = registry.lineage(db=db, version_id=version.id)
@@ -110,7 +108,7 @@ def rollback(request: Request, db: DbSession, user: Staff, form: Form) -> Respon
 
 
 @router.post("/models/{model_id}/promote")
-def promote(request: Request, db: DbSession, user: Staff, model_id: int, form: Form,
+def promote(request: Request, db: DbSession, user: Staff, model_id: Id, form: Form,
             background: BackgroundTasks) -> Response:
     """Move `<kind>:active` to this version; for a policy, optionally generate rank tasks."""
     job = None

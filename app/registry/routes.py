@@ -5,11 +5,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import StreamingResponse
 
 from app.auth.deps import Staff
 from app.db import DbSession
+from app.errors import errors
+from app.fields import Id
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
 from app.registry import generation, pages
@@ -26,9 +28,6 @@ from app.registry.schemas import (
 
 router = APIRouter()
 
-
-def _http(exc: JobError) -> HTTPException:
-    return HTTPException(exc.status, str(exc))
 
 
 def model_read(db: DbSession, version: ModelVersion,
@@ -56,36 +55,28 @@ def alias_history(db: DbSession, _: Staff,
     return [AliasEventRead.model_validate(e) for e in registry.history(db=db, alias=alias)]
 
 
-@router.post("/api/v1/models/rollback", response_model=ModelRead)
+@router.post("/api/v1/models/rollback", response_model=ModelRead, responses=errors(409))
 def rollback(db: DbSession, user: Staff, body: RollbackRequest) -> ModelRead:
     """Move `<kind>:active` back to the version it pointed at before its last move."""
-    try:
-        return model_read(db, registry.rollback(db=db, kind=body.kind, user_id=user.id))
-    except JobError as exc:
-        raise _http(exc) from exc
+    return model_read(db, registry.rollback(db=db, kind=body.kind, user_id=user.id))
 
 
 @router.get("/api/v1/models/{model_id}", response_model=ModelRead)
-def get_model(db: DbSession, _: Staff, model_id: int) -> ModelRead:
+def get_model(db: DbSession, _: Staff, model_id: Id) -> ModelRead:
     """One version."""
-    try:
-        return model_read(db, registry.get_version(db=db, version_id=model_id))
-    except JobError as exc:
-        raise _http(exc) from exc
+    return model_read(db, registry.get_version(db=db, version_id=model_id))
 
 
-@router.post("/api/v1/models/{model_id}/promote", response_model=ModelRead)
+@router.post("/api/v1/models/{model_id}/promote", response_model=ModelRead,
+             responses=errors(409))
 def promote(
-    db: DbSession, user: Staff, model_id: int, background: BackgroundTasks,
+    db: DbSession, user: Staff, model_id: Id, background: BackgroundTasks,
     generate: bool = Query(True, description="a policy: also start a generate job"),
 ) -> ModelRead:
     """Move `<kind>:active` to this version; a promoted policy then generates candidates."""
-    try:
-        version = registry.promote(db=db, version_id=model_id, user_id=user.id)
-        job = (generation.request(db=db, config={}, user=user)
-               if generate and version.kind == "policy" else None)
-    except JobError as exc:
-        raise _http(exc) from exc
+    version = registry.promote(db=db, version_id=model_id, user_id=user.id)
+    job = (generation.request(db=db, config={}, user=user)
+           if generate and version.kind == "policy" else None)
     out = model_read(db, version)
     if job is not None:
         out.generate_job_id = job.id
@@ -94,29 +85,24 @@ def promote(
 
 
 @router.get("/api/v1/models/{model_id}/lineage", response_model=Lineage)
-def lineage(db: DbSession, _: Staff, model_id: int) -> Lineage:
+def lineage(db: DbSession, _: Staff, model_id: Id) -> Lineage:
     """Ancestors back to the base model, and the versions built on this one."""
-    try:
-        found = registry.lineage(db=db, version_id=model_id)
-    except JobError as exc:
-        raise _http(exc) from exc
+    found = registry.lineage(db=db, version_id=model_id)
     names = registry.aliases(db=db)
     return Lineage(version=model_read(db, found["version"], names),
                    ancestors=[model_read(db, v, names) for v in found["ancestors"]],
                    children=[model_read(db, v, names) for v in found["children"]])
 
 
-@router.get("/api/v1/models/{model_id}/download", response_class=StreamingResponse)
-def download(db: DbSession, _: Staff, model_id: int) -> StreamingResponse:
+@router.get("/api/v1/models/{model_id}/download", response_class=StreamingResponse,
+            responses=errors(409))
+def download(db: DbSession, _: Staff, model_id: Id) -> StreamingResponse:
     """The model directory as a .tar.gz (for researchers to load elsewhere)."""
-    try:
-        version = registry.get_version(db=db, version_id=model_id)
-    except JobError as exc:
-        raise _http(exc) from exc
+    version = registry.get_version(db=db, version_id=model_id)
     path = Path(version.path)
     if not path.is_dir():
-        raise HTTPException(409, f"Version {model_id} has no directory on this server "
-                                 f"({version.path}).")
+        raise JobError(f"Version {model_id} has no directory on this server "
+                       f"({version.path}).", 409)
     spool = tempfile.TemporaryFile()  # on disk: model directories are large
     with tarfile.open(fileobj=spool, mode="w:gz") as tar:
         tar.add(path, arcname=version.name)
@@ -134,11 +120,8 @@ def download(db: DbSession, _: Staff, model_id: int) -> StreamingResponse:
 def generate(db: DbSession, user: Staff, body: GenerateRequest,
              background: BackgroundTasks) -> JobAccepted:
     """Sample fresh candidates and make rank tasks of them (a job; 202 with its id)."""
-    try:
-        jobs.require_broker()
-        job = generation.request(db=db, config=body.model_dump(exclude_none=True), user=user)
-    except JobError as exc:
-        raise _http(exc) from exc
+    jobs.require_broker()
+    job = generation.request(db=db, config=body.model_dump(exclude_none=True), user=user)
     background.add_task(jobs.dispatch, [job.id])
     return JobAccepted(job_id=job.id)
 

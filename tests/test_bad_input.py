@@ -16,8 +16,7 @@ from app.auth.models import Role, User
 from app.db import Base
 from app.prompts import service as prompts
 from app.queue.models import Assignment
-from tests.factories import make_user
-from tests.labeling.factories import lease, make_task, rank_body
+from tests.factories import lease, make_task, make_user, rank_body
 
 BIG = 2**31
 NUL = "a\\u0000b"  # as JSON escapes: what a client sends

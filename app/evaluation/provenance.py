@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.errors import DomainError
 from app.exports.models import DatasetSnapshot
 from app.jobs.models import Job
 from app.registry.models import ModelVersionSnapshot
@@ -65,8 +66,8 @@ def get_version(*, db: Session, version_id: int) -> Version:
 
     try:
         row = registry.get_version(db=db, version_id=version_id)
-    except ValueError as exc:  # the registry's own "not found"
-        if getattr(exc, "status", 404) != 404:
+    except DomainError as exc:  # the registry's own "not found"
+        if exc.status != 404:
             raise
         row = None
     if row is None:

@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.fields import Id
+
 Judges = Literal["held_out", "all"]
 
 
@@ -24,14 +26,14 @@ class EvaluationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_ids: list[int] = Field(min_length=1, max_length=20)
-    baseline_id: int
+    model_ids: list[Id] = Field(min_length=1, max_length=20)
+    baseline_id: Id
     n_prompts: int = Field(ge=1, le=10_000)
     overlap: int = Field(default=1, ge=1, le=50)
     judges: Judges = "held_out"
     name: str = Field(default="", max_length=200)
     sampling: Sampling = Field(default_factory=Sampling)
-    prompt_ids: list[int] | None = Field(
+    prompt_ids: list[Id] | None = Field(
         default=None, max_length=10_000,
         description="These test prompts (n_prompts of them) instead of a random sample.")
 

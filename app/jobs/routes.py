@@ -75,7 +75,7 @@ def cancel_round(db: DbSession, _: Staff, round_id: Id) -> RoundRead:
 
 
 @router.get("/api/v1/jobs", response_model=list[JobRead])
-def list_jobs(db: DbSession, _: Staff, round_id: int | None = Query(None, ge=1, lt=2**31),
+def list_jobs(db: DbSession, _: Staff, round_id: Id | None = None,
               state: str | None = Query(None, pattern="^(queued|running|succeeded|failed|"
                                                       "cancelling|cancelled)$"),
               limit: int = Query(200, ge=1, le=1000)) -> list[JobRead]:

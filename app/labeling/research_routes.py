@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
+from app.errors import errors
 from app.labeling import research
 from app.labeling.models import PROMPT_FLAG_REASONS
 from app.labeling.service import SubmissionError
@@ -37,7 +38,7 @@ def task_view_page(request: Request, db: DbSession, _: Staff, task_id: int) -> R
     return render(request, "queue/task.html", v=view, flag_labels=FLAG_LABELS)
 
 
-@router.get("/agreement/tasks", response_class=HTMLResponse)
+@router.get("/agreement/tasks", response_class=HTMLResponse, responses=errors(404))
 def shared_tasks_page(request: Request, db: DbSession, _: Staff, labeler: Id,
                       other: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
     try:

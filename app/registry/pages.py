@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
+from app.errors import errors
 from app.fields import Id
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
@@ -48,7 +49,7 @@ def models_page(request: Request, db: DbSession, _: Staff) -> Response:
                   rollback=views.rollback_targets(db=db))
 
 
-@router.get("/models/compare", response_class=HTMLResponse)
+@router.get("/models/compare", response_class=HTMLResponse, responses=errors(404))
 def compare_page(request: Request, db: DbSession, _: Staff, a: VersionId = None,
                  b: VersionId = None) -> Response:
     """Two versions' metrics (and the settings where they differ) side by side."""

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.fields import Id
+
 
 class ModelRead(BaseModel):
     """A version as GET /api/v1/models returns it."""
@@ -56,11 +58,11 @@ class GenerateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model_id: int | None = Field(default=None, ge=1, lt=2**31)
+    model_id: Id | None = None
     mix: list[dict[str, Any]] | None = None
     k: int = Field(default=4, ge=4, le=9)
     n_prompts: int = Field(default=50, ge=1, le=100_000)
-    prompt_ids: list[int] | None = None
+    prompt_ids: list[Id] | None = None
     overlap: int = Field(default=1, ge=1, le=20)
     priority: int = Field(default=0, ge=-1000, le=1000)
     max_new_tokens: int = Field(default=48, ge=1, le=4096)

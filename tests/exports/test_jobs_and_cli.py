@@ -81,10 +81,10 @@ def test_cli_export_refuses_bad_input_and_creates_nothing(committed_db, tmp_path
     existing = tmp_path / "taken"
     existing.mkdir()
     cases = [
-        (["export", "everything"], "Kind must be one of 'sft', 'rankings'"),
-        (["export", "rankings", "--format", "csv"], "Format must be one of"),
+        (["export", "everything"], "kind should be 'sft', 'rankings'"),
+        (["export", "rankings", "--format", "csv"], "format should be 'jsonl' or 'parquet'"),
         (["export", "prompts", "--labeler", "1"], "do not apply"),
-        (["export", "rankings", "--since", "yesterday-ish"], "Since must be a date like"),
+        (["export", "rankings", "--since", "yesterday-ish"], "since should be a valid datetime"),
         (["export", "rankings", "--out", str(existing)], "already exists"),
         (["export", "comparisons", "--out", str(tmp_path / "cmp.jsonl")],
          "names the snapshot directory"),

@@ -96,7 +96,7 @@ def seed(n_demos: int, n_ranks: int) -> None:
                 lease = queue.next_task(db=db, user=user, kind=kind)
                 if lease is None:
                     break
-                body: dict = {"assignment_id": lease.id, "idempotency_key": f"b{lease.id}",
+                body: dict = {"assignment_id": lease.id, "idempotency_key": f"bench-{lease.id:08d}",
                               "seconds_spent": 3}
                 if kind == TaskKind.demonstrate:
                     body["text"] = "a calm and accurate answer with a few details"

@@ -115,6 +115,12 @@ def request_export(*, db: Session, user: User, request: ExportCreate) -> Dataset
     snapshot = create_snapshot(db=db, user=user, request=request)
     plan, _ = _plan(db, snapshot)
     if sources.count(db=db, plan=plan) > INLINE_MAX_SOURCE_ROWS:
+        # A job recorded in this transaction: a worker builds it, and the jobs' reaper and
+        # sweep see to it if the worker dies or the broker was down (app/jobs).
+        from app.jobs import service as jobs
+
+        jobs.submit(db=db, kind="export_snapshot", config={"snapshot_id": snapshot.id},
+                    user=user)
         return snapshot
     try:
         build(db=db, snapshot=snapshot)

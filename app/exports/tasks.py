@@ -1,10 +1,17 @@
 """Celery job that builds a large snapshot, storing its progress on the row."""
 
+import shutil
 import time
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
 from app.db import session_scope
 from app.exports import service
+from app.exports.models import DatasetSnapshot
+from app.jobs import service as jobs
+from app.jobs.kinds import JobContext, JobFailed, job_kind
 from app.worker import celery_app
 
 PROGRESS_EVERY_S = 1.0
@@ -54,6 +61,31 @@ def build_snapshot(snapshot_id: int) -> dict[str, Any]:
         return {"snapshot_id": snapshot_id, "state": "done", "rows": snapshot.rows}
 
 
+@job_kind("export_snapshot", on_failure=lambda db, job: snapshot_failed(db, job),
+          label="export snapshot")
+def export_snapshot(ctx: JobContext) -> dict[str, Any]:
+    """A large export as a job: a lease and heartbeat while it runs, so a dead worker's
+    export is failed by the reaper instead of staying "running"."""
+    result = build_snapshot(int(ctx.config["snapshot_id"]))
+    if result["state"] == "failed":
+        raise JobFailed(result["error"])
+    return result
+
+
+def snapshot_failed(db: Session, job: Any) -> None:
+    """The job ended without building: fail its snapshot (if not built) and remove what a
+    killed build left in the exports directory."""
+    snapshot_id = int(job.config["snapshot_id"])
+    snapshot = db.get(DatasetSnapshot, snapshot_id)
+    if snapshot is not None and snapshot.state != "done":
+        service.mark_failed(db=db, snapshot=snapshot, error=f"the export job {job.state}: "
+                            f"{job.error or ''}; request the export again")
+    for leftover in get_settings().exports_dir.resolve().glob(f".tmp-{snapshot_id}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 def enqueue(snapshot_id: int) -> None:
-    """Send the build job; called after the request that created the row has committed."""
-    build_snapshot.delay(snapshot_id)
+    """Send the snapshot's job once the request that recorded it has committed; if the broker
+    is down it stays queued and the beat's sweep sends it when the broker is back."""
+    del snapshot_id  # its job was recorded with it (service.request_export)
+    jobs.send_unsent()

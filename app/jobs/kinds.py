@@ -23,6 +23,7 @@ from app.db import session_scope
 
 Handler = Callable[["JobContext"], dict[str, Any]]
 OnSuccess = Callable[[Session, Any, dict[str, Any]], None]
+OnFailure = Callable[[Session, Any], None]
 
 
 class JobCancelled(Exception):
@@ -40,17 +41,18 @@ class JobKind:
     queue: str = "default"
     on_success: OnSuccess | None = None
     label: str = ""
+    on_failure: OnFailure | None = None  # runs when the job ends failed or cancelled
 
 
 KINDS: dict[str, JobKind] = {}
 
 
 def job_kind(name: str, *, queue: str = "default", on_success: OnSuccess | None = None,
-             label: str = "") -> Callable[[Handler], Handler]:
+             on_failure: OnFailure | None = None, label: str = "") -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of jobs of this kind."""
 
     def register(handler: Handler) -> Handler:
-        KINDS[name] = JobKind(name, handler, queue, on_success, label or name)
+        KINDS[name] = JobKind(name, handler, queue, on_success, label or name, on_failure)
         return handler
 
     return register

@@ -171,6 +171,9 @@ def end(*, db: Session, job_id: int, worker: str | None, state: JobState, error:
         return False
     job.state, job.error, job.finished_at = state, error[:4000], utcnow()
     job.retryable = state in (JobState.failed, JobState.cancelled)
+    on_failure = KINDS[job.kind].on_failure if job.kind in KINDS else None
+    if on_failure is not None:
+        on_failure(db, job)  # e.g. the export's snapshot is failed with it
     db.flush()
     return True
 
@@ -181,6 +184,9 @@ def request_cancel(*, db: Session, job_id: int) -> Job:
     if job.state == JobState.queued:
         job.state, job.finished_at, job.retryable = JobState.cancelled, utcnow(), True
         job.error = "cancelled before it started"
+        on_failure = KINDS[job.kind].on_failure
+        if on_failure is not None:
+            on_failure(db, job)
     elif job.state == JobState.running:
         job.state, job.cancel_requested = JobState.cancelling, True
     elif job.state != JobState.cancelling:
@@ -207,6 +213,15 @@ def stale(*, db: Session) -> list[Job]:
     stmt = select(Job).where(Job.state.in_([JobState.running, JobState.cancelling]),
                              Job.heartbeat_at < cutoff).with_for_update(skip_locked=True)
     return list(db.scalars(stmt))
+
+
+def send_unsent() -> list[int]:
+    """Send every queued job that has no recorded send (after the commit that made them)."""
+    from app.db import session_scope
+
+    with session_scope() as db:
+        found = unsent(db=db)
+    return dispatch(found) if found else []
 
 
 def unsent(*, db: Session) -> list[int]:

@@ -119,7 +119,7 @@ def _users(request: Request, db: Session, form: dict[str, str]) -> Response:
 def _users_again(request: Request, form: dict[str, str], message: str) -> Response:
     flash(request, message, "error")
     # Only the add-a-user form is filled in again; a row's form shows the row as stored.
-    with session_scope() as db:
+    with session_scope(read_only=True) as db:  # a page shown again only reads
         return _users(request, db, form if request.url.path == "/admin/users" else {})
 
 

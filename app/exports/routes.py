@@ -41,7 +41,7 @@ def _page(request: Request, db: Session, form: dict[str, str]) -> Response:
 
 def _form_again(request: Request, form: dict[str, str], message: str) -> Response:
     flash(request, f"Export not created: {message}", "error")
-    with session_scope() as db:
+    with session_scope(read_only=True) as db:  # a page shown again only reads
         return _page(request, db, form)
 
 

@@ -230,7 +230,7 @@ def _use_cases(request: Request, db: Session, form: dict[str, str]) -> Response:
 def _use_cases_again(request: Request, form: dict[str, str], message: str) -> Response:
     flash(request, message, "error")
     # Only the add form is filled in again; a row's form shows the row as stored.
-    with session_scope() as db:
+    with session_scope(read_only=True) as db:  # a page shown again only reads
         return _use_cases(request, db, form if request.url.path == "/admin/use-cases" else {})
 
 

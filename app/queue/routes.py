@@ -157,7 +157,7 @@ def _tasks(request: Request, db: Session, form: dict[str, str]) -> Response:
 
 def _tasks_again(request: Request, form: dict[str, str], message: str) -> Response:
     flash(request, message, "error")
-    with session_scope() as db:
+    with session_scope(read_only=True) as db:  # a page shown again only reads
         return _tasks(request, db, form)
 
 

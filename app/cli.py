@@ -186,9 +186,10 @@ def up(
     if workers:
         # Training holds its worker for minutes: the gpu queue gets a worker of its own
         # (one job at a time), so exports and the beat's reaper never wait behind it.
-        celery = [sys.executable, "-m", "celery", "-A", "app.worker", "worker",
-                  "--without-mingle", "--without-gossip", "--loglevel", worker_log_level,
-                  *(["--quiet"] if worker_log_level.upper() != "INFO" else [])]
+        # --quiet (no banner) is an option of celery itself, not of its worker command.
+        quiet = ["--quiet"] if worker_log_level.upper() != "INFO" else []
+        celery = [sys.executable, "-m", "celery", "-A", "app.worker", *quiet, "worker",
+                  "--without-mingle", "--without-gossip", "--loglevel", worker_log_level]
         children.append(subprocess.Popen(
             [*celery, "--beat", "-Q", "default", "--concurrency", "2", "-n", "default@%h"]))
         children.append(subprocess.Popen(

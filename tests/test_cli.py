@@ -72,6 +72,12 @@ def test_up_quiets_the_worker_and_prints_logins_and_address_last(committed_db, m
     assert out.exit_code == 0, out.output
     worker = started[0]
     assert "--quiet" in worker and worker[worker.index("--loglevel") + 1] == "WARNING"
+    monkeypatch.undo()  # the real Popen again
+    # Celery itself accepts each worker command line (an unknown option makes the worker exit
+    # at once, and `up` would serve with no worker at all).
+    for args in (a for a in started if "celery" in a):
+        check = subprocess.run([*args, "--help"], capture_output=True, text=True, timeout=120)
+        assert check.returncode == 0, (args, check.stderr[-500:])
     before_server = out.output.split("UVICORN STARTED")[0].rstrip().splitlines()
     assert before_server[-1].startswith("RLHF Studio on http://127.0.0.1:8123")
     assert "Try labeler@example.com first" in out.output

@@ -30,6 +30,11 @@ router = APIRouter()
 
 
 
+def _send(job_ids: list[int]) -> None:
+    # Runs after the response, so after the commit that made the job visible to workers.
+    jobs.dispatch(job_ids)
+
+
 def model_read(db: DbSession, version: ModelVersion,
                aliases: dict[int, list[str]] | None = None) -> ModelRead:
     """A version with its snapshots and aliases."""
@@ -80,7 +85,7 @@ def promote(
     out = model_read(db, version)
     if job is not None:
         out.generate_job_id = job.id
-        background.add_task(jobs.dispatch, [job.id])
+        background.add_task(_send, [job.id])
     return out
 
 
@@ -122,7 +127,7 @@ def generate(db: DbSession, user: Staff, body: GenerateRequest,
     """Sample fresh candidates and make rank tasks of them (a job; 202 with its id)."""
     jobs.require_broker()
     job = generation.request(db=db, config=body.model_dump(exclude_none=True), user=user)
-    background.add_task(jobs.dispatch, [job.id])
+    background.add_task(_send, [job.id])
     return JobAccepted(job_id=job.id)
 
 

@@ -13,6 +13,17 @@ from tests.factories import make_user
 from tests.jobs.loop import label_everything, labeler_token, seed_tasks
 
 
+@pytest.fixture(autouse=True)
+def sent(monkeypatch):  # type: ignore[no-untyped-def]
+    """The job ids the routes send after their commit, recorded instead of sent: a test's
+    transaction is never committed, so a worker could not see them (and on SQLite the send's
+    own transaction would wait for the test's write lock). Sending is tested on real workers
+    in test_worker_loop.py."""
+    calls: list[list[int]] = []
+    monkeypatch.setattr(jobs, "dispatch", lambda ids: calls.append(list(ids)) or list(ids))
+    return calls
+
+
 @pytest.fixture
 def staff(db):  # type: ignore[no-untyped-def]
     _, token = auth.create_token(db=db, user=make_user(db, "researcher"))
@@ -54,7 +65,7 @@ def test_round_with_bad_request_is_refused(client, db, staff, body, words):
     assert _count(db, Round) == 0
 
 
-def test_second_round_while_one_runs_is_409(client, db, staff):
+def test_second_round_while_one_runs_is_409(client, db, staff, sent):
     seed_tasks(db)
     label_everything(client, labeler_token(db))
     first = client.post("/api/v1/rounds", json={"stages": ["rm"]}, headers=staff)
@@ -62,6 +73,7 @@ def test_second_round_while_one_runs_is_409(client, db, staff):
     second = client.post("/api/v1/rounds", json={"stages": ["rm"]}, headers=staff)
     assert second.status_code == 409 and "already running" in second.json()["detail"]
     assert _count(db, Round) == 1
+    assert sent == [[first.json()["jobs"][0]["id"]]]  # the export, after the commit
 
 
 def test_broker_down_is_503_and_creates_nothing(client, db, staff, monkeypatch):

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     base_model: str = ""  # empty: the tiny offline model built under data_dir
     models_dir: Path = Path("data/models")
     exports_dir: Path = Path("data/exports")
+    # Prompt and candidate uploads: refused above the first; above the second imported by a
+    # job (202 with its id, progress on the job) rather than inside the request.
+    import_max_upload_mb: float = 200.0
+    import_inline_max_mb: float = 5.0
     db_pool_size: int = 10
     # Jobs (docs/loop.md): a running job proves it is alive every job_heartbeat_s; the reaper
     # fails one silent for job_lease_s. A queued job whose message was lost is sent again.

@@ -192,7 +192,8 @@ async def _page(request: Request, status: int, message: str, exc: Exception | No
             response = await response
         response.status_code = status
         return response
-    title = {404: "Not found", 403: "Forbidden", 409: "Conflict"}.get(status, "Error")
+    title = {404: "Not found", 403: "Forbidden", 409: "Conflict",
+             503: "Back in a moment"}.get(status, "Error")
     return render(request, "error.html", status_code=status, title=title, detail=message)
 
 

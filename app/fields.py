@@ -85,6 +85,8 @@ def _utc(value: datetime) -> datetime:
 
 Id = Annotated[int, at.Ge(1), at.Le(MAX_ID)]
 """A row id: 1 ≤ id < 2³¹."""
+Int32 = Annotated[int, at.Ge(-MAX_ID - 1), at.Le(MAX_ID)]
+"""Any integer an `integer` column holds: for a form field whose range a schema checks."""
 Offset = Annotated[int, at.Ge(0), at.Le(MAX_ID)]
 PageSize = Annotated[int, at.Ge(1), at.Le(200)]
 PageNumber = Annotated[int, at.Ge(1), at.Le(1_000_000)]

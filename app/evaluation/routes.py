@@ -19,7 +19,7 @@ from app.evaluation.schemas import (
     EvaluationResults,
     Verdict,
 )
-from app.fields import Id
+from app.fields import Id, Int32, Text
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -90,12 +90,12 @@ def index_page(request: Request, db: DbSession, _: Staff) -> Response:
 @router.post("/evaluations")
 def create_form(
     request: Request, db: DbSession, user: Staff, background: BackgroundTasks,
-    baseline_id: Annotated[Id, Form()], n_prompts: Annotated[int, Form()],
+    baseline_id: Annotated[Id, Form()], n_prompts: Annotated[Int32, Form()],
     model_ids: Annotated[list[Id] | None, Form()] = None,
-    overlap: Annotated[int, Form()] = 1, judges: Annotated[str, Form()] = "held_out",
-    name: Annotated[str, Form()] = "", temperature: Annotated[float, Form()] = 0.7,
-    top_p: Annotated[float, Form()] = 1.0, max_new_tokens: Annotated[int, Form()] = 256,
-    seed: Annotated[int, Form()] = 0,
+    overlap: Annotated[Int32, Form()] = 1, judges: Annotated[Text, Form()] = "held_out",
+    name: Annotated[Text, Form()] = "", temperature: Annotated[float, Form()] = 0.7,
+    top_p: Annotated[float, Form()] = 1.0, max_new_tokens: Annotated[Int32, Form()] = 256,
+    seed: Annotated[Int32, Form()] = 0,
 ) -> Response:
     try:
         spec = EvaluationCreate.model_validate({

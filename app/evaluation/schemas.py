@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.fields import Id
+from app.fields import Id, Text
 
 Judges = Literal["held_out", "all"]
 
@@ -31,7 +31,7 @@ class EvaluationCreate(BaseModel):
     n_prompts: int = Field(ge=1, le=10_000)
     overlap: int = Field(default=1, ge=1, le=50)
     judges: Judges = "held_out"
-    name: str = Field(default="", max_length=200)
+    name: Text = Field(default="", max_length=200)
     sampling: Sampling = Field(default_factory=Sampling)
     prompt_ids: list[Id] | None = Field(
         default=None, max_length=10_000,

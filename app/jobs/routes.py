@@ -7,9 +7,10 @@ from fastapi import APIRouter, BackgroundTasks, Query
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.errors import errors
-from app.fields import Id
+from app.fields import Id, Text
 from app.jobs import pages, rounds, schedule
 from app.jobs import service as jobs
+from app.jobs.models import JobState
 from app.jobs.schemas import (
     JobBrief,
     JobLog,
@@ -76,8 +77,7 @@ def cancel_round(db: DbSession, _: Staff, round_id: Id) -> RoundRead:
 
 @router.get("/api/v1/jobs", response_model=list[JobRead])
 def list_jobs(db: DbSession, _: Staff, round_id: Id | None = None,
-              state: str | None = Query(None, pattern="^(queued|running|succeeded|failed|"
-                                                      "cancelling|cancelled)$"),
+              state: JobState | None = None,
               limit: int = Query(200, ge=1, le=1000)) -> list[JobRead]:
     """Jobs, newest first."""
     found = jobs.list_jobs(db=db, round_id=round_id, state=state, limit=limit)
@@ -99,7 +99,7 @@ def job_log(db: DbSession, _: Staff, job_id: Id) -> JobLog:
 
 @router.get("/api/v1/jobs/{job_id}/metrics", response_model=MetricsRead)
 def job_metrics(db: DbSession, _: Staff, job_id: Id,
-                keys: str | None = Query(None, max_length=2000,
+                keys: Text | None = Query(None, max_length=2000,
                                          description="comma-separated metric names"),
                 max_points: int = Query(1000, ge=2, le=10_000)) -> MetricsRead:
     """Each metric's [[step, value], …], downsampled on the server to max_points."""

@@ -5,6 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.fields import MAX_ID, JsonValue, Text
+
 
 class GenerateSpec(BaseModel):
     """What a promoted policy generates: K candidates for up to n_prompts prompts."""
@@ -21,11 +23,11 @@ class RoundCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    stages: list[str] | None = Field(default=None, description="some of sft, rm, ppo (in order)")
-    config: dict[str, dict[str, Any]] | None = Field(
+    stages: list[Text] | None = Field(default=None, description="some of sft, rm, ppo (in order)")
+    config: dict[Text, dict[Text, JsonValue]] | None = Field(
         default=None, description="{stage: {field: value}}; fields of python -m training STAGE")
     promote: bool = False
-    generate: dict[str, Any] | None = Field(
+    generate: dict[Text, JsonValue] | None = Field(
         default=None, description="after promotion: {k, n_prompts, overlap, priority, mix, …}")
     exclusive: bool = Field(default=True, description="refuse while another round runs")
 
@@ -100,12 +102,12 @@ class ScheduleWrite(BaseModel):
 
     enabled: bool = False
     every_hours: float | None = None
-    min_new_comparisons: int | None = None
-    min_new_demonstrations: int | None = None
-    stages: list[str] | None = None
-    config: dict[str, dict[str, Any]] | None = None
+    min_new_comparisons: int | None = Field(default=None, ge=0, le=MAX_ID)
+    min_new_demonstrations: int | None = Field(default=None, ge=0, le=MAX_ID)
+    stages: list[Text] | None = None
+    config: dict[Text, dict[Text, JsonValue]] | None = None
     promote: bool = False
-    generate: dict[str, Any] | None = None
+    generate: dict[Text, JsonValue] | None = None
 
 
 class ScheduleRead(ScheduleWrite):

@@ -3,12 +3,13 @@ pair of labelers' agreement, review of demonstrations and written prompts, promp
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.errors import errors
+from app.fields import Id, Text
 from app.labeling import research
 from app.labeling.models import PROMPT_FLAG_REASONS
 from app.labeling.service import SubmissionError
@@ -19,7 +20,6 @@ router = APIRouter()
 add_nav("Review", "/review", STAFF,
         "Accept or reject demonstrations and labeler-written prompts; prompt flags.")
 
-Id = Annotated[int, Query(ge=1, le=2**62)]
 What = Literal["demonstration", "prompt"]
 State = Literal["pending", "accepted", "rejected", "all"]
 
@@ -30,7 +30,7 @@ def _error(request: Request, exc: SubmissionError) -> Response:
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
-def task_view_page(request: Request, db: DbSession, _: Staff, task_id: int) -> Response:
+def task_view_page(request: Request, db: DbSession, _: Staff, task_id: Id) -> Response:
     try:
         view = research.task_view(db=db, task_id=task_id)
     except SubmissionError as exc:
@@ -40,7 +40,7 @@ def task_view_page(request: Request, db: DbSession, _: Staff, task_id: int) -> R
 
 @router.get("/agreement/tasks", response_class=HTMLResponse, responses=errors(404))
 def shared_tasks_page(request: Request, db: DbSession, _: Staff, labeler: Id,
-                      other: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
+                      other: Id | None = None) -> Response:
     try:
         found = research.shared_tasks(db=db, labeler=labeler, other=other)
     except SubmissionError as exc:
@@ -59,9 +59,9 @@ def review_page(request: Request, db: DbSession, _: Staff, what: What = "demonst
 
 @router.post("/review/{what}/{row_id}")
 def review_save(
-    request: Request, db: DbSession, user: Staff, what: What, row_id: int,
+    request: Request, db: DbSession, user: Staff, what: What, row_id: Id,
     decision: Annotated[Literal["accepted", "rejected"], Form()],
-    reason: Annotated[str, Form(max_length=5000)] = "",
+    reason: Annotated[Text, Form(max_length=5000)] = "",
     state: Annotated[State, Form()] = "pending",
 ) -> Response:
     back = f"/review?what={what}&state={state}"
@@ -86,7 +86,7 @@ def flags_page(request: Request, db: DbSession, _: Staff,
 
 
 @router.get("/tasks/{task_id}/gold", response_class=HTMLResponse)
-def gold_page(request: Request, db: DbSession, _: Staff, task_id: int) -> Response:
+def gold_page(request: Request, db: DbSession, _: Staff, task_id: Id) -> Response:
     try:
         task, candidates, values = research.gold_form(db=db, task_id=task_id)
     except SubmissionError as exc:
@@ -96,7 +96,7 @@ def gold_page(request: Request, db: DbSession, _: Staff, task_id: int) -> Respon
 
 
 @router.post("/tasks/{task_id}/gold")
-async def gold_save(request: Request, db: DbSession, _: Staff, task_id: int) -> Response:
+async def gold_save(request: Request, db: DbSession, _: Staff, task_id: Id) -> Response:
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str) and len(v) <= 20}
     try:

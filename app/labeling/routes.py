@@ -71,7 +71,7 @@ def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: Id,
 
 
 @router.post("/label/a/{assignment_id}/unskip")
-def unskip(request: Request, db: DbSession, user: AnyUser, assignment_id: int) -> Response:
+def unskip(request: Request, db: DbSession, user: AnyUser, assignment_id: Id) -> Response:
     """Undo a skip from the page that followed it: back to that task."""
     try:
         queue.unskip(db=db, user=user, assignment_id=assignment_id)

@@ -3,10 +3,10 @@
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
@@ -16,13 +16,16 @@ from app.auth.models import Role
 from app.db import DbSession, session_scope
 from app.errors import describe, errors, redisplays, validation_errors
 from app.fields import Id, Offset, PageNumber, PageSize, Text
+from app.jobs import service as jobs
 from app.prompts import candidates as candidate_import
 from app.prompts import service as prompts
+from app.prompts import uploads
 from app.prompts.models import CATEGORIES, PromptSource, Split
 from app.prompts.rules import ImportRules
 from app.prompts.schemas import (
     CandidateImportJson,
     CandidateReportOut,
+    ImportQueued,
     ImportReportOut,
     PromptCounts,
     PromptImportJson,
@@ -37,8 +40,14 @@ router = APIRouter()
 add_nav("Prompts", "/prompts", STAFF, "Import prompts under the paper's data rules; browse them.")
 add_nav("Use cases", "/admin/use-cases", (Role.admin,), "The use cases labelers write prompts for.")
 
-MAX_UPLOAD = 200 * 1024 * 1024
 PAGE = 50
+IMPORT_QUEUED = {202: {"model": ImportQueued, "description": "A large upload: imported by "
+                       "a job, whose outputs are the report (GET /api/v1/jobs/{job_id})"}}
+
+
+def _send(job_ids: list[int]) -> None:
+    # Runs after the response, so after the commit that made the job visible to workers.
+    jobs.dispatch(job_ids)
 
 
 async def _upload(request: Request) -> tuple[bytes, str, dict[str, Any]]:
@@ -47,9 +56,11 @@ async def _upload(request: Request) -> tuple[bytes, str, dict[str, Any]]:
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise prompts.PromptError("Attach the file as the multipart field `file`.")
-    data = await upload.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        raise prompts.PromptError(f"The file is larger than {MAX_UPLOAD // 2**20} MB.", 413)
+    limit = uploads.max_upload_bytes()
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise prompts.PromptError(f"The file is larger than {limit / 2**20:g} MB "
+                                  "(RLHF_IMPORT_MAX_UPLOAD_MB).", 413)
     fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
     return data, upload.filename or "", fields
 
@@ -88,16 +99,32 @@ def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
+def _queued(db: Session, background: BackgroundTasks, what: uploads.What, data: bytes,
+            name: str, options: dict[str, Any], user: Any) -> JSONResponse:
+    job = uploads.queue_import(db=db, what=what, data=data, filename=name, options=options,
+                               user=user)
+    background.add_task(_send, [job.id])
+    body = ImportQueued(job_id=job.id, state=job.state, bytes=len(data),
+                        status_url=f"/api/v1/jobs/{job.id}")
+    return JSONResponse(body.model_dump(), status_code=202)
+
+
 @router.post("/api/v1/prompts/import", response_model=ImportReportOut,
-             responses=errors(400, 413))
-async def import_api(request: Request, db: DbSession, user: Staff) -> Any:
-    """Import prompts: a multipart `file` (JSONL or CSV) or a JSON list of prompt objects."""
+             responses={**errors(400, 413), **IMPORT_QUEUED})
+async def import_api(request: Request, db: DbSession, user: Staff,
+                     background: BackgroundTasks) -> Any:
+    """Import prompts: a multipart `file` (JSONL or CSV) or a JSON list of prompt objects.
+    A file over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
     if _is_multipart(request):
         data, name, fields = await _upload(request)
         strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
+        rules = _form_rules(fields)
+        if uploads.runs_as_job(len(data)):
+            return _queued(db, background, "prompts", data, name,
+                           {"rules": rules.model_dump(mode="json"), "strict": strict}, user)
         report = await run_in_threadpool(
-            prompts.import_file, db=db, data=data, filename=name, rules=_form_rules(fields),
-            user=user, strict=strict)
+            prompts.import_file, db=db, data=data, filename=name, rules=rules, user=user,
+            strict=strict)
     else:
         body = await _json_body(request, PromptImportJson)
         report = await run_in_threadpool(
@@ -107,9 +134,11 @@ async def import_api(request: Request, db: DbSession, user: Staff) -> Any:
 
 
 @router.post("/api/v1/candidates/import", response_model=CandidateReportOut,
-             responses=errors(400, 413))
-async def import_candidates_api(request: Request, db: DbSession, _: Staff) -> Any:
-    """Import candidates: a multipart JSONL `file` or a JSON list of rows (public contract)."""
+             responses={**errors(400, 413), **IMPORT_QUEUED})
+async def import_candidates_api(request: Request, db: DbSession, user: Staff,
+                                background: BackgroundTasks) -> Any:
+    """Import candidates: a multipart JSONL `file` or a JSON list of rows (public contract).
+    A file over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
     if _is_multipart(request):
         data, _name, fields = await _upload(request)
         try:
@@ -124,6 +153,9 @@ async def import_candidates_api(request: Request, db: DbSession, _: Staff) -> An
             raise prompts.PromptError("Invalid options: `overlap` and `priority` are whole "
                                       "numbers.", 422) from exc
         options = spec.model_dump(exclude={"rows", "rules"})
+        if uploads.runs_as_job(len(data)):
+            return _queued(db, background, "candidates", data, _name,
+                           {**options, "rules": spec.rules.model_dump(mode="json")}, user)
         report = await run_in_threadpool(
             candidate_import.import_candidates_file, db=db, data=data, rules=spec.rules, **options)
     else:
@@ -175,12 +207,23 @@ def prompts_page(
 
 @router.post("/prompts/import", status_code=303, response_class=RedirectResponse,
              responses=errors(400, 413))
-async def import_page(request: Request, db: DbSession, user: Staff) -> Response:
+async def import_page(request: Request, db: DbSession, user: Staff,
+                      background: BackgroundTasks) -> Response:
     data, name, fields = await _upload(request)
     try:
+        rules, strict = _form_rules(fields), fields.get("strict") == "on"
+        if uploads.runs_as_job(len(data)):
+            job = uploads.queue_import(db=db, what="prompts", data=data, filename=name, user=user,
+                                       options={"rules": rules.model_dump(mode="json"),
+                                                "strict": strict})
+            background.add_task(_send, [job.id])
+            flash(request, f"{name or 'The file'} ({len(data) / 2**20:.1f} MB) is being "
+                           f"imported by job {job.id}: its report appears here when done.",
+                  "success")
+            return RedirectResponse(f"/jobs/{job.id}", status_code=303)
         report = await run_in_threadpool(
-            prompts.import_file, db=db, data=data, filename=name, rules=_form_rules(fields),
-            user=user, strict=fields.get("strict") == "on")
+            prompts.import_file, db=db, data=data, filename=name, rules=rules,
+            user=user, strict=strict)
     except prompts.ImportFailed as exc:
         request.session["import_report"] = {"failed": str(exc), **exc.report.summary()}
         flash(request, str(exc), "error")

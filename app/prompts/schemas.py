@@ -24,6 +24,15 @@ class ImportReportOut(BaseModel):
     issues: list[ImportIssue] = Field(description="The first 200 lines not accepted.")
 
 
+class ImportQueued(BaseModel):
+    """A large upload accepted for import by a job (202); the job's outputs are the report."""
+
+    job_id: int
+    state: str
+    bytes: int = Field(description="The size of the upload kept for the job")
+    status_url: str = Field(description="GET it for the job's state and progress")
+
+
 class PromptImportJson(BaseModel):
     """A JSON import: the prompt objects, and optionally rules and strictness."""
 

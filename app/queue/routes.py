@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app.auth.deps import STAFF, AnyUser, Staff
 from app.db import DbSession, commit_here, session_scope
 from app.errors import errors, redisplays
-from app.fields import Id
+from app.fields import Id, Text
 from app.prompts.models import PromptKind
 from app.queue import from_lines
 from app.queue import service as queue
@@ -99,10 +99,10 @@ def tasks_page(request: Request, db: DbSession, _: Staff) -> Response:
 @router.post("/tasks/create", response_class=HTMLResponse)
 def tasks_create_from_lines(
     request: Request, db: DbSession, _: Staff,
-    kind: Annotated[str, Form(max_length=20)] = "",
-    ids: Annotated[str, Form(max_length=200_000)] = "",
-    overlap: Annotated[str, Form(max_length=10)] = "1",
-    priority: Annotated[str, Form(max_length=10)] = "0",
+    kind: Annotated[Text, Form(max_length=20)] = "",
+    ids: Annotated[Text, Form(max_length=200_000)] = "",
+    overlap: Annotated[Text, Form(max_length=10)] = "1",
+    priority: Annotated[Text, Form(max_length=10)] = "0",
 ) -> Response:
     """Demonstrate, rank or rate tasks for the ids listed, with a report per line."""
     form = {"kind": kind, "ids": ids, "overlap": overlap, "priority": priority}

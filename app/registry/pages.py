@@ -22,7 +22,7 @@ router = APIRouter()
 add_nav("Models", "/models", STAFF, "Model versions, their lineage and aliases: promote, roll "
         "back, compare.")
 
-VersionId = Annotated[int | None, Query(ge=1, lt=2**31)]
+VersionId = Annotated[Id | None, Query()]
 
 
 async def _form(request: Request) -> dict[str, Any]:

@@ -4,6 +4,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import StreamingResponse
@@ -11,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from app.auth.deps import Staff
 from app.db import DbSession
 from app.errors import errors
-from app.fields import Id
+from app.fields import Id, Text
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
 from app.registry import generation, pages
@@ -46,7 +47,7 @@ def model_read(db: DbSession, version: ModelVersion,
 
 @router.get("/api/v1/models", response_model=list[ModelRead])
 def list_models(
-    db: DbSession, _: Staff, kind: str | None = Query(None, pattern="^(base|sft|rm|policy)$"),
+    db: DbSession, _: Staff, kind: Literal["base", "sft", "rm", "policy"] | None = None,
 ) -> list[ModelRead]:
     """Model versions, newest first."""
     names = registry.aliases(db=db)
@@ -55,7 +56,7 @@ def list_models(
 
 @router.get("/api/v1/models/aliases/history", response_model=list[AliasEventRead])
 def alias_history(db: DbSession, _: Staff,
-                  alias: str | None = Query(None, max_length=60)) -> list[AliasEventRead]:
+                  alias: Text | None = Query(None, max_length=60)) -> list[AliasEventRead]:
     """Every move of the aliases: who, when, from → to."""
     return [AliasEventRead.model_validate(e) for e in registry.history(db=db, alias=alias)]
 
@@ -121,7 +122,8 @@ def download(db: DbSession, _: Staff, model_id: Id) -> StreamingResponse:
     return StreamingResponse(chunks(), media_type="application/gzip", headers=headers)
 
 
-@router.post("/api/v1/generate", response_model=JobAccepted, status_code=202)
+@router.post("/api/v1/generate", response_model=JobAccepted, status_code=202,
+             responses=errors(404))
 def generate(db: DbSession, user: Staff, body: GenerateRequest,
              background: BackgroundTasks) -> JobAccepted:
     """Sample fresh candidates and make rank tasks of them (a job; 202 with its id)."""

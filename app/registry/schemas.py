@@ -1,11 +1,11 @@
 """Pydantic I/O of model versions, aliases and generation."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.fields import Id
+from app.fields import Id, JsonObject
 
 
 class ModelRead(BaseModel):
@@ -38,7 +38,7 @@ class Lineage(BaseModel):
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field(description="sft | rm | policy")
+    kind: Literal["sft", "rm", "policy"] = Field(description="sft | rm | policy")
 
 
 class AliasEventRead(BaseModel):
@@ -59,7 +59,7 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_id: Id | None = None
-    mix: list[dict[str, Any]] | None = None
+    mix: list[JsonObject] | None = None
     k: int = Field(default=4, ge=4, le=9)
     n_prompts: int = Field(default=50, ge=1, le=100_000)
     prompt_ids: list[Id] | None = None

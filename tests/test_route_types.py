@@ -99,5 +99,5 @@ def test_no_route_takes_a_bare_str_or_an_unbounded_int():
             for name, annotation, metadata in _params(route.dependant):
                 unsafe += [f"{sorted(route.methods)[0]} {route.path} {name}: {what}"
                            for what in _unsafe(annotation, metadata, name)]
-    assert unsafe == [], ("Use app.fields' Text, Id, PageSize, JsonValue… (or a Literal) for these:\n"
-                          + "\n".join(unsafe))
+    assert unsafe == [], ("Use app.fields' Text, Id, PageSize, JsonValue… (or a Literal) "
+                          "for these:\n" + "\n".join(unsafe))

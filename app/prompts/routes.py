@@ -41,8 +41,10 @@ add_nav("Prompts", "/prompts", STAFF, "Import prompts under the paper's data rul
 add_nav("Use cases", "/admin/use-cases", (Role.admin,), "The use cases labelers write prompts for.")
 
 PAGE = 50
-IMPORT_QUEUED = {202: {"model": ImportQueued, "description": "A large upload: imported by "
-                       "a job, whose outputs are the report (GET /api/v1/jobs/{job_id})"}}
+IMPORT_QUEUED: dict[int | str, dict[str, Any]] = {202: {
+    "model": ImportQueued,
+    "description": "A large upload: imported by a job, whose outputs are the report "
+                   "(GET /api/v1/jobs/{job_id})"}}
 
 
 def _send(job_ids: list[int]) -> None:

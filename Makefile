@@ -65,7 +65,8 @@ browser:
 test-pg: install-dev services browser
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-# The database tests again on the embedded default (SQLite).
+# The database tests again on the embedded default (SQLite): those that use the test database
+# (tests/conftest.py leaves out the rest, which ran already).
 test-sqlite: install-dev
 # The simulated labelers drive a live deployment with many concurrent writers: on PostgreSQL.
 	RLHF_TEST_DB=sqlite $(PY) -m pytest -q -p no:cacheprovider tests -m "not postgres_only and not e2e" \

@@ -4,7 +4,8 @@ schemathesis generates requests from /openapi.json, valid and invalid, for each 
 anonymous) and checks every answer against the spec: no 5xx, only declared status codes and
 content types, bodies that match their schemas (the one ErrorBody for every error). The
 fast run sends a few cases per operation (about 180 requests a role); the slow one
-(`-m slow`) twenty times more. Every request runs in the test's rolled-back transaction.
+(`-m slow`) six times more (RLHF_CONTRACT_EXAMPLES_LONG=40 for a deeper search: about
+6,400 requests and 100 s a role). Every request runs in the test's rolled-back transaction.
 """
 
 import os
@@ -31,7 +32,7 @@ from tests.factories import make_user
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
 FAST_EXAMPLES = int(os.environ.get("RLHF_CONTRACT_EXAMPLES", "2"))
-SLOW_EXAMPLES = 40
+SLOW_EXAMPLES = int(os.environ.get("RLHF_CONTRACT_EXAMPLES_LONG", "12"))
 ROLES = [None, *[r.value for r in Role]]
 
 
@@ -99,7 +100,8 @@ def test_api_answers_as_its_spec_says(app, client, db, role):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("role", ROLES, ids=[r or "anonymous" for r in ROLES])
+@pytest.mark.postgres_only  # what the long search hunts is mostly what PostgreSQL refuses
+@pytest.mark.parametrize("role", ROLES[1:])  # anonymous: 401 on all but a few, as fast
 def test_api_answers_as_its_spec_says_long(app, client, db, role):
     sent, failures = _run(app, db, role, SLOW_EXAMPLES)
     verdict = _verdict(role, sent, failures)

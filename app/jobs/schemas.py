@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.fields import MAX_ID, JsonValue, Text
+from app.fields import Int32, JsonValue, Text
 
 
 class GenerateSpec(BaseModel):
@@ -102,8 +102,8 @@ class ScheduleWrite(BaseModel):
 
     enabled: bool = False
     every_hours: float | None = None
-    min_new_comparisons: int | None = Field(default=None, ge=0, le=MAX_ID)
-    min_new_demonstrations: int | None = Field(default=None, ge=0, le=MAX_ID)
+    min_new_comparisons: Int32 | None = None
+    min_new_demonstrations: Int32 | None = None
     stages: list[Text] | None = None
     config: dict[Text, dict[Text, JsonValue]] | None = None
     promote: bool = False

@@ -30,6 +30,7 @@ def _argv(base: Path, data: Path, out: Path, epochs: int) -> list[str]:
             "0"]
 
 
+@pytest.mark.slow  # a training child process
 def test_child_streams_steps_as_progress_and_metrics(tmp_path, tiny_base):
     ctx, out = _ctx(tmp_path), tmp_path / "out"
     run_child(ctx, _argv(tiny_base, _data(tmp_path), out, epochs=2))
@@ -40,6 +41,7 @@ def test_child_streams_steps_as_progress_and_metrics(tmp_path, tiny_base):
     assert (out / "manifest.json").is_file()
 
 
+@pytest.mark.slow  # a training child process
 def test_cancel_stops_child_at_a_step_and_leaves_no_directory(tmp_path, tiny_base):
     ctx, out = _ctx(tmp_path), tmp_path / "out"
 
@@ -54,6 +56,7 @@ def test_cancel_stops_child_at_a_step_and_leaves_no_directory(tmp_path, tiny_bas
     assert not out.exists() and not list(tmp_path.glob(".out.tmp-*"))
 
 
+@pytest.mark.slow  # a training child process
 def test_failing_child_raises_with_its_last_lines(tmp_path):
     with pytest.raises(JobFailed, match="exited with status"):
         run_child(_ctx(tmp_path), ["sft", "--base-model", str(tmp_path / "missing"),

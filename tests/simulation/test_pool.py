@@ -181,6 +181,7 @@ def test_accounts_over_http_with_an_admin_token(committed_db, live_server):
         raise AssertionError("a labeler's token made accounts")
 
 
+@pytest.mark.slow  # a live deployment for seconds
 def test_up_with_a_pool_leaves_no_process_behind_on_sigterm(committed_db, tmp_path):
     import os
     import signal
@@ -219,6 +220,7 @@ def test_up_with_a_pool_leaves_no_process_behind_on_sigterm(committed_db, tmp_pa
                 pass
 
 
+@pytest.mark.slow  # a live deployment for seconds
 def test_a_labeler_who_thinks_a_while_keeps_its_lease_alive(committed_db, live_server):
     db = committed_db
     queue.create_demonstrate_tasks(db=db, prompt_ids=[make_prompt(db).id for _ in range(3)],

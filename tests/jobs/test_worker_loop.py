@@ -2,9 +2,10 @@
 the round trains, registers, promotes and generates; a labeler leases a rank task of the
 new policy's candidates. And the failure paths: a SIGKILLed worker, a cancel mid-training.
 
-The loop runs through Redis and through the embedded filesystem transport (what `make run`
-uses), both on PostgreSQL: with the test's SQLite file shared by four processes, the
-SQLite run's later tests found it locked."""
+Here the workers are laid out as docker-compose lays them out, on Redis; the whole loop on
+the embedded transport, as `make run` starts it, is tests/simulation/test_loop.py. Both on
+PostgreSQL: with the test's SQLite file shared by four processes, the SQLite run's later
+tests found it locked."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 LONG_SFT = {**SMALL, "sft": {**SMALL["sft"], "epochs": 1_000_000}}  # runs until stopped
 
 
-@pytest.fixture(params=["redis", "embedded"])
-def stack(request, committed_db, tiny_base, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    if request.param == "embedded" and "loop_through" not in request.node.name:
-        pytest.skip("the failure paths run once, on Redis")
-    s = Stack(request.param, tmp_path)
+@pytest.fixture
+def stack(committed_db, tiny_base, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    s = Stack("redis", tmp_path)
     try:
         yield s
     finally:

@@ -1,5 +1,5 @@
-"""The loop, proven end to end (slow): a deployment (web + Celery worker on Redis) on the test
-database, simulated prompts and work, then `rlhf-studio simulate loop --rounds 1` with tiny
+"""The loop, proven end to end (slow): a deployment as `make run` starts it (web, Celery
+workers and beat on the embedded transport) on the test database, simulated prompts and work, then `rlhf-studio simulate loop --rounds 1` with tiny
 settings. The policy must beat its SFT model under the hidden rule by a margin the number
 of test prompts makes significant (the lower end of the 95 % interval above one half)."""
 
@@ -18,7 +18,6 @@ from tests.e2e.conftest import REPO, _free_port
 from tests.jobs.conftest import tiny_base  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
-REDIS_URL = os.environ.get("RLHF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # Small enough for CPU in minutes, large enough for the tiny model to learn "more e's".
 TINY = {
     "sft": {"epochs": 3, "batch_size": 16, "lr": 1e-3, "max_len": 128, "eval_prompts": 4,
@@ -31,13 +30,14 @@ TINY = {
 
 
 @pytest.fixture
-def deployment(committed_db, tiny_base):  # type: ignore[no-untyped-def]  # noqa: F811
-    """`rlhf-studio up` (web, worker, beat) on the test database and Redis; its URL."""
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()
+def deployment(committed_db, tiny_base, tmp_path_factory):  # type: ignore[no-untyped-def]  # noqa: F811
+    """`rlhf-studio up` (web, workers, beat) as `make run` starts it, on the embedded
+    transport (its own folder), with the test database; its URL. tests/jobs/test_worker_loop.py
+    runs the loop on Redis."""
     port = _free_port()
-    env = dict(os.environ, RLHF_REDIS_URL=REDIS_URL, RLHF_BASE_MODEL=str(tiny_base))
+    data = tmp_path_factory.mktemp("deployment")
+    env = dict(os.environ, RLHF_REDIS_URL="", RLHF_DATA_DIR=str(data),
+               RLHF_BASE_MODEL=str(tiny_base))
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "up", "--port", str(port),
                              "--no-access-log"], cwd=REPO, env=env)
     base = f"http://127.0.0.1:{port}"

@@ -1,7 +1,8 @@
 """The loop, proven end to end (slow): a deployment as `make run` starts it (web, Celery
 workers and beat on the embedded transport) on the test database, simulated prompts and
-work, then `rlhf-studio simulate loop --rounds 1` with tiny settings. The policy must beat its SFT model under the hidden rule by a margin the number
-of test prompts makes significant (the lower end of the 95 % interval above one half)."""
+work, then `rlhf-studio simulate loop --rounds 1` with tiny settings. The policy must beat
+its SFT model under the hidden rule by a margin the number of test prompts makes
+significant (the lower end of the 95 % interval above one half)."""
 
 import json
 import os

@@ -79,6 +79,7 @@ class PPOConfig(ScaleOptions):
     prompt_split: str = "train"  # rows of --prompts used for rollouts (all = ignore split)
     eval_prompts: str | None = None  # prompts to select the kept step on (default: valid split)
     eval_size: int = 64  # evaluation prompts used (one sampled answer each)
+    test_size: int = 64  # test-split prompts of --prompts the kept policy is measured on
     select_by: str = "auto"  # objective | reward | last; auto = objective with eval prompts
     out: str = "models/policy"  # output model directory
     pretrain_data: str | None = None  # pretraining text (PPO-ptx + held-out LM loss)
@@ -281,6 +282,15 @@ def evaluation_prompts(cfg: PPOConfig) -> list[str]:
     rows = read_rows(cfg.prompts)
     valid = [r for r in rows if r.get("split") == "valid"]
     return [r["prompt"] if "prompt" in r else r["text"] for r in valid][: cfg.eval_size]
+
+
+def test_prompts(cfg: PPOConfig) -> list[str]:
+    """The test split of --prompts (at most test_size): where the kept policy's RM score and
+    KL are measured once at the end, never used to train or to choose a step."""
+    if cfg.test_size <= 0:
+        return []
+    rows = [r for r in read_rows(cfg.prompts) if r.get("split") == "test"]
+    return [r["prompt"] if "prompt" in r else r["text"] for r in rows][: cfg.test_size]
 
 
 @torch.no_grad()
@@ -540,6 +550,12 @@ def train_ppo(
         unwrapped.load_state_dict(best["state"], strict=not lora)
     kept = next(r for r in log.history if r["step"] == best["step"])
     final = {k: v for k, v in kept.items() if k != "step"}
+    held_back = test_prompts(cfg)
+    if held_back:  # the automatic signals an evaluation campaign shows beside its win rates
+        policy.eval()
+        measured = evaluate_policy(unwrapped, ref, tok, reward, held_back, cfg, kl_ctl.value)
+        final.update({f"test_{k.removeprefix('eval_')}": v for k, v in measured.items()},
+                     test_prompts=len(held_back))
     final.update(
         initial_heldout_lm_loss=initial_heldout,
         episodes=episodes,

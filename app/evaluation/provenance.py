@@ -9,6 +9,10 @@ guarantees, each enough on its own for prompts imported the usual way:
    is re-read from its manifest's `reproduce` filters with the id cutoff pinned
    (`source.max_id`), which gives back exactly the rows the snapshot held, and every
    prompt id in them is excluded. A manifest that lists `prompt_ids` is read as is.
+   One exception: a policy's PPO stage reads its `prompts` snapshot's train rows to roll
+   out and its valid rows to choose the step it keeps, and only answers its test rows once
+   to measure the kept policy (training/ppo.py). Those test rows did not train it, and
+   stay eligible; unless the stage rolled out on them (`prompt_split` all or test).
 """
 
 from dataclasses import dataclass, field
@@ -47,6 +51,13 @@ class Version:
     snapshot_ids: list[int] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     job_id: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def measured_only(self) -> frozenset[str]:
+        """The splits of a `prompts` snapshot this version was only measured on."""
+        if self.kind != "policy" or self.config.get("prompt_split", "train") in ("all", "test"):
+            return frozenset()
+        return frozenset({"test"})
 
 
 def _of(db: Session, row: Any) -> Version:
@@ -57,7 +68,7 @@ def _of(db: Session, row: Any) -> Version:
     return Version(id=row.id, kind=str(row.kind), name=row.name or f"version {row.id}",
                    path=row.path or "", parent_id=row.parent_id,
                    snapshot_ids=[int(i) for i in ids], metrics=dict(row.metrics or {}),
-                   job_id=getattr(row, "job_id", None))
+                   job_id=getattr(row, "job_id", None), config=dict(row.config or {}))
 
 
 def get_version(*, db: Session, version_id: int) -> Version:
@@ -86,10 +97,17 @@ def _sources(db: Session, version: Version) -> list[int]:
     return found
 
 
-def lineage_snapshots(*, db: Session, version: Version) -> set[int]:
+def lineage_snapshots(*, db: Session, version: Version) -> dict[int, frozenset[str]]:
     """The snapshot ids of a version and of every version it learned from (the SFT under
-    a policy, the reward model it was optimised against, and theirs)."""
-    found: set[int] = set(version.snapshot_ids)
+    a policy, the reward model it was optimised against, and theirs), each with the splits
+    of it that only measured them (a snapshot two versions share: what both only measured)."""
+    found: dict[int, frozenset[str]] = {}
+
+    def add(v: Version) -> None:
+        for sid in v.snapshot_ids:
+            found[sid] = found[sid] & v.measured_only() if sid in found else v.measured_only()
+
+    add(version)
     seen = {version.id}
     todo = _sources(db, version)
     while todo:
@@ -101,13 +119,15 @@ def lineage_snapshots(*, db: Session, version: Version) -> set[int]:
             ancestor = get_version(db=db, version_id=source)
         except ProvenanceError:
             continue  # a deleted version: its data is no longer in any snapshot row either
-        found.update(ancestor.snapshot_ids)
+        add(ancestor)
         todo.extend(_sources(db, ancestor))
     return found
 
 
-def snapshot_prompt_ids(*, db: Session, snapshot_id: int) -> set[int]:
-    """Every prompt id in a snapshot, from its manifest."""
+def snapshot_prompt_ids(*, db: Session, snapshot_id: int,
+                        measured_only: frozenset[str] = frozenset()) -> set[int]:
+    """Every prompt id in a snapshot, from its manifest; in a `prompts` snapshot, not those of
+    rows in the `measured_only` splits."""
     from app.exports import sources
     from app.exports.schemas import ExportFilters
 
@@ -117,7 +137,9 @@ def snapshot_prompt_ids(*, db: Session, snapshot_id: int) -> set[int]:
             f"Snapshot {snapshot_id}, which a compared version was trained on, has no "
             "manifest, so the prompts it held cannot be excluded.", 409)
     manifest = snapshot.manifest
-    if isinstance(manifest.get("prompt_ids"), list):
+    if snapshot.kind != "prompts":
+        measured_only = frozenset()
+    if isinstance(manifest.get("prompt_ids"), list) and not measured_only:
         return {int(i) for i in manifest["prompt_ids"]}
     again = dict(manifest.get("reproduce", {}).get("filters", snapshot.filters))
     again.setdefault("max_id", manifest.get("source", {}).get("max_id"))
@@ -127,17 +149,18 @@ def snapshot_prompt_ids(*, db: Session, snapshot_id: int) -> set[int]:
     ids: set[int] = set()
     for rows in sources.batches(db=db, plan=plan, stats=sources.Stats(), size=_BATCH):
         for row in (rows.rows() if hasattr(rows, "rows") else rows):
-            if row.get("prompt_id") is not None:
+            if row.get("prompt_id") is not None and row.get("split") not in measured_only:
                 ids.add(int(row["prompt_id"]))
     return ids
 
 
 def trained_prompt_ids(*, db: Session, versions: list[Version]) -> tuple[set[int], list[int]]:
     """(prompt ids any of these versions or their ancestors trained on, the snapshots read)."""
-    snapshots: set[int] = set()
+    snapshots: dict[int, frozenset[str]] = {}
     for version in versions:
-        snapshots |= lineage_snapshots(db=db, version=version)
+        for sid, measured in lineage_snapshots(db=db, version=version).items():
+            snapshots[sid] = snapshots[sid] & measured if sid in snapshots else measured
     prompts: set[int] = set()
-    for sid in sorted(snapshots):
-        prompts |= snapshot_prompt_ids(db=db, snapshot_id=sid)
+    for sid, measured in sorted(snapshots.items()):
+        prompts |= snapshot_prompt_ids(db=db, snapshot_id=sid, measured_only=measured)
     return prompts, sorted(snapshots)

@@ -18,7 +18,7 @@ from app.evaluation.service import get
 # which key each number came from.
 SIGNAL_KEYS = {
     "rm_score": ("rm_score_test", "test_rm_score", "rm_score"),
-    "kl_to_sft": ("kl_to_sft", "kl"),
+    "kl_to_sft": ("test_kl", "kl_to_sft", "kl"),
     "heldout_lm_loss": ("heldout_lm_loss",),
     "initial_heldout_lm_loss": ("initial_heldout_lm_loss",),
 }

@@ -214,6 +214,19 @@ def test_automatic_signals_are_apart_from_the_human_numbers(client, db):
     assert data["results"][0]["win_rate"] is None  # no judgments: no human number made up
 
 
+def test_automatic_signals_are_those_measured_on_test_prompts_where_recorded(client, db):
+    make_prompts(db, 1)
+    base = make_version(db, "sft")
+    policy = make_version(db, "policy", metrics={"rm_score": 1.25, "kl": 7.5,
+                                                 "test_rm_score": 0.5, "test_kl": 2.0})
+    ev = campaign(db, None, candidates=[policy], baseline=base, n=1)
+    login(client, make_user(db, Role.admin))
+    auto = client.get(f"/api/v1/evaluations/{ev.id}/results").json()["automatic"]
+    mine = {a["model_id"]: a for a in auto}[policy.id]
+    assert (mine["rm_score"], mine["kl_to_sft"]) == (0.5, 2.0)
+    assert mine["sources"] == {"rm_score": "test_rm_score", "kl_to_sft": "test_kl"}
+
+
 def test_labelers_get_403_on_every_campaign_page_and_api(client, db):
     ev, _, _ = _setup(db)
     csrf = login(client, make_user(db, Role.labeler, held_out=True))

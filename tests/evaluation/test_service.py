@@ -55,6 +55,33 @@ def test_create_excludes_prompts_a_version_or_its_parent_trained_on(db):
             model_ids=[policy.id], baseline_id=base.id, n_prompts=1, prompt_ids=[seen[0].id]))
 
 
+def test_a_policys_ppo_prompts_snapshot_leaves_its_test_rows_eligible(db):
+    """PPO rolls out on a prompts snapshot's train rows and only measures its test rows: a
+    round's policy can be judged on the test prompts that existed when it was trained."""
+    train = make_prompts(db, 2, Split.train)
+    measured = make_prompts(db, 3)
+    snap = prompts_snapshot(db, max_prompt_id=measured[-1].id)
+    policy = make_version(db, "policy", parent=make_version(db, "sft"), snapshot=snap)
+    base = make_version(db, "base")
+    ev = service.create_evaluation(db=db, user=None, spec=spec(
+        model_ids=[policy.id], baseline_id=base.id, n_prompts=3))
+    assert sorted(ev.prompt_ids) == [p.id for p in measured]
+    with pytest.raises(service.EvaluationError, match="training data"):
+        service.create_evaluation(db=db, user=None, spec=spec(
+            model_ids=[policy.id], baseline_id=base.id, n_prompts=1, prompt_ids=[train[0].id]))
+    # a baseline that trained on the same snapshot's every row (an SFT, say) leaves none
+    sft = make_version(db, "sft", snapshot=snap)
+    with pytest.raises(service.EvaluationError, match="test prompts"):
+        service.create_evaluation(db=db, user=None, spec=spec(
+            model_ids=[policy.id], baseline_id=sft.id, n_prompts=1))
+    # a policy that rolled out on every split trained on them
+    policy.config = {"prompt_split": "all"}
+    db.flush()
+    with pytest.raises(service.EvaluationError, match="test prompts"):
+        service.create_evaluation(db=db, user=None, spec=spec(
+            model_ids=[policy.id], baseline_id=base.id, n_prompts=1))
+
+
 def test_create_excludes_prompts_the_reward_model_behind_a_policy_trained_on(db):
     from app.jobs.models import Job
 

@@ -177,7 +177,9 @@ def test_ppo_uses_train_prompts_and_keeps_the_best_evaluated_step(tiny_dir, tmp_
         tracker="none",
     )
     out = train_ppo(cfg, reward=reward)
-    assert {p.split()[0] for p in seen} == {"train", "valid"}  # valid: the evaluations only
+    # valid: the evaluations only; test: once, the kept policy, at the very end
+    assert [p.split()[0] for p in seen][-4:] == ["test"] * 4
+    assert sum(p.startswith("test") for p in seen) == 4
     assert sum(p.startswith("train") for p in seen) == 4 * 8
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evaluated = [r for r in rows if "eval_objective" in r]
@@ -187,6 +189,8 @@ def test_ppo_uses_train_prompts_and_keeps_the_best_evaluated_step(tiny_dir, tmp_
     assert manifest["metrics"]["selected_step"] == best["step"]
     assert manifest["metrics"]["selected_by"] == "objective"
     assert manifest["metrics"]["eval_objective"] == best["eval_objective"]
+    assert manifest["metrics"]["test_prompts"] == 4
+    assert {"test_rm_score", "test_kl", "test_objective"} <= set(manifest["metrics"])
 
 
 def test_throughput_excludes_evaluation_time(tiny_dir, ppo_data, monkeypatch):

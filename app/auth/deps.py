@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import service
 from app.auth.models import Role, User
-from app.db import DbSession
+from app.db import DbSession, utcnow
 from app.errors import DomainError
 
 PUBLIC = "public"
@@ -78,6 +78,7 @@ def login_session(request: Request, db: Session, user: User) -> None:
         service.end_session(db=db, secret=previous)
     request.session.clear()
     request.session["sid"] = service.start_session(db=db, user=user)
+    request.session["since"] = utcnow().isoformat()  # "done this session" counts from here
     csrf_token(request)
 
 

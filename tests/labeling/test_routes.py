@@ -131,3 +131,25 @@ def test_my_work_counts_only_own_submissions(client, db):
     assert 'id="total">2<' in page and 'id="today">2<' in page
     start = client.get("/label").text
     assert "Done today: <strong>2</strong>" in start
+
+
+def test_progress_counts_this_login_session_and_today(client, db):
+    me = make_user(db)
+
+    def submit(csrf: str, n: int, tag: str) -> None:
+        for i in range(n):
+            task = make_task(db, TaskKind.rank)
+            a = lease(db, me, task)
+            body = rank_body(a, task, key=f"session-{tag}-{i}-key")
+            assert client.post(f"/api/v1/tasks/{task.id}/submit", json=body,
+                               headers={"X-CSRF-Token": csrf}).status_code == 200
+
+    submit(login(client, me), 2, "first")
+    start = client.get("/label").text
+    assert 'Done this session: <strong id="done-session">2</strong>' in start
+    client.cookies.clear()
+    csrf = login(client, me)  # a new session: its count starts again, today's does not
+    submit(csrf, 1, "second")
+    a = lease(db, me, make_task(db, TaskKind.rank))
+    page = client.get(f"/label/a/{a.id}").text
+    assert 'id="done-session">1<' in page and 'id="done-today">3<' in page

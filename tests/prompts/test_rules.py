@@ -72,7 +72,8 @@ def test_normalise_ignores_case_space_and_punctuation(text):
 
 @settings(max_examples=100)
 @given(user=st.text(min_size=1, max_size=20), a=st.text(max_size=30), b=st.text(max_size=30),
-       seed=st.text(st.characters(exclude_characters="\x00"), max_size=10))
+       seed=st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]),
+                    max_size=10))  # a seed the rules accept: no NUL, no lone surrogate
 def test_split_depends_only_on_end_user(user, a, b, seed):
     rules = ImportRules(split_seed=seed)
     assert split_for(rules, end_user_id=user, normalised=a) == \

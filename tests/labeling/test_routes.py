@@ -112,17 +112,21 @@ def test_guidelines_page_is_for_admins_only(client, db):
     assert resp.status_code == 403
 
 
+def _submit_ranks(client, db, user, csrf: str, n: int, tag: str) -> None:  # type: ignore[no-untyped-def]
+    """n rank tasks leased to the user and submitted through the API."""
+    for i in range(n):
+        task = make_task(db, TaskKind.rank)
+        a = lease(db, user, task)
+        body = rank_body(a, task, key=f"{tag}-{user.id}-{i}-key")
+        assert client.post(f"/api/v1/tasks/{task.id}/submit", json=body,
+                           headers={"X-CSRF-Token": csrf}).status_code == 200
+
+
 def test_my_work_counts_only_own_submissions(client, db):
     me, other = make_user(db), make_user(db)
     for user, n in ((me, 2), (other, 1)):
         client.cookies.clear()
-        csrf = login(client, user)
-        for i in range(n):
-            task = make_task(db, TaskKind.rank)
-            a = lease(db, user, task)
-            body = rank_body(a, task, key=f"mine-{user.id}-{i}-key")
-            assert client.post(f"/api/v1/tasks/{task.id}/submit", json=body,
-                               headers={"X-CSRF-Token": csrf}).status_code == 200
+        _submit_ranks(client, db, user, login(client, user), n, "mine")
     page = client.get("/label/mine").text  # logged in as `other` now
     assert 'id="total">1<' in page
     client.cookies.clear()
@@ -135,21 +139,12 @@ def test_my_work_counts_only_own_submissions(client, db):
 
 def test_progress_counts_this_login_session_and_today(client, db):
     me = make_user(db)
-
-    def submit(csrf: str, n: int, tag: str) -> None:
-        for i in range(n):
-            task = make_task(db, TaskKind.rank)
-            a = lease(db, me, task)
-            body = rank_body(a, task, key=f"session-{tag}-{i}-key")
-            assert client.post(f"/api/v1/tasks/{task.id}/submit", json=body,
-                               headers={"X-CSRF-Token": csrf}).status_code == 200
-
-    submit(login(client, me), 2, "first")
+    _submit_ranks(client, db, me, login(client, me), 2, "first")
     start = client.get("/label").text
     assert 'Done this session: <strong id="done-session">2</strong>' in start
     client.cookies.clear()
     csrf = login(client, me)  # a new session: its count starts again, today's does not
-    submit(csrf, 1, "second")
+    _submit_ranks(client, db, me, csrf, 1, "second")
     a = lease(db, me, make_task(db, TaskKind.rank))
     page = client.get(f"/label/a/{a.id}").text
     assert 'id="done-session">1<' in page and 'id="done-today">3<' in page

@@ -7,6 +7,9 @@ stage, one batch element is one ranked prompt: each of its K responses takes one
 row (policy and reference) and every non-tied pair is scored from those K numbers
 (`training.losses.batched_ranking_loss`), so a K = 9 ranking costs 9 rows, not 72.
 With `--lora-r` the reference is the policy with its adapters disabled (no second copy).
+`--grad-accum` splits a step's prompts into micro-batches (the same step, less memory), and
+`--checkpoint-every` with `--resume` continues a stopped run where its last checkpoint left
+it, to the same model.
 """
 
 from __future__ import annotations
@@ -33,8 +36,15 @@ from training.data import (
     sft_example,
     split_holdout,
 )
-from training.loop import ScaleOptions, TrackedRunLog, make_accelerator
-from training.losses import batched_ranking_loss, pairwise_accuracy
+from training.loop import (
+    Checkpoints,
+    ScaleOptions,
+    TrackedRunLog,
+    accumulate,
+    make_accelerator,
+    micro_batches,
+)
+from training.losses import batched_ranking_loss, pair_indices, pairwise_accuracy
 from training.models import (
     load_policy,
     load_tokenizer,
@@ -45,6 +55,7 @@ from training.models import (
 )
 from training.outputs import Callback
 from training.records import GroupedRecord
+from training.reward import sub_batch
 
 
 @dataclass
@@ -134,8 +145,13 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
     else:
         train, valid = split_holdout(train, cfg.valid_fraction, cfg.seed, key=prompt_key)
     collate = DPOCollator(tok, cfg.max_len)
+    order = torch.Generator()  # reseeded per epoch: the same order after a resume
     loader = DataLoader(
-        ListDataset(train), batch_size=cfg.prompts_per_step, shuffle=True, collate_fn=collate
+        ListDataset(train),
+        batch_size=cfg.prompts_per_step,
+        shuffle=True,
+        collate_fn=collate,
+        generator=order,
     )
     valid_loader = DataLoader(
         ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate
@@ -149,20 +165,41 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
         policy, opt, loader, valid_loader, sched
     )
     unwrapped = accelerator.unwrap_model(policy)
-    log = TrackedRunLog(cfg.out, total, "dpo", callback, accelerator)
-    step, train_seconds = 0, 0.0
-    for epoch in range(cfg.epochs):
+    checkpoints = Checkpoints(cfg.out, cfg.checkpoint_every, accelerator)
+    step, train_seconds, start_epoch, skip = 0, 0.0, 0, 0
+    history: list[dict[str, Any]] = []
+    resumed = checkpoints.load() if cfg.resume else None
+    if resumed is not None:
+        state = resumed[0]
+        step, train_seconds, history = state["step"], state["train_seconds"], state["history"]
+        start_epoch, skip = state["epoch"], state["batches_done"]
+    log = TrackedRunLog(cfg.out, total, "dpo", callback, accelerator, history)
+    for epoch in range(start_epoch, cfg.epochs):
         policy.train()
+        order.manual_seed(cfg.seed + epoch)  # this epoch's shuffle, the same after a resume
+        batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         started = time.perf_counter()
-        for batch in loader:
-            rewards = implicit_rewards(policy, ref, batch, cfg.beta, unwrapped)
-            loss = batched_ranking_loss(rewards, batch["rankings"], batch["sizes"])
-            accelerator.backward(loss)
+        for i, batch in enumerate(batches, start=skip):
+            with_pairs = sum(1 for r in batch["rankings"] if pair_indices(r)[0]) or 1
+            acc: list[int] = [0, 0]
+            weights: list[float] = []
+
+            def part_loss(part: slice, b: dict = batch, n: int = with_pairs, acc: list = acc,
+                          weights: list = weights) -> tuple:
+                sub = sub_batch(b, part)
+                rewards = implicit_rewards(policy, ref, sub, cfg.beta, unwrapped)
+                c, k = pairwise_accuracy(rewards.detach(), sub["rankings"], sub["sizes"])
+                acc[0], acc[1] = acc[0] + c, acc[1] + k
+                weights.append(sum(1 for r in sub["rankings"] if pair_indices(r)[0]) / n)
+                loss = batched_ranking_loss(rewards, sub["rankings"], sub["sizes"])
+                return loss, weights[-1]  # prompt-weighted: the whole batch's mean
+
+            parts = micro_batches(len(batch["sizes"]), cfg.grad_accum)
+            losses = accumulate(accelerator, policy, parts, part_loss)
             accelerator.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            correct, pairs = pairwise_accuracy(rewards.detach(), batch["rankings"], batch["sizes"])
             step += 1
             train_seconds += time.perf_counter() - started  # batch loading included
             started = time.perf_counter()
@@ -170,11 +207,17 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
                 step,
                 {
                     "epoch": epoch,
-                    "loss": loss.item(),
-                    "reward_accuracy": correct / max(1, pairs),
+                    "loss": float(sum(x * w for x, w in zip(losses, weights, strict=True))),
+                    "reward_accuracy": acc[0] / max(1, acc[1]),
                     "lr": sched.get_last_lr()[0],
                 },
             )
+            if checkpoints.due(step) and i + 1 < len(loader):
+                checkpoints.save(step, {"epoch": epoch, "batches_done": i + 1,
+                                        "train_seconds": train_seconds,
+                                        "history": log.history})
+                started = time.perf_counter()
+        skip = 0
         if len(valid):
             policy.eval()
             totals = torch.zeros(4)
@@ -203,7 +246,7 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
     restore_dropout(model, cfg.policy_model)
     metrics = {k: v for row in log.history for k, v in row.items() if k != "step"}
     metrics.update(train_seconds=train_seconds, steps=step)
-    return save_model_dir(
+    out = save_model_dir(
         cfg.out,
         model,
         tok,
@@ -215,3 +258,5 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
         data_files=[cfg.train_data, cfg.valid_data],
         extra={"method": "dpo", "prompt_layout": layout},
     )
+    checkpoints.remove()
+    return out

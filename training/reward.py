@@ -91,8 +91,7 @@ def sub_batch(batch: dict[str, Any], part: slice) -> dict[str, Any]:
         offsets.append(offsets[-1] + k)
     rows = slice(offsets[part.start], offsets[part.stop])
     return {
-        "input_ids": batch["input_ids"][rows],
-        "attention_mask": batch["attention_mask"][rows],
+        **{k: batch[k][rows] for k in ("input_ids", "attention_mask", "labels") if k in batch},
         "sizes": batch["sizes"][part],
         "rankings": batch["rankings"][part],
     }

@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 
 from app.auth.deps import STAFF, Admin, AnyUser, Staff
 from app.auth.models import Role
+from app.config import get_settings
 from app.db import DbSession, session_scope
 from app.errors import describe, errors, redisplays, validation_errors
 from app.fields import Id, Offset, PageNumber, PageSize, Text
@@ -204,7 +205,9 @@ def prompts_page(
                   filters={"split": split.value if split else "", "category": category or "",
                            "source": source.value if source else "", "q": q or ""},
                   splits=list(Split), sources=list(PromptSource), categories=CATEGORIES,
-                  rules=ImportRules(), report=report)
+                  rules=ImportRules(), report=report,
+                  inline_mb=get_settings().import_inline_max_mb,
+                  max_mb=get_settings().import_max_upload_mb)
 
 
 @router.post("/prompts/import", status_code=303, response_class=RedirectResponse,

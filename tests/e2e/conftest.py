@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -31,11 +32,19 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def live_server(engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The app served by uvicorn on a free port; yields its base URL."""
+    with serve() as base:
+        yield base
+
+
+@contextmanager
+def serve(**settings: str) -> Iterator[str]:
+    """uvicorn on a free port with the tests' environment and these RLHF_ settings."""
     port = _free_port()
+    env = {**os.environ, **{f"RLHF_{k.upper()}": v for k, v in settings.items()}}
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
          "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=REPO, env=dict(os.environ),
+        cwd=REPO, env=env,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -98,14 +98,27 @@ async def _json_body(request: Request, schema: Any) -> Any:
              for e in exc.errors()]) from exc
 
 
+async def _json_size(request: Request) -> int:
+    """The JSON body's size; over the upload limit it is refused (413) before parsing."""
+    size = len(await request.body())
+    if size > uploads.max_upload_bytes():
+        raise prompts.PromptError(f"The body is larger than "
+                                  f"{uploads.max_upload_bytes() / 2**20:g} MB "
+                                  "(RLHF_IMPORT_MAX_UPLOAD_MB).", 413)
+    return size
+
+
 def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
 def _queued(db: Session, background: BackgroundTasks, what: uploads.What, data: bytes,
-            name: str, options: dict[str, Any], user: Any) -> JSONResponse:
+            name: str, options: dict[str, Any], user: Any,
+            objects: list[Any] | None = None) -> JSONResponse:
+    if objects is not None:  # a JSON body, checked already: its objects are what is kept
+        data = json.dumps(objects).encode()
     job = uploads.queue_import(db=db, what=what, data=data, filename=name, options=options,
-                               user=user)
+                               user=user, objects=None if objects is None else len(objects))
     background.add_task(_send, [job.id])
     body = ImportQueued(job_id=job.id, state=job.state, bytes=len(data),
                         status_url=f"/api/v1/jobs/{job.id}")
@@ -117,7 +130,7 @@ def _queued(db: Session, background: BackgroundTasks, what: uploads.What, data: 
 async def import_api(request: Request, db: DbSession, user: Staff,
                      background: BackgroundTasks) -> Any:
     """Import prompts: a multipart `file` (JSONL or CSV) or a JSON list of prompt objects.
-    A file over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
+    A file or body over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
     if _is_multipart(request):
         data, name, fields = await _upload(request)
         strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
@@ -129,7 +142,12 @@ async def import_api(request: Request, db: DbSession, user: Staff,
             prompts.import_file, db=db, data=data, filename=name, rules=rules, user=user,
             strict=strict)
     else:
+        size = await _json_size(request)
         body = await _json_body(request, PromptImportJson)
+        if uploads.runs_as_job(size):
+            return _queued(db, background, "prompts", b"", "body.json",
+                           {"rules": body.rules.model_dump(mode="json"), "strict": body.strict},
+                           user, objects=body.prompts)
         report = await run_in_threadpool(
             prompts.import_objects, db=db, objects=body.prompts, rules=body.rules,
             user=user, strict=body.strict)
@@ -141,7 +159,7 @@ async def import_api(request: Request, db: DbSession, user: Staff,
 async def import_candidates_api(request: Request, db: DbSession, user: Staff,
                                 background: BackgroundTasks) -> Any:
     """Import candidates: a multipart JSONL `file` or a JSON list of rows (public contract).
-    A file over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
+    A file or body over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
     if _is_multipart(request):
         data, _name, fields = await _upload(request)
         try:
@@ -162,8 +180,13 @@ async def import_candidates_api(request: Request, db: DbSession, user: Staff,
         report = await run_in_threadpool(
             candidate_import.import_candidates_file, db=db, data=data, rules=spec.rules, **options)
     else:
+        size = await _json_size(request)
         body = await _json_body(request, CandidateImportJson)
         options = body.model_dump(exclude={"rows", "rules"})
+        if uploads.runs_as_job(size):
+            return _queued(db, background, "candidates", b"", "body.json",
+                           {**options, "rules": body.rules.model_dump(mode="json")}, user,
+                           objects=body.rows)
         report = await run_in_threadpool(
             candidate_import.import_candidates, db=db, objects=enumerate(body.rows, start=1),
             rules=body.rules, **options)

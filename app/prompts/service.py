@@ -71,11 +71,13 @@ def import_file(
 def import_objects(
     *, db: Session, objects: list[Any], rules: ImportRules | None = None,
     user: User | None = None, strict: bool = False, source: PromptSource = PromptSource.api,
+    progress: Callable[[], Any] | None = None,
 ) -> ImportReport:
     """Import a JSON list of prompt objects; "lines" are 1-based list positions."""
     rules = rules or ImportRules()
     rows = parse_rows(enumerate(objects, start=1), max_chars=rules.max_chars)
-    return import_prompts(db=db, rows=rows, rules=rules, user=user, strict=strict, source=source)
+    return import_prompts(db=db, rows=rows, rules=rules, user=user, strict=strict, source=source,
+                          progress=progress)
 
 
 def create_labeler_prompt(

@@ -1,6 +1,7 @@
 """A large upload (prompts or candidates) is imported by a job, not inside the request.
 
-An upload over RLHF_IMPORT_INLINE_MAX_MB is kept under data_dir/imports and a queued
+An upload (a multipart file, or a JSON body of the API's objects, kept as a JSON list once
+checked) over RLHF_IMPORT_INLINE_MAX_MB is kept under data_dir/imports and a queued
 `import` job is recorded in the request's transaction; the client gets 202 with the job's
 id at once and follows its progress (GET /api/v1/jobs/{id}, or the job's page), and the
 job's outputs are the import's report. Anything smaller is imported in the request as
@@ -13,6 +14,7 @@ importing again. A 50 MB import took ten minutes in a request the client had lon
 on; here the request takes as long as the upload.
 """
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any, Literal
@@ -47,8 +49,9 @@ def runs_as_job(size: int) -> bool:
 
 
 def queue_import(*, db: Session, what: What, data: bytes, filename: str,
-                 options: dict[str, Any], user: User | None) -> Job:
-    """Keep the upload and record its import job (sent once the caller has committed)."""
+                 options: dict[str, Any], user: User | None, objects: int | None = None) -> Job:
+    """Keep the upload and record its import job (sent once the caller has committed).
+    `objects`: the data is a JSON list of this many of the API's objects (a JSON body)."""
     folder = upload_dir()
     folder.mkdir(parents=True, exist_ok=True)
     suffix = Path(filename).suffix.lower() if Path(filename).suffix.lower() in (
@@ -59,7 +62,8 @@ def queue_import(*, db: Session, what: What, data: bytes, filename: str,
     partial.replace(path)
     return jobs.submit(db=db, kind="import", user=user, config={
         "what": what, "upload": str(path), "filename": filename, "bytes": len(data),
-        "options": options, "user_id": user.id if user else None})
+        "objects": objects is not None, "rows": objects, "options": options,
+        "user_id": user.id if user else None})
 
 
 def _committed_report(db: Session, job_id: int) -> dict[str, Any] | None:
@@ -75,15 +79,22 @@ def _committed_report(db: Session, job_id: int) -> dict[str, Any] | None:
 def _import(db: Session, ctx: JobContext, data: bytes, progress: Any) -> dict[str, Any]:
     config, options = ctx.config, dict(ctx.config["options"])
     rules = ImportRules.model_validate(options.pop("rules", {}))
+    objects = json.loads(data) if config.get("objects") else None
     if config["what"] == "candidates":
-        report = candidates.import_candidates_file(db=db, data=data, rules=rules,
-                                                   progress=progress, **options)
+        report = (candidates.import_candidates(db=db, objects=enumerate(objects, start=1),
+                                               rules=rules, progress=progress, **options)
+                  if objects is not None else
+                  candidates.import_candidates_file(db=db, data=data, rules=rules,
+                                                    progress=progress, **options))
         return {**vars(report), "imported": True}
     user = db.get(User, config["user_id"]) if config.get("user_id") else None
+    strict = bool(options.get("strict"))
     try:
-        found = prompts.import_file(db=db, data=data, filename=config["filename"], rules=rules,
-                                    user=user, strict=bool(options.get("strict")),
-                                    progress=progress)
+        found = (prompts.import_objects(db=db, objects=objects, rules=rules, user=user,
+                                        strict=strict, progress=progress)
+                 if objects is not None else
+                 prompts.import_file(db=db, data=data, filename=config["filename"],
+                                     rules=rules, user=user, strict=strict, progress=progress))
     except prompts.ImportFailed as exc:
         raise JobFailed(str(exc)) from exc
     except prompts.PromptError as exc:
@@ -111,7 +122,8 @@ def import_upload(ctx: JobContext) -> dict[str, Any]:
     if not path.is_file():
         raise JobFailed("The uploaded file is no longer kept: upload it again.")
     data = path.read_bytes()
-    rows = max(1, data.count(b"\n") + (0 if data.endswith(b"\n") else 1))
+    rows = max(1, int(ctx.config.get("rows") or 0)
+               or data.count(b"\n") + (0 if data.endswith(b"\n") else 1))
     seen = 0
 
     def progress() -> None:

@@ -179,3 +179,38 @@ def test_large_upload_from_the_page_goes_to_the_job_page(live, committed_db, sen
     assert resp.headers["location"] == f"/jobs/{job_id}"
     page = live.get(resp.headers["location"])
     assert page.status_code == 200 and "being imported by job" in page.text
+
+
+def test_large_json_body_is_a_job_too_and_keeps_its_api_source(live, committed_db,
+                                                                 researcher, sent):
+    from app.prompts.models import PromptSource
+
+    objects = [json.loads(line) for line in _lines(N).decode().splitlines()]
+    resp = live.post("/api/v1/prompts/import", headers=researcher[1],
+                     json={"prompts": [*objects, {"text": ""}], "strict": False})
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["job_id"]
+    assert committed_db.get(Job, job_id).config["rows"] == N + 1
+    runner.run_job(job_id)
+    report = live.get(resp.json()["status_url"], headers=researcher[1]).json()["outputs"]
+    assert (report["accepted"], report["rejected"]) == (N, 1)
+    assert report["issues"][0]["line"] == N + 1  # lines are list positions, as inline
+    committed_db.expire_all()
+    assert set(committed_db.scalars(select(Prompt.source)).all()) == {PromptSource.api}
+
+    rows = [{"prompt": f"Describe the shape number {i}", "candidates": [
+        {"text": f"shape {i}.{j}"} for j in range(4)]} for i in range(80)]
+    resp = live.post("/api/v1/candidates/import", headers=researcher[1], json=rows)
+    assert resp.status_code == 202, resp.text
+    runner.run_job(resp.json()["job_id"])
+    assert _count(committed_db, Candidate) == 320
+
+
+def test_json_body_over_the_upload_limit_is_413_and_keeps_nothing(live, committed_db,
+                                                                  researcher, sent,
+                                                                  monkeypatch):
+    monkeypatch.setattr(get_settings(), "import_max_upload_mb", 0.005)  # 5 KB
+    objects = [json.loads(line) for line in _lines(200).decode().splitlines()]
+    resp = live.post("/api/v1/prompts/import", headers=researcher[1], json=objects)
+    assert resp.status_code == 413 and "RLHF_IMPORT_MAX_UPLOAD_MB" in resp.json()["detail"]
+    assert sent == [] and _count(committed_db, Job) == 0 and _count(committed_db, Prompt) == 0

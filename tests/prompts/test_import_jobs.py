@@ -214,3 +214,17 @@ def test_json_body_over_the_upload_limit_is_413_and_keeps_nothing(live, committe
     resp = live.post("/api/v1/prompts/import", headers=researcher[1], json=objects)
     assert resp.status_code == 413 and "RLHF_IMPORT_MAX_UPLOAD_MB" in resp.json()["detail"]
     assert sent == [] and _count(committed_db, Job) == 0 and _count(committed_db, Prompt) == 0
+
+
+def test_a_cancelled_import_removes_its_upload_and_stores_nothing(live, committed_db,
+                                                                   researcher, sent):
+    resp = live.post("/api/v1/prompts/import", headers=researcher[1],
+                     files={"file": ("big.jsonl", _lines(N))})
+    job_id = resp.json()["job_id"]
+    upload = Path(committed_db.get(Job, job_id).config["upload"])
+    assert upload.exists()
+    cancelled = live.post(f"/api/v1/jobs/{job_id}/cancel", headers=researcher[1])
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert not upload.exists()
+    assert runner.run_job(job_id)["state"] == "skipped"  # a late delivery does nothing
+    assert _count(committed_db, Prompt) == 0

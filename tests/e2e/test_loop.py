@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from app.auth.models import Role
 from app.jobs.models import Job, Round
 from app.registry import service as registry
 from app.registry.models import ModelVersion
-from tests.e2e.conftest import ARTIFACTS, LAPTOP, PHONE, REPO, _free_port, shot
+from tests.e2e.conftest import ARTIFACTS, LAPTOP, PHONE, REPO, serve, shot
 from tests.factories import make_user
 from tests.jobs.conftest import tiny_base  # noqa: F401 - the tiny model, built once
 from tests.jobs.loop import SMALL, label_everything, labeler_token, seed_tasks
@@ -33,31 +32,8 @@ STAGE_TIMEOUT_MS = 150_000
 @pytest.fixture(scope="module")
 def live_server(engine) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The app on a free port, sending jobs through the test Redis (as the worker reads)."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=REPO, env=ENV,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            if proc.poll() is not None:
-                raise RuntimeError("the test server exited; see its output above")
-            try:
-                if httpx.get(f"{base}/login", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("the test server did not start in 15 s")
+    with serve(redis_url=REDIS_URL) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture

@@ -95,15 +95,18 @@ def test_pool_stops_at_the_task_budget_and_counts_skips(committed_db, live_serve
     for _ in range(8):
         queue.create_demonstrate_tasks(db=db, prompt_ids=[make_prompt(db).id], overlap=1)
     db.commit()
-    settings = PoolSettings(url=live_server, labelers=3, tasks=5, skip_rate=0.3,
+    settings = PoolSettings(url=live_server, labelers=3, tasks=5, skip_rate=0.0,
                             kinds=("demonstrate",), seed=4)
-    pool = Pool(settings, accounts.from_database(3), make_judge("length:6"))
-    tally = _in_thread(pool.run())
-    assert tally.total == 5 and tally.skipped > 0
+    tally = _in_thread(Pool(settings, accounts.from_database(3), make_judge("length:6")).run())
+    assert tally.total == 5 and tally.skipped == 0
+    # Labelers who skip everything: each skips each of the 3 tasks left once (skips stick).
+    skipping = PoolSettings(url=live_server, labelers=3, tasks=5, skip_rate=1.0,
+                            kinds=("demonstrate",), seed=4)
+    tally = _in_thread(Pool(skipping, accounts.from_database(3), make_judge("length:6")).run())
+    assert tally.total == 0 and tally.skipped == 3 * 3
     db.expire_all()
     states = Counter(db.scalars(select(Assignment.state)))
-    assert states[AssignmentState.submitted] == 5
-    assert states[AssignmentState.skipped] == tally.skipped
+    assert states[AssignmentState.submitted] == 5 and states[AssignmentState.skipped] == 9
 
 
 def test_cli_writes_the_report_and_reuses_accounts(committed_db, live_server, tmp_path):

@@ -22,19 +22,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 from training.data import (
     IGNORE,
-    ListDataset,
     ensure_chat_template,
     lengths_mask,
     pad,
-    prompt_key,
-    read_rankings,
     sft_example,
-    split_holdout,
 )
 from training.loop import (
     Checkpoints,
@@ -55,7 +50,7 @@ from training.models import (
 )
 from training.outputs import Callback
 from training.records import GroupedRecord
-from training.reward import sub_batch
+from training.reward import load_splits, ranking_loaders, sub_batch
 
 
 @dataclass
@@ -139,22 +134,9 @@ def train_dpo(cfg: DPOConfig, callback: Callback | None = None) -> Path:
     if cfg.lora_r <= 0:
         ref = load_policy(cfg.policy_model, tok, 0.0).eval().requires_grad_(False)
         ref = ref.to(accelerator.device)
-    train = read_rankings(cfg.train_data)
-    if cfg.valid_data:
-        valid = read_rankings(cfg.valid_data)
-    else:
-        train, valid = split_holdout(train, cfg.valid_fraction, cfg.seed, key=prompt_key)
-    collate = DPOCollator(tok, cfg.max_len)
-    order = torch.Generator()  # reseeded per epoch: the same order after a resume
-    loader = DataLoader(
-        ListDataset(train),
-        batch_size=cfg.prompts_per_step,
-        shuffle=True,
-        collate_fn=collate,
-        generator=order,
-    )
-    valid_loader = DataLoader(
-        ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate
+    train, valid = load_splits(cfg)  # by prompt, as the reward model's
+    loader, valid_loader, order = ranking_loaders(
+        train, valid, DPOCollator(tok, cfg.max_len), cfg.prompts_per_step
     )
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
     total = cfg.epochs * len(loader)

@@ -125,13 +125,30 @@ def mean_score(
     return rm_reward_fn(model, tok, max_len)(prompts, responses).mean().item()
 
 
-def load_splits(cfg: RewardConfig) -> tuple[list[GroupedRecord], list[GroupedRecord]]:
-    """Training and held-out rankings."""
+def load_splits(cfg: Any) -> tuple[list[GroupedRecord], list[GroupedRecord]]:
+    """Training and held-out rankings (cfg: train_data, valid_data, valid_fraction, seed)."""
     train = read_rankings(cfg.train_data)
     if cfg.valid_data:
         return train, read_rankings(cfg.valid_data)
     # by prompt: several labelers' rankings of one prompt stay on the same side
     return split_holdout(train, cfg.valid_fraction, cfg.seed, key=prompt_key)
+
+
+def ranking_loaders(
+    train: list[GroupedRecord], valid: list[GroupedRecord], collate: Any, prompts_per_step: int
+) -> tuple[DataLoader, DataLoader, torch.Generator]:
+    """Loaders of ranked prompts (each with all K responses), and the generator of the
+    training order: reseeded per epoch, it gives the same order after a resume."""
+    order = torch.Generator()
+    loader = DataLoader(
+        ListDataset(train),
+        batch_size=prompts_per_step,
+        shuffle=True,
+        collate_fn=collate,
+        generator=order,
+    )
+    valid_loader = DataLoader(ListDataset(valid), batch_size=prompts_per_step, collate_fn=collate)
+    return loader, valid_loader, order
 
 
 def demonstration_pairs(cfg: RewardConfig, train: list[GroupedRecord]) -> tuple[list, list, str]:
@@ -156,17 +173,8 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
     model = prepare_model(load_reward_model(cfg.base_model, tok, cfg.dropout), cfg, "SEQ_CLS")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train, valid = load_splits(cfg)
-    collate = RankingCollator(tok, cfg.max_len)
-    order = torch.Generator()  # reseeded per epoch: the same order after a resume
-    loader = DataLoader(
-        ListDataset(train),
-        batch_size=cfg.prompts_per_step,
-        shuffle=True,
-        collate_fn=collate,
-        generator=order,
-    )
-    valid_loader = DataLoader(
-        ListDataset(valid), batch_size=cfg.prompts_per_step, collate_fn=collate
+    loader, valid_loader, order = ranking_loaders(
+        train, valid, RankingCollator(tok, cfg.max_len), cfg.prompts_per_step
     )
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay

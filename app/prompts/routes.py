@@ -18,6 +18,7 @@ from app.db import DbSession, session_scope
 from app.errors import describe, errors, redisplays, validation_errors
 from app.fields import Id, Offset, PageNumber, PageSize, Text
 from app.jobs import service as jobs
+from app.jobs.models import Job
 from app.prompts import candidates as candidate_import
 from app.prompts import service as prompts
 from app.prompts import uploads
@@ -112,15 +113,22 @@ def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
 
-def _queued(db: Session, background: BackgroundTasks, what: uploads.What, data: bytes,
-            name: str, options: dict[str, Any], user: Any,
-            objects: list[Any] | None = None) -> JSONResponse:
-    if objects is not None:  # a JSON body, checked already: its objects are what is kept
-        data = json.dumps(objects).encode()
-    job = uploads.queue_import(db=db, what=what, data=data, filename=name, options=options,
-                               user=user, objects=None if objects is None else len(objects))
+def _queue(db: Session, background: BackgroundTasks, what: uploads.What,
+           upload: bytes | list[Any], name: str, rules: ImportRules, options: dict[str, Any],
+           user: Any) -> Job:
+    """Keep an upload for an import job, sent once the request has committed. `upload`: a
+    file's bytes, or a JSON body's objects (checked already), kept as a JSON list."""
+    objects = None if isinstance(upload, bytes) else len(upload)
+    data = upload if isinstance(upload, bytes) else json.dumps(upload).encode()
+    job = uploads.queue_import(db=db, what=what, data=data, filename=name, user=user,
+                               objects=objects,
+                               options={**options, "rules": rules.model_dump(mode="json")})
     background.add_task(_send, [job.id])
-    body = ImportQueued(job_id=job.id, state=job.state, bytes=len(data),
+    return job
+
+
+def _accepted(job: Job) -> JSONResponse:
+    body = ImportQueued(job_id=job.id, state=job.state, bytes=job.config["bytes"],
                         status_url=f"/api/v1/jobs/{job.id}")
     return JSONResponse(body.model_dump(), status_code=202)
 
@@ -136,8 +144,8 @@ async def import_api(request: Request, db: DbSession, user: Staff,
         strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
         rules = _form_rules(fields)
         if uploads.runs_as_job(len(data)):
-            return _queued(db, background, "prompts", data, name,
-                           {"rules": rules.model_dump(mode="json"), "strict": strict}, user)
+            return _accepted(_queue(db, background, "prompts", data, name, rules,
+                                    {"strict": strict}, user))
         report = await run_in_threadpool(
             prompts.import_file, db=db, data=data, filename=name, rules=rules, user=user,
             strict=strict)
@@ -145,9 +153,8 @@ async def import_api(request: Request, db: DbSession, user: Staff,
         size = await _json_size(request)
         body = await _json_body(request, PromptImportJson)
         if uploads.runs_as_job(size):
-            return _queued(db, background, "prompts", b"", "body.json",
-                           {"rules": body.rules.model_dump(mode="json"), "strict": body.strict},
-                           user, objects=body.prompts)
+            return _accepted(_queue(db, background, "prompts", body.prompts, "body.json",
+                                    body.rules, {"strict": body.strict}, user))
         report = await run_in_threadpool(
             prompts.import_objects, db=db, objects=body.prompts, rules=body.rules,
             user=user, strict=body.strict)
@@ -175,8 +182,8 @@ async def import_candidates_api(request: Request, db: DbSession, user: Staff,
                                       "numbers.", 422) from exc
         options = spec.model_dump(exclude={"rows", "rules"})
         if uploads.runs_as_job(len(data)):
-            return _queued(db, background, "candidates", data, _name,
-                           {**options, "rules": spec.rules.model_dump(mode="json")}, user)
+            return _accepted(_queue(db, background, "candidates", data, _name, spec.rules,
+                                    options, user))
         report = await run_in_threadpool(
             candidate_import.import_candidates_file, db=db, data=data, rules=spec.rules, **options)
     else:
@@ -184,9 +191,8 @@ async def import_candidates_api(request: Request, db: DbSession, user: Staff,
         body = await _json_body(request, CandidateImportJson)
         options = body.model_dump(exclude={"rows", "rules"})
         if uploads.runs_as_job(size):
-            return _queued(db, background, "candidates", b"", "body.json",
-                           {**options, "rules": body.rules.model_dump(mode="json")}, user,
-                           objects=body.rows)
+            return _accepted(_queue(db, background, "candidates", body.rows, "body.json",
+                                    body.rules, options, user))
         report = await run_in_threadpool(
             candidate_import.import_candidates, db=db, objects=enumerate(body.rows, start=1),
             rules=body.rules, **options)
@@ -241,10 +247,7 @@ async def import_page(request: Request, db: DbSession, user: Staff,
     try:
         rules, strict = _form_rules(fields), fields.get("strict") == "on"
         if uploads.runs_as_job(len(data)):
-            job = uploads.queue_import(db=db, what="prompts", data=data, filename=name, user=user,
-                                       options={"rules": rules.model_dump(mode="json"),
-                                                "strict": strict})
-            background.add_task(_send, [job.id])
+            job = _queue(db, background, "prompts", data, name, rules, {"strict": strict}, user)
             flash(request, f"{name or 'The file'} ({len(data) / 2**20:.1f} MB) is being "
                            f"imported by job {job.id}: its report appears here when done.",
                   "success")

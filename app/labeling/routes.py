@@ -35,9 +35,9 @@ KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt", "comp
 
 @router.get("/label", response_class=HTMLResponse)
 def start_page(request: Request, db: DbSession, user: AnyUser) -> Response:
-    since = workbench.session_since(request.session)
     return render(request, "labeling/start.html",
-                  **workbench.start(db=db, user=user, since=since), nothing=None, undo=None)
+                  **workbench.start(db=db, user=user, session=request.session), nothing=None,
+                  undo=None)
 
 
 @router.get("/label/next", response_class=HTMLResponse, responses=errors(303))
@@ -45,10 +45,9 @@ def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice =
               skipped: Annotated[Id | None, Query()] = None) -> Response:
     assignment = workbench.lease_next(db=db, user=user, kind=kind)
     if assignment is None:
-        since = workbench.session_since(request.session)
         return render(request, "labeling/start.html",
-                      **workbench.start(db=db, user=user, since=since), nothing=kind,
-                      undo=skipped)
+                      **workbench.start(db=db, user=user, session=request.session),
+                      nothing=kind, undo=skipped)
     undo = f"&skipped={skipped}" if skipped else ""
     return RedirectResponse(f"/label/a/{assignment.id}?kind={kind}{undo}", status_code=303)
 
@@ -63,8 +62,7 @@ def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: Id,
     left = workbench.left_for(db=db, user=user, kind=screen.task.kind) if screen.live else None
     page = render(
         request, f"{folder}/{screen.task.kind.value}.html", s=screen, pick=kind,
-        done=workbench.done(db=db, user=user,
-                            session_since=workbench.session_since(request.session)),
+        done=workbench.done(db=db, user=user, session=request.session),
         flags=workbench.FLAG_LABELS,
         limits=workbench.LIMITS, left=left, left_cap=workbench.LEFT_CAP,
         undo=skipped if skipped != assignment_id else None,

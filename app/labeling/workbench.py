@@ -99,7 +99,7 @@ def lease_next(*, db: Session, user: User, kind: str) -> queue.Lease | None:
     return queue.next_task(db=db, user=user, kind=wanted)
 
 
-def start(*, db: Session, user: User, since: datetime | None = None) -> dict[str, Any]:
+def start(*, db: Session, user: User, session: dict[str, Any]) -> dict[str, Any]:
     """The start page: tasks available per kind, every live lease of the user, done today."""
     leases = db.execute(
         select(Assignment, Task.kind).join(Task, Task.id == Assignment.task_id)
@@ -109,7 +109,7 @@ def start(*, db: Session, user: User, since: datetime | None = None) -> dict[str
     ).all()
     return {"available": available(db=db, user=user), "cap": AVAILABLE_CAP,
             "leases": [{"assignment": a, "kind": k} for a, k in leases],
-            "done": done(db=db, user=user, session_since=since)}
+            "done": done(db=db, user=user, session=session)}
 
 
 def _owned(db: Session, user: User, assignment_id: int) -> Assignment:
@@ -382,19 +382,20 @@ class Done:
     session: int | None  # None: the browser session's start is not known (an API client)
 
 
-def done(*, db: Session, user: User, session_since: datetime | None) -> Done:
-    """Tasks the user submitted since midnight UTC and since this login session began, in
-    one indexed count."""
+def done(*, db: Session, user: User, session: dict[str, Any]) -> Done:
+    """Tasks the user submitted since midnight UTC and since this login session (the
+    browser's session cookie) began, in one indexed count."""
     midnight = datetime.combine(utcnow().date(), time(0), tzinfo=UTC)
+    session_since = _session_since(session)
     if session_since is None:
         return Done(today=done_today(db=db, user=user), session=None)
-    today, session = db.execute(_SUBMITTED_TODAY_AND_SINCE, {
+    today, this_session = db.execute(_SUBMITTED_TODAY_AND_SINCE, {
         "user_id": user.id, "midnight": midnight, "session": session_since,
         "since": min(midnight, session_since)}).one()
-    return Done(today=int(today), session=int(session))
+    return Done(today=int(today), session=int(this_session))
 
 
-def session_since(session: dict[str, Any]) -> datetime | None:
+def _session_since(session: dict[str, Any]) -> datetime | None:
     """When this browser session logged in (None where the cookie does not say)."""
     try:
         since = datetime.fromisoformat(str(session["since"]))

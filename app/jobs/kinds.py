@@ -47,6 +47,14 @@ class JobKind:
 KINDS: dict[str, JobKind] = {}
 
 
+def all_kinds() -> dict[str, JobKind]:
+    """Every job kind: the modules that define them are imported first, so whoever looks a
+    kind up (a worker, the reaper, a test or a script running a job itself) finds it."""
+    import app.jobs.stages  # noqa: F401 - it imports the other domains' kinds in turn
+
+    return KINDS
+
+
 def job_kind(name: str, *, queue: str = "default", on_success: OnSuccess | None = None,
              on_failure: OnFailure | None = None, label: str = "") -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of jobs of this kind."""

@@ -17,7 +17,7 @@ from app.fields import Id
 from app.jobs import rounds, schedule, views
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
-from app.jobs.kinds import KINDS
+from app.jobs.kinds import all_kinds
 from app.jobs.models import ENDED_STATES
 from app.jobs.stage_config import STAGES
 from app.templating import flash, render
@@ -61,7 +61,7 @@ def _jobs_page(request: Request, db: DbSession, *, status: int = 200,
     live = rounds.live_round(db=db)
     return render(
         request, "jobs/index.html", status_code=status, rounds=views_of_rounds, lone=lone,
-        retried=retried, live_round=live, knobs=views.knobs(), stages=STAGES, kinds=KINDS,
+        retried=retried, live_round=live, knobs=views.knobs(), stages=STAGES, kinds=all_kinds(),
         form=round_form if round_form is not None else {"stages": list(STAGES)},
         sched=sched, sched_form=(schedule_form if schedule_form is not None
                                  else views.schedule_form(sched["row"])),
@@ -135,7 +135,7 @@ def job_page(request: Request, db: DbSession, _: Staff, job_id: Id) -> Response:
     return render(request, "jobs/job.html", job=job, round=rnd, siblings=siblings,
                   retry=retry, version=version, can_cancel=views.can_cancel(job),
                   can_retry=views.can_retry(job, retry is not None),
-                  label=KINDS[job.kind].label if job.kind in KINDS else job.kind,
+                  label=all_kinds()[job.kind].label if job.kind in all_kinds() else job.kind,
                   live=job.state not in ENDED_STATES)
 
 

@@ -13,7 +13,7 @@ from app.config import get_settings
 from app.db import session_scope
 from app.jobs import rounds
 from app.jobs import service as jobs
-from app.jobs.kinds import KINDS, JobCancelled, JobContext, JobFailed
+from app.jobs.kinds import JobCancelled, JobContext, JobFailed, all_kinds
 from app.jobs.models import JobState
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def run_job(job_id: int) -> dict[str, Any]:
     beat.start()
     state, error, outputs = JobState.failed, "", {}
     try:
-        outputs = KINDS[ctx.kind].handler(ctx)
+        outputs = all_kinds()[ctx.kind].handler(ctx)
         state = JobState.succeeded
     except JobCancelled as exc:
         state, error = JobState.cancelled, str(exc)

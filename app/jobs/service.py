@@ -23,7 +23,7 @@ from app.auth.models import User
 from app.config import get_settings
 from app.db import utcnow
 from app.jobs.errors import JobError
-from app.jobs.kinds import KINDS
+from app.jobs.kinds import all_kinds
 from app.jobs.models import ENDED_STATES, LIVE_STATES, Job, JobMetric, JobState
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,11 @@ def submit(*, db: Session, kind: str, config: dict[str, Any], user: User | None 
            round_id: int | None = None, position: int = 0, attempt: int = 1,
            retry_of_id: int | None = None) -> Job:
     """Record a queued job; `dispatch` sends it once the transaction has committed."""
-    import app.jobs.stages  # noqa: F401 - registers the job kinds
-    if kind not in KINDS:
-        raise JobError(f"Unknown job kind {kind!r}; known: {', '.join(sorted(KINDS))}.", 422)
+    kinds = all_kinds()
+    if kind not in kinds:
+        raise JobError(f"Unknown job kind {kind!r}; known: {', '.join(sorted(kinds))}.", 422)
     job = Job(kind=kind, config=config, round_id=round_id, position=position,
-              queue=KINDS[kind].queue, state=JobState.queued, progress=0.0, inputs={},
+              queue=kinds[kind].queue, state=JobState.queued, progress=0.0, inputs={},
               outputs={}, attempt=attempt, retry_of_id=retry_of_id, retryable=False,
               cancel_requested=False, log_tail="",
               created_by_id=user.id if user else None)
@@ -155,7 +155,7 @@ def finish(*, db: Session, job_id: int, worker: str, outputs: dict[str, Any]) ->
         return False
     job.state, job.outputs, job.progress = JobState.succeeded, dict(outputs), 1.0
     job.finished_at, job.retryable = utcnow(), False
-    on_success = KINDS[job.kind].on_success
+    on_success = all_kinds()[job.kind].on_success
     if on_success is not None:
         on_success(db, job, outputs)
     db.flush()
@@ -171,7 +171,7 @@ def end(*, db: Session, job_id: int, worker: str | None, state: JobState, error:
         return False
     job.state, job.error, job.finished_at = state, error[:4000], utcnow()
     job.retryable = state in (JobState.failed, JobState.cancelled)
-    on_failure = KINDS[job.kind].on_failure if job.kind in KINDS else None
+    on_failure = all_kinds()[job.kind].on_failure if job.kind in all_kinds() else None
     if on_failure is not None:
         on_failure(db, job)  # e.g. the export's snapshot is failed with it
     db.flush()
@@ -184,7 +184,7 @@ def request_cancel(*, db: Session, job_id: int) -> Job:
     if job.state == JobState.queued:
         job.state, job.finished_at, job.retryable = JobState.cancelled, utcnow(), True
         job.error = "cancelled before it started"
-        on_failure = KINDS[job.kind].on_failure
+        on_failure = all_kinds()[job.kind].on_failure
         if on_failure is not None:
             on_failure(db, job)
     elif job.state == JobState.running:

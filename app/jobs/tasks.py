@@ -9,23 +9,18 @@ from app.worker import celery_app
 @celery_app.task(name="jobs.run", acks_late=True)
 def run_job(job_id: int) -> dict[str, Any]:
     """Run job `job_id`; a duplicate delivery finds it claimed and does nothing."""
-    import app.jobs.stages  # noqa: F401 - registers the job kinds
-
     return runner.run_job(job_id)
 
 
 @celery_app.task(name="jobs.reap")
 def reap() -> dict[str, list[int]]:
     """Fail jobs whose heartbeat stopped; send queued jobs whose message was lost."""
-    import app.jobs.stages  # noqa: F401
-
     return runner.reap()
 
 
 @celery_app.task(name="jobs.tick_schedule")
 def tick_schedule() -> int | None:
     """Start a round if the schedule says so; returns its id."""
-    import app.jobs.stages  # noqa: F401
     from app.jobs import schedule
 
     return schedule.tick()

@@ -228,3 +228,20 @@ def test_a_cancelled_import_removes_its_upload_and_stores_nothing(live, committe
     assert not upload.exists()
     assert runner.run_job(job_id)["state"] == "skipped"  # a late delivery does nothing
     assert _count(committed_db, Prompt) == 0
+
+
+def test_a_process_that_only_runs_jobs_finds_the_import_kind(committed_db, researcher):
+    """A worker (or a script) that imports only the runner still knows every job kind."""
+    import os
+    import subprocess
+    import sys
+
+    job = uploads.queue_import(db=committed_db, what="prompts", data=_lines(3),
+                               filename="p.jsonl", options={}, user=researcher[0])
+    committed_db.commit()
+    out = subprocess.run(
+        [sys.executable, "-c", "from app.jobs import runner; "
+         f"print(runner.run_job({job.id})['state'])"],
+        env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().endswith("succeeded"), out.stderr[-2000:]
+    assert _count(committed_db, Prompt) == 3

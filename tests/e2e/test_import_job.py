@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from app.jobs import runner
 from app.jobs.models import Job
 from app.prompts.models import Prompt
-from tests.e2e.conftest import serve, shot
+from tests.e2e.conftest import PHONE, serve, shot
 from tests.factories import make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_only]
@@ -30,9 +30,14 @@ def test_large_upload_goes_to_its_job_page_which_shows_the_report(committed_db, 
              for i in range(300)]
     upload = tmp_path / "big.jsonl"
     upload.write_text("\n".join(lines) + "\n")
+    phone = open_page(user, viewport=PHONE)
+    phone.goto("/prompts")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot(phone, "prompts-phone")
     page = open_page(user)
     page.goto("/prompts")
     assert "imported in the background" in page.inner_text("#import-limits")
+    shot(page, "prompts-laptop")
     page.set_input_files("input[name=file]", str(upload))
     page.click("form[action='/prompts/import'] button[type=submit]")
     page.wait_for_url("**/jobs/*")

@@ -30,9 +30,10 @@ def _free_port() -> int:
 class Stack:
     """The web process and the workers; `kill_worker()` SIGKILLs the gpu worker for real."""
 
-    def __init__(self, broker: str, data_dir: Path) -> None:
+    def __init__(self, broker: str, data_dir: Path, **settings: str) -> None:
         self.env = {**os.environ, "RLHF_DATA_DIR": str(data_dir), "RLHF_JOB_LEASE_S": "6",
-                    "RLHF_JOB_HEARTBEAT_S": "0.5", "RLHF_REDIS_URL": ""}
+                    "RLHF_JOB_HEARTBEAT_S": "0.5", "RLHF_REDIS_URL": "",
+                    **{f"RLHF_{k.upper()}": v for k, v in settings.items()}}
         if broker == "redis":
             import redis
 
@@ -45,8 +46,7 @@ class Stack:
              "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
             cwd=REPO, env=self.env)
         self.worker: subprocess.Popen[bytes] | None = None
-        self.default = self._celery("-Q", "default", "--beat", "-s",
-                                    str(Path(self.env["RLHF_DATA_DIR"]) / "beat"))
+        self.start_default_worker()
         self.start_worker()
         self.http = httpx.Client(base_url=self.url, timeout=30)
         _wait(lambda: self.http.get("/login").status_code == 200, 90, "the web server")
@@ -57,15 +57,22 @@ class Stack:
              "--without-mingle", "--without-gossip", "--loglevel", "WARNING", *args],
             cwd=REPO, env=self.env, start_new_session=True)
 
+    def start_default_worker(self) -> None:
+        """The default queue's worker (exports, imports, promotion), with beat beside it."""
+        self.default = self._celery("-Q", "default", "-n", f"default{time.monotonic_ns()}@%h",
+                                    "--beat", "-s", str(Path(self.env["RLHF_DATA_DIR"]) / "beat"))
+
     def start_worker(self) -> None:
         """The gpu queue's worker (training, generation)."""
         self.worker = self._celery("-Q", "gpu", "-n", f"gpu{time.monotonic_ns()}@%h")
 
-    def kill_worker(self) -> None:
-        """SIGKILL the worker (its training child dies with it)."""
-        assert self.worker is not None
-        os.kill(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(timeout=10)
+    def kill_worker(self, which: str = "gpu") -> None:
+        """SIGKILL a worker, the gpu one (its training child dies with it) or the default one
+        (beat with it)."""
+        proc = self.worker if which == "gpu" else self.default
+        assert proc is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
     def get(self, path: str, headers: dict[str, str]) -> Any:
         resp = self.http.get(path, headers=headers)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.prompts.models import Candidate
 from app.registry.models import ModelVersion
@@ -121,3 +121,41 @@ def test_cancel_running_stage_stops_within_seconds_and_registers_nothing(stack, 
     assert committed_db.scalar(select(ModelVersion.id).where(
         ModelVersion.job_id == job["id"])) is None
     assert stack.get(f"/api/v1/rounds/{round_id}", fed)["state"] == "cancelled"
+
+
+def test_sigkilled_import_stores_nothing_is_failed_retryable_and_its_retry_imports_once(
+        committed_db, staff_token, tmp_path):
+    import json
+
+    from app.prompts.models import Prompt
+
+    n = 15_000
+    data = "".join(json.dumps({"text": f"Describe the colour of stone number {i} at dusk",
+                               "end_user_id": f"user-{i}"}) + "\n" for i in range(n))
+    stack = Stack("redis", tmp_path, import_inline_max_mb="0.5")
+    try:
+        sent = stack.http.post("/api/v1/prompts/import", headers=staff_token,
+                               files={"file": ("big.jsonl", data.encode())})
+        assert sent.status_code == 202, sent.text
+        job_id = sent.json()["job_id"]
+        stack.wait_job(job_id, staff_token,
+                       lambda j: j["state"] == "running" and 0 < j["progress"] < 0.9)
+        stack.kill_worker("default")  # mid-import, for real
+        count = select(func.count()).select_from(Prompt)
+        assert committed_db.scalar(count) == 0  # its transaction went with it
+
+        stack.start_default_worker()  # its beat's reaper finds the silent job
+        failed = stack.wait_job(job_id, staff_token, lambda j: j["state"] == "failed",
+                                timeout=90)
+        assert failed["retryable"] and "no heartbeat" in failed["error"]
+        assert committed_db.scalar(count) == 0
+        retry = stack.http.post(f"/api/v1/jobs/{job_id}/retry", headers=staff_token)
+        assert retry.status_code == 202, retry.text
+        done = stack.wait_job(retry.json()["id"], staff_token,
+                              lambda j: j["state"] in ("succeeded", "failed"), timeout=300)
+        assert done["state"] == "succeeded", done["error"]
+        assert done["outputs"]["accepted"] == n and done["outputs"]["merged"] == 0
+        committed_db.expire_all()
+        assert committed_db.scalar(count) == n
+    finally:
+        stack.close()

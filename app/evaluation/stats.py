@@ -6,12 +6,17 @@ better) or ½ (tie, or both bad: neither is preferred, as Chatbot Arena counts "
 The win rate is the mean score, (wins + ½ ties) / N.
 
 Outputs of one prompt are not independent (a hard prompt is hard for both sides, and one
-prompt may be judged by several labelers), so every interval resamples *prompts*: a
-percentile bootstrap of the ratio Σ scores / Σ judgments over prompt clusters.
+prompt may be judged by several labelers), so every interval counts *prompts*, not
+judgments. A win rate's interval is Wilson's score interval with a continuity correction
+on the effective number of judgments: N divided by the design effect of the prompt
+clusters (the cluster-robust variance of Σ scores / Σ judgments over the binomial one).
+Unlike a percentile bootstrap it does not shrink to a point when every judgment agrees
+(0 wins of 6 is [0, 0.48], not [0, 0]) and it covers the truth in at least ~95% of
+campaigns from 6 prompts up, at p = 0.05 as at p = 0.5 (tests/evaluation/test_stats.py).
 """
 
 from dataclasses import dataclass
-from math import log
+from math import log, sqrt
 
 import numpy as np
 
@@ -24,6 +29,7 @@ N_BOOT = 2000
 ELO_SCALE = 400 / log(10)  # Chatbot Arena's scale: 400 points = 10× the odds
 ELO_ANCHOR = 1000.0  # the baseline's score
 BT_PRIOR = 0.5  # virtual tied games of each version against the baseline (keeps it finite)
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 
 def scores(outcomes: np.ndarray) -> np.ndarray:
@@ -50,6 +56,42 @@ def ratio_cis(num: np.ndarray, den: np.ndarray, *, n_boot: int = N_BOOT,
     return bootstrap_ratio_ci(num, den, n_boot=n_boot, seed=seed)
 
 
+def wilson_cc(p: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval with continuity correction (Newcombe 1998, method 4) for a
+    share p of n (n may be fractional: an effective sample size)."""
+    if n <= 0:
+        return 0.0, 1.0
+    den = 2 * (n + z * z)
+    lo = (2 * n * p + z * z - 1
+          - z * sqrt(max(0.0, z * z - 2 - 1 / n + 4 * p * (n * (1 - p) + 1)))) / den
+    hi = (2 * n * p + z * z + 1
+          + z * sqrt(max(0.0, z * z + 2 - 1 / n + 4 * p * (n * (1 - p) - 1)))) / den
+    return (0.0 if p <= 0 else max(0.0, lo)), (1.0 if p >= 1 else min(1.0, hi))
+
+
+def effective_n(clusters: np.ndarray, values: np.ndarray) -> float:
+    """N over the design effect of the clusters: how many independent judgments the
+    clustered ones are worth (never more than N, never fewer than one)."""
+    t = dense(clusters)
+    n, k = len(values), int(t.max()) + 1 if len(values) else 0
+    if n == 0:
+        return 0.0
+    num, den = cluster_sums(t, values, k), cluster_sums(t, np.ones(n), k)
+    p = float(num.sum() / n)
+    binomial = p * (1 - p) / n
+    if k < 2 or binomial <= 0:
+        # No spread to measure: count the prompts, the most that can be independent.
+        return float(max(1, k))
+    robust = k / (k - 1) * float(np.sum((num - p * den) ** 2)) / n**2
+    return float(min(n, max(1.0, n * binomial / robust))) if robust > 0 else float(n)
+
+
+def cluster_wilson(clusters: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """95% CI of the mean of values in [0, 1] judged in clusters (prompts)."""
+    values = np.asarray(values, dtype=np.float64)
+    return wilson_cc(float(values.mean()), effective_n(clusters, values))
+
+
 @dataclass(frozen=True)
 class Rate:
     """A share with its 95% CI and the count it is over."""
@@ -60,12 +102,11 @@ class Rate:
 
 
 def _rate(clusters: np.ndarray, hits: np.ndarray, *, n_boot: int, seed: int) -> Rate:
+    # n_boot and seed are kept for callers; the interval is closed-form (see the top).
     n = int(len(hits))
     if n == 0:
         return Rate(None, None, 0)
-    t = dense(clusters)
-    num, den = cluster_sums(t, hits), cluster_sums(t, np.ones(n))
-    lo, hi = ratio_cis(num, den, n_boot=n_boot, seed=seed)[0]
+    lo, hi = cluster_wilson(clusters, hits)
     return Rate(float(np.mean(hits)), (float(lo), float(hi)), n)
 
 

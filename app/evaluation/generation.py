@@ -76,7 +76,7 @@ def run(*, evaluation_id: int, workdir: Path, session: SessionFactory,
     """
     with session() as db:
         ev = service.get(db=db, evaluation_id=evaluation_id)
-        if ev.state == service.LABELING:
+        if ev.state in (service.LABELING, service.COMPLETE):
             return {"evaluation_id": evaluation_id, "skipped": "already generated"}
         versions = [get_version(db=db, version_id=v) for v in [ev.baseline_id, *ev.model_ids]]
         prompts = dict(db.execute(select(Prompt.id, Prompt.text)

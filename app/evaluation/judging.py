@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
+from app.evaluation import service as campaigns
 from app.evaluation.models import EvaluationItem, Judgment
 from app.labeling.schemas import SubmissionCreate, SubmissionRead
 from app.labeling.service import (
@@ -131,5 +132,7 @@ def submit_compare(*, db: Session, user: User, task: TaskRow,
         return _earlier(db, user, task, body.idempotency_key,
                         SubmissionError("This task was already submitted.", 409))
     queue.complete(db=db, assignment=assignment)
+    # The last judgment completes the campaign (and what waits on it) in this transaction.
+    campaigns.complete_if_judged(db=db, evaluation_id=item.evaluation_id)
     return SubmissionRead(id=row_id, kind="compare", task_id=task.id,
                           assignment_id=assignment.id, next_url=next_url("compare"))

@@ -33,13 +33,16 @@ class Evaluation(Base):
     prompt_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     # Why each prompt may be used: split and the versions' training snapshots (recorded).
     provenance: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # generating (a job samples the outputs) → labeling (the tasks exist), or failed.
+    # generating (a job samples the outputs) → labeling (the tasks exist) → complete (all
+    # judged, closed by hand, or nothing to judge), or failed.
     state: Mapped[str] = mapped_column(String(12), default="generating")
     job_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True
     )
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     identical_pairs: Mapped[int] = mapped_column(Integer, default=0)  # never made into tasks
+    closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why complete
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )

@@ -134,7 +134,8 @@ def results(*, db: Session, evaluation_id: int) -> dict[str, Any]:
     n_items = len(db.scalars(select(EvaluationItem.id)
                              .where(EvaluationItem.evaluation_id == ev.id)).all())
     return {
-        "id": ev.id, "name": ev.name, "state": ev.state, "baseline_id": ev.baseline_id,
+        "id": ev.id, "name": ev.name, "state": ev.state, "closed_reason": ev.closed_reason,
+        "baseline_id": ev.baseline_id,
         "baseline_name": names[ev.baseline_id],
         "results": [_model_result(r, m, names[m]) for m in ev.model_ids],
         "bradley_terry": _bradley_terry(r, ev, names),

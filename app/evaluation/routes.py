@@ -63,6 +63,25 @@ def get_one(db: DbSession, _: Staff, evaluation_id: Id) -> object:
                                                             evaluation_id=evaluation_id)])[0]
 
 
+@router.post("/api/v1/evaluations/{evaluation_id}/close", response_model=EvaluationRead,
+             responses=errors(404, 409))
+def close(db: DbSession, user: Staff, evaluation_id: Id) -> object:
+    """Close a campaign early: it completes on the judgments in so far."""
+    evaluation = service.close(db=db, evaluation_id=evaluation_id, user=user)
+    return service.describe(db=db, evaluations=[evaluation])[0]
+
+
+@router.post("/evaluations/{evaluation_id}/close")
+def close_form(request: Request, db: DbSession, user: Staff, evaluation_id: Id) -> Response:
+    try:
+        service.close(db=db, evaluation_id=evaluation_id, user=user)
+    except service.EvaluationError as exc:
+        flash(request, str(exc), "error")
+    else:
+        flash(request, f"Evaluation {evaluation_id} closed: its results are final.", "success")
+    return RedirectResponse(f"/evaluations/{evaluation_id}", status_code=303)
+
+
 @router.get("/api/v1/evaluations/{evaluation_id}/results", response_model=EvaluationResults)
 def results_json(db: DbSession, _: Staff, evaluation_id: Id) -> object:
     """Win rates with 95% CIs, Bradley–Terry scores, labelers, position bias; automatic
@@ -84,7 +103,8 @@ def index_page(request: Request, db: DbSession, _: Staff) -> Response:
     return render(request, "evaluation/index.html",
                   evaluations=service.describe(db=db,
                                                evaluations=service.list_evaluations(db=db)),
-                  versions=versions, names={v.id: v.name for v in versions})
+                  versions=versions, names={v.id: v.name for v in versions},
+                  defaults=service.form_defaults(db=db))
 
 
 @router.post("/evaluations")
@@ -94,7 +114,8 @@ def create_form(
     model_ids: Annotated[list[Id] | None, Form()] = None,
     overlap: Annotated[Int32, Form()] = 1, judges: Annotated[Text, Form()] = "held_out",
     name: Annotated[Text, Form()] = "", temperature: Annotated[float, Form()] = 0.7,
-    top_p: Annotated[float, Form()] = 1.0, max_new_tokens: Annotated[Int32, Form()] = 256,
+    top_p: Annotated[float, Form()] = 1.0,
+    max_new_tokens: Annotated[Text, Form(max_length=10)] = "",
     seed: Annotated[Int32, Form()] = 0,
 ) -> Response:
     try:
@@ -102,7 +123,8 @@ def create_form(
             "model_ids": model_ids or [], "baseline_id": baseline_id, "n_prompts": n_prompts,
             "overlap": overlap, "judges": judges, "name": name,
             "sampling": {"temperature": temperature, "top_p": top_p,
-                         "max_new_tokens": max_new_tokens, "seed": seed}})
+                         # blank: the candidates' own rollout length
+                         "max_new_tokens": max_new_tokens.strip() or None, "seed": seed}})
         created = _create(db, user, spec, background)
     except ValidationError as exc:
         flash(request, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"

@@ -17,7 +17,9 @@ class Sampling(BaseModel):
 
     temperature: float = Field(default=0.7, gt=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    max_new_tokens: int = Field(default=256, ge=1, le=4096)
+    max_new_tokens: int | None = Field(
+        default=None, ge=1, le=4096,
+        description="None: the candidate policies' own rollout length (their manifest).")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
@@ -27,8 +29,10 @@ class EvaluationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_ids: list[Id] = Field(min_length=1, max_length=20)
-    baseline_id: Id
-    n_prompts: int = Field(ge=1, le=10_000)
+    baseline_id: Id | None = Field(default=None, description="None: the active SFT.")
+    n_prompts: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="None: every eligible test prompt, up to 100.")
     overlap: int = Field(default=1, ge=1, le=50)
     judges: Judges = "held_out"
     name: Text = Field(default="", max_length=200)
@@ -59,6 +63,8 @@ class EvaluationRead(BaseModel):
     job_id: int | None
     error: str | None
     identical_pairs: int
+    closed_reason: str | None = None
+    completed_at: datetime | None = None
     items: int
     judgments: int
     created_at: datetime
@@ -124,6 +130,7 @@ class EvaluationResults(BaseModel):
     id: int
     name: str
     state: str
+    closed_reason: str | None = None
     baseline_id: int
     baseline_name: str
     results: list[ModelResult]

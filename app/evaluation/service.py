@@ -7,12 +7,14 @@ which then calls `create_items`: one compare task per prompt and candidate versi
 """
 
 import random
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
+from app.db import utcnow
 from app.errors import DomainError
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
 from app.evaluation.provenance import (
@@ -25,10 +27,29 @@ from app.evaluation.provenance import (
 )
 from app.evaluation.schemas import EvaluationCreate
 from app.prompts.models import Candidate, Prompt, Split
-from app.queue.models import Task, TaskKind
+from app.queue.models import Task, TaskKind, TaskState
+from app.registry import service as registry
 from app.registry.models import ModelVersion
 
-GENERATING, LABELING, FAILED = "generating", "labeling", "failed"
+GENERATING, LABELING, COMPLETE, FAILED = "generating", "labeling", "complete", "failed"
+DEFAULT_PROMPTS = 100  # n_prompts when none is asked: every eligible test prompt, up to this
+DEFAULT_MAX_NEW_TOKENS = 256  # when no candidate records its rollout length
+
+# Called with (db, campaign) in the transaction that completes a campaign: a higher layer
+# (the rounds that wait on it) registers here; this domain imports none of them.
+OnComplete = Callable[[Session, Evaluation], None]
+ON_COMPLETE: list[OnComplete] = []
+
+
+def on_complete(fn: OnComplete) -> OnComplete:
+    """Register `fn(db, campaign)` to run when any campaign completes."""
+    ON_COMPLETE.append(fn)
+    return fn
+
+
+def plural(n: int, word: str) -> str:
+    """"1 test prompt", "2 test prompts"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class EvaluationError(DomainError):
@@ -43,12 +64,16 @@ class EvaluationError(DomainError):
 def _versions(db: Session, spec: EvaluationCreate) -> tuple[Version, list[Version]]:
     if len(set(spec.model_ids)) != len(spec.model_ids):
         raise EvaluationError("List each candidate version once in model_ids.")
-    if spec.baseline_id in spec.model_ids:
+    if spec.baseline_id is not None and spec.baseline_id in spec.model_ids:
         raise EvaluationError(
             f"Version {spec.baseline_id} is both the baseline and a candidate: compare a "
             "version against a different baseline.")
+    baseline_id = spec.baseline_id if spec.baseline_id is not None else active_sft_id(db=db)
+    if baseline_id is None:
+        raise EvaluationError("There is no active SFT to be the default baseline: name one "
+                              "with baseline_id.")
     try:
-        baseline = get_version(db=db, version_id=spec.baseline_id)
+        baseline = get_version(db=db, version_id=baseline_id)
         candidates = [get_version(db=db, version_id=m) for m in spec.model_ids]
     except ProvenanceError as exc:
         raise EvaluationError(str(exc), exc.status) from exc
@@ -59,7 +84,24 @@ def _versions(db: Session, spec: EvaluationCreate) -> tuple[Version, list[Versio
         if version.kind not in CANDIDATE_KINDS:
             raise EvaluationError(f"Version {version.id} ({version.name}) is a {version.kind} "
                                   "model, not a policy: only policies are evaluated.")
+    if baseline.id in spec.model_ids:
+        raise EvaluationError(f"The active SFT {baseline.name} is also a candidate: name "
+                              "another baseline.")
     return baseline, candidates
+
+
+def active_sft_id(*, db: Session) -> int | None:
+    """The version `sft:active` points at: the default baseline."""
+    version = registry.alias_target(db=db, alias="sft:active")
+    return version.id if version else None
+
+
+def rollout_tokens(candidates: list[Version]) -> int:
+    """The longest rollout the candidate policies were trained with (their manifests'
+    max_new_tokens): outputs sampled longer or shorter than that are not what they learned."""
+    lengths = [int(v.config["max_new_tokens"]) for v in candidates
+               if isinstance(v.config.get("max_new_tokens"), int)]
+    return max(lengths) if lengths else DEFAULT_MAX_NEW_TOKENS
 
 
 def eligible_prompts(*, db: Session, exclude: set[int]) -> list[int]:
@@ -71,14 +113,20 @@ def eligible_prompts(*, db: Session, exclude: set[int]) -> list[int]:
 def _prompts(db: Session, spec: EvaluationCreate, trained: set[int]) -> list[int]:
     eligible = eligible_prompts(db=db, exclude=trained)
     if spec.prompt_ids is None:
-        if spec.n_prompts > len(eligible):
+        if not eligible:
+            raise EvaluationError("There are no test prompts that no compared version "
+                                  "trained on: import prompts (a share goes to the test "
+                                  "split) and try again.")
+        n = spec.n_prompts or min(len(eligible), DEFAULT_PROMPTS)
+        if n > len(eligible):
             raise EvaluationError(
-                f"Only {len(eligible)} test prompts are available (test split, not trained "
-                f"on by any compared version); ask for at most that many, not "
-                f"{spec.n_prompts}.")
-        return sorted(random.Random(spec.sampling.seed).sample(eligible, spec.n_prompts))
+                f"Only {plural(len(eligible), 'test prompt')} "
+                f"{'is' if len(eligible) == 1 else 'are'} available (test split, not trained "
+                f"on by any compared version); ask for at most that many, not {n}.")
+        seed = spec.sampling.seed
+        return sorted(random.Random(seed).sample(eligible, n))
     wanted = list(dict.fromkeys(spec.prompt_ids))
-    if len(wanted) != spec.n_prompts:
+    if spec.n_prompts is not None and len(wanted) != spec.n_prompts:
         raise EvaluationError(f"n_prompts is {spec.n_prompts} but {len(wanted)} distinct "
                               "prompt_ids were given.")
     used = sorted(set(wanted) & trained)
@@ -100,11 +148,14 @@ def create_evaluation(*, db: Session, user: User | None, spec: EvaluationCreate)
     except ProvenanceError as exc:
         raise EvaluationError(str(exc), exc.status) from exc
     prompt_ids = _prompts(db, spec, trained)
+    sampling = spec.sampling.model_dump()
+    if sampling["max_new_tokens"] is None:
+        sampling["max_new_tokens"] = rollout_tokens(candidates)
     evaluation = Evaluation(
         name=spec.name or f"{', '.join(v.name for v in candidates)} vs {baseline.name}",
         baseline_id=baseline.id, model_ids=[v.id for v in candidates],
-        n_prompts=spec.n_prompts, overlap=spec.overlap, judges=spec.judges,
-        sampling=spec.sampling.model_dump(), prompt_ids=prompt_ids,
+        n_prompts=len(prompt_ids), overlap=spec.overlap, judges=spec.judges,
+        sampling=sampling, prompt_ids=prompt_ids,
         provenance={"split": Split.test.value, "snapshot_ids": snapshots,
                     "trained_prompts_excluded": len(trained)},
         state=GENERATING, identical_pairs=0, created_by_id=user.id if user else None,
@@ -169,7 +220,64 @@ def create_items(*, db: Session, evaluation_id: int,
     evaluation.state = LABELING
     evaluation.error = None
     db.flush()
+    if not items:
+        complete(db=db, evaluation=evaluation, reason=_nothing_to_judge(identical))
     return items
+
+
+def _nothing_to_judge(identical: int) -> str:
+    if identical:
+        return (f"Nothing to judge: every pair's outputs were identical "
+                f"({plural(identical, 'pair')}, disclosed, not asked).")
+    return "Nothing to judge: no prompt had an output from every compared version."
+
+
+# --- completion --------------------------------------------------------------------------
+
+
+def complete(*, db: Session, evaluation: Evaluation, reason: str) -> Evaluation:
+    """End a campaign (state complete, with why): its open compare tasks close, and what
+    waits on it (ON_COMPLETE) runs in this transaction. A complete campaign is left alone."""
+    if evaluation.state == COMPLETE:
+        return evaluation
+    evaluation.state, evaluation.closed_reason = COMPLETE, reason
+    evaluation.completed_at = utcnow()
+    task_ids = select(EvaluationItem.task_id).where(
+        EvaluationItem.evaluation_id == evaluation.id).scalar_subquery()
+    db.execute(update(Task).where(Task.id.in_(task_ids), Task.state == TaskState.open)
+               .values(state=TaskState.closed).execution_options(synchronize_session=False))
+    db.flush()
+    for fn in ON_COMPLETE:
+        fn(db, evaluation)
+    return evaluation
+
+
+def complete_if_judged(*, db: Session, evaluation_id: int) -> bool:
+    """Complete the campaign once every item has all its judgments; True if it did."""
+    evaluation = db.get(Evaluation, evaluation_id)
+    if evaluation is None or evaluation.state != LABELING:
+        return False
+    items, judged = _counts(db, [evaluation.id])
+    required = items.get(evaluation.id, 0) * evaluation.overlap
+    if judged.get(evaluation.id, 0) < required:
+        return False
+    complete(db=db, evaluation=evaluation,
+             reason=f"Every item judged ({plural(required, 'judgment')}).")
+    return True
+
+
+def close(*, db: Session, evaluation_id: int, user: User | None) -> Evaluation:
+    """Close a campaign early by hand: its results stand on the judgments in so far."""
+    evaluation = get(db=db, evaluation_id=evaluation_id)
+    if evaluation.state != LABELING:
+        raise EvaluationError(f"Evaluation {evaluation.id} is {evaluation.state}; only a "
+                              "campaign being judged can be closed.", 409)
+    items, judged = _counts(db, [evaluation.id])
+    done, required = judged.get(evaluation.id, 0), items.get(evaluation.id, 0) * evaluation.overlap
+    who = user.email if user else "the command line"
+    return complete(db=db, evaluation=evaluation,
+                    reason=f"Closed early by {who} with {done} of "
+                           f"{plural(required, 'judgment')} in.")
 
 
 def mark_failed(*, db: Session, evaluation_id: int, error: str) -> None:
@@ -207,7 +315,8 @@ def describe(*, db: Session, evaluations: list[Evaluation]) -> list[dict[str, An
         "id": e.id, "name": e.name, "baseline_id": e.baseline_id, "model_ids": e.model_ids,
         "n_prompts": e.n_prompts, "overlap": e.overlap, "judges": e.judges,
         "sampling": e.sampling, "state": e.state, "job_id": e.job_id, "error": e.error,
-        "identical_pairs": e.identical_pairs, "items": items.get(e.id, 0),
+        "identical_pairs": e.identical_pairs, "closed_reason": e.closed_reason,
+        "completed_at": e.completed_at, "items": items.get(e.id, 0),
         "judgments": judged.get(e.id, 0), "created_at": e.created_at,
     } for e in evaluations]
 
@@ -227,3 +336,13 @@ def versions_for_form(*, db: Session, limit: int = 200) -> list[Any]:
         select(ModelVersion.id, ModelVersion.name, ModelVersion.kind)
         .where(ModelVersion.kind.in_(BASELINE_KINDS)).order_by(ModelVersion.id.desc())
         .limit(limit)).all())
+
+
+def form_defaults(*, db: Session) -> dict[str, Any]:
+    """What the new-campaign form proposes: the active SFT as the baseline, the active
+    policy as the candidate, and as many prompts as the test split holds (up to 100)."""
+    policy = registry.alias_target(db=db, alias="policy:active")
+    available = len(eligible_prompts(db=db, exclude=set()))
+    return {"baseline_id": active_sft_id(db=db), "model_id": policy.id if policy else None,
+            "available": available, "n_prompts": max(1, min(available, DEFAULT_PROMPTS)),
+            "available_text": plural(available, "test prompt")}

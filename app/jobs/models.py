@@ -45,6 +45,13 @@ class RoundState(enum.StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    # Trained and evaluated; promotion waits for people's judgments (promote "if_better").
+    awaiting_judgment = "awaiting_judgment"
+
+
+# Rounds that hold the one-live-round slot: a round waiting on its campaign holds it too,
+# so the policy its campaign compares against stays the active one until it is decided.
+LIVE_ROUND_STATES = (RoundState.queued, RoundState.running, RoundState.awaiting_judgment)
 
 
 def _in(column: str, values: type[enum.StrEnum]) -> str:
@@ -59,17 +66,27 @@ class Round(Base):
         CheckConstraint(_in("state", RoundState), name="state"),
         # At most one exclusive round is live at a time, whoever (or whatever) starts it.
         Index("uq_rounds_one_live", "exclusive", unique=True,
-              postgresql_where=text("exclusive AND state IN ('queued', 'running')"),
-              sqlite_where=text("exclusive AND state IN ('queued', 'running')")),
+              postgresql_where=text(
+                  "exclusive AND state IN ('queued', 'running', 'awaiting_judgment')"),
+              sqlite_where=text(
+                  "exclusive AND state IN ('queued', 'running', 'awaiting_judgment')")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    state: Mapped[str] = mapped_column(String(12), default=RoundState.queued)
+    state: Mapped[str] = mapped_column(String(20), default=RoundState.queued)
     stages: Mapped[list[str]] = mapped_column(JSON, default=list)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # {stage: {field: value}}
     promote: Mapped[bool] = mapped_column(Boolean, default=False)
     generate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     exclusive: Mapped[bool] = mapped_column(Boolean, default=True)
+    # {"n_prompts", "overlap", "judges"}: a blind campaign of the new policy after training.
+    evaluate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Promote only once people prefer the new policy (`promote` is then False).
+    promote_if_better: Mapped[bool] = mapped_column(Boolean, default=False)
+    # {"vs_previous": campaign id | None, "vs_sft": campaign id}
+    evaluations: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # What was decided about promotion and why: {"action", "reason", "by", "at", …}.
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     trigger: Mapped[str] = mapped_column(String(20), default="manual")  # manual|schedule
     schedule_id: Mapped[int | None] = mapped_column(
         ForeignKey("train_schedules.id", ondelete="SET NULL"), nullable=True)

@@ -63,6 +63,8 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-leases": {"task": "queue.expire_leases", "schedule": 60.0},
     "reap-jobs": {"task": "jobs.reap", "schedule": 15.0},
     "tick-schedule": {"task": "jobs.tick_schedule", "schedule": 30.0},
+    # The decision normally runs with the last judgment; this catches any it missed.
+    "decide-rounds": {"task": "jobs.decide_rounds", "schedule": 30.0},
 }
 
 celery_app = make_celery()

@@ -18,13 +18,16 @@ def register(root: typer.Typer) -> None:
 def create(
     model: list[int] = typer.Option(..., "--model", help="Candidate policy version id "
                                                         "(repeatable)."),
-    baseline: int = typer.Option(..., help="Baseline version id (policy, sft or base)."),
-    n_prompts: int = typer.Option(..., "--n-prompts", help="Test prompts to compare on."),
+    baseline: int | None = typer.Option(
+        None, help="Baseline version id (policy, sft or base); default: the active SFT."),
+    n_prompts: int | None = typer.Option(
+        None, "--n-prompts", help="Test prompts to compare on; default: all, up to 100."),
     overlap: int = typer.Option(1, help="Judgments per item."),
     judges: str = typer.Option("held_out", help="held_out | all"),
     name: str = typer.Option("", help="A name for the campaign."),
     temperature: float = typer.Option(0.7), top_p: float = typer.Option(1.0, "--top-p"),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens"),
+    max_new_tokens: int | None = typer.Option(
+        None, "--max-new-tokens", help="Default: the candidates' own rollout length."),
     seed: int = typer.Option(0),
     as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON."),
 ) -> None:
@@ -56,7 +59,7 @@ def create(
     if as_json:
         console.print_json(json.dumps({**shown, "job_id": job_id}, default=str))
     else:
-        console.print(f"evaluation {shown['id']}: {shown['name']} · {n_prompts} prompts · "
+        console.print(f"evaluation {shown['id']}: {shown['name']} · {shown['n_prompts']} prompts · "
                       f"generating outputs (job {job_id})")
 
 

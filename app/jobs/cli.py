@@ -38,20 +38,32 @@ def parse_sets(sets: list[str], config_file: Path | None) -> dict[str, dict[str,
     return config
 
 
-def start_round(*, stages: list[str] | None, config: dict[str, Any], promote: bool,
-                generate: dict[str, Any] | None, wait: bool, as_json: bool) -> None:
-    """Create a round, send its first job, and (with --wait) follow it to the end."""
+def start_round(*, stages: list[str] | None, config: dict[str, Any], promote: bool | str,
+                generate: dict[str, Any] | None, wait: bool, as_json: bool,
+                evaluate: dict[str, Any] | None = None) -> None:
+    """Create a round, send its first job, and (with --wait) follow it to the end (or to
+    its wait for judgment: exit 3)."""
+    from pydantic import ValidationError
+
     from app.cli import console, fail
     from app.db import session_scope
     from app.jobs import rounds
     from app.jobs import service as jobs
     from app.jobs.errors import JobError
+    from app.jobs.schemas import RoundJudging
 
+    try:
+        judging = RoundJudging.model_validate({"promote": promote, "evaluate": evaluate})
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        return
     try:
         jobs.require_broker()
         with session_scope() as db:
-            rnd = rounds.create_round(db=db, user=None, stages=stages, config=config,
-                                      promote=promote, generate=generate, trigger="cli")
+            rnd = rounds.create_round(
+                db=db, user=None, stages=stages, config=config, promote=judging.promote,
+                generate=generate, trigger="cli",
+                evaluate=judging.evaluate.model_dump() if judging.evaluate else None)
             round_id = rnd.id
             first = rounds.current_jobs(db=db, round_id=round_id)[0].id
     except JobError as exc:
@@ -63,6 +75,8 @@ def start_round(*, stages: list[str] | None, config: dict[str, Any], promote: bo
     state = follow(round_id, quiet=as_json) if wait else "queued"
     if as_json:
         console.print_json(json.dumps(round_json(round_id)))
+    if wait and state == "awaiting_judgment":
+        raise typer.Exit(3)
     if wait and state != "succeeded":
         raise typer.Exit(1)
 
@@ -103,7 +117,7 @@ def follow(round_id: int, quiet: bool = False, poll_s: float = 1.0) -> str:
                                                       else ")")
                     bars[job_id] = progress.add_task(label, total=1.0, state=job_state)
                 progress.update(bars[job_id], completed=fraction, state=job_state)
-            if state in ENDED:
+            if state in ENDED or state == "awaiting_judgment":
                 break
             time.sleep(poll_s)
     if not quiet:
@@ -127,6 +141,16 @@ JSON = typer.Option(False, "--json", help="Print the round and its jobs as JSON"
 def train_round(
     stages: str = typer.Option("sft,rm,ppo", help="Comma-separated stages, in pipeline order"),
     promote: bool = typer.Option(False, "--promote", help="Promote the new models at the end"),
+    promote_if_better: bool = typer.Option(
+        False, "--promote-if-better",
+        help="Promote only once people prefer the new policy in its campaign (implies a "
+             "campaign; --wait then exits 3 while the round waits for judgment)"),
+    evaluate: bool = typer.Option(False, "--evaluate",
+                                  help="After training, a blind campaign of the new policy"),
+    evaluate_prompts: int | None = typer.Option(
+        None, "--evaluate-prompts", help="Test prompts in the campaign (default: all, up to 100)"),
+    evaluate_overlap: int = typer.Option(1, "--evaluate-overlap", help="Judgments per item"),
+    judges: str = typer.Option("held_out", "--judges", help="held_out | all"),
     generate_k: int | None = typer.Option(None, "--generate-k",
                                           help="After promotion, K candidates per prompt"),
     generate_prompts: int = typer.Option(50, "--generate-prompts", help="Prompts to generate for"),
@@ -134,12 +158,20 @@ def train_round(
     sets: list[str] = SETS, config: Path | None = CONFIG, wait: bool = WAIT,
     as_json: bool = JSON,
 ) -> None:
-    """Start a round: export → stages (→ promote → generate)."""
+    """Start a round: export → stages (→ evaluate) (→ promote → generate)."""
     generate = ({"k": generate_k, "n_prompts": generate_prompts, "overlap": overlap}
                 if generate_k else None)
+    if promote and promote_if_better:
+        from app.cli import fail
+
+        fail("Give --promote or --promote-if-better, not both.")
+        return
+    campaign = ({"n_prompts": evaluate_prompts, "overlap": evaluate_overlap, "judges": judges}
+                if evaluate or promote_if_better or evaluate_prompts else None)
     start_round(stages=[s.strip() for s in stages.split(",") if s.strip()],
-                config=parse_sets(sets, config), promote=promote, generate=generate,
-                wait=wait, as_json=as_json)
+                config=parse_sets(sets, config),
+                promote="if_better" if promote_if_better else promote, generate=generate,
+                wait=wait, as_json=as_json, evaluate=campaign)
 
 
 def _one_stage(stage: str) -> None:

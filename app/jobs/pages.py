@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth.deps import Staff
 from app.db import DbSession
 from app.fields import Id
-from app.jobs import rounds, schedule, views
+from app.jobs import judged, rounds, schedule, views
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
 from app.jobs.kinds import all_kinds
@@ -90,7 +90,9 @@ def trigger_round(request: Request, db: DbSession, user: Staff, form: Form,
     first = rounds.current_jobs(db=db, round_id=rnd.id)[0]
     background.add_task(_send, [first.id])
     flash(request, f"Round {rnd.id} queued: {', '.join(rnd.stages)}"
+                   f"{' → evaluate' if rnd.evaluate is not None else ''}"
                    f"{' → promote' if rnd.promote else ''}"
+                   f"{' → promote if people prefer it' if rnd.promote_if_better else ''}"
                    f"{' → generate' if rnd.generate else ''}.", "success")
     return RedirectResponse(f"/jobs#round-{rnd.id}", status_code=303)
 
@@ -106,6 +108,35 @@ def cancel_round(request: Request, db: DbSession, _: Staff, round_id: Id) -> Res
     else:
         flash(request, f"Round {round_id}: cancel requested; a running stage stops at its "
                        "next step.", "success")
+    return RedirectResponse(f"/jobs#round-{round_id}", status_code=303)
+
+
+@router.post("/jobs/rounds/{round_id}/promote")
+def promote_round(request: Request, db: DbSession, user: Staff, round_id: Id,
+                  background: BackgroundTasks) -> Response:
+    """Promote a round waiting for judgment by hand."""
+    try:
+        with db.begin_nested():
+            jobs.require_broker()
+            ready = judged.promote_by_hand(db=db, round_id=round_id, user=user)
+    except JobError as exc:
+        flash(request, f"Not promoted: {exc}", "error")
+    else:
+        background.add_task(_send, ready)
+        flash(request, f"Round {round_id}: promoting its models.", "success")
+    return RedirectResponse(f"/jobs#round-{round_id}", status_code=303)
+
+
+@router.post("/jobs/rounds/{round_id}/dismiss")
+def dismiss_round(request: Request, db: DbSession, user: Staff, round_id: Id) -> Response:
+    """End a round waiting for judgment without promoting it."""
+    try:
+        with db.begin_nested():
+            judged.dismiss(db=db, round_id=round_id, user=user)
+    except JobError as exc:
+        flash(request, f"Not dismissed: {exc}", "error")
+    else:
+        flash(request, f"Round {round_id} dismissed: the active policy stays.", "success")
     return RedirectResponse(f"/jobs#round-{round_id}", status_code=303)
 
 

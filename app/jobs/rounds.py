@@ -9,22 +9,29 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from app.auth.models import User
+from app.auth.models import Role, User
 from app.config import get_settings
 from app.db import utcnow
+from app.jobs import judged
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
-from app.jobs.models import Job, JobState, Round, RoundState
+from app.jobs.models import LIVE_ROUND_STATES, Job, JobState, Round, RoundState
+from app.jobs.schemas import EvaluateSpec
 from app.jobs.stage_config import STAGES, validate_config
 from app.labeling.models import Demonstration, Ranking
 from app.prompts.models import Prompt, Split
 
 BUSY = "A round is already running (round {id}); wait for it or cancel it first."
+WAITING = ("Round {id} is waiting for people to judge its campaign; judge it, or promote or "
+           "dismiss it by hand on /jobs, first.")
 
 
-def plan(stages: list[str], promote: bool, generate: dict[str, Any] | None) -> list[str]:
-    """The job kinds of a round, in order."""
+def plan(stages: list[str], promote: bool, generate: dict[str, Any] | None,
+         evaluate: dict[str, Any] | None = None) -> list[str]:
+    """The job kinds of a round, in order (an "if_better" round adds promote later)."""
     kinds = ["export", *stages]
+    if evaluate is not None:
+        kinds.append("evaluate")
     if promote:
         kinds.append("promote")
         if generate is not None:
@@ -33,10 +40,42 @@ def plan(stages: list[str], promote: bool, generate: dict[str, Any] | None) -> l
 
 
 def live_round(*, db: Session) -> Round | None:
-    """The exclusive round that is queued or running, if any."""
-    stmt = select(Round).where(Round.exclusive, Round.state.in_([RoundState.queued,
-                                                                  RoundState.running]))
+    """The exclusive round that is queued, running or awaiting judgment, if any."""
+    stmt = select(Round).where(Round.exclusive, Round.state.in_(LIVE_ROUND_STATES))
     return db.scalars(stmt).first()
+
+
+def _busy(rnd: Round | None) -> str:
+    if rnd is not None and rnd.state == RoundState.awaiting_judgment:
+        return WAITING.format(id=rnd.id)
+    return BUSY.format(id=rnd.id if rnd else "?")
+
+
+def check_evaluate(*, db: Session, stages: list[str], evaluate: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a campaign that cannot happen (422, with why): no policy trained, nobody to
+    judge it, no test prompts. The spec as stored."""
+    spec = EvaluateSpec.model_validate(evaluate)
+    if "ppo" not in stages:
+        raise JobError(f"A round's campaign judges the policy it trains, and the stages "
+                       f"{', '.join(stages)} train none: add ppo, or leave out evaluate "
+                       "and \"if_better\".", 422)
+    judges = select(func.count()).select_from(User).where(User.active,
+                                                          User.role == Role.labeler)
+    if spec.judges == "held_out":
+        judges = judges.where(User.held_out)
+    if not db.scalar(judges):
+        who = "held-out labelers" if spec.judges == "held_out" else "active labelers"
+        raise JobError(f"Nobody can judge this round's campaign: there are no {who}. Mark "
+                       "some labelers held out on /users, or ask for judges \"all\".", 422)
+    n = db.scalar(select(func.count()).select_from(Prompt).where(Prompt.split == Split.test))
+    if not n:
+        raise JobError("There are no test-split prompts to judge the new policy on: import "
+                       "prompts (a share goes to the test split) first.", 422)
+    if spec.n_prompts is not None and spec.n_prompts > n:
+        raise JobError(f"Only {n} test prompt{'' if n == 1 else 's'} "
+                       f"{'is' if n == 1 else 'are'} there; ask evaluate for at most that "
+                       f"many, not {spec.n_prompts}.", 422)
+    return spec.model_dump()
 
 
 def watermark(*, db: Session) -> dict[str, int]:
@@ -68,9 +107,11 @@ def check_data(*, db: Session, stages: list[str]) -> None:
 
 
 def create_round(*, db: Session, user: User | None, stages: list[str] | None = None,
-                 config: dict[str, dict[str, Any]] | None = None, promote: bool = False,
-                 generate: dict[str, Any] | None = None, exclusive: bool = True,
-                 trigger: str = "manual", schedule_id: int | None = None) -> Round:
+                 config: dict[str, dict[str, Any]] | None = None,
+                 promote: bool | str = False, generate: dict[str, Any] | None = None,
+                 exclusive: bool = True, trigger: str = "manual",
+                 schedule_id: int | None = None,
+                 evaluate: dict[str, Any] | None = None) -> Round:
     """Validate and record a round with all its jobs queued; `dispatch` starts the first."""
     stages = list(STAGES) if stages is None else list(stages)
     unknown = [s for s in stages if s not in STAGES]
@@ -83,10 +124,18 @@ def create_round(*, db: Session, user: User | None, stages: list[str] | None = N
         from app.registry.generation import validate_generate
 
         generate = validate_generate(generate)
+    if promote not in (True, False, "if_better"):
+        raise JobError(f'promote is true, false or "if_better", not {promote!r}.', 422)
+    if_better = promote == "if_better"
+    if if_better and evaluate is None:
+        evaluate = {}  # promoting on people's judgment needs their campaign: the defaults
+    if evaluate is not None:
+        evaluate = check_evaluate(db=db, stages=stages, evaluate=evaluate)
     if exclusive and (busy := live_round(db=db)) is not None:
-        raise JobError(BUSY.format(id=busy.id), 409)
+        raise JobError(_busy(busy), 409)
     check_data(db=db, stages=stages)
-    rnd = Round(state=RoundState.queued, stages=stages, config=config, promote=promote,
+    rnd = Round(state=RoundState.queued, stages=stages, config=config, promote=promote is True,
+                promote_if_better=if_better, evaluate=evaluate,
                 generate=generate, exclusive=exclusive, trigger=trigger,
                 schedule_id=schedule_id, watermark=watermark(db=db),
                 created_by_id=user.id if user else None)
@@ -95,9 +144,8 @@ def create_round(*, db: Session, user: User | None, stages: list[str] | None = N
             db.add(rnd)
             db.flush()
     except IntegrityError:  # another round became live between the check and the insert
-        busy = live_round(db=db)
-        raise JobError(BUSY.format(id=busy.id if busy else "?"), 409) from None
-    for position, kind in enumerate(plan(stages, promote, generate)):
+        raise JobError(_busy(live_round(db=db)), 409) from None
+    for position, kind in enumerate(plan(stages, promote is True, generate, evaluate)):
         jobs.submit(db=db, kind=kind, config=_job_config(kind, rnd), user=user,
                     round_id=rnd.id, position=position)
     return rnd
@@ -108,6 +156,8 @@ def _job_config(kind: str, rnd: Round) -> dict[str, Any]:
         return {"stages": rnd.stages, "max_ids": rnd.watermark}
     if kind == "generate":
         return dict(rnd.generate or {})
+    if kind == "evaluate":
+        return dict(rnd.evaluate or {})
     return dict(rnd.config.get(kind, {}))
 
 
@@ -165,6 +215,11 @@ def settle(*, db: Session, round_id: int) -> list[int]:
         db.flush()
         return []
     if all(s == JobState.succeeded for s in states):
+        if rnd.promote_if_better and not judged.decided(rnd):
+            # Trained and evaluated: promotion waits for people (and may be decided now, if
+            # the campaign had nothing to judge).
+            rnd.state = RoundState.awaiting_judgment
+            return judged.settle_judgment(db=db, rnd=rnd)
         rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, now, None
         db.flush()
         return []
@@ -202,7 +257,7 @@ def retry_job(*, db: Session, job_id: int, user: User | None) -> Job:
     if rnd.exclusive and rnd.state not in (RoundState.queued, RoundState.running):
         busy = live_round(db=db)
         if busy is not None and busy.id != rnd.id:
-            raise JobError(BUSY.format(id=busy.id), 409)
+            raise JobError(_busy(busy), 409)
     first = jobs.new_attempt(db=db, job=job, user=user)
     for position, later in sorted(current.items()):
         if position > job.position and later.state in (JobState.cancelled, JobState.failed):

@@ -8,7 +8,7 @@ from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.errors import errors
 from app.fields import Id, Text
-from app.jobs import pages, rounds, schedule
+from app.jobs import judged, pages, rounds, schedule
 from app.jobs import service as jobs
 from app.jobs.models import JobState
 from app.jobs.schemas import (
@@ -38,6 +38,8 @@ def _send(job_ids: list[int]) -> None:
 
 def _round_read(db: DbSession, rnd: object) -> RoundRead:
     out = RoundRead.model_validate(rnd)
+    if getattr(rnd, "promote_if_better", False):
+        out.promote = "if_better"
     out.jobs = [JobRead.model_validate(j) for j in rounds.round_jobs(db=db, round_id=out.id)]
     return out
 
@@ -50,7 +52,8 @@ def create_round(db: DbSession, user: Staff, body: RoundCreate,
     jobs.require_broker()
     rnd = rounds.create_round(db=db, user=user, stages=body.stages, config=body.config,
                               promote=body.promote, generate=body.generate,
-                              exclusive=body.exclusive)
+                              exclusive=body.exclusive,
+                              evaluate=body.evaluate.model_dump() if body.evaluate else None)
     created = rounds.current_jobs(db=db, round_id=rnd.id)
     background.add_task(_send, [created[0].id])
     return RoundCreated(round_id=rnd.id, jobs=[JobBrief.model_validate(j) for j in created])
@@ -73,6 +76,24 @@ def get_round(db: DbSession, _: Staff, round_id: Id) -> RoundRead:
 def cancel_round(db: DbSession, _: Staff, round_id: Id) -> RoundRead:
     """Cancel the round's live jobs (running ones stop at their next step)."""
     return _round_read(db, rounds.cancel_round(db=db, round_id=round_id))
+
+
+@router.post("/api/v1/rounds/{round_id}/promote", response_model=RoundRead, status_code=202,
+             responses=errors(404, 409))
+def promote_round(db: DbSession, user: Staff, round_id: Id,
+                  background: BackgroundTasks) -> RoundRead:
+    """Promote a round waiting for judgment by hand (it confirms a flagged one)."""
+    jobs.require_broker()
+    ready = judged.promote_by_hand(db=db, round_id=round_id, user=user)
+    background.add_task(_send, ready)
+    return _round_read(db, rounds.get_round(db=db, round_id=round_id))
+
+
+@router.post("/api/v1/rounds/{round_id}/dismiss", response_model=RoundRead,
+             responses=errors(404, 409))
+def dismiss_round(db: DbSession, user: Staff, round_id: Id) -> RoundRead:
+    """End a round waiting for judgment without promoting it."""
+    return _round_read(db, judged.dismiss(db=db, round_id=round_id, user=user))
 
 
 @router.get("/api/v1/jobs", response_model=list[JobRead])

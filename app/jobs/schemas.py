@@ -1,9 +1,9 @@
 """Pydantic I/O of rounds, jobs, metrics and the schedule."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.fields import Int32, JsonValue, Text
 
@@ -18,7 +18,33 @@ class GenerateSpec(BaseModel):
     overlap: int = Field(default=1, ge=1, le=20)
 
 
-class RoundCreate(BaseModel):
+class EvaluateSpec(BaseModel):
+    """A round's blind campaign after training: the new policy against the previous active
+    policy and against SFT, on test prompts, judged by people."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_prompts: int | None = Field(default=None, ge=1, le=10_000,
+                                  description="None: every eligible test prompt, up to 100")
+    overlap: int = Field(default=1, ge=1, le=50, description="judgments per item")
+    judges: Literal["held_out", "all"] = "held_out"
+
+
+# true / false as before; "if_better": only once people prefer the new policy.
+Promote = StrictBool | Literal["if_better"]
+
+
+class RoundJudging(BaseModel):
+    """How a round is judged and promoted: the one definition the API, the /jobs form and
+    `rlhf-studio train round` validate with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    promote: Promote = False
+    evaluate: EvaluateSpec | None = None
+
+
+class RoundCreate(RoundJudging):
     """POST /api/v1/rounds."""
 
     model_config = ConfigDict(extra="forbid")
@@ -26,7 +52,6 @@ class RoundCreate(BaseModel):
     stages: list[Text] | None = Field(default=None, description="some of sft, rm, ppo (in order)")
     config: dict[Text, dict[Text, JsonValue]] | None = Field(
         default=None, description="{stage: {field: value}}; fields of python -m training STAGE")
-    promote: bool = False
     generate: dict[Text, JsonValue] | None = Field(
         default=None, description="after promotion: {k, n_prompts, overlap, priority, mix, …}")
     exclusive: bool = Field(default=True, description="refuse while another round runs")
@@ -77,8 +102,13 @@ class RoundRead(BaseModel):
     state: str
     stages: list[str]
     config: dict[str, Any]
-    promote: bool
+    promote: bool | Literal["if_better"]
     generate: dict[str, Any] | None
+    evaluate: dict[str, Any] | None = None
+    evaluations: dict[str, int | None] | None = Field(
+        default=None, description='{"vs_previous", "vs_sft"}: the campaign ids')
+    decision: dict[str, Any] | None = Field(
+        default=None, description='{"action": waiting|held|promoted|kept|dismissed, "reason", …}')
     trigger: str
     error: str | None
     created_at: datetime

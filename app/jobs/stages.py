@@ -190,5 +190,6 @@ def promote(ctx: JobContext) -> dict[str, Any]:
 
 import app.evaluation.tasks  # noqa: E402,F401 - registers the evaluation_generate kind
 import app.exports.tasks  # noqa: E402,F401 - registers the export_snapshot kind
+import app.jobs.judged  # noqa: E402,F401 - registers the evaluate kind
 import app.prompts.uploads  # noqa: E402,F401 - registers the import kind
 import app.registry.generation  # noqa: E402,F401 - registers the generate kind

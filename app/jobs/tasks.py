@@ -24,3 +24,11 @@ def tick_schedule() -> int | None:
     from app.jobs import schedule
 
     return schedule.tick()
+
+
+@celery_app.task(name="jobs.decide_rounds")
+def decide_rounds() -> list[int]:
+    """Decide rounds waiting for judgment whose campaign is complete; the jobs sent."""
+    from app.jobs import judged
+
+    return judged.sweep()

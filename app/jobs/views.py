@@ -9,12 +9,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.jobs import rounds, schedule
 from app.jobs.errors import JobError
 from app.jobs.models import ENDED_STATES, LIVE_STATES, Job, Round
+from app.jobs.schemas import RoundJudging
 from app.jobs.stage_config import MAIN_KNOBS, STAGES, effective, fields
 
 MAX_JSON_CHARS = 20_000
@@ -165,7 +167,8 @@ def parse_round_form(form: dict[str, Any]) -> dict[str, Any]:
             raise JobError(f"{knob.key} is set both in the form ({value!r}) and in the "
                            f"advanced settings ({already!r}); keep one.", 422)
         config.setdefault(knob.stage, {})[knob.name] = value
-    promote = checked(form, "promote")
+    judging = parse_judging(form)
+    promote = judging["promote"]
     generate = None
     if checked(form, "generate"):
         if not promote:
@@ -176,7 +179,28 @@ def parse_round_form(form: dict[str, Any]) -> dict[str, Any]:
             value = _int(form, f"gen_{key}", f"generate {key}")
             if value is not None:
                 generate[key] = value
-    return {"stages": stages, "config": config, "promote": promote, "generate": generate}
+    return {"stages": stages, "config": config, "generate": generate, **judging}
+
+
+def parse_judging(form: dict[str, Any]) -> dict[str, Any]:
+    """The form's campaign and promotion fields, validated by the API's own RoundJudging."""
+    promote: bool | str = checked(form, "promote")
+    if checked(form, "promote_if_better"):
+        if promote:
+            raise JobError("Tick either “promote” or “promote if people prefer it”, not "
+                           "both.", 422)
+        promote = "if_better"
+    evaluate: dict[str, Any] | None = None
+    if checked(form, "evaluate") or promote == "if_better":
+        evaluate = {key: value for key in ("n_prompts", "overlap", "judges")
+                    if (value := _text(form, f"eval_{key}")) != ""}
+    try:
+        spec = RoundJudging.model_validate({"promote": promote, "evaluate": evaluate})
+    except ValidationError as exc:
+        raise JobError("; ".join(f"evaluate {'.'.join(map(str, e['loc'][1:]))}: {e['msg']}"
+                                 for e in exc.errors()), 422) from None
+    return {"promote": spec.promote,
+            "evaluate": spec.evaluate.model_dump() if spec.evaluate else None}
 
 
 def parse_schedule_form(form: dict[str, Any], row: Any) -> dict[str, Any]:

@@ -1,0 +1,272 @@
+"""Rounds judged by people: a round's blind campaign, and its promotion "if_better".
+
+A round with `evaluate` runs the `evaluate` stage after training: a campaign of the new
+policy against the previous active policy (`vs_previous`) and one against its SFT
+(`vs_sft`). With `promote: "if_better"` the round then waits (`awaiting_judgment`) until
+the deciding campaign (vs the previous policy; in the first round, vs SFT) is complete;
+`decide` promotes only when that campaign's 95% lower bound is above ½ and the reward-hacking
+watch raised no flag (`round_flags`). A flagged round, or one a researcher would rather
+settle, is promoted or dismissed by hand (`promote_by_hand`, `dismiss`).
+
+The decision runs where a campaign completes (the last judgment's transaction, through
+`app.evaluation.service.on_complete`), when a round starts waiting, and in a beat sweep
+(`sweep`) as the fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from app.auth.models import User
+from app.db import session_scope, utcnow
+from app.evaluation import generation
+from app.evaluation import results as outcomes
+from app.evaluation import service as campaigns
+from app.evaluation.models import Evaluation
+from app.evaluation.schemas import EvaluationCreate
+from app.jobs import service as jobs
+from app.jobs.errors import JobError
+from app.jobs.kinds import JobContext, JobFailed, job_kind
+from app.jobs.models import Job, JobState, Round, RoundState
+from app.registry import service as registry
+
+FINAL = ("promoted", "kept", "dismissed")  # decisions that end the wait
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a waiting round: promote | keep | hold (ask a person) | wait."""
+
+    action: str
+    reason: str
+
+
+def round_flags(*, db: Session, round_id: int) -> list[str]:
+    """The reward-hacking watch's flags on this round's policy (none until it records any
+    on the round as `watch_flags`)."""
+    rnd = db.get(Round, round_id)
+    flags = getattr(rnd, "watch_flags", None) if rnd is not None else None
+    return [str(f) for f in flags] if flags else []
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def decide(*, campaign: dict[str, Any] | None, against: str, flags: list[str]) -> Decision:
+    """The decision from the deciding campaign (its state, and its result row for the new
+    policy) and the watch's flags. Pure: no database."""
+    if campaign is None or campaign["state"] != campaigns.COMPLETE:
+        judged = f" ({campaign['judgments']} of {campaign['required']} judgments in)" \
+            if campaign else ""
+        return Decision("wait", f"Waiting for people to judge the campaign against "
+                                f"{against}{judged}.")
+    row = campaign["row"]
+    if not row or not row["n"] or not row["ci95"]:
+        return Decision("keep", f"Not promoted: nothing was judged against {against} "
+                                f"({campaign.get('closed_reason') or 'no judgments'}).")
+    lo, hi = row["ci95"]
+    shown = f"win rate {_pct(row['win_rate'])} against {against}, 95% CI " \
+            f"[{_pct(lo)}, {_pct(hi)}] over {row['n']} judgments"
+    if lo <= 0.5:
+        return Decision("keep", f"Not promoted: not shown better ({shown}; the lower bound "
+                                "must be above 50%).")
+    if flags:
+        return Decision("hold", f"People prefer it ({shown}), but the reward-hacking watch "
+                                f"flagged it ({', '.join(flags)}): promote or dismiss it by "
+                                "hand.")
+    return Decision("promote", f"Promoted: people prefer it ({shown}).")
+
+
+def decided(rnd: Round) -> bool:
+    """The round's promotion has been settled (promoted, kept or dismissed)."""
+    return bool(rnd.decision) and (rnd.decision or {}).get("action") in FINAL
+
+
+def _deciding(db: Session, rnd: Round) -> tuple[dict[str, Any] | None, str]:
+    ids = rnd.evaluations or {}
+    key = "vs_previous" if ids.get("vs_previous") else "vs_sft"
+    ev = db.get(Evaluation, ids[key]) if ids.get(key) else None
+    if ev is None:
+        return None, "the previous policy" if key == "vs_previous" else "SFT"
+    data = outcomes.results(db=db, evaluation_id=ev.id)
+    row = next((r for r in data["results"]), None)
+    return ({"id": ev.id, "state": ev.state, "row": row, "judgments": data["judgments"],
+             "required": data["required"], "closed_reason": ev.closed_reason},
+            data["baseline_name"])
+
+
+def _record(rnd: Round, action: str, reason: str, by: User | None = None,
+            extra: dict[str, Any] | None = None) -> None:
+    rnd.decision = {"action": action, "reason": reason, "by": by.email if by else "rule",
+                    "at": utcnow().isoformat(), **(extra or {})}
+
+
+def _promote_jobs(db: Session, rnd: Round, user_id: int | None) -> list[int]:
+    """Append promote (→ generate) to the round; the round runs again."""
+    last = db.scalar(select(func.max(Job.position)).where(Job.round_id == rnd.id)) or 0
+    kinds = ["promote", *(["generate"] if rnd.generate is not None else [])]
+    made = []
+    for offset, kind in enumerate(kinds, start=1):
+        config = dict(rnd.generate or {}) if kind == "generate" else {}
+        job = jobs.submit(db=db, kind=kind, config=config, round_id=rnd.id,
+                          position=last + offset,
+                          user=db.get(User, user_id) if user_id else None)
+        made.append(job.id)
+    rnd.state, rnd.finished_at = RoundState.running, None
+    return made[:1]
+
+
+def _finish(rnd: Round) -> None:
+    rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, utcnow(), None
+
+
+def settle_judgment(*, db: Session, rnd: Round) -> list[int]:
+    """Decide a waiting round if its campaign allows; job ids to send after the commit."""
+    if rnd.state != RoundState.awaiting_judgment or decided(rnd):
+        return []
+    campaign, against = _deciding(db, rnd)
+    decision = decide(campaign=campaign, against=against,
+                      flags=round_flags(db=db, round_id=rnd.id))
+    extra: dict[str, Any] = {"evaluation_id": campaign["id"] if campaign else None,
+                             "flags": round_flags(db=db, round_id=rnd.id)}
+    if campaign and campaign["row"]:
+        extra |= {"win_rate": campaign["row"]["win_rate"], "ci95": campaign["row"]["ci95"]}
+    ready: list[int] = []
+    if decision.action == "promote":
+        _record(rnd, "promoted", decision.reason, extra=extra)
+        ready = _promote_jobs(db, rnd, rnd.created_by_id)
+    elif decision.action == "keep":
+        _record(rnd, "kept", decision.reason, extra=extra)
+        _finish(rnd)
+    else:
+        _record(rnd, "held" if decision.action == "hold" else "waiting", decision.reason,
+                extra=extra)
+    db.flush()
+    return ready
+
+
+def _waiting(db: Session, round_id: int) -> Round:
+    rnd = db.scalars(select(Round).where(Round.id == round_id).with_for_update()).first()
+    if rnd is None:
+        raise JobError(f"There is no round {round_id}.", 404)
+    if rnd.state != RoundState.awaiting_judgment:
+        raise JobError(f"Round {round_id} is {rnd.state}, not waiting for judgment: there "
+                       "is nothing to promote or dismiss.", 409)
+    return rnd
+
+
+def promote_by_hand(*, db: Session, round_id: int, user: User) -> list[int]:
+    """A researcher promotes a waiting round (whatever its campaign or the watch say);
+    job ids to send after the commit."""
+    rnd = _waiting(db, round_id)
+    _record(rnd, "promoted", f"Promoted by hand by {user.email}"
+                             + (f" (was: {rnd.decision['reason']})" if rnd.decision else "."),
+            by=user)
+    ready = _promote_jobs(db, rnd, user.id)
+    db.flush()
+    return ready
+
+
+def dismiss(*, db: Session, round_id: int, user: User) -> Round:
+    """A researcher ends a waiting round without promoting it."""
+    rnd = _waiting(db, round_id)
+    _record(rnd, "dismissed", f"Dismissed by {user.email}: the active policy stays.", by=user)
+    _finish(rnd)
+    db.flush()
+    return rnd
+
+
+def dispatch_after_commit(db: Session, job_ids: list[int]) -> None:
+    """Send these jobs once the session's transaction commits (the worker must see them)."""
+    if job_ids:
+        event.listen(db, "after_commit", lambda _session: jobs.dispatch(job_ids), once=True)
+
+
+@campaigns.on_complete
+def _campaign_complete(db: Session, evaluation: Evaluation) -> None:
+    waiting = db.scalars(select(Round).where(Round.state == RoundState.awaiting_judgment,
+                                             Round.promote_if_better))
+    for rnd in waiting:
+        if evaluation.id in (rnd.evaluations or {}).values():
+            dispatch_after_commit(db, settle_judgment(db=db, rnd=rnd))
+
+
+def sweep() -> list[int]:
+    """Decide every waiting round whose campaign allows it (the beat's fallback)."""
+    ready: list[int] = []
+    with session_scope() as db:
+        for rnd in db.scalars(select(Round).where(
+                Round.state == RoundState.awaiting_judgment).with_for_update(skip_locked=True)):
+            ready += settle_judgment(db=db, rnd=rnd)
+    return jobs.dispatch(ready) if ready else []
+
+
+# --- the evaluate stage ------------------------------------------------------------------
+
+
+def _versions(db: Session, round_id: int) -> tuple[Any, Any, Any]:
+    """(the round's new policy, the previous active policy or None, its SFT)."""
+    ppo = db.scalars(select(Job).where(Job.round_id == round_id, Job.kind == "ppo",
+                                       Job.state == JobState.succeeded)
+                     .order_by(Job.id.desc())).first()
+    if ppo is None or not ppo.outputs.get("model_version_id"):
+        raise JobFailed("This round trained no policy to evaluate.")
+    policy = registry.get_version(db=db, version_id=ppo.outputs["model_version_id"])
+    previous = registry.alias_target(db=db, alias="policy:active")
+    parent = registry.get_version(db=db, version_id=policy.parent_id) \
+        if policy.parent_id else None
+    sft = parent if parent is not None and parent.kind == "sft" \
+        else registry.alias_target(db=db, alias="sft:active")
+    return policy, (previous if previous is not None and previous.id != policy.id else None), sft
+
+
+def _campaigns(ctx: JobContext, db: Session, rnd: Round) -> dict[str, int | None]:
+    policy, previous, sft = _versions(db, rnd.id)
+    made: dict[str, int | None] = {}
+    for key, baseline in (("vs_previous", previous), ("vs_sft", sft)):
+        if baseline is None:
+            made[key] = None
+            continue
+        spec = EvaluationCreate(model_ids=[policy.id], baseline_id=baseline.id,
+                                name=f"round {rnd.id}: {policy.name} vs {baseline.name}",
+                                **dict(ctx.config))
+        try:
+            ev = campaigns.create_evaluation(db=db, user=None, spec=spec)
+        except campaigns.EvaluationError as exc:
+            raise JobFailed(f"the campaign against {baseline.name} cannot be made: "
+                            f"{exc}") from None
+        ev.job_id = ctx.job_id
+        made[key] = ev.id
+    return made
+
+
+@job_kind("evaluate", queue="gpu", label="blind campaign of the new policy")
+def evaluate(ctx: JobContext) -> dict[str, Any]:
+    """Campaigns of the round's policy vs the previous active policy and vs SFT: sample
+    their outputs, then their compare tasks appear for people to judge."""
+    with ctx.session() as db:
+        job = db.get(Job, ctx.job_id)
+        rnd = db.get(Round, job.round_id) if job and job.round_id else None
+        if rnd is None:
+            raise JobFailed("The evaluate stage runs inside a round.")
+        if not rnd.evaluations:  # a retry reuses the campaigns its first attempt made
+            rnd.evaluations = _campaigns(ctx, db, rnd)
+        made = dict(rnd.evaluations)
+    ids = [i for i in made.values() if i]
+    for n, evaluation_id in enumerate(ids):
+        ctx.check_cancelled()
+
+        def progress(fraction: float, n: int = n) -> None:
+            ctx.progress((n + fraction) / len(ids))
+
+        out = generation.run(evaluation_id=evaluation_id, workdir=ctx.workdir / str(n),
+                             session=ctx.session, run_training=ctx.run_training,
+                             progress=progress)
+        ctx.log(f"evaluation {evaluation_id}: {out.get('tasks', 0)} compare tasks, "
+                f"{out.get('identical_pairs', 0)} identical pairs not asked")
+    return {"evaluations": made}

@@ -1,0 +1,240 @@
+"""Rounds judged by people: a round's campaign settings are checked before anything is
+written, an "if_better" round waits for its campaign, the last judgment decides it, the
+watch's flags hold it for a person, and a waiting round is promoted or dismissed by hand."""
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from app.auth import service as auth
+from app.auth.models import Role
+from app.evaluation import service as campaigns
+from app.evaluation.models import Evaluation, EvaluationItem
+from app.jobs import judged, rounds
+from app.jobs import service as jobs
+from app.jobs.models import Job, Round
+from tests.evaluation.factories import campaign, make_prompts, make_version
+from tests.factories import login, make_user
+from tests.jobs.loop import label_everything, labeler_token, seed_tasks
+
+
+@pytest.fixture(autouse=True)
+def sent(monkeypatch):  # type: ignore[no-untyped-def]
+    """Job ids sent after a commit, recorded (the test's transaction never commits)."""
+    calls: list[list[int]] = []
+    monkeypatch.setattr(jobs, "dispatch", lambda ids: calls.append(list(ids)) or list(ids))
+    return calls
+
+
+@pytest.fixture
+def staff(db):  # type: ignore[no-untyped-def]
+    _, token = auth.create_token(db=db, user=make_user(db, Role.researcher))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _count(db, model) -> int:  # type: ignore[no-untyped-def]
+    return db.scalar(select(func.count()).select_from(model)) or 0
+
+
+def _fed(db, client, *, held_out: int = 1, test_prompts: int = 3) -> None:  # type: ignore[no-untyped-def]
+    seed_tasks(db)
+    label_everything(client, labeler_token(db))
+    for _ in range(held_out):
+        make_user(db, Role.labeler, held_out=True)
+    make_prompts(db, test_prompts)
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"promote": "yes"}, "promote"),
+    ({"promote": 1}, "promote"),
+    ({"promote": "if_better", "evaluate": {"n_prompts": 0}}, "n_prompts"),
+    ({"evaluate": {"judges": "everyone"}}, "judges"),
+    ({"evaluate": {"overlap": 2, "color": "red"}}, "color"),
+    ({"evaluate": "all"}, "evaluate"),
+    ({"stages": ["sft", "rm"], "evaluate": {}}, "train none"),
+    ({"stages": ["sft", "rm"], "promote": "if_better"}, "train none"),
+    ({"evaluate": {"n_prompts": 4}}, "Only 3 test prompts are there"),
+])
+def test_a_bad_evaluate_or_promote_is_refused_and_creates_nothing(client, db, staff, body,
+                                                                 words):
+    _fed(db, client)
+    resp = client.post("/api/v1/rounds", json=body, headers=staff)
+    assert resp.status_code == 422 and words in resp.text, resp.text
+    assert _count(db, Round) == 0 and _count(db, Job) == 0 and _count(db, Evaluation) == 0
+
+
+def test_if_better_with_nobody_to_judge_is_refused(client, db, staff):
+    _fed(db, client, held_out=0)
+    resp = client.post("/api/v1/rounds", json={"promote": "if_better"}, headers=staff)
+    assert resp.status_code == 422 and "no held-out labelers" in resp.json()["detail"]
+    assert _count(db, Round) == 0 and _count(db, Job) == 0
+    # every labeler may judge when asked: then the round is made
+    resp = client.post("/api/v1/rounds", json={"promote": "if_better",
+                                               "evaluate": {"judges": "all"}}, headers=staff)
+    assert resp.status_code == 202, resp.text
+
+
+def test_an_if_better_round_evaluates_and_plans_no_promotion_yet(client, db, staff):
+    _fed(db, client)
+    resp = client.post("/api/v1/rounds", json={
+        "promote": "if_better", "evaluate": {"n_prompts": 2, "overlap": 2},
+        "generate": {"k": 4, "n_prompts": 3}}, headers=staff)
+    assert resp.status_code == 202, resp.text
+    assert [j["kind"] for j in resp.json()["jobs"]] == ["export", "sft", "rm", "ppo", "evaluate"]
+    shown = client.get(f"/api/v1/rounds/{resp.json()['round_id']}", headers=staff).json()
+    assert shown["promote"] == "if_better"
+    assert shown["evaluate"] == {"n_prompts": 2, "overlap": 2, "judges": "held_out"}
+    evaluate = next(j for j in shown["jobs"] if j["kind"] == "evaluate")
+    assert evaluate["config"] == shown["evaluate"] and evaluate["queue"] == "gpu"
+    plain = client.post("/api/v1/rounds", json={"promote": True}, headers=staff)
+    assert plain.status_code == 409  # one round at a time, as before
+
+
+def test_decide_promotes_only_above_half_and_never_past_a_flag():
+    def done(win: float, lo: float, hi: float, n: int = 20) -> dict[str, Any]:
+        return {"state": "complete", "row": {"win_rate": win, "ci95": [lo, hi], "n": n},
+                "judgments": n, "required": n, "closed_reason": None}
+
+    assert judged.decide(campaign=done(.8, .6, .9), against="p1", flags=[]).action == "promote"
+    assert judged.decide(campaign=done(.7, .5, .85), against="p1", flags=[]).action == "keep"
+    assert judged.decide(campaign=done(.6, .4, .8), against="p1", flags=[]).action == "keep"
+    held = judged.decide(campaign=done(.9, .7, .97), against="p1", flags=["kl_bound"])
+    assert held.action == "hold" and "kl_bound" in held.reason
+    labeling = {**done(.9, .7, .97), "state": "labeling", "judgments": 3}
+    assert judged.decide(campaign=labeling, against="p1", flags=[]).action == "wait"
+    empty = {**done(.5, .5, .5), "row": {"win_rate": None, "ci95": None, "n": 0},
+             "closed_reason": "Nothing to judge: 3 pairs identical."}
+    kept = judged.decide(campaign=empty, against="sft-r1", flags=[])
+    assert kept.action == "keep" and "identical" in kept.reason
+
+
+def _trained_round(db, *, previous: bool = True,  # type: ignore[no-untyped-def]
+                   identical: bool = False, n: int = 8) -> tuple[Round, Evaluation]:
+    """A round whose training and evaluate jobs succeeded, with its deciding campaign."""
+    make_prompts(db, n)
+    sft = make_version(db, "sft")
+    policy = make_version(db, "policy", parent=sft)
+    old = make_version(db, "policy") if previous else None
+    rnd = Round(state="running", stages=["ppo"], config={}, promote=False,
+                promote_if_better=True, evaluate={"n_prompts": n, "overlap": 1,
+                                                  "judges": "held_out"},
+                exclusive=True, trigger="manual", watermark={})
+    db.add(rnd)
+    db.flush()
+    for i, kind in enumerate(["export", "ppo", "evaluate"]):
+        job = jobs.submit(db=db, kind=kind, config={}, round_id=rnd.id, position=i)
+        job.state = "succeeded"
+        if kind == "ppo":
+            job.outputs = {"model_version_id": policy.id}
+    baseline = old or sft
+    texts = {baseline.id: "same", policy.id: "same"} if identical else None
+    ev = campaign(db, None, candidates=[policy], baseline=baseline, n=n, texts=texts)
+    rnd.evaluations = {"vs_previous": ev.id if old else None, "vs_sft": None if old else ev.id}
+    db.flush()
+    return rnd, ev
+
+
+def _judge_all_for(client, db, ev, *, policy_wins: bool) -> None:  # type: ignore[no-untyped-def]
+    items = db.scalars(select(EvaluationItem).where(EvaluationItem.evaluation_id == ev.id)).all()
+    for _ in items:
+        csrf = login(client, make_user(db, Role.labeler, held_out=True))
+        task = client.get("/api/v1/tasks/next?kind=compare").json()
+        item = next(i for i in items if i.task_id == task["task_id"])
+        choice = item.candidate_id if policy_wins else item.baseline_candidate_id
+        resp = client.post(f"/api/v1/tasks/{task['task_id']}/submit", json={
+            "assignment_id": task["assignment_id"], "idempotency_key": f"judge-{item.id}-key",
+            "seconds_spent": 4, "choice": choice}, headers={"X-CSRF-Token": csrf})
+        assert resp.status_code in (200, 201), resp.text
+
+
+def test_the_last_judgment_promotes_a_round_people_prefer(client, db, sent):
+    rnd, ev = _trained_round(db)
+    assert rounds.settle(db=db, round_id=rnd.id) == []
+    assert rnd.state == "awaiting_judgment" and rnd.decision["action"] == "waiting"
+    assert rounds.live_round(db=db) is rnd  # holds the slot: no other round starts meanwhile
+    with pytest.raises(Exception, match="waiting for people to judge"):
+        rounds.create_round(db=db, user=None, stages=["ppo"])
+    _judge_all_for(client, db, ev, policy_wins=True)
+    db.refresh(ev)
+    db.refresh(rnd)
+    assert ev.state == "complete"
+    assert rnd.decision["action"] == "promoted" and rnd.decision["by"] == "rule"
+    assert rnd.decision["ci95"][0] > 0.5 and rnd.state == "running"
+    promote = db.scalars(select(Job).where(Job.round_id == rnd.id, Job.kind == "promote")).one()
+    assert promote.state == "queued" and promote.position == 3
+    assert sent[-1] == [promote.id]  # sent once the judgment's transaction committed
+
+
+def test_a_round_people_do_not_prefer_is_kept_and_ends(client, db):
+    rnd, ev = _trained_round(db)
+    rounds.settle(db=db, round_id=rnd.id)
+    _judge_all_for(client, db, ev, policy_wins=False)
+    db.refresh(rnd)
+    assert rnd.state == "succeeded" and rnd.decision["action"] == "kept"
+    assert "not shown better" in rnd.decision["reason"]
+    assert not db.scalars(select(Job).where(Job.round_id == rnd.id, Job.kind == "promote")).all()
+
+
+def test_a_first_round_with_only_identical_outputs_is_decided_at_once(db):
+    rnd, ev = _trained_round(db, previous=False, identical=True)
+    assert ev.state == "complete" and ev.identical_pairs == 8
+    rounds.settle(db=db, round_id=rnd.id)
+    assert rnd.state == "succeeded" and rnd.decision["action"] == "kept"
+    assert "identical" in rnd.decision["reason"]
+    assert rnd.decision["evaluation_id"] == ev.id  # the first round is decided against SFT
+
+
+def test_a_flagged_round_waits_for_a_person_who_promotes_it(client, db, staff, monkeypatch,
+                                                            sent):
+    monkeypatch.setattr(judged, "round_flags", lambda *, db, round_id: ["rm_up_people_flat"])
+    rnd, ev = _trained_round(db)
+    rounds.settle(db=db, round_id=rnd.id)
+    _judge_all_for(client, db, ev, policy_wins=True)
+    db.refresh(rnd)
+    assert rnd.state == "awaiting_judgment" and rnd.decision["action"] == "held"
+    assert "rm_up_people_flat" in rnd.decision["reason"]
+    labeler = {"Authorization": f"Bearer {labeler_token(db)}"}
+    assert client.post(f"/api/v1/rounds/{rnd.id}/promote", headers=labeler).status_code == 403
+    page = client.get("/jobs", headers=staff).text
+    assert f'action="/jobs/rounds/{rnd.id}/promote"' in page and "rm_up_people_flat" in page
+    resp = client.post(f"/api/v1/rounds/{rnd.id}/promote", headers=staff)
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["state"] == "running" and body["decision"]["action"] == "promoted"
+    assert "by hand" in body["decision"]["reason"] and body["promote"] == "if_better"
+    promote = next(j for j in body["jobs"] if j["kind"] == "promote")
+    assert sent[-1] == [promote["id"]]
+    again = client.post(f"/api/v1/rounds/{rnd.id}/promote", headers=staff)
+    assert again.status_code == 409 and "not waiting" in again.json()["detail"]
+
+
+def test_a_waiting_round_is_dismissed_from_the_page_with_csrf(client, db):
+    rnd, _ = _trained_round(db)
+    rounds.settle(db=db, round_id=rnd.id)
+    csrf = login(client, make_user(db, Role.researcher))
+    assert client.post(f"/jobs/rounds/{rnd.id}/dismiss").status_code == 403
+    db.refresh(rnd)
+    assert rnd.state == "awaiting_judgment"
+    resp = client.post(f"/jobs/rounds/{rnd.id}/dismiss", data={"csrf_token": csrf},
+                       follow_redirects=False)
+    assert resp.status_code == 303
+    db.refresh(rnd)
+    assert rnd.state == "succeeded" and rnd.decision["action"] == "dismissed"
+    assert rounds.live_round(db=db) is None
+
+
+def test_what_the_hook_missed_is_decided_by_the_sweeps_step(db):
+    rnd, ev = _trained_round(db, n=8)
+    rounds.settle(db=db, round_id=rnd.id)
+    # the campaign completes with no hook listening (as if its process died)
+    hooks = list(campaigns.ON_COMPLETE)
+    campaigns.ON_COMPLETE.clear()
+    try:
+        campaigns.close(db=db, evaluation_id=ev.id, user=None)
+    finally:
+        campaigns.ON_COMPLETE[:] = hooks
+    assert rnd.state == "awaiting_judgment" and rnd.decision["action"] == "waiting"
+    assert judged.settle_judgment(db=db, rnd=rnd) == []  # what sweep() runs per round
+    assert rnd.state == "succeeded" and rnd.decision["action"] == "kept"
+    assert "closed early" in rnd.decision["reason"].lower()

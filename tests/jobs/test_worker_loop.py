@@ -1,6 +1,8 @@
 """The loop on real processes: uvicorn + Celery workers. Feedback goes in through the API;
 the round trains, registers, promotes and generates; a labeler leases a rank task of the
-new policy's candidates. And the failure paths: a SIGKILLed worker, a cancel mid-training.
+new policy's candidates. A round judged by people: it waits for its campaign, a held-out
+labeler judges, and the last judgment promotes it (on Redis and on the embedded transport).
+And the failure paths: a SIGKILLed worker, a cancel mid-training.
 
 Here the workers are laid out as docker-compose lays them out, on Redis; the whole loop on
 the embedded transport, as `make run` starts it, is tests/simulation/test_loop.py. Both on
@@ -16,15 +18,15 @@ from sqlalchemy import func, select
 from app.prompts.models import Candidate
 from app.registry.models import ModelVersion
 from tests.jobs.loop import SMALL, label_everything, labeler_token, seed_tasks
-from tests.jobs.stack import Stack
+from tests.jobs.stack import Stack, _wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 LONG_SFT = {**SMALL, "sft": {**SMALL["sft"], "epochs": 1_000_000}}  # runs until stopped
 
 
-@pytest.fixture
-def stack(committed_db, tiny_base, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    s = Stack("redis", tmp_path)
+@pytest.fixture(params=["redis"])
+def stack(request, committed_db, tiny_base, tmp_path: Path) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
+    s = Stack(request.param, tmp_path)
     try:
         yield s
     finally:
@@ -159,3 +161,77 @@ def test_sigkilled_import_stores_nothing_is_failed_retryable_and_its_retry_impor
         assert committed_db.scalar(count) == n
     finally:
         stack.close()
+
+
+# PPO with a learning rate large enough that the policy's outputs differ from its SFT's
+# (with the same sampling seed, a barely moved policy writes the same words: no pair to judge).
+MOVED = {**SMALL, "ppo": {**SMALL["ppo"], "lr": 1e-2}}
+
+
+def _held_out_judge(db) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from app.auth import service as auth
+    from app.auth.models import Role
+    from tests.factories import make_user
+
+    user = make_user(db, Role.labeler, held_out=True)
+    _, token = auth.create_token(db=db, user=user, name="judge")
+    db.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _judge_for(stack: Stack, db, judge: dict[str, str], winner: int) -> int:  # type: ignore[no-untyped-def]
+    """Judge every compare task, picking the output `winner` (a version id) wrote."""
+    n = 0
+    while (got := stack.http.get("/api/v1/tasks/next?kind=compare", headers=judge)).status_code \
+            == 200:
+        task = got.json()
+        writers = dict(db.execute(select(Candidate.id, Candidate.model_version_id).where(
+            Candidate.id.in_([c["id"] for c in task["candidates"]]))).all())
+        choice = next(cid for cid, version in writers.items() if version == winner)
+        sent = stack.http.post(f"/api/v1/tasks/{task['task_id']}/submit", headers=judge, json={
+            "assignment_id": task["assignment_id"], "idempotency_key": f"judge-{task['task_id']}",
+            "seconds_spent": 3, "choice": choice})
+        assert sent.status_code in (200, 201), sent.text
+        n += 1
+    assert got.status_code == 204, got.text
+    return n
+
+
+@pytest.mark.parametrize("stack", ["redis", "embedded"], indirect=True)
+def test_if_better_round_waits_for_its_campaign_and_promotes_when_people_prefer_it(
+        stack, fed, committed_db):
+    from tests.evaluation.factories import make_prompts
+
+    make_prompts(committed_db, 10)
+    judge = _held_out_judge(committed_db)
+    made = stack.http.post("/api/v1/rounds", headers=fed, json={
+        "config": MOVED, "promote": "if_better",
+        "evaluate": {"n_prompts": 10, "overlap": 1, "judges": "held_out"}})
+    assert made.status_code == 202, made.text
+    round_id = made.json()["round_id"]
+    found: dict = {}
+
+    def waiting() -> bool:
+        found.update(stack.get(f"/api/v1/rounds/{round_id}", fed))
+        assert found["state"] not in ("failed", "cancelled"), found["error"]
+        return found["state"] == "awaiting_judgment"
+
+    _wait(waiting, 600, f"round {round_id} to wait for judgment",
+          lambda: [(j["kind"], j["state"], j["error"]) for j in found.get("jobs", [])])
+    assert found["decision"]["action"] == "waiting"
+    assert found["promote"] == "if_better" and found["evaluations"]["vs_previous"] is None
+    vs_sft = found["evaluations"]["vs_sft"]
+    models = {m["kind"]: m for m in stack.get("/api/v1/models", fed)}
+    assert "policy:active" not in models["policy"]["aliases"]  # not before people judged
+    assert f'data-round-id="{round_id}" data-state="awaiting_judgment"' in stack.http.get(
+        "/jobs", headers=fed).text
+    judged = _judge_for(stack, committed_db, judge, winner=models["policy"]["id"])
+    assert judged >= 6, judged  # enough distinct pairs for a lower bound above one half
+    rnd = stack.wait_round(round_id, fed, timeout=120)
+    assert rnd["state"] == "succeeded", rnd["error"]
+    assert rnd["decision"]["action"] == "promoted" and rnd["decision"]["ci95"][0] > 0.5
+    assert [j["kind"] for j in rnd["jobs"]][-2:] == ["evaluate", "promote"]
+    campaign = stack.get(f"/api/v1/evaluations/{vs_sft}", fed)
+    assert campaign["state"] == "complete" and campaign["judgments"] == judged
+    after = {m["kind"]: m for m in stack.get("/api/v1/models", fed)}
+    assert "policy:active" in after["policy"]["aliases"]

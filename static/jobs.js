@@ -230,15 +230,23 @@
       f.addEventListener("input", function () { dirty = true; });
     });
     function rows() { return document.querySelectorAll("tr[data-job-id]"); }
+    // A round waiting for people has only ended jobs, yet its decision may add some.
+    function waiting() { return document.querySelectorAll('article.round[data-state="awaiting_judgment"]'); }
     function anyLive() {
-      return Array.prototype.some.call(rows(), function (tr) { return ENDED.indexOf(tr.dataset.state) < 0; });
+      return waiting().length > 0 ||
+        Array.prototype.some.call(rows(), function (tr) { return ENDED.indexOf(tr.dataset.state) < 0; });
     }
     if (!anyLive()) return;
     function poll() {
-      getJSON("/api/v1/jobs?limit=500").then(function (list) {
+      var roundsNow = waiting().length ? getJSON("/api/v1/rounds") : Promise.resolve([]);
+      Promise.all([getJSON("/api/v1/jobs?limit=500"), roundsNow]).then(function (got) {
+        var list = got[0];
+        var changed = got[1].some(function (r) {
+          var el = document.querySelector('article.round[data-round-id="' + r.id + '"]');
+          return el !== null && el.dataset.state !== r.state;
+        });
         var byId = {};
         list.forEach(function (j) { byId[j.id] = j; });
-        var changed = false;
         Array.prototype.forEach.call(rows(), function (tr) {
           var job = byId[tr.dataset.jobId];
           if (!job) return;

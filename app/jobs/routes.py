@@ -38,8 +38,6 @@ def _send(job_ids: list[int]) -> None:
 
 def _round_read(db: DbSession, rnd: object) -> RoundRead:
     out = RoundRead.model_validate(rnd)
-    if getattr(rnd, "promote_if_better", False):
-        out.promote = "if_better"
     out.jobs = [JobRead.model_validate(j) for j in rounds.round_jobs(db=db, round_id=out.id)]
     return out
 

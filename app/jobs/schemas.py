@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from app.fields import Int32, JsonValue, Text
 
@@ -115,6 +115,16 @@ class RoundRead(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     jobs: list[JobRead] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _promote_if_better(cls, data: Any) -> Any:
+        # The row keeps `promote` a boolean beside `promote_if_better`; readers see the
+        # value they sent.
+        if getattr(data, "promote_if_better", False):
+            names = [n for n in cls.model_fields if n != "jobs" and hasattr(data, n)]
+            return {**{n: getattr(data, n) for n in names}, "promote": "if_better"}
+        return data
 
 
 class MetricsRead(BaseModel):

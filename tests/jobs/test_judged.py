@@ -2,6 +2,7 @@
 written, an "if_better" round waits for its campaign, the last judgment decides it, the
 watch's flags hold it for a person, and a waiting round is promoted or dismissed by hand."""
 
+import html
 from typing import Any
 
 import pytest
@@ -238,3 +239,60 @@ def test_what_the_hook_missed_is_decided_by_the_sweeps_step(db):
     assert judged.settle_judgment(db=db, rnd=rnd) == []  # what sweep() runs per round
     assert rnd.state == "succeeded" and rnd.decision["action"] == "kept"
     assert "closed early" in rnd.decision["reason"].lower()
+
+
+def test_the_trigger_form_starts_an_if_better_round_with_its_campaign(client, db):
+    _fed(db, client)
+    csrf = login(client, make_user(db, Role.researcher))
+    page = client.get("/jobs").text
+    assert 'name="promote_if_better"' in page and 'name="eval_n_prompts"' in page
+    resp = client.post("/jobs/rounds", data={
+        "csrf_token": csrf, "stages": ["sft", "rm", "ppo"], "promote_if_better": "on",
+        "eval_n_prompts": "2", "eval_judges": "all"}, follow_redirects=False)
+    assert resp.status_code == 303, resp.text
+    rnd = db.scalars(select(Round)).one()
+    assert rnd.promote is False and rnd.promote_if_better
+    assert rnd.evaluate == {"n_prompts": 2, "overlap": 1, "judges": "all"}
+
+
+@pytest.mark.parametrize("form, sentence", [
+    ({"promote": "on", "promote_if_better": "on"}, "not both"),
+    ({"evaluate": "on", "eval_n_prompts": "0"}, "evaluate n_prompts"),
+    ({"evaluate": "on", "eval_judges": "robots"}, "evaluate judges"),
+    ({"evaluate": "on", "eval_n_prompts": "9"}, "Only 3 test prompts are there"),
+])
+def test_a_bad_campaign_in_the_trigger_form_says_why_and_starts_nothing(client, db, form,
+                                                                        sentence):
+    _fed(db, client)
+    csrf = login(client, make_user(db, Role.researcher))
+    resp = client.post("/jobs/rounds", data={"csrf_token": csrf, "stages": ["sft", "rm", "ppo"],
+                                             **form}, follow_redirects=False)
+    assert resp.status_code == 422 and sentence in html.unescape(resp.text), resp.text
+    assert _count(db, Round) == 0 and _count(db, Job) == 0
+
+
+def test_train_round_on_the_command_line_takes_the_same_campaign(committed_db):
+    from typer.testing import CliRunner
+
+    from app.cli import root
+    from tests.factories import make_prompt
+
+    make_prompt(committed_db)
+    make_prompts(committed_db, 2)
+    committed_db.commit()
+    runner = CliRunner()
+    bad = runner.invoke(root, ["train", "round", "--stages", "ppo", "--promote-if-better",
+                               "--judges", "robots"])
+    assert bad.exit_code == 1 and "judges" in bad.output
+    nobody = runner.invoke(root, ["train", "round", "--stages", "ppo", "--promote-if-better"])
+    assert nobody.exit_code == 1 and "no held-out labelers" in nobody.output
+    assert _count(committed_db, Round) == 0
+    make_user(committed_db, Role.labeler, held_out=True)
+    committed_db.commit()
+    out = runner.invoke(root, ["train", "round", "--stages", "ppo", "--promote-if-better",
+                               "--evaluate-prompts", "2", "--json"])
+    assert out.exit_code == 0, out.output
+    rnd = committed_db.scalars(select(Round)).one()
+    assert rnd.promote_if_better and rnd.evaluate == {"n_prompts": 2, "overlap": 1,
+                                                      "judges": "held_out"}
+    assert '"promote": "if_better"' in out.output

@@ -151,7 +151,8 @@ def settle_judgment(*, db: Session, rnd: Round) -> list[int]:
 
 
 def _waiting(db: Session, round_id: int) -> Round:
-    rnd = db.scalars(select(Round).where(Round.id == round_id).with_for_update()).first()
+    rnd = db.scalars(select(Round).where(Round.id == round_id).with_for_update()
+                     .execution_options(populate_existing=True)).first()
     if rnd is None:
         raise JobError(f"There is no round {round_id}.", 404)
     if rnd.state != RoundState.awaiting_judgment:
@@ -189,8 +190,11 @@ def dispatch_after_commit(db: Session, job_ids: list[int]) -> None:
 
 @campaigns.on_complete
 def _campaign_complete(db: Session, evaluation: Evaluation) -> None:
+    # Locked, and read afresh: two campaigns of one round may complete at once, and only
+    # one of them may add the promote jobs.
     waiting = db.scalars(select(Round).where(Round.state == RoundState.awaiting_judgment,
-                                             Round.promote_if_better))
+                                             Round.promote_if_better)
+                         .with_for_update().execution_options(populate_existing=True))
     for rnd in waiting:
         if evaluation.id in (rnd.evaluations or {}).values():
             dispatch_after_commit(db, settle_judgment(db=db, rnd=rnd))
@@ -202,6 +206,7 @@ def sweep() -> list[int]:
     with session_scope() as db:
         for rnd in db.scalars(select(Round).where(
                 Round.state == RoundState.awaiting_judgment).with_for_update(skip_locked=True)):
+            # (a round locked by a judgment's transaction is being decided there)
             ready += settle_judgment(db=db, rnd=rnd)
     return jobs.dispatch(ready) if ready else []
 

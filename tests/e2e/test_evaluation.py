@@ -108,3 +108,38 @@ def test_results_page_draws_win_rates_with_their_intervals(committed_db, open_pa
     shot(page, "evaluation-results")
     csv_text = page.request.get(f"/evaluations/{ev.id}/results.csv").text()
     assert csv_text.splitlines()[0].startswith("model_id,name,win_rate,ci95_lo,ci95_hi")
+
+
+def test_the_form_proposes_the_active_versions_and_a_campaign_is_closed_early(committed_db,
+                                                                             open_page):
+    from app.registry import service as registry
+
+    db = committed_db
+    make_prompts(db, 1)
+    oldest, active_sft, newest = (make_version(db, "sft", name=f"sft-{n}") for n in range(3))
+    active_policy, other = make_version(db, "policy"), make_version(db, "policy")
+    for version in (active_sft, active_policy):
+        registry.move_alias(db=db, alias=f"{version.kind}:active", version=version,
+                            user_id=None, action="promote")
+    ev = campaign(db, None, candidates=[other], baseline=newest, n=1)
+    researcher = make_user(db, Role.researcher)
+    db.commit()
+
+    page = open_page(researcher)
+    page.goto("/evaluations")
+    # What the browser will send, not just what the HTML says: one SFT is chosen.
+    assert page.input_value("select[name=baseline_id]") == str(active_sft.id)
+    assert page.is_checked(f"input[name=model_ids][value='{active_policy.id}']")
+    assert not page.is_checked(f"input[name=model_ids][value='{other.id}']")
+    assert page.input_value("input[name=n_prompts]") == "1"
+    assert page.inner_text("#prompts-available") == "Only 1 test prompt in the test split."
+    shot(page, "evaluation-form-defaults")
+
+    page.goto(f"/evaluations/{ev.id}")
+    assert page.inner_text("#state") == "labeling"
+    page.click("#close-evaluation summary")
+    page.click("#confirm-close")
+    page.wait_for_selector("#closed-reason")
+    assert page.inner_text("#state") == "complete"
+    assert page.inner_text("#closed-reason").startswith(f"Closed early by {researcher.email}")
+    assert page.locator("#close-evaluation").count() == 0

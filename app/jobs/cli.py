@@ -43,20 +43,13 @@ def start_round(*, stages: list[str] | None, config: dict[str, Any], promote: bo
                 evaluate: dict[str, Any] | None = None) -> None:
     """Create a round, send its first job, and (with --wait) follow it to the end (or to
     its wait for judgment: exit 3)."""
-    from pydantic import ValidationError
-
     from app.cli import console, fail
     from app.db import session_scope
     from app.jobs import rounds
     from app.jobs import service as jobs
     from app.jobs.errors import JobError
-    from app.jobs.schemas import RoundJudging
 
-    try:
-        judging = RoundJudging.model_validate({"promote": promote, "evaluate": evaluate})
-    except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
-        return
+    judging = _judging(promote, evaluate)
     try:
         jobs.require_broker()
         with session_scope() as db:
@@ -79,6 +72,20 @@ def start_round(*, stages: list[str] | None, config: dict[str, Any], promote: bo
         raise typer.Exit(3)
     if wait and state != "succeeded":
         raise typer.Exit(1)
+
+
+def _judging(promote: bool | str, evaluate: dict[str, Any] | None) -> Any:
+    """The options as the API's RoundJudging (exit 1 with why when they are not)."""
+    from pydantic import ValidationError
+
+    from app.cli import fail
+    from app.jobs.schemas import RoundJudging
+
+    try:
+        return RoundJudging.model_validate({"promote": promote, "evaluate": evaluate})
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        raise typer.Exit(1) from None
 
 
 def round_json(round_id: int) -> dict[str, Any]:

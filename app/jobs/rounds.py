@@ -106,6 +106,17 @@ def check_data(*, db: Session, stages: list[str]) -> None:
             raise JobError("PPO needs train-split prompts to roll out on; there are none.", 422)
 
 
+def _judging(db: Session, stages: list[str], promote: bool | str,
+             evaluate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The round's campaign as stored (None: none), after checking it can happen."""
+    if promote not in (True, False, "if_better"):
+        raise JobError(f'promote is true, false or "if_better", not {promote!r}.', 422)
+    if promote == "if_better" and evaluate is None:
+        evaluate = {}  # promoting on people's judgment needs their campaign: the defaults
+    return None if evaluate is None else check_evaluate(db=db, stages=stages,
+                                                        evaluate=evaluate)
+
+
 def create_round(*, db: Session, user: User | None, stages: list[str] | None = None,
                  config: dict[str, dict[str, Any]] | None = None,
                  promote: bool | str = False, generate: dict[str, Any] | None = None,
@@ -124,13 +135,8 @@ def create_round(*, db: Session, user: User | None, stages: list[str] | None = N
         from app.registry.generation import validate_generate
 
         generate = validate_generate(generate)
-    if promote not in (True, False, "if_better"):
-        raise JobError(f'promote is true, false or "if_better", not {promote!r}.', 422)
+    evaluate = _judging(db, stages, promote, evaluate)
     if_better = promote == "if_better"
-    if if_better and evaluate is None:
-        evaluate = {}  # promoting on people's judgment needs their campaign: the defaults
-    if evaluate is not None:
-        evaluate = check_evaluate(db=db, stages=stages, evaluate=evaluate)
     if exclusive and (busy := live_round(db=db)) is not None:
         raise JobError(_busy(busy), 409)
     check_data(db=db, stages=stages)

@@ -15,8 +15,9 @@ from app.evaluation.models import Evaluation, EvaluationItem
 from app.jobs import judged, rounds
 from app.jobs import service as jobs
 from app.jobs.models import Job, Round
-from tests.evaluation.factories import campaign, make_prompts, make_version
+from tests.evaluation.factories import make_prompts
 from tests.factories import login, make_user
+from tests.jobs.judging import trained_round
 from tests.jobs.loop import label_everything, labeler_token, seed_tasks
 
 
@@ -110,32 +111,6 @@ def test_decide_promotes_only_above_half_and_never_past_a_flag():
     assert kept.action == "keep" and "identical" in kept.reason
 
 
-def _trained_round(db, *, previous: bool = True,  # type: ignore[no-untyped-def]
-                   identical: bool = False, n: int = 8) -> tuple[Round, Evaluation]:
-    """A round whose training and evaluate jobs succeeded, with its deciding campaign."""
-    make_prompts(db, n)
-    sft = make_version(db, "sft")
-    policy = make_version(db, "policy", parent=sft)
-    old = make_version(db, "policy") if previous else None
-    rnd = Round(state="running", stages=["ppo"], config={}, promote=False,
-                promote_if_better=True, evaluate={"n_prompts": n, "overlap": 1,
-                                                  "judges": "held_out"},
-                exclusive=True, trigger="manual", watermark={})
-    db.add(rnd)
-    db.flush()
-    for i, kind in enumerate(["export", "ppo", "evaluate"]):
-        job = jobs.submit(db=db, kind=kind, config={}, round_id=rnd.id, position=i)
-        job.state = "succeeded"
-        if kind == "ppo":
-            job.outputs = {"model_version_id": policy.id}
-    baseline = old or sft
-    texts = {baseline.id: "same", policy.id: "same"} if identical else None
-    ev = campaign(db, None, candidates=[policy], baseline=baseline, n=n, texts=texts)
-    rnd.evaluations = {"vs_previous": ev.id if old else None, "vs_sft": None if old else ev.id}
-    db.flush()
-    return rnd, ev
-
-
 def _judge_all_for(client, db, ev, *, policy_wins: bool) -> None:  # type: ignore[no-untyped-def]
     items = db.scalars(select(EvaluationItem).where(EvaluationItem.evaluation_id == ev.id)).all()
     for _ in items:
@@ -150,7 +125,7 @@ def _judge_all_for(client, db, ev, *, policy_wins: bool) -> None:  # type: ignor
 
 
 def test_the_last_judgment_promotes_a_round_people_prefer(client, db, sent):
-    rnd, ev = _trained_round(db)
+    rnd, ev = trained_round(db)
     assert rounds.settle(db=db, round_id=rnd.id) == []
     assert rnd.state == "awaiting_judgment" and rnd.decision["action"] == "waiting"
     assert rounds.live_round(db=db) is rnd  # holds the slot: no other round starts meanwhile
@@ -168,7 +143,7 @@ def test_the_last_judgment_promotes_a_round_people_prefer(client, db, sent):
 
 
 def test_a_round_people_do_not_prefer_is_kept_and_ends(client, db):
-    rnd, ev = _trained_round(db)
+    rnd, ev = trained_round(db)
     rounds.settle(db=db, round_id=rnd.id)
     _judge_all_for(client, db, ev, policy_wins=False)
     db.refresh(rnd)
@@ -178,7 +153,7 @@ def test_a_round_people_do_not_prefer_is_kept_and_ends(client, db):
 
 
 def test_a_first_round_with_only_identical_outputs_is_decided_at_once(db):
-    rnd, ev = _trained_round(db, previous=False, identical=True)
+    rnd, ev = trained_round(db, previous=False, identical=True)
     assert ev.state == "complete" and ev.identical_pairs == 8
     rounds.settle(db=db, round_id=rnd.id)
     assert rnd.state == "succeeded" and rnd.decision["action"] == "kept"
@@ -189,7 +164,7 @@ def test_a_first_round_with_only_identical_outputs_is_decided_at_once(db):
 def test_a_flagged_round_waits_for_a_person_who_promotes_it(client, db, staff, monkeypatch,
                                                             sent):
     monkeypatch.setattr(judged, "round_flags", lambda *, db, round_id: ["rm_up_people_flat"])
-    rnd, ev = _trained_round(db)
+    rnd, ev = trained_round(db)
     rounds.settle(db=db, round_id=rnd.id)
     _judge_all_for(client, db, ev, policy_wins=True)
     db.refresh(rnd)
@@ -211,7 +186,7 @@ def test_a_flagged_round_waits_for_a_person_who_promotes_it(client, db, staff, m
 
 
 def test_a_waiting_round_is_dismissed_from_the_page_with_csrf(client, db):
-    rnd, _ = _trained_round(db)
+    rnd, _ = trained_round(db)
     rounds.settle(db=db, round_id=rnd.id)
     csrf = login(client, make_user(db, Role.researcher))
     assert client.post(f"/jobs/rounds/{rnd.id}/dismiss").status_code == 403
@@ -226,7 +201,7 @@ def test_a_waiting_round_is_dismissed_from_the_page_with_csrf(client, db):
 
 
 def test_what_the_hook_missed_is_decided_by_the_sweeps_step(db):
-    rnd, ev = _trained_round(db, n=8)
+    rnd, ev = trained_round(db, n=8)
     rounds.settle(db=db, round_id=rnd.id)
     # the campaign completes with no hook listening (as if its process died)
     hooks = list(campaigns.ON_COMPLETE)

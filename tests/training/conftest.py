@@ -12,6 +12,7 @@ TINY = TinyConfig(
     n_embd=64,
     n_head=4,
     n_positions=256,
+    tokenizer="byte",  # one token per byte: the stage tests count tokens as characters
     pretrain_steps=100,
     pretrain_batch=16,
     pretrain_len=64,

@@ -12,7 +12,6 @@ TINY = TinyConfig(
     n_embd=64,
     n_head=4,
     n_positions=256,
-    tokenizer="byte",  # one token per byte: the stage tests count tokens as characters
     pretrain_steps=100,
     pretrain_batch=16,
     pretrain_len=64,
@@ -22,5 +21,5 @@ TINY = TinyConfig(
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
-    """A warmed-up tiny GPT-2 + byte tokenizer directory, shared by all tests."""
+    """A warmed-up tiny GPT-2 + BPE tokenizer directory, shared by all tests."""
     return build_tiny(tmp_path_factory.mktemp("tiny") / "base", TINY)

@@ -45,6 +45,14 @@ ADVERBS = tuple("""
 slowly quickly gladly often rarely always never sometimes quietly happily gently
 softly early late together again still
 """.split())
+# The words of a cheerful answer and of a gloomy one (the simulator's `positive` rule).
+POSITIVE = tuple("""
+happy calm clever kind gentle brave friendly careful lovely bright warm sweet fresh clean
+eager gladly happily gently softly smiles laughs loves helps dances
+""".split())
+NEGATIVE = tuple("""
+sad lazy cold dark strange loud proud hard slow shy never
+""".split())
 PREPOSITIONS = ("in", "near", "under", "behind", "beside", "over", "by", "with", "from")
 DETERMINERS = ("the", "a", "every", "one", "my", "our", "this", "that")
 # The words of the instructions that prompts are written with.

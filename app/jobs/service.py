@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, aliased
 
 from app.auth.models import User
@@ -24,7 +24,7 @@ from app.config import get_settings
 from app.db import utcnow
 from app.jobs.errors import JobError
 from app.jobs.kinds import all_kinds
-from app.jobs.models import ENDED_STATES, LIVE_STATES, Job, JobMetric, JobState
+from app.jobs.models import ENDED_STATES, Job, JobMetric, JobState
 
 log = logging.getLogger(__name__)
 LOG_TAIL_CHARS = 20_000
@@ -230,11 +230,6 @@ def unsent(*, db: Session) -> list[int]:
     stmt = select(Job.id).where(Job.state == JobState.queued,
                                 (Job.enqueued_at.is_(None)) | (Job.enqueued_at < cutoff))
     return list(db.scalars(stmt.order_by(Job.id)))
-
-
-def live_count(*, db: Session) -> int:
-    """Jobs queued, running or cancelling."""
-    return db.scalar(select(func.count()).where(Job.state.in_(LIVE_STATES))) or 0
 
 
 def metric_series(*, db: Session, job_id: int, keys: Sequence[str] | None = None,

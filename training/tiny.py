@@ -10,29 +10,13 @@ writes loads like any other with `AutoModelForCausalLM` / `AutoTokenizer.from_pr
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import ByT5Tokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
 
+from training.contract import TinyConfig
 from training.outputs import atomic_dir, write_manifest
-
-
-@dataclass
-class TinyConfig:
-    """Size of the tiny base model and its optional warm-up on synthetic text."""
-
-    n_layer: int = 2  # transformer blocks
-    n_embd: int = 128  # hidden size
-    n_head: int = 4  # attention heads
-    n_positions: int = 512  # longest sequence in bytes
-    pretrain_steps: int = 200  # warm-up steps on synthetic text (0 = random weights)
-    pretrain_batch: int = 16  # sequences per warm-up step
-    pretrain_len: int = 96  # bytes per warm-up sequence
-    lr: float = 3e-3  # warm-up learning rate
-    seed: int = 0  # seeds weights, corpus and warm-up order
-
 
 WORDS = {
     "adj": "small big red quiet happy old new bright calm clever".split(),

@@ -20,11 +20,11 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from app.jobs.kinds import JobCancelled, JobFailed
+from training.contract import CANCELLED_EXIT
 
 if TYPE_CHECKING:
     from app.jobs.kinds import JobContext
 
-CANCELLED_EXIT = 3  # training/__main__.py's exit status for a stage stopped by SIGTERM
 # Stored under TRL's names where TRL has one, so charts and tools read familiar keys.
 TRL_KEYS = {
     "rm_score": "objective/scores", "kl": "objective/kl", "entropy": "objective/entropy",

@@ -204,6 +204,12 @@ def doc(f: dataclasses.Field[Any]) -> str:
     return str(f.metadata.get("doc", ""))
 
 
+def _fits(kind: str, value: Any) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, PLAIN_TYPES.get(kind, ())) and not isinstance(value, bool)
+
+
 def check_value(cls: type, name: str, value: Any) -> Any:
     """`value` as field `name` of `cls` takes it (an int for a float becomes a float);
     ValueError with why when it cannot."""
@@ -213,12 +219,10 @@ def check_value(cls: type, name: str, value: Any) -> Any:
     kinds = [part.strip() for part in str(known[name].type).split("|")]
     if value is None and "None" in kinds:
         return None
-    for kind in kinds:
-        fits = isinstance(value, PLAIN_TYPES.get(kind, ())) and (
-            kind == "bool" or not isinstance(value, bool))
-        if fits:
-            return float(value) if kind == "float" else value
-    raise ValueError(f"{name} must be {known[name].type}, not {value!r}")
+    kind = next((k for k in kinds if _fits(k, value)), None)
+    if kind is None:
+        raise ValueError(f"{name} must be {known[name].type}, not {value!r}")
+    return float(value) if kind == "float" else value
 
 
 def read_config(cls: type, path: str | Path) -> dict[str, Any]:

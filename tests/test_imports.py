@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "accelerate", "peft", "datasets")
 # training/ modules the web process may load: standard library only.
@@ -120,6 +122,7 @@ def cycle_edges(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
     return {(a, b) for a, targets in graph.items() for b in targets if a in reached.get(b, ())}
 
 
+@pytest.mark.slow  # starts the app in a child process
 def test_web_process_loads_no_torch_and_only_training_contract_and_records():
     code = ("import json, sys; from app.main import create_app; "
             "create_app(check_migrations=False); import app.worker; "

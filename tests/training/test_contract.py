@@ -21,6 +21,7 @@ def test_every_field_of_every_stage_has_a_one_line_doc():
             assert "\n" not in contract.doc(f)
 
 
+@pytest.mark.slow  # a child process
 def test_contract_imports_only_the_standard_library():
     code = ("import sys, training.contract; print(sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('torch', 'transformers', 'pydantic', 'app')))")

@@ -13,7 +13,6 @@ The directory it writes loads like any other with `AutoModelForCausalLM` /
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,26 +25,9 @@ from transformers import (
 )
 
 from training import toy_english
+from training.contract import TinyConfig
 from training.data import PROMPT_TEMPLATE
 from training.outputs import atomic_dir, write_manifest
-
-
-@dataclass
-class TinyConfig:
-    """Size of the tiny base model and its optional warm-up on synthetic text."""
-
-    n_layer: int = 2  # transformer blocks
-    n_embd: int = 128  # hidden size
-    n_head: int = 4  # attention heads
-    n_positions: int = 512  # longest sequence in tokens
-    tokenizer: str = "bpe"  # bpe (trained on the toy English) or byte
-    vocab_size: int = 1024  # BPE vocabulary size (the toy English needs about 800)
-    pretrain_steps: int = 400  # warm-up steps on the toy English (0 = random weights)
-    pretrain_batch: int = 16  # sequences per warm-up step
-    pretrain_len: int = 96  # tokens per warm-up sequence
-    lr: float = 3e-3  # warm-up peak learning rate (linear warm-up, then linear decay)
-    seed: int = 0  # seeds weights, corpus and warm-up order
-
 
 WORDS = {
     "adj": "small big red quiet happy old new bright calm clever".split(),

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.config import get_settings
@@ -214,9 +214,3 @@ def retry_job(*, db: Session, job_id: int, user: User | None) -> Job:
     except IntegrityError:
         raise JobError("Another round is running; wait for it or cancel it first.", 409) from None
     return first
-
-
-def has_retry(job: Job) -> Any:
-    """SQL: this job has a newer attempt."""
-    retry = aliased(Job)
-    return exists().where(retry.retry_of_id == job.id)

@@ -26,14 +26,18 @@ STAGES = ("sft", "rm", "ppo")
 # Filled in by the jobs from the registry and the round's snapshots.
 MANAGED = frozenset({"base_model", "train_data", "out", "valid_data", "reward_model",
                      "demonstrations", "policy_model", "prompts", "cpu"})
-# Small settings for the tiny CPU model, so that a whole round takes minutes ("quick").
+# Settings for the tiny CPU model, so that a whole round takes minutes and learns ("quick").
+# Chosen by measurement on the demo (bench/bench_first_loop.py), not copied from the paper's
+# 175B settings: a model of half a million parameters needs learning rates ~100x the paper's
+# to move in tens of steps (at 1e-5 the RM stayed at chance and the policy at its SFT).
 QUICK: dict[str, dict[str, Any]] = {
-    "sft": {"epochs": 4, "batch_size": 8, "eval_prompts": 8, "eval_max_new_tokens": 24,
-            "max_len": 256},
-    "rm": {"prompts_per_step": 8, "max_len": 256},
-    "ppo": {"steps": 8, "rollout_size": 16, "minibatch_size": 8, "ppo_epochs": 2,
-            "max_new_tokens": 24, "max_prompt_len": 128, "heldout_texts": 16,
-            "ptx_batch_size": 4, "ptx_max_len": 96, "eval_every": 2},
+    "sft": {"epochs": 4, "batch_size": 8, "lr": 1e-3, "eval_prompts": 8,
+            "eval_max_new_tokens": 32, "max_len": 256},
+    "rm": {"epochs": 4, "prompts_per_step": 8, "lr": 1e-3, "max_len": 256},
+    "ppo": {"steps": 24, "rollout_size": 16, "minibatch_size": 8, "ppo_epochs": 2,
+            "lr": 1e-3, "value_lr": 3e-4, "ptx_coef": 0.3, "max_new_tokens": 32,
+            "max_prompt_len": 64, "eval_size": 16, "test_size": 32, "heldout_texts": 8,
+            "ptx_batch_size": 4, "ptx_max_len": 64, "eval_every": 6},
 }
 # The knobs the trigger form shows first (all others are under "more").
 MAIN_KNOBS = {"sft": ("epochs", "lr", "batch_size"), "rm": ("epochs", "lr", "prompts_per_step"),

@@ -1,5 +1,6 @@
 # RLHF Studio: `make run` for the product on embedded defaults (`make run SIMULATE=4` adds
-# four simulated labelers working the queue), `make test` for the suite.
+# four simulated labelers working the queue, with rounds that start by themselves), `make
+# test` for the suite.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -39,7 +40,7 @@ install-dev: $(VENV)/.installed-dev static/vendor/.installed
 run: install
 	$(VENV)/bin/rlhf-studio db upgrade
 	$(VENV)/bin/rlhf-studio demo >/dev/null
-	$(VENV)/bin/rlhf-studio up --host 127.0.0.1 --port 8000 $(if $(SIMULATE),--simulate $(SIMULATE))
+	$(VENV)/bin/rlhf-studio up --host 127.0.0.1 --port 8000 $(if $(SIMULATE),--simulate $(SIMULATE) --schedule)
 
 # PostgreSQL and Redis for the tests: use them if running, start them where we can.
 services:

@@ -3,6 +3,8 @@
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -170,6 +172,9 @@ def up(
     access_log: bool = typer.Option(True, help="Log every request."),
     simulate: int = typer.Option(0, "--simulate", min=0, help="Also run N simulated "
                                  "labelers on the queue (rlhf-studio simulate --watch)."),
+    schedule: bool = typer.Option(False, "--schedule", help="Rounds start by themselves: "
+                                  "after every ~700 new comparisons, promote and sample "
+                                  "fresh rank tasks (the schedule on /jobs)."),
     worker_log_level: str = typer.Option(
         "WARNING", help="The workers' log level; at WARNING (the default) they print no banner."),
 ) -> None:
@@ -182,6 +187,8 @@ def up(
         create_app()  # fails fast, with the fix, on an unmigrated database
     except UnmigratedDatabase as exc:
         fail(str(exc))
+    if schedule:
+        _schedule_rounds()
     children: list[subprocess.Popen[bytes]] = []
     if workers:
         # Training holds its worker for minutes: the gpu queue gets a worker of its own
@@ -204,6 +211,8 @@ def up(
     # (with the default handler the process died there and left its children running).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     _welcome(host, port)  # last, so the logins and the address do not scroll away
+    if simulate or schedule:
+        threading.Thread(target=_print_status, daemon=True, name="status-line").start()
     try:
         # Keep-alive above any proxy's idle timeout (nginx 60 s, cloud load balancers
         # 60 s): a proxy then never reuses a connection uvicorn is closing (502s).
@@ -218,6 +227,39 @@ def up(
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+
+
+# A round every ~700 new comparisons: the demo's rankings start the first one, and the 64
+# fresh rank tasks of K = 4 with overlap 2 that each round samples (768) start the next.
+SCHEDULE_COMPARISONS = 700
+SCHEDULE_GENERATE = {"k": 4, "n_prompts": 64, "overlap": 2}
+STATUS_EVERY_S = 10.0
+
+
+def _schedule_rounds() -> None:
+    """Turn the schedule on so that rounds start by themselves (`up --schedule`)."""
+    from app.db import session_scope
+    from app.jobs import schedule
+
+    with session_scope() as db:
+        schedule.update_schedule(db=db, user=None, enabled=True, every_hours=None,
+                                 min_new_comparisons=SCHEDULE_COMPARISONS,
+                                 min_new_demonstrations=None, promote=True,
+                                 generate=dict(SCHEDULE_GENERATE))
+    console.print(f"Rounds start by themselves after every {SCHEDULE_COMPARISONS} "
+                  "new comparisons (change or stop it on /jobs).")
+
+
+def _print_status() -> None:
+    """One line every few seconds: labels done, the round in progress, the active policy."""
+    from app.jobs.status import status_line
+
+    while True:
+        time.sleep(STATUS_EVERY_S)
+        try:
+            console.print(status_line(), highlight=False)
+        except Exception as exc:  # noqa: BLE001 - a status line must never stop the server
+            console.print(f"[dim](status unavailable: {type(exc).__name__})[/]")
 
 
 def _welcome(host: str, port: int) -> None:

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     login_window_s: int = 15 * 60
     lease_minutes: int = 30
     base_model: str = ""  # empty: the tiny offline model built under data_dir
+    # Both default under data_dir (see _paths_under_data_dir), so two deployments with their
+    # own data dirs never write into each other's models or snapshots.
     models_dir: Path = Path("data/models")
     exports_dir: Path = Path("data/exports")
     # Prompt and candidate uploads: refused above the first; above the second imported by a
@@ -56,6 +58,15 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secret(self) -> "Settings":
         if self.env == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
             raise ValueError("RLHF_SECRET_KEY must be set to a random value in production")
+        return self
+
+    @model_validator(mode="after")
+    def _paths_under_data_dir(self) -> "Settings":
+        """Models and exports follow RLHF_DATA_DIR unless they are set on their own."""
+        if "models_dir" not in self.model_fields_set:
+            self.models_dir = self.data_dir / "models"
+        if "exports_dir" not in self.model_fields_set:
+            self.exports_dir = self.data_dir / "exports"
         return self
 
     @property

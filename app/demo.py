@@ -1,34 +1,92 @@
-"""Demo data for a first run: one user per role, sample prompts with candidate outputs, and
-labeling work of every kind so the labeler account has something to do."""
+"""Demo data for a first run: one user per role and a project in the toy English that the
+offline tiny model was pretrained on (training/toy_english.py), big enough for every round
+minimum once its tasks are labeled, with labeling work of every kind."""
 
 import os
+import random
 import secrets
+from collections import Counter
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 import app.models  # noqa: F401 - every table, so foreign keys resolve outside the web app
 from app.auth import service as auth
 from app.auth.models import Role, User
 from app.db import session_scope
 from app.prompts import service as prompts_service
-from app.prompts.models import Candidate, Prompt, PromptKind, PromptSource
+from app.prompts.models import Candidate, Prompt, PromptKind, PromptSource, Split
+from training import toy_english  # standard library only
 
-SAMPLE_PROMPTS = (
-    ("Write a short poem about a lighthouse keeper who befriends a storm.", "generation"),
-    ("Explain the moon landing to a six year old in a few sentences.", "open_qa"),
-    ("List five ideas for a rainy-day activity with toddlers.", "brainstorming"),
-    ("Summarise the plot of Romeo and Juliet in three sentences.", "summarization"),
-    ("Rewrite this sentence to sound more formal: 'gonna be late, sorry!'", "rewrite"),
-    ("Is the following review positive or negative? 'The soup was cold and bland.'",
-     "classification"),
-    ("What are the main causes of the French Revolution?", "open_qa"),
-    ("Extract every date from: 'We met on 3 May 2021 and again on 14 June 2022.'", "extraction"),
-)
+# A demo project big enough for a round: the importer splits prompts about 80/10/10 by end
+# user, so 300 prompts give ~240 train prompts (demonstrations, rankings, PPO roll-outs),
+# ~30 valid ones (PPO keeps its best step by them) and ~30 test ones (campaigns judge on them).
+DEMO_PROMPTS = 300
+RANK_SHARE = 0.5  # of the train prompts, ranked; the rest get a demonstrate task
+DEMO_K = (4, 9)  # outputs per rank task: the paper's K
+
+
+def toy_prompts(n: int, rng: random.Random) -> list[str]:
+    """n distinct prompts in the toy English (the importer merges duplicates)."""
+    seen: dict[str, None] = {}
+    for _ in range(50 * n):
+        if len(seen) == n:
+            break
+        seen.setdefault(toy_english.prompt(rng)[0], None)
+    return list(seen)
+
+
+def toy_outputs(prompt: str, k: int, rng: random.Random) -> list[str]:
+    """k distinct sample outputs for a prompt that differ in every way a preference can look
+    at: length (one to five sentences), whether and where they take up the prompt's topic,
+    and their words; so whatever the labelers prefer, a reward model has signal to learn."""
+    topic = toy_english.topic_of(prompt)
+    outputs: dict[str, None] = {}
+    while len(outputs) < k:
+        n = rng.randint(1, 5)
+        about = topic if topic in toy_english.NOUNS and rng.random() < 0.5 else None
+        sentences = [toy_english.sentence(rng, about if i == 0 else None) for i in range(n)]
+        if about and n > 1 and rng.random() < 0.5:  # the topic comes up late
+            sentences.append(sentences.pop(0))
+        outputs.setdefault(" ".join(sentences), None)
+    return list(outputs)
+
+
+def seed_project(db: Session, *, n_prompts: int = DEMO_PROMPTS, rank_share: float = RANK_SHARE,
+                 k: tuple[int, int] = DEMO_K, overlap: int = 2, seed: int = 0,
+                 end_user_prefix: str = "demo-user",
+                 demonstrate_all: bool = False) -> dict[str, int]:
+    """Import toy-English prompts (split by end user), rank tasks with K outputs on some of
+    the train prompts and demonstrate tasks on the rest (on all of them with
+    `demonstrate_all`); counts of what was made."""
+    from app.queue import service as queue
+
+    rng = random.Random(seed)
+    texts = toy_prompts(n_prompts, rng)
+    prompts_service.import_objects(db=db, source=PromptSource.imported, objects=[
+        {"text": t, "end_user_id": f"{end_user_prefix}-{seed}-{i}"} for i, t in enumerate(texts)])
+    made = list(db.scalars(select(Prompt).where(Prompt.text.in_(texts)).order_by(Prompt.id)))
+    train = [p for p in made if p.split == Split.train]
+    ranked = train[: round(len(train) * rank_share)]
+    for prompt in ranked:
+        cands = [Candidate(prompt_id=prompt.id, text=text, model="demo", sampling_params={})
+                 for text in toy_outputs(prompt.text, rng.randint(*k), rng)]
+        db.add_all(cands)
+        db.flush()
+        queue.create_rank_task(db=db, prompt_id=prompt.id, candidate_ids=[c.id for c in cands],
+                               overlap=overlap)
+    demonstrated = train if demonstrate_all else train[len(ranked):]
+    queue.create_demonstrate_tasks(db=db, prompt_ids=[p.id for p in demonstrated], overlap=1)
+    by_split = Counter(Split(p.split).value for p in made)
+    return {"prompts": len(made), "rank_tasks": len(ranked),
+            "demonstrate_tasks": len(demonstrated),
+            **{f"{name}_prompts": by_split.get(name, 0) for name in ("train", "valid", "test")}}
 
 
 def seed(*, creds_file: Path) -> int:
-    """Create the demo users and prompts on an empty database; returns prompts created."""
+    """Create the demo users and a project that can run a round once its tasks are labeled
+    (on an empty database); returns the prompts created."""
     with session_scope() as db:
         if db.scalar(select(func.count()).select_from(User)):
             return 0
@@ -39,63 +97,20 @@ def seed(*, creds_file: Path) -> int:
             auth.create_user(db=db, email=email, password=password, role=role,
                              name=f"Demo {role.value}")
             lines.append(f"{role.value:<11} {email:<26} {password}")
-        # Through the importer, so the demo prompts obey the same rules as real ones.
-        prompts_service.import_objects(db=db, source=PromptSource.imported, objects=[
-            {"text": text, "end_user_id": f"demo-{i % 4}", "category": category}
-            for i, (text, category) in enumerate(SAMPLE_PROMPTS)
-        ])
-        _seed_tasks(db, list(db.scalars(select(Prompt).order_by(Prompt.id))))
+        # Through the importer and the queue, so the demo obeys the same rules as real data.
+        made = seed_project(db=db)
+        _seed_other_work(db)
     creds_file.parent.mkdir(parents=True, exist_ok=True)
     creds_file.write_text("\n".join(lines) + "\n")
     os.chmod(creds_file, 0o600)
-    return len(SAMPLE_PROMPTS)
+    return made["prompts"]
 
 
-# Sample outputs of varying quality for the first prompts, so the rank and rate screens have
-# something to show on a first run.
-SAMPLE_OUTPUTS = (
-    (
-        "The keeper lit his lamp; the storm came knocking,\nnot to drown him, only to talk.\n"
-        "All night they traded stories of ships and stars,\nand by dawn the sea was calm.",
-        "A lighthouse keeper met a storm. They became friends. The end.",
-        "Storms are caused by warm, moist air rising quickly. Lighthouses use Fresnel lenses.",
-        "Beacon bright on the rocky shore,\nthe storm howled once and then no more,\n"
-        "it sat beside the keeper's light,\nand learned to love the quiet night.",
-        "I cannot write poems.",
-    ),
-    (
-        "Astronauts flew a big rocket all the way to the Moon. Two of them walked on it, "
-        "bounced around because it pulls on you less than Earth, planted a flag, and flew home.",
-        "In 1969, Apollo 11's lunar module Eagle landed in the Sea of Tranquility; Armstrong and "
-        "Aldrin performed an EVA of about two and a half hours.",
-        "People went to the Moon in a rocket. They walked on it and came back. It was in 1969.",
-        "The Moon landing was filmed in a studio.",
-    ),
-    (
-        "1. Build a blanket fort\n2. Bake muffins together\n3. Indoor treasure hunt\n"
-        "4. Dance party\n5. Paint with sponges",
-        "Watch TV all day.",
-        "1. Puzzles\n2. Play-dough\n3. Reading\n4. Singing\n5. Stacking cups",
-        "Go jump in puddles with rain boots on, sing songs, read a book, do a puzzle, bake.",
-    ),
-)
-
-
-def _seed_tasks(db, prompts: list[Prompt]) -> None:  # type: ignore[no-untyped-def]
-    """Rank tasks on the first prompts, rate tasks on some outputs, demonstrate and
-    write-prompt tasks, through the queue service so the rules are the real ones."""
+def _seed_other_work(db: Session) -> None:
+    """A few rate and write-prompt tasks, so every screen has something to show."""
     from app.queue import service as queue
 
-    rate_ids: list[int] = []
-    for prompt, outputs in zip(prompts, SAMPLE_OUTPUTS, strict=False):
-        candidates = [Candidate(prompt_id=prompt.id, text=t, model="demo") for t in outputs]
-        db.add_all(candidates)
-        db.flush()
-        ids = [c.id for c in candidates]
-        queue.create_rank_task(db=db, prompt_id=prompt.id, candidate_ids=ids, overlap=2,
-                               priority=10)
-        rate_ids.append(ids[0])
-    queue.create_rate_tasks(db=db, candidate_ids=rate_ids, overlap=2)
-    queue.create_demonstrate_tasks(db=db, prompt_ids=[p.id for p in prompts[3:]], overlap=1)
+    first = db.scalars(select(Candidate).order_by(Candidate.id).limit(3))
+    queue.create_rate_tasks(db=db, candidate_ids=[c.id for c in first], overlap=2)
     for kind in (PromptKind.plain, PromptKind.few_shot):
         queue.create_write_prompt_tasks(db=db, prompt_kind=kind, count=1)

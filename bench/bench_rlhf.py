@@ -66,7 +66,7 @@ def answer(rng: random.Random) -> str:
 def pretrain_docs(n: int, seed: int) -> list[str]:
     """The pretraining distribution: toy-grammar sentences with answer-like ones mixed in,
     so the base already knows every word the labelers care about (as a real LM does)."""
-    from training.tiny import synthetic_sentence
+    from training.toy_english import sentence as synthetic_sentence
 
     rng = random.Random(seed)
     return [

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -106,6 +107,20 @@ def test_database_stamped_at_the_three_former_heads_upgrades_to_one(scratch_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     engine.dispose()
+
+
+def test_migration_files_sort_in_run_order():
+    """Listing versions/ shows the migrations in the order they run (ids stay as released)."""
+    from alembic.script import ScriptDirectory
+
+    from app.db import MIGRATIONS_DIR
+
+    script = ScriptDirectory.from_config(alembic_config())
+    chain = [Path(rev.path).name for rev in reversed(list(script.walk_revisions()))]
+    files = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py"))
+    assert files == chain
+    numbers = [name.split("_", 1)[0] for name in files]
+    assert len(set(numbers)) == len(numbers), f"two migrations share a number: {numbers}"
 
 
 def test_migrations_import_nothing_of_the_app():

@@ -1,53 +1,52 @@
 """`python -m training tiny|sft|rm|ppo|dpo|sample|bon …`: every config field is a flag.
 
-Flags are generated from the stage's config dataclass (`base_model` -> `--base-model`),
-with the field's one-line comment as help, so the CLI and the Python API cannot drift.
-Runs under `accelerate launch -m training …` unchanged.
+Flags are generated from the stage's config dataclass in training/contract.py (`base_model`
+-> `--base-model`), with the field's one-line doc as help, so the CLI and the Python API
+cannot drift. `--config file.json` reads the same fields from a JSON object (flags given as
+well win); the app hands its stages their settings that way. Runs under `accelerate launch
+-m training …` unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from training.dpo import DPOConfig, train_dpo
+from training.contract import (
+    CANCELLED_EXIT,
+    DPOConfig,
+    PPOConfig,
+    RewardConfig,
+    SampleConfig,
+    SFTConfig,
+    TinyConfig,
+    doc,
+    read_config,
+)
+from training.dpo import train_dpo
 from training.outputs import StageCancelled, stream_events
-from training.ppo import PPOConfig, train_ppo
-from training.reward import RewardConfig, train_reward_model
-from training.sampling import SampleConfig, run_sampling
-from training.sft import SFTConfig, train_sft
-from training.tiny import TinyConfig, build_tiny
+from training.ppo import train_ppo
+from training.reward import train_reward_model
+from training.sampling import run_sampling
+from training.sft import train_sft
+from training.tiny import build_tiny
 
-CANCELLED_EXIT = 3  # a stage stopped by SIGTERM under --events
 TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float}
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The `# comment` after each field in the dataclass source, keyed by field name."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):  # base classes first, so a subclass's comment wins
-        if dataclasses.is_dataclass(klass):
-            source = inspect.getsource(klass)
-            docs.update(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE))
-    return docs
 
 
 def add_config_flags(
     parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
 ) -> None:
     """One --flag per dataclass field, typed from its annotation, default from the config."""
-    docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         type_name = str(f.type).replace(" | None", "").strip()
-        help_text = f"{docs.get(f.name, '')} (default: {f.default})".replace("%", "%%")
+        help_text = f"{doc(f)} (default: {f.default})".replace("%", "%%")
         if type_name == "bool":
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text
@@ -102,8 +101,9 @@ COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], Any], str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with one subcommand per stage."""
+def build_parser(file_values: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    """The argument parser with one subcommand per stage (`file_values`: a --config file's
+    fields, as the defaults of the command it was given to)."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(
@@ -115,13 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == "tiny":
             p.add_argument("--out", required=True, help="directory to write the model to")
+        p.add_argument("--config", metavar="FILE.json",
+                       help="read these settings from a JSON object {field: value}; "
+                            "flags given as well win")
         add_config_flags(p, cls)
+        p.set_defaults(**(file_values or {}).get(name, {}))
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with a --config file's values under the flags given."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.config:
+        return args
+    try:
+        values = read_config(COMMANDS[args.command][0], args.config)
+    except (OSError, ValueError) as exc:  # a missing file, bad JSON, an unknown field
+        parser.error(f"--config {args.config}: {exc}")
+    return build_parser({args.command: values}).parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the stage; prints the output path."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     if args.threads:
         import torch
 

@@ -28,7 +28,6 @@ from torch.utils.data import Dataset
 from training.records import (
     GroupedRecord,
     RankingRecord,
-    Record,
     SFTRecord,
     comparisons_from_groups,
     parse_record,
@@ -59,17 +58,6 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         return pq.read_table(path).to_pylist()
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def read_records(path: str | Path, kind: str) -> list[Record]:
-    """Parse every row of an export as `kind` (see training.records.RECORD_TYPES)."""
-    out = []
-    for i, row in enumerate(read_rows(path), 1):
-        try:
-            out.append(parse_record(kind, row))
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{path}: row {i}: {e}") from e
-    return out
 
 
 class ListDataset(Dataset):

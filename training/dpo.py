@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from accelerate.utils import set_seed
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+from training.contract import DPOConfig
 from training.data import (
     IGNORE,
     ensure_chat_template,
@@ -33,7 +34,6 @@ from training.data import (
 )
 from training.loop import (
     Checkpoints,
-    ScaleOptions,
     TrackedRunLog,
     accumulate,
     make_accelerator,
@@ -51,27 +51,6 @@ from training.models import (
 from training.outputs import Callback
 from training.records import GroupedRecord
 from training.reward import load_splits, ranking_loaders, sub_batch
-
-
-@dataclass
-class DPOConfig(ScaleOptions):
-    """DPO hyperparameters (TRL's defaults where the paper gives none)."""
-
-    policy_model: str = "models/sft"  # SFT directory: the policy and the frozen reference
-    train_data: str = "data/rankings.jsonl"  # grouped, rankings or comparisons export
-    out: str = "models/policy"  # output model directory
-    valid_data: str | None = None  # held-out rankings; if None, hold out valid_fraction
-    valid_fraction: float = 0.05  # share of train_data held out (by prompt) without valid_data
-    beta: float = 0.1  # β: strength of the implicit KL to the reference (TRL default 0.1)
-    epochs: int = 1  # passes over the rankings
-    prompts_per_step: int = 16  # ranked prompts per optimiser step (each brings all K)
-    lr: float = 1e-6  # peak learning rate (TRL default)
-    min_lr_ratio: float = 0.1  # cosine decays to this share of lr
-    warmup_steps: int = 0  # linear warm-up steps
-    grad_clip: float = 1.0  # max gradient norm
-    max_len: int = 512  # tokens per prompt + response
-    seed: int = 0  # seeds shuffling
-    cpu: bool = False  # run on CPU even if an accelerator is present
 
 
 @dataclass

@@ -21,7 +21,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,19 +194,3 @@ def accumulate(
             accelerator.backward(loss * weight)
         losses.append(loss.detach())
     return losses
-
-
-@dataclass
-class ScaleOptions:
-    """Options every training stage shares: adapters, memory, precision, checkpoints."""
-
-    lora_r: int = 0  # LoRA rank (0 = train every weight); the saved model has adapters merged
-    lora_alpha: int = 16  # LoRA scaling numerator (scale = alpha / r)
-    lora_dropout: float = 0.05  # dropout on the LoRA branch
-    lora_targets: str | None = None  # comma list of module names (default: all linear layers)
-    grad_accum: int = 1  # micro-batches per optimiser step (same effective batch, less memory)
-    gradient_checkpointing: bool = False  # recompute activations in backward (less memory)
-    bf16: bool = False  # bf16 autocast (accelerate mixed precision)
-    checkpoint_every: int = 0  # optimiser steps between resumable checkpoints (0 = none)
-    resume: bool = False  # continue from the newest checkpoint beside --out if there is one
-    tracker: str = "auto"  # auto (TensorBoard if installed, W&B if configured), none, or a list

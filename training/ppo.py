@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
+from training.contract import PPOConfig
 from training.data import (
     ListDataset,
     cycle_text_batches,
@@ -39,7 +39,7 @@ from training.data import (
     split_holdout,
     text_batch,
 )
-from training.loop import Checkpoints, ScaleOptions, TrackedRunLog, make_accelerator, micro_batches
+from training.loop import Checkpoints, TrackedRunLog, make_accelerator, micro_batches
 from training.losses import (
     AdaptiveKLController,
     entropy,
@@ -67,49 +67,6 @@ from training.outputs import Callback
 from training.sampling import RewardFn, decode, generate_ids, rm_reward_fn
 
 clock = time.perf_counter  # the one clock for throughput figures (tests can replace it)
-
-
-@dataclass
-class PPOConfig(ScaleOptions):
-    """PPO-ptx hyperparameters; defaults are the paper's where it gives them."""
-
-    policy_model: str = "models/sft"  # SFT directory: the policy and the frozen reference
-    reward_model: str | None = "models/rm"  # RM directory: the reward and the value init
-    prompts: str = "data/prompts.jsonl"  # prompts export (train split) for rollouts
-    prompt_split: str = "train"  # rows of --prompts used for rollouts (all = ignore split)
-    eval_prompts: str | None = None  # prompts to select the kept step on (default: valid split)
-    eval_size: int = 64  # evaluation prompts used (one sampled answer each)
-    test_size: int = 64  # test-split prompts of --prompts the kept policy is measured on
-    select_by: str = "auto"  # objective | reward | last; auto = objective with eval prompts
-    out: str = "models/policy"  # output model directory
-    pretrain_data: str | None = None  # pretraining text (PPO-ptx + held-out LM loss)
-    kl_coef: float = 0.02  # β: per-token KL penalty to the SFT model (paper 0.02)
-    ptx_coef: float = 27.8  # γ: pretraining loss weight (paper 27.8; 0 = plain PPO)
-    ptx_mix: float = 8.0  # pretraining sequences per RL episode in each step (paper 8)
-    adaptive_kl: bool = False  # steer β towards kl_target (Ziegler et al.)
-    kl_target: float = 6.0  # target KL (nats per episode) for the adaptive controller
-    kl_horizon: int = 10_000  # episodes over which β may move ±20 %
-    steps: int = 256  # PPO iterations (one rollout batch + its updates each)
-    rollout_size: int = 64  # episodes (prompts) per rollout
-    minibatch_size: int = 16  # episodes per gradient step
-    ppo_epochs: int = 4  # passes over each rollout
-    lr: float = 9.65e-6  # policy learning rate
-    value_lr: float = 9e-6  # value-model learning rate
-    clip: float = 0.2  # ε of the clipped surrogate
-    value_clip: float = 0.2  # clip range of the value update
-    gamma: float = 1.0  # discount (bandit episode: 1)
-    lam: float = 0.95  # GAE λ
-    grad_clip: float = 1.0  # max gradient norm
-    max_new_tokens: int = 64  # response length cap
-    max_prompt_len: int = 256  # prompt tokens kept
-    temperature: float = 1.0  # rollout sampling temperature (log-probs use the same)
-    missing_eos_penalty: float | None = None  # subtracted from the score of an unfinished answer
-    ptx_batch_size: int | None = None  # pretraining texts per gradient step (None: ptx_mix x)
-    ptx_max_len: int = 256  # tokens per pretraining text
-    heldout_texts: int = 32  # pretraining texts held out to measure the alignment tax
-    eval_every: int = 1  # steps between evaluations (held-out LM loss, kept-step selection)
-    seed: int = 0  # seeds sampling, shuffling and batches
-    cpu: bool = False  # run on CPU even if an accelerator is present
 
 
 def forward_logits(model: Any, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

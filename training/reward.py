@@ -10,7 +10,6 @@ weights, and the directory loads with
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+from training.contract import RewardConfig
 from training.data import (
     ListDataset,
     RankingCollator,
@@ -31,7 +31,6 @@ from training.data import (
 )
 from training.loop import (
     Checkpoints,
-    ScaleOptions,
     TrackedRunLog,
     accumulate,
     make_accelerator,
@@ -51,29 +50,6 @@ from training.models import (
 from training.outputs import Callback
 from training.records import GroupedRecord
 from training.sampling import rm_reward_fn
-
-
-@dataclass
-class RewardConfig(ScaleOptions):
-    """Reward-model hyperparameters; defaults are the paper's."""
-
-    base_model: str = "models/sft"  # SFT model directory or any causal-LM dir / hub id
-    train_data: str = "data/rankings.jsonl"  # grouped, rankings or comparisons export
-    out: str = "models/rm"  # output model directory
-    valid_data: str | None = None  # held-out rankings; if None, hold out valid_fraction
-    valid_fraction: float = 0.05  # share of train_data held out when valid_data is None
-    demonstrations: str | None = None  # sft export that should score 0 on average
-    epochs: int = 1  # paper: a single epoch (the RM overfits after one pass)
-    prompts_per_step: int = 64  # ranked prompts per optimiser step (each brings all K)
-    lr: float = 9e-6  # peak learning rate (paper, 6B RM)
-    min_lr_ratio: float = 0.1  # cosine decay ends at this share of lr
-    warmup_steps: int = 0  # linear warm-up steps
-    weight_decay: float = 0.0  # AdamW weight decay
-    grad_clip: float = 1.0  # max gradient norm
-    max_len: int = 512  # tokens per prompt + response
-    dropout: float | None = 0.0  # dropout while training the RM (0 = off, as TRL; None keeps)
-    seed: int = 0  # seeds shuffling and the new head
-    cpu: bool = False  # run on CPU even if an accelerator is present
 
 
 def kway_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,12 @@ import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from training.contract import SampleConfig
 from training.data import RankingCollator, prompt_batch, read_rows
 from training.models import load_policy, load_reward_model, load_tokenizer, rm_scores
 from training.records import GroupedRecord
 
 RewardFn = Callable[[Sequence[str], Sequence[str]], torch.Tensor]  # (prompts, responses) -> (N,)
-
-
-@dataclass
-class SampleConfig:
-    """Candidate generation (and best-of-N) settings."""
-
-    model: str = "models/policy"  # policy directory or hub id to sample from
-    prompts: str = "data/prompts.jsonl"  # prompts export (or any JSONL with prompt/text)
-    out: str = "data/candidates.jsonl"  # candidate import JSONL to write
-    k: int = 4  # candidates per prompt (the app makes rank tasks for 4..9)
-    reward_model: str | None = None  # RM directory, required for best-of-N
-    n: int = 16  # best-of-N: samples scored per prompt, the best one kept
-    max_new_tokens: int = 64  # response length cap in tokens
-    max_prompt_len: int = 256  # prompt tokens kept (the end of longer prompts)
-    temperature: float = 1.0  # sampling temperature
-    top_p: float = 1.0  # nucleus sampling threshold
-    batch_size: int = 16  # prompts per generate call
-    model_name: str | None = None  # "model" label of each candidate (default: dir name)
-    seed: int = 0  # sampling seed
-    backend: str = "hf"  # hf (transformers generate) or vllm (where installed)
 
 
 def response_mask(responses: torch.Tensor, eos_id: int) -> torch.Tensor:

@@ -9,7 +9,6 @@ to validation prompts score best; without one, the last epoch (or the lowest val
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
+from training.contract import SFTConfig
 from training.data import (
     IGNORE,
     ListDataset,
@@ -31,7 +31,6 @@ from training.data import (
 )
 from training.loop import (
     Checkpoints,
-    ScaleOptions,
     TrackedRunLog,
     accumulate,
     make_accelerator,
@@ -49,32 +48,6 @@ from training.models import (
 )
 from training.outputs import Callback
 from training.sampling import RewardFn, rm_reward_fn, sample
-
-
-@dataclass
-class SFTConfig(ScaleOptions):
-    """Supervised fine-tuning hyperparameters; defaults are the paper's where it gives them."""
-
-    base_model: str = "models/base"  # causal-LM directory or hub id to fine-tune
-    train_data: str = "data/sft.jsonl"  # sft export (prompt/completion or chat messages)
-    out: str = "models/sft"  # output model directory
-    valid_data: str | None = None  # held-out demonstrations; if None, hold out valid_fraction
-    valid_fraction: float = 0.05  # share of train_data held out when valid_data is None
-    reward_model: str | None = None  # RM dir: keep the epoch whose samples score best
-    select_by: str = "auto"  # reward | val_loss | last; auto = reward if an RM is given, else last
-    epochs: int = 16  # paper: 16 (more epochs keep raising RM score despite val-loss overfit)
-    batch_size: int = 32  # demonstrations per optimiser step
-    lr: float = 1e-5  # peak learning rate
-    min_lr_ratio: float = 0.0  # cosine decays to this share of lr
-    warmup_ratio: float = 0.03  # share of steps spent warming up linearly
-    weight_decay: float = 0.0  # AdamW weight decay
-    dropout: float | None = 0.2  # residual dropout (paper 0.2; attention/embedding off; None keeps)
-    grad_clip: float = 1.0  # max gradient norm
-    max_len: int = 512  # tokens per prompt + response
-    eval_prompts: int = 32  # validation prompts sampled per epoch for reward selection
-    eval_max_new_tokens: int = 64  # response length when sampling for selection
-    seed: int = 0  # seeds shuffling, dropout and sampling
-    cpu: bool = False  # run on CPU even if an accelerator is present
 
 
 @torch.no_grad()

@@ -1,38 +1,33 @@
 """A tiny offline base model for tests, the demo and benchmarks: no downloads anywhere.
 
-A GPT-2 architecture of a few hundred thousand to a few million parameters with the
-byte-level `ByT5Tokenizer` (its vocabulary is the 256 bytes plus specials, so it needs no
-vocabulary file). Optionally warmed up for a few steps on a synthetic corpus so that
-"plain language modelling" (PPO-ptx's alignment tax) means something. The directory it
-writes loads like any other with `AutoModelForCausalLM` / `AutoTokenizer.from_pretrained`.
+A GPT-2 architecture of a few hundred thousand to a few million parameters, pretrained for
+a few hundred steps on the toy English of training/toy_english.py, so that what it writes
+is words a person can read (and judge by content) rather than noise. Its tokenizer is a
+byte-level BPE trained here on the same text with the `tokenizers` library: every word of
+the toy English is one token, and any other text still encodes, byte by byte. The older
+byte tokenizer (`ByT5Tokenizer`, 256 bytes plus specials) remains as `tokenizer="byte"`.
+The directory it writes loads like any other with `AutoModelForCausalLM` /
+`AutoTokenizer.from_pretrained`.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import ByT5Tokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
+from transformers import (
+    ByT5Tokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
+from training import toy_english
+from training.contract import TinyConfig
+from training.data import PROMPT_TEMPLATE
 from training.outputs import atomic_dir, write_manifest
-
-
-@dataclass
-class TinyConfig:
-    """Size of the tiny base model and its optional warm-up on synthetic text."""
-
-    n_layer: int = 2  # transformer blocks
-    n_embd: int = 128  # hidden size
-    n_head: int = 4  # attention heads
-    n_positions: int = 512  # longest sequence in bytes
-    pretrain_steps: int = 200  # warm-up steps on synthetic text (0 = random weights)
-    pretrain_batch: int = 16  # sequences per warm-up step
-    pretrain_len: int = 96  # bytes per warm-up sequence
-    lr: float = 3e-3  # warm-up learning rate
-    seed: int = 0  # seeds weights, corpus and warm-up order
-
 
 WORDS = {
     "adj": "small big red quiet happy old new bright calm clever".split(),
@@ -42,24 +37,48 @@ WORDS = {
 }
 
 
-def synthetic_sentence(rng: random.Random) -> str:
-    """One sentence of a toy grammar: 'the red cat often sees the old river.'"""
-    w = {k: rng.choice(v) for k, v in WORDS.items()}
-    obj = rng.choice(WORDS["noun"])
-    return f"the {w['adj']} {w['noun']} {w['adv']} {w['verb']} the {obj}."
-
-
 def synthetic_corpus(n: int, seed: int = 0) -> list[str]:
-    """n short paragraphs of synthetic sentences (pretraining text for warm-up and PPO-ptx)."""
+    """n short paragraphs of the toy English (pretraining text for warm-up and PPO-ptx)."""
+    return toy_english.corpus(n, seed)
+
+
+def pretraining_texts(n: int, seed: int = 0) -> list[str]:
+    """The warm-up text: paragraphs, and one in three a toy prompt answered in the plain
+    layout, so the base model has seen a request followed by an answer (as a web-scale
+    corpus has) and SFT only has to teach what a good answer is."""
     rng = random.Random(seed)
-    return [" ".join(synthetic_sentence(rng) for _ in range(rng.randint(2, 4))) for _ in range(n)]
+    texts = []
+    for _ in range(n):
+        if rng.random() < 1 / 3:
+            prompt, topic = toy_english.prompt(rng)
+            texts.append(PROMPT_TEMPLATE.format(prompt=prompt)
+                         + toy_english.paragraph(rng, about=topic))
+        else:
+            texts.append(toy_english.paragraph(rng))
+    return texts
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerBase:
-    """A byte-level tokenizer with pad (0) and eos (1) that needs no files."""
-    tok = ByT5Tokenizer(extra_ids=0)
-    tok.bos_token = tok.eos_token  # GPT-2 style: one </s> both starts and ends text
-    return tok
+def tiny_tokenizer(kind: str = "byte", vocab_size: int = 1024,
+                   seed: int = 0) -> PreTrainedTokenizerBase:
+    """pad (0) and eos (1) and either the 256 bytes (`byte`, no files needed) or a byte-level
+    BPE trained on the toy English (`bpe`)."""
+    if kind == "byte":
+        tok = ByT5Tokenizer(extra_ids=0)
+        tok.bos_token = tok.eos_token  # GPT-2 style: one </s> both starts and ends text
+        return tok
+    if kind != "bpe":
+        raise ValueError(f"tokenizer must be bpe or byte, not {kind!r}")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    bpe.train_from_iterator(pretraining_texts(4000, seed=seed + 2), trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="</s>",
+                                   bos_token="</s>")
 
 
 def build_model(cfg: TinyConfig, tok: PreTrainedTokenizerBase) -> GPT2LMHeadModel:
@@ -79,9 +98,12 @@ def build_model(cfg: TinyConfig, tok: PreTrainedTokenizerBase) -> GPT2LMHeadMode
 
 
 def warm_up(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, cfg: TinyConfig) -> float:
-    """Train briefly on synthetic text; returns the last loss."""
-    texts = synthetic_corpus(cfg.pretrain_steps * cfg.pretrain_batch, seed=cfg.seed + 1)
+    """Train briefly on the toy English; returns the last loss."""
+    texts = pretraining_texts(cfg.pretrain_steps * cfg.pretrain_batch, seed=cfg.seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    warm = max(1, cfg.pretrain_steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(
+        (step + 1) / warm, max(0.05, (cfg.pretrain_steps - step) / (cfg.pretrain_steps - warm))))
     model.train()
     loss = torch.tensor(float("nan"))
     for step in range(cfg.pretrain_steps):
@@ -93,19 +115,38 @@ def warm_up(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, cfg: TinyConfi
         loss = model(**enc, labels=labels).loss
         loss.backward()
         opt.step()
+        sched.step()
         opt.zero_grad(set_to_none=True)
     model.eval()
     return loss.item()
 
 
+def sample_texts(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, n: int = 32,
+                 max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0) -> list[str]:
+    """n free samples of the model (from the start token), for checking what it writes."""
+    torch.manual_seed(seed)
+    start = torch.full((n, 1), tok.eos_token_id)
+    with torch.no_grad():
+        out = model.generate(start, attention_mask=torch.ones_like(start), do_sample=True,
+                             temperature=temperature, max_new_tokens=max_new_tokens,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    return tok.batch_decode(out, skip_special_tokens=True)
+
+
+def real_word_share(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, seed: int = 0) -> float:
+    """The share of the words in the model's free samples that are toy-English words."""
+    return toy_english.real_word_share(sample_texts(model, tok, seed=seed))
+
+
 def build_tiny(out: str | Path, cfg: TinyConfig | None = None) -> Path:
     """Build, optionally warm up, and save the tiny model + tokenizer to `out`."""
     cfg = cfg or TinyConfig()
-    tok = tiny_tokenizer()
+    tok = tiny_tokenizer(cfg.tokenizer, cfg.vocab_size, cfg.seed)
     model = build_model(cfg, tok)
     metrics: dict[str, float] = {"n_params": sum(p.numel() for p in model.parameters())}
     if cfg.pretrain_steps:
         metrics["warmup_loss"] = warm_up(model, tok, cfg)
+        metrics["real_word_share"] = real_word_share(model, tok, seed=cfg.seed)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)

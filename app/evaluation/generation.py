@@ -8,8 +8,6 @@ run it with a stand-in for the GPU sampler.
 """
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -96,13 +94,3 @@ def run(*, evaluation_id: int, workdir: Path, session: SessionFactory,
     if progress:
         progress(1.0)
     return {"evaluation_id": evaluation_id, "tasks": len(items), "identical_pairs": identical}
-
-
-def run_training_subprocess(argv: list[str]) -> None:
-    """`python -m training ARGV` as a child process; raises when it fails."""
-    proc = subprocess.run([sys.executable, "-m", "training", *argv], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
-        raise RuntimeError(f"sampling failed (exit {proc.returncode}): {' | '.join(tail)}")
-

@@ -20,11 +20,11 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from app.jobs.kinds import JobCancelled, JobFailed
+from training.contract import CANCELLED_EXIT
 
 if TYPE_CHECKING:
     from app.jobs.kinds import JobContext
 
-CANCELLED_EXIT = 3  # training/__main__.py's exit status for a stage stopped by SIGTERM
 # Stored under TRL's names where TRL has one, so charts and tools read familiar keys.
 TRL_KEYS = {
     "rm_score": "objective/scores", "kl": "objective/kl", "entropy": "objective/entropy",
@@ -102,7 +102,12 @@ def run_child(ctx: JobContext, argv: list[str], *, processes: int = 1) -> None:
         raise JobCancelled("cancelled at a step boundary")
     if code != 0:
         last = "\n".join(list(tail)[-8:])
-        raise JobFailed(f"the {argv[0]} stage exited with status {code}:\n{last}")
+        raise JobFailed(f"the {_stage(argv)} stage exited with status {code}:\n{last}")
+
+
+def _stage(argv: list[str]) -> str:
+    """The stage's name: the first word that is no option (`--threads N` may come first)."""
+    return next((a for a in argv if not a.startswith("-") and not a.isdigit()), "training")
 
 
 def _die_with_parent() -> None:

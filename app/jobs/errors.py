@@ -1,6 +1,6 @@
 """The loop's error (jobs, rounds, the registry, generation): a sentence and its status."""
 
-from app.errors import DomainError
+from app.errors import DomainError, Unavailable
 
 
 class JobError(DomainError):
@@ -8,3 +8,7 @@ class JobError(DomainError):
     422 not enough data or a bad config, 503 the broker cannot be reached."""
 
     status = 400
+
+
+class BrokerUnavailable(Unavailable, JobError):
+    """The job broker cannot be reached: 503 with Retry-After, caught as any JobError."""

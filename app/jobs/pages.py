@@ -66,6 +66,7 @@ def _jobs_page(request: Request, db: DbSession, *, status: int = 200,
         sched=sched, sched_form=(schedule_form if schedule_form is not None
                                  else views.schedule_form(sched["row"])),
         broker_ok=jobs.broker_available(), ended=[str(s) for s in ENDED_STATES],
+        readiness=rounds.readiness(db=db),
     )
 
 
@@ -86,7 +87,9 @@ def trigger_round(request: Request, db: DbSession, user: Staff, form: Form,
             rnd = rounds.create_round(db=db, user=user, **args)
     except JobError as exc:
         flash(request, f"No round started: {exc}", "error")
-        return _jobs_page(request, db, status=exc.status, round_form=form)
+        page = _jobs_page(request, db, status=exc.status, round_form=form)
+        page.headers.update(exc.headers)  # Retry-After when the broker is down
+        return page
     first = rounds.current_jobs(db=db, round_id=rnd.id)[0]
     background.add_task(_send, [first.id])
     flash(request, f"Round {rnd.id} queued: {', '.join(rnd.stages)}"

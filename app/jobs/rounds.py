@@ -3,11 +3,12 @@ succeeded; a failed or cancelled stage stops the round, and a retry picks it up 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
 from app.config import get_settings
@@ -20,6 +21,7 @@ from app.jobs.schemas import EvaluateSpec
 from app.jobs.stage_config import STAGES, validate_config
 from app.labeling.models import Demonstration, Ranking
 from app.prompts.models import Prompt, Split
+from app.queue.models import Task, TaskKind, TaskState
 
 BUSY = "A round is already running (round {id}); wait for it or cancel it first."
 WAITING = ("Round {id} is waiting for people to judge its campaign; judge it, or promote or "
@@ -84,26 +86,77 @@ def watermark(*, db: Session) -> dict[str, int]:
             "demonstration_id": db.scalar(select(func.max(Demonstration.id))) or 0}
 
 
-def check_data(*, db: Session, stages: list[str]) -> None:
-    """Refuse a round that has too little feedback to train its stages (422, with counts)."""
+@dataclass(frozen=True)
+class Need:
+    """What one stage needs from the data, what there is, and how to get more."""
+
+    stage: str
+    what: str  # e.g. "demonstrations on train-split prompts"
+    have: int
+    need: int
+    how: str  # a sentence a person can act on
+
+    @property
+    def ok(self) -> bool:
+        return self.have >= self.need
+
+    def sentence(self) -> str:
+        """The refusal: what the stage needs, what there is, and how to get more."""
+        return (f"{STAGE_NAMES[self.stage]} needs at least {self.need} {self.what}; there "
+                f"{'is' if self.have == 1 else 'are'} {self.have}. {self.how}")
+
+
+STAGE_NAMES = {"sft": "SFT", "rm": "The reward model", "ppo": "PPO"}
+
+
+def _open_tasks(db: Session, kind: TaskKind) -> int:
+    """Labels still wanted on open tasks of this kind (train-split prompts)."""
+    stmt = (select(func.coalesce(func.sum(Task.required_labels - Task.done_labels), 0))
+            .join(Prompt, Prompt.id == Task.prompt_id)
+            .where(Task.kind == kind, Task.state == TaskState.open, Prompt.split == Split.train))
+    return int(db.scalar(stmt) or 0)
+
+
+def readiness(*, db: Session, stages: list[str] | None = None) -> list[Need]:
+    """For each stage, the data it trains on against the round minimums, with what to do
+    about a shortfall: the /jobs page shows it, and a refused round says it."""
     settings = get_settings()
     on_train = Prompt.split == Split.train
-    if "sft" in stages:
-        n = db.scalar(select(func.count()).select_from(Demonstration)
-                      .join(Prompt, Prompt.id == Demonstration.prompt_id).where(on_train)) or 0
-        if n < settings.round_min_demonstrations:
-            raise JobError(f"SFT needs at least {settings.round_min_demonstrations} "
-                           f"demonstrations on train-split prompts; there are {n}.", 422)
-    if "rm" in stages:
-        n = db.scalar(select(func.count()).select_from(Ranking)
-                      .join(Prompt, Prompt.id == Ranking.prompt_id).where(on_train)) or 0
-        if n < settings.round_min_rankings:
-            raise JobError(f"The reward model needs at least {settings.round_min_rankings} "
-                           f"rankings on train-split prompts; there are {n}.", 422)
-    if "ppo" in stages:
-        n = db.scalar(select(func.count()).select_from(Prompt).where(on_train)) or 0
-        if n == 0:
-            raise JobError("PPO needs train-split prompts to roll out on; there are none.", 422)
+    out = []
+    for stage in stages or list(STAGES):
+        if stage == "sft":
+            have = db.scalar(select(func.count()).select_from(Demonstration)
+                             .join(Prompt, Prompt.id == Demonstration.prompt_id)
+                             .where(on_train)) or 0
+            waiting = _open_tasks(db, TaskKind.demonstrate)
+            how = (f"Label the {waiting} demonstrations waiting on /label" if waiting else
+                   "Create demonstrate tasks on train prompts (/tasks)")
+            out.append(Need("sft", "demonstrations on train-split prompts", have,
+                            settings.round_min_demonstrations, how + ", or let simulated "
+                            "labelers do it (rlhf-studio simulate --labelers 4)."))
+        elif stage == "rm":
+            have = db.scalar(select(func.count()).select_from(Ranking)
+                             .join(Prompt, Prompt.id == Ranking.prompt_id).where(on_train)) or 0
+            waiting = _open_tasks(db, TaskKind.rank)
+            how = (f"Rank the {waiting} outputs sets waiting on /label" if waiting else
+                   "Import model outputs as rank tasks (rlhf-studio candidates import FILE "
+                   "--rank-tasks)")
+            out.append(Need("rm", "rankings on train-split prompts", have,
+                            settings.round_min_rankings, how + ", or let simulated labelers "
+                            "do it (rlhf-studio simulate --labelers 4)."))
+        elif stage == "ppo":
+            have = db.scalar(select(func.count()).select_from(Prompt).where(on_train)) or 0
+            out.append(Need("ppo", "train-split prompts to roll out on", have, 1,
+                            "Import prompts on /prompts (JSONL or CSV)."))
+    return out
+
+
+def check_data(*, db: Session, stages: list[str]) -> None:
+    """Refuse a round that has too little feedback to train its stages (422, with counts
+    and what to do about it)."""
+    for need in readiness(db=db, stages=stages):
+        if not need.ok:
+            raise JobError(need.sentence(), 422)
 
 
 def _judging(db: Session, stages: list[str], promote: bool | str,
@@ -275,9 +328,3 @@ def retry_job(*, db: Session, job_id: int, user: User | None) -> Job:
     except IntegrityError:
         raise JobError("Another round is running; wait for it or cancel it first.", 409) from None
     return first
-
-
-def has_retry(job: Job) -> Any:
-    """SQL: this job has a newer attempt."""
-    retry = aliased(Job)
-    return exists().where(retry.retry_of_id == job.id)

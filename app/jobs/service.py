@@ -16,19 +16,20 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, aliased
 
 from app.auth.models import User
 from app.config import get_settings
 from app.db import utcnow
-from app.jobs.errors import JobError
+from app.jobs.errors import BrokerUnavailable, JobError
 from app.jobs.kinds import all_kinds
-from app.jobs.models import ENDED_STATES, LIVE_STATES, Job, JobMetric, JobState
+from app.jobs.models import ENDED_STATES, Job, JobMetric, JobState
 
 log = logging.getLogger(__name__)
 LOG_TAIL_CHARS = 20_000
 MAX_POINTS = 1000
+BROKER_RETRY_AFTER_S = 30  # a Redis restart or failover takes tens of seconds
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -232,11 +233,6 @@ def unsent(*, db: Session) -> list[int]:
     return list(db.scalars(stmt.order_by(Job.id)))
 
 
-def live_count(*, db: Session) -> int:
-    """Jobs queued, running or cancelling."""
-    return db.scalar(select(func.count()).where(Job.state.in_(LIVE_STATES))) or 0
-
-
 def metric_series(*, db: Session, job_id: int, keys: Sequence[str] | None = None,
                   max_points: int = MAX_POINTS) -> dict[str, list[list[float]]]:
     """Each key's [[step, value], …], downsampled to at most max_points by bucket means."""
@@ -283,5 +279,6 @@ def broker_available() -> bool:
 def require_broker() -> None:
     """503 when the broker is down: nothing is created that could not be started."""
     if not broker_available():
-        raise JobError("The job broker (Redis) cannot be reached, so no job can start now; "
-                       "labeling keeps working. Try again once it is back.", 503)
+        raise BrokerUnavailable("The job broker (Redis) cannot be reached, so no job can start "
+                                "now; labeling keeps working. Try again once it is back.",
+                                retry_after_s=BROKER_RETRY_AFTER_S)

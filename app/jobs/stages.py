@@ -1,8 +1,9 @@
 """The stages of a round as job kinds: export → sft → rm → ppo → promote (→ generate).
 
 Each training stage resolves its inputs (this round's earlier outputs, else the active
-aliases, else the base model), runs `python -m training STAGE` as a child into a directory
-of its own, and registers the model version in the transaction that marks it succeeded.
+aliases, else the base model), runs `python -m training STAGE --config file.json` as a child
+into a directory of its own, and registers the model version in the transaction that marks it
+succeeded.
 """
 
 from __future__ import annotations
@@ -102,13 +103,10 @@ def _out(ctx: JobContext, kind: str) -> Path:
 def _train(ctx: JobContext, stage: str, paths: dict[str, str], parent: dict[str, Any],
            snapshots: dict[str, Any]) -> dict[str, Any]:
     out = _out(ctx, stage)
-    values = stage_config.overrides(stage, ctx.config)
     ctx.set_inputs(out=str(out), parent=parent, snapshots=snapshots,
                    effective=stage_config.effective(stage, ctx.config))
-    argv = [stage, "--out", str(out)]
-    for name, value in paths.items():
-        argv += ["--" + name.replace("_", "-"), value]
-    argv += stage_config.argv(stage, values)
+    values = {**stage_config.overrides(stage, ctx.config), **paths, "out": str(out)}
+    argv = stage_config.config_argv(stage, values, ctx.workdir / f"{stage}.config.json")
     threads = get_settings().train_threads
     ctx.run_training(["--threads", str(threads), *argv] if threads else argv,
                      processes=int(ctx.config.get("num_processes", 1) or 1))

@@ -232,8 +232,3 @@ def request(*, db: Session, config: dict[str, Any], user: Any) -> Any:
     if clean.get("prompt_ids"):
         pick_prompts(db=db, config=clean)
     return jobs.submit(db=db, kind="generate", config=clean, user=user)
-
-
-def version_kind(db: Session, version_id: int) -> str | None:
-    """The kind of a version, or None."""
-    return db.scalar(select(ModelVersion.kind).where(ModelVersion.id == version_id))

@@ -5,7 +5,10 @@ Built-in rules are simple enough for the tiny model to learn on CPU in minutes:
 - `letter:X`  more of the letter X (its share of the letters, saturating at 50 %);
 - `word:W`    more occurrences of the word W (1 - 0.5 ** count);
 - `length:N`  closer to N words (1 - |n - N| / N, floored at 0);
-- `keyword`   contains the prompt's keyword (its longest word), the earlier the better.
+- `keyword`   contains the prompt's keyword (its topic noun, else its longest word), the
+              earlier the better;
+- `positive`  a cheerful answer: more of the toy English's positive words (happy, kind,
+              gently, smiles, …) than of its negative ones (sad, cold, never, …).
 
 Any other spec is read as a reward-model directory: its scores, squashed into (0, 1), are the
 preference (torch loads only then). Judges also write demonstrations that their rule likes.
@@ -20,15 +23,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from training import toy_english  # standard library only
+
 _WORD = re.compile(r"[A-Za-z']+")
-# Filler for demonstrations: short common words, one sentence at a time.
-VOCABULARY = (
-    "the a small big red quiet happy old new bright calm clever cat dog bird model river "
-    "teacher garden robot child city sees likes finds helps follows answers draws builds "
-    "slowly quickly gladly often rarely tree green sleep free deep seed meet keep need sweet "
-    "wall ball long song strong north south blue sun moon star light night day"
-).split()
-RULES = ("letter:X", "word:W", "length:N", "keyword")
+# Demonstrations are written in the toy English the tiny base model was pretrained on.
+VOCABULARY = tuple(sorted(toy_english.WORDS))
+RULES = ("letter:X", "word:W", "length:N", "keyword", "positive")
 
 
 class Judge(Protocol):
@@ -75,8 +75,24 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def _sentence(rng: random.Random, n: int, pool: Sequence[str] = VOCABULARY) -> str:
-    return " ".join(rng.choice(pool) for _ in range(max(1, n))) + "."
+def _sentence(rng: random.Random, n: int, about: str | None = None) -> str:
+    """Toy-English sentences of about n words in all (whole sentences: at least n)."""
+    out = [toy_english.sentence(rng, about)]
+    while sum(len(s.split()) for s in out) < n:
+        out.append(toy_english.sentence(rng))
+    return " ".join(out)
+
+
+def best_draft(judge: "Judge", prompt: str, rng: random.Random, skill: float,
+               words: tuple[int, int] = (4, 24)) -> str:
+    """What a labeler who follows the judge writes: a few toy-English drafts on the prompt's
+    topic (more for a more skilled labeler), keeping the one the rule likes best."""
+    topic = keyword_of(prompt)
+    drafts = [_sentence(rng, rng.randint(*words),
+                        topic if topic in toy_english.NOUNS and rng.random() < 0.7 else None)
+              for _ in range(1 + round(8 * skill))]
+    quality = judge.scores(prompt, drafts)
+    return drafts[max(range(len(drafts)), key=quality.__getitem__)]
 
 
 class LetterRule:
@@ -88,8 +104,6 @@ class LetterRule:
             raise JudgeError(f"letter:X needs one letter, not {letter!r}")
         self.letter = letter.lower()
         self.name = f"letter:{self.letter}"
-        rich = [w for w in VOCABULARY if w.count(self.letter) / len(w) >= 0.25]
-        self.rich = rich or [self.letter * 3]
 
     def scores(self, prompt: str, texts: Sequence[str]) -> list[float]:
         out = []
@@ -100,10 +114,7 @@ class LetterRule:
         return out
 
     def demonstrate(self, prompt: str, rng: random.Random, skill: float) -> str:
-        pool = [w for w in VOCABULARY if w not in self.rich]
-        words = [rng.choice(self.rich) if rng.random() < 0.2 + 0.4 * skill else rng.choice(pool)
-                 for _ in range(rng.randint(6, 12))]
-        return " ".join(words) + "."
+        return best_draft(self, prompt, rng, skill)
 
 
 class WordRule:
@@ -119,6 +130,9 @@ class WordRule:
         return [1.0 - 0.5 ** _words(text).count(self.word) for text in texts]
 
     def demonstrate(self, prompt: str, rng: random.Random, skill: float) -> str:
+        if self.word in toy_english.NOUNS:  # sentences about it
+            return " ".join(toy_english.sentence(rng, self.word)
+                            for _ in range(1 + round(3 * skill)))
         words = _sentence(rng, rng.randint(6, 10)).rstrip(".").split()
         for _ in range(1 + round(3 * skill)):
             words.insert(rng.randrange(len(words) + 1), self.word)
@@ -138,14 +152,13 @@ class LengthRule:
         return [max(0.0, 1.0 - abs(len(_words(t)) - self.target) / self.target) for t in texts]
 
     def demonstrate(self, prompt: str, rng: random.Random, skill: float) -> str:
-        miss = round((1.0 - skill) * self.target * rng.uniform(-0.5, 0.5))
-        return _sentence(rng, self.target + miss)
+        return best_draft(self, prompt, rng, skill, words=(1, 2 * self.target))
 
 
 def keyword_of(prompt: str) -> str:
-    """The prompt's keyword: its longest word (the first of the longest)."""
-    words = _words(prompt)
-    return max(words, key=len) if words else ""
+    """The prompt's keyword: its topic in the toy English (its first noun), else its
+    longest word (the first of the longest)."""
+    return toy_english.topic_of(prompt)
 
 
 class KeywordRule:
@@ -165,11 +178,32 @@ class KeywordRule:
         return out
 
     def demonstrate(self, prompt: str, rng: random.Random, skill: float) -> str:
-        words = _sentence(rng, rng.randint(5, 10)).rstrip(".").split()
         key = keyword_of(prompt)
+        if key in toy_english.NOUNS:
+            return best_draft(self, prompt, rng, skill)
+        words = _sentence(rng, rng.randint(5, 10)).rstrip(".").split()
         if key and rng.random() < 0.5 + 0.5 * skill:
             words.insert(min(len(words), round((1.0 - skill) * rng.randint(0, 6))), key)
         return " ".join(words) + "."
+
+
+class PositiveRule:
+    """A cheerful answer: positive words count up, negative ones down, saturating (so a
+    policy gains nothing from piling them on past a handful)."""
+
+    name = "positive"
+
+    def scores(self, prompt: str, texts: Sequence[str]) -> list[float]:
+        out = []
+        for text in texts:
+            words = _words(text)
+            net = sum(w in toy_english.POSITIVE for w in words) - sum(
+                w in toy_english.NEGATIVE for w in words)
+            out.append(0.5 + 0.5 * math.tanh(net / 2))
+        return out
+
+    def demonstrate(self, prompt: str, rng: random.Random, skill: float) -> str:
+        return best_draft(self, prompt, rng, skill)
 
 
 class RewardModelJudge:
@@ -196,9 +230,7 @@ class RewardModelJudge:
     def demonstrate(self, prompt: str, rng: random.Random, skill: float) -> str:
         # No rule to follow: write a few drafts and keep the one the model likes best, more
         # drafts for a more skilled labeler.
-        drafts = [_sentence(rng, rng.randint(5, 12)) for _ in range(1 + round(4 * skill))]
-        quality = self.scores(prompt, drafts)
-        return drafts[max(range(len(drafts)), key=quality.__getitem__)]
+        return best_draft(self, prompt, rng, skill)
 
 
 def make_judge(spec: str) -> Judge:
@@ -212,6 +244,8 @@ def make_judge(spec: str) -> Judge:
         return LengthRule(arg)
     if spec == "keyword":
         return KeywordRule()
+    if spec == "positive":
+        return PositiveRule()
     path = Path(spec)
     if path.is_dir():
         return RewardModelJudge(path)

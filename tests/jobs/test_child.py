@@ -10,6 +10,7 @@ import pytest
 
 from app.jobs.child import run_child, trl_names
 from app.jobs.kinds import JobCancelled, JobContext, JobFailed
+from training import contract
 
 
 def _ctx(tmp_path: Path) -> JobContext:
@@ -62,6 +63,14 @@ def test_failing_child_raises_with_its_last_lines(tmp_path):
         run_child(_ctx(tmp_path), ["sft", "--base-model", str(tmp_path / "missing"),
                                    "--train-data", str(tmp_path / "none.jsonl"),
                                    "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.slow  # a child process
+def test_bad_config_file_fails_the_stage_naming_it_and_the_field(tmp_path):
+    path = contract.write_config({"epochs": "two"}, tmp_path / "sft.config.json")
+    with pytest.raises(JobFailed, match=r"the sft stage exited with status 2:[\s\S]*"
+                       r"epochs must be int, not 'two'"):
+        run_child(_ctx(tmp_path), ["--threads", "1", "sft", "--config", str(path)])
 
 
 def test_trl_names_maps_short_keys():

@@ -404,7 +404,7 @@ def test_broker_down_refuses_a_round_with_503_and_says_so(client, db, data, sent
     assert "The job broker (Redis) cannot be reached" in client.get("/jobs").text
     resp = client.post("/jobs/rounds", data={"csrf_token": csrf, "stages": ["sft"],
                                              "sft.epochs": "1"}, follow_redirects=False)
-    assert resp.status_code == 503
+    assert resp.status_code == 503 and int(resp.headers["Retry-After"]) > 0
     assert "labeling keeps working" in resp.text and 'value="1"' in resp.text
     assert _count(db, Round) == 0 and sent == []
 

@@ -36,8 +36,9 @@ def test_length_rule_peaks_at_the_target():
 
 
 def test_keyword_rule_wants_the_prompt_keyword_early():
-    prompt = "Describe the lighthouse at night"
-    assert keyword_of(prompt) == "lighthouse"
+    assert keyword_of("write a short story about the kind teacher.") == "teacher"  # toy English
+    prompt = "Describe the lighthouse keeper"
+    assert keyword_of(prompt) == "lighthouse"  # no toy-English noun: the longest word
     missing, late, early = KeywordRule().scores(
         prompt, ["a boat", "one two three four five six lighthouse", "lighthouse first"])
     assert missing == 0.0 < late < early

@@ -21,5 +21,5 @@ TINY = TinyConfig(
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
-    """A warmed-up tiny GPT-2 + byte tokenizer directory, shared by all tests."""
+    """A warmed-up tiny GPT-2 + BPE tokenizer directory, shared by all tests."""
     return build_tiny(tmp_path_factory.mktemp("tiny") / "base", TINY)

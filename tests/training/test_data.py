@@ -53,7 +53,7 @@ def test_encode_pair_truncates_the_prompt_first_and_keeps_eos(tiny_dir):
     ids, n_prompt = encode_pair(tok, "x" * 100, "hello", max_len=20)
     assert len(ids) == 20 and ids[-1] == tok.eos_token_id
     assert tok.decode(ids[n_prompt:-1]) == "hello"
-    assert n_prompt == 20 - len("hello") - 1
+    assert n_prompt == 20 - len(tok("hello", add_special_tokens=False).input_ids) - 1
 
 
 def test_comparisons_of_one_ranking_come_back_as_one_kway_element(tmp_path):

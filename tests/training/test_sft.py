@@ -21,7 +21,7 @@ DEMOS = [
 def test_labels_mask_exactly_the_prompt_tokens(tiny_dir):
     tok = load_tokenizer(tiny_dir)
     ex = sft_example(tok, "abc", "xy", max_len=64)
-    n_prompt = len("abc\n\n")  # byte tokenizer: one token per byte
+    n_prompt = len(tok("abc\n\n", add_special_tokens=False).input_ids)
     assert ex["labels"][:n_prompt] == [IGNORE] * n_prompt
     assert ex["labels"][n_prompt:] == ex["input_ids"][n_prompt:]
     assert ex["input_ids"][-1] == tok.eos_token_id  # the model learns to stop

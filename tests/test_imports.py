@@ -1,0 +1,146 @@
+"""The import graph: the web process never loads torch, and app's packages gain no new cycle.
+
+Every import counts, lazy ones inside functions included (a lazy import hides a cycle from
+Python, not from a reader). A package is app's first level: a domain folder (`jobs`) or a
+core module (`db`). The cycles that exist today are listed in KNOWN, to be removed as the
+packages are layered one way; a new edge that closes a cycle fails here, and so does a KNOWN
+edge that no longer closes one (delete it from the list, so it cannot come back).
+"""
+
+import ast
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "transformers", "accelerate", "peft", "datasets")
+# training/ modules the web process may load: standard library only.
+WEB_SIDE_TRAINING = {"training", "training.contract", "training.records"}
+
+# Package edges that close a cycle today (importer -> imported).
+KNOWN = {
+    ("agreement", "auth"), ("agreement", "db"), ("agreement", "errors"), ("agreement", "labeling"),
+    ("agreement", "prompts"), ("agreement", "queue"), ("agreement", "templating"), ("auth", "db"),
+    ("auth", "errors"), ("auth", "statements"), ("auth", "templating"), ("cli", "auth"),
+    ("cli", "db"), ("cli", "demo"), ("cli", "main"), ("db", "models"), ("demo", "auth"),
+    ("demo", "db"), ("demo", "models"), ("demo", "prompts"), ("demo", "queue"),
+    ("errors", "templating"), ("evaluation", "agreement"), ("evaluation", "auth"),
+    ("evaluation", "cli"), ("evaluation", "db"), ("evaluation", "errors"),
+    ("evaluation", "exports"), ("evaluation", "jobs"), ("evaluation", "labeling"),
+    ("evaluation", "prompts"), ("evaluation", "queue"), ("evaluation", "registry"),
+    ("evaluation", "templating"), ("exports", "agreement"), ("exports", "auth"),
+    ("exports", "cli"), ("exports", "db"), ("exports", "errors"), ("exports", "jobs"),
+    ("exports", "labeling"), ("exports", "prompts"), ("exports", "queue"), ("exports", "registry"),
+    ("exports", "templating"), ("health", "db"), ("jobs", "auth"), ("jobs", "cli"), ("jobs", "db"),
+    ("jobs", "errors"), ("jobs", "evaluation"), ("jobs", "exports"), ("jobs", "labeling"),
+    ("jobs", "prompts"), ("jobs", "queue"), ("jobs", "registry"), ("jobs", "templating"),
+    ("labeling", "agreement"), ("labeling", "auth"), ("labeling", "db"), ("labeling", "errors"),
+    ("labeling", "evaluation"), ("labeling", "prompts"), ("labeling", "queue"),
+    ("labeling", "templating"), ("main", "auth"), ("main", "db"), ("main", "errors"),
+    ("main", "health"), ("models", "auth"), ("models", "evaluation"), ("models", "exports"),
+    ("models", "jobs"), ("models", "labeling"), ("models", "prompts"), ("models", "queue"),
+    ("models", "registry"), ("prompts", "auth"), ("prompts", "cli"), ("prompts", "db"),
+    ("prompts", "errors"), ("prompts", "jobs"), ("prompts", "models"), ("prompts", "queue"),
+    ("prompts", "templating"), ("queue", "auth"), ("queue", "cli"), ("queue", "db"),
+    ("queue", "errors"), ("queue", "prompts"), ("queue", "statements"), ("queue", "templating"),
+    ("registry", "auth"), ("registry", "cli"), ("registry", "db"), ("registry", "errors"),
+    ("registry", "evaluation"), ("registry", "exports"), ("registry", "jobs"),
+    ("registry", "prompts"), ("registry", "queue"), ("registry", "templating"),
+    ("statements", "db"), ("templating", "auth"), ("templating", "db"),
+}
+
+
+def modules(top: str) -> dict[str, Path]:
+    """Every module of a top-level package by dotted name (a package by its own name)."""
+    out = {}
+    for path in sorted((ROOT / top).rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def imported(name: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
+    """The known modules this module imports, anywhere in its body."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
+                       for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:  # `import app.jobs.x.y` -> the module
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                yield target
+
+
+def file_graph(*tops: str) -> dict[str, set[str]]:
+    """Module -> the modules it imports, over these top-level packages."""
+    known = {k: v for top in tops for k, v in modules(top).items()}
+    return {name: set(imported(name, path, known)) for name, path in known.items()}
+
+
+def package_graph() -> dict[str, set[str]]:
+    """app's first-level packages -> the ones they import."""
+    graph: dict[str, set[str]] = {}
+    for source, targets in file_graph("app").items():
+        if source == "app":
+            continue
+        src = source.split(".")[1]
+        graph.setdefault(src, set()).update(
+            t.split(".")[1] for t in targets if t != "app" and t.split(".")[1] != src)
+    return graph
+
+
+def reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every node reachable from start."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def cycle_edges(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """The edges that lie on a cycle (their target reaches back to their source)."""
+    reached = {node: reach(graph, node) for node in graph}
+    return {(a, b) for a, targets in graph.items() for b in targets if a in reached.get(b, ())}
+
+
+@pytest.mark.slow  # starts the app in a child process
+def test_web_process_loads_no_torch_and_only_training_contract_and_records():
+    code = ("import json, sys; from app.main import create_app; "
+            "create_app(check_migrations=False); import app.worker; "
+            "print(json.dumps([m for m in sys.modules if m.split('.')[0] in "
+            f"{HEAVY!r} or m.startswith('training')]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    loaded = set(json.loads(out))
+    assert loaded <= WEB_SIDE_TRAINING, sorted(loaded - WEB_SIDE_TRAINING)
+
+
+def test_training_never_imports_app():
+    for name, targets in file_graph("app", "training").items():
+        if name.startswith("training"):
+            assert not {t for t in targets if t.startswith("app")}, name
+
+
+def test_no_new_cycle_between_app_packages():
+    found = cycle_edges(package_graph())
+    assert not found - KNOWN, f"new edges that close a cycle: {sorted(found - KNOWN)}"
+    assert not KNOWN - found, f"no longer in a cycle; delete from KNOWN: {sorted(KNOWN - found)}"

@@ -296,3 +296,39 @@ def test_verdict_asks_to_confirm_promoting_a_policy_without_or_losing_its_campai
     _judge_all(db, ev2, ["candidate", "candidate", "tie", "baseline"])
     won = client.get(f"/api/v1/evaluations/verdict/{policy.id}").json()
     assert not won["needs_confirmation"] and won["evaluation_id"] == ev2.id
+
+
+def _tile(page: str, kind: str) -> str:
+    start = page.index(f'id="pick-{kind}"')
+    return page[start:page.index("</a>", start)]
+
+
+@pytest.mark.parametrize("judges, held_out, expected", [
+    ("held_out", True, 3), ("held_out", False, 0), ("all", False, 3), ("all", True, 3)])
+def test_compare_counts_are_what_the_queue_hands_out(client, db, judges, held_out, expected):
+    _setup(db, n=3, judges=judges)
+    login(client, make_user(db, Role.labeler, held_out=held_out))
+    page = client.get("/label").text
+    assert f">{expected} <" in _tile(page, "compare")
+    # "Any task" counts only what it leads to: compare tasks for held-out judges alone.
+    assert f'id="any-count">{expected if held_out else 0}<' in page
+    leased = 0
+    while client.get("/api/v1/tasks/next?kind=compare").status_code == 200:
+        leased += 1
+        db.execute(Assignment.__table__.update().values(state="submitted"))
+    assert leased == expected
+
+
+def test_my_work_counts_compare_judgments(client, db):
+    _setup(db, n=2)
+    judge = make_user(db, Role.labeler, held_out=True)
+    csrf = login(client, judge)
+    payload = _lease(client)
+    resp = client.post(f"/api/v1/tasks/{payload['task_id']}/submit",
+                       json=_body(payload, "tie"), headers={"X-CSRF-Token": csrf})
+    assert resp.status_code == 200, resp.text
+    page = client.get("/label/mine").text
+    assert 'id="today">1<' in page and 'id="total">1<' in page
+    assert "Nothing yet" not in page
+    assert f'href="/label/a/{payload["assignment_id"]}"' in page
+    assert "<td>compare</td><td>1</td><td>1</td>" in page.replace("\n", "").replace("  ", "")

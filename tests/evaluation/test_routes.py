@@ -6,7 +6,7 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from app.auth.models import Role
+from app.auth.models import Role, User
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
 from app.jobs.models import Job
 from app.queue.models import Assignment, Task
@@ -332,3 +332,17 @@ def test_my_work_counts_compare_judgments(client, db):
     assert "Nothing yet" not in page
     assert f'href="/label/a/{payload["assignment_id"]}"' in page
     assert "<td>compare</td><td>1</td><td>1</td>" in page.replace("\n", "").replace("  ", "")
+
+
+@pytest.mark.parametrize("role", [Role.researcher, Role.admin])
+def test_results_name_each_judge_for_staff(client, db, role):
+    ev, _, _ = _setup(db, n=2)
+    _judge_all(db, ev, ["candidate", "tie"])
+    judges = db.scalars(select(Judgment.user_id)).all()
+    emails = {u.id: u.email for u in db.scalars(select(User).where(User.id.in_(judges)))}
+    login(client, make_user(db, role))
+    data = client.get(f"/api/v1/evaluations/{ev.id}/results").json()
+    assert {row["user_id"]: row["email"] for row in data["per_labeler"]} == emails
+    page = client.get(f"/evaluations/{ev.id}").text
+    table = page[page.index('id="labelers"'):page.index("</table>", page.index('id="labelers"'))]
+    assert all(email in table for email in emails.values())

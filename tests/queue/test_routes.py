@@ -81,3 +81,10 @@ def test_tasks_page_creates_demonstrate_tasks(client, db):
                                                    "csrf_token": csrf}, follow_redirects=True)
     assert resp.status_code == 200 and "Created 1 demonstrate tasks" in resp.text
     assert "demonstrate" in resp.text and 'id="task-stats"' in resp.text
+
+
+def test_tasks_page_title_is_plain_text(client, db):
+    login(client, make_user(db, Role.researcher))
+    page = client.get("/tasks").text
+    assert "<title>Tasks · RLHF Studio</title>" in page
+    assert page.count('id="recent-tasks"') == 1

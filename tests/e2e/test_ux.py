@@ -7,6 +7,7 @@ import re
 import pytest
 
 from app.auth.models import Role
+from app.jobs import service as jobs
 from app.registry import service as registry
 from tests.e2e.conftest import LAPTOP, PHONE, shot
 from tests.evaluation.factories import make_version
@@ -81,3 +82,21 @@ def test_phone_menu_opens_and_leads_to_every_page(committed_db, open_page):
     shot(page, "menu-phone-open")
     page.click("nav.nav a[href='/account']")  # the last link, once off-screen
     page.wait_for_url(re.compile(r"/account$"))
+
+
+def test_a_job_log_reads_as_text(committed_db, open_page):
+    db = committed_db
+    researcher = make_user(db, Role.researcher)
+    job = jobs.submit(db=db, kind="sft", config={})
+    job.log_tail = ("Training on CPU\n\x1b[1mLoading\x1b[0m model\n"
+                    + "".join(f"sft: {p:3d}%|{'█' * (p // 10):<10}| {p // 10}/10\x1b[A\n"
+                              for p in range(10, 60, 10)) + "step 5 loss 1.25\n")
+    db.commit()
+    for label, viewport in WIDTHS:
+        page = open_page(researcher, viewport)
+        page.goto(f"/jobs/{job.id}")
+        page.wait_for_timeout(2500)  # one live refresh of the log from the JSON API
+        log = page.inner_text("#job-log")
+        assert "[1m" not in log and "[A" not in log and log.count("sft:") == 1, log
+        assert "50%" in log and page.inner_text("#job-device") == "CPU"
+        shot(page, f"job-log-{label}")

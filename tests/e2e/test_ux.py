@@ -8,10 +8,11 @@ import pytest
 
 from app.auth.models import Role
 from app.jobs import service as jobs
+from app.queue.models import TaskKind
 from app.registry import service as registry
 from tests.e2e.conftest import LAPTOP, PHONE, shot
 from tests.evaluation.factories import make_version
-from tests.factories import make_user
+from tests.factories import finished, make_task, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres_only]
 WIDTHS = (("laptop", LAPTOP), ("phone", PHONE))
@@ -100,3 +101,43 @@ def test_a_job_log_reads_as_text(committed_db, open_page):
         assert "[1m" not in log and "[A" not in log and log.count("sft:") == 1, log
         assert "50%" in log and page.inner_text("#job-device") == "CPU"
         shot(page, f"job-log-{label}")
+
+
+def test_a_labeler_sees_each_submit_confirmed(committed_db, open_page):
+    db = committed_db
+    user = make_user(db)
+    tasks = [make_task(db, TaskKind.rate) for _ in range(3)]
+    db.commit()
+    for label, viewport in WIDTHS:
+        page = open_page(user, viewport)
+        page.goto("/label/next?kind=rate")
+        task_id = page.get_attribute("#task", "data-task-id")
+        cid = next(t.candidate_ids[0] for t in tasks if str(t.id) == task_id)
+        page.click(f"#out-{cid} .likert-scale label:nth-child(6)")
+        page.click("#submit")
+        page.wait_for_function(f"document.getElementById('task')?.dataset.taskId != '{task_id}'")
+        toast = page.locator("#submitted-toast")
+        toast.wait_for()
+        assert toast.inner_text() == f"Submitted ✓ Task {task_id} is saved."
+        shot(page, f"submitted-toast-{label}")
+        page.reload()  # said once, not on every later page
+        assert page.locator("#submitted-toast").count() == 0
+
+
+def test_the_tasks_page_keeps_itself_current(committed_db, open_page):
+    db = committed_db
+    researcher = make_user(db, Role.researcher)
+    task = make_task(db, TaskKind.rate, overlap=2)
+    db.commit()
+    for label, viewport in WIDTHS:
+        page = open_page(researcher, viewport)
+        page.goto("/tasks")
+        before = int(page.inner_text("#submitted-recent"))
+        finished(db, task, make_user(db))  # a submission while the page is open
+        db.commit()
+        page.wait_for_function(
+            f"document.getElementById('submitted-recent').textContent == '{before + 1}'",
+            timeout=12_000)
+        assert "Live: updated" in page.inner_text("#live-status")
+        assert int(page.inner_text("#active-labelers")) >= 1
+        shot(page, f"tasks-live-{label}")

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -88,6 +89,19 @@ def _live_user(request: Request) -> Any:
     return user
 
 
+def _page_url(request: Request, nav_path: str | None) -> str | None:
+    """Where a page rendered in answer to a form post lives: the page the form was on.
+
+    base.html puts the browser there (history.replaceState), so a reload shows that page
+    instead of posting the form again, and the address bar names a page that exists."""
+    if request.method in ("GET", "HEAD"):
+        return None
+    ref = urlsplit(request.headers.get("referer", ""))
+    if ref.netloc and ref.netloc == request.headers.get("host") and ref.path.startswith("/"):
+        return ref.path + (f"?{ref.query}" if ref.query else "")
+    return nav_path or "/"
+
+
 def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render a page with the user, navigation, CSRF token and flash messages."""
     user = _live_user(request)
@@ -102,6 +116,7 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
         current_nav=current,
         csrf_token=csrf_token(request),
         flashes=_pop_flashes(request),
+        page_url=_page_url(request, current),
     )
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 

@@ -99,6 +99,8 @@
     });
     if (r.ok) {
       [secKey, keyName].forEach(store.del);
+      submitBtn.textContent = "Submitted ✓";
+      window.rlhfSubmitted(taskId);  // app.js: the next page confirms it
       location.assign(r.data.next_url || "/label/next?kind=compare");
       return;
     }

@@ -195,6 +195,8 @@
       clearTimeout(saveTimer);
       savedJson = JSON.stringify(snapshot());
       [secKey, keyName, draftKey].forEach(store.del);
+      submitLabel.textContent = "Submitted ✓";
+      window.rlhfSubmitted(taskId);  // app.js: the next page confirms it
       location.assign(nextUrl());
       return;
     }

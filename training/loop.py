@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from training.outputs import RunLog
+from training.outputs import RunLog, announce_device
 
 STATE = "loop_state.json"
 
@@ -65,7 +65,19 @@ def make_accelerator(cfg: Any, stage: str) -> Accelerator:
     if trackers:
         config = {k: v for k, v in vars(cfg).items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers(stage, config=config)
+    if accelerator.is_main_process:
+        announce_device(describe_device(accelerator))
     return accelerator
+
+
+def describe_device(accelerator: Accelerator) -> str:
+    """Where the stage trains, in words: "CPU" or "GPU (NVIDIA H100 …)", with the count of
+    processes when there are several."""
+    device = accelerator.device
+    where = (f"GPU ({torch.cuda.get_device_name(device)})" if device.type == "cuda"
+             else device.type.upper())
+    n = accelerator.num_processes
+    return where if n == 1 else f"{where} × {n} processes"
 
 
 class TrackedRunLog(RunLog):

@@ -147,6 +147,20 @@ def kl_shaped_rewards(
     return rewards * mask, log_ratio
 
 
+def kl_estimate(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """KL(π_RL ‖ π_SFT) per episode, from tokens sampled from π_RL: Σ_t (ρ − 1) − log ρ with
+    ρ = π_SFT/π_RL (Schulman's k3). Unbiased like the plain Σ log-ratio, but every term is
+    ≥ 0, so a reported KL is never negative however few episodes it averages.
+
+    logprobs/ref_logprobs/mask (B, T); returns (B,).
+    """
+    mask = mask.to(logprobs.dtype)
+    log_rho = (ref_logprobs - logprobs) * mask  # (B, T), zero where masked
+    return ((torch.expm1(log_rho) - log_rho) * mask).sum(1)
+
+
 def rlhf_objective(
     reward: float, log_ratio_sum: float, beta: float, ptx_loglik: float = 0.0, gamma: float = 0.0
 ) -> float:

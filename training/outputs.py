@@ -57,6 +57,15 @@ class _Events:
         print(json.dumps(line, default=str), flush=True)
 
 
+def announce_device(device: str) -> None:
+    """Say where the stage trains: a JSON event under `--events` (the app's job page
+    shows it), a plain line otherwise."""
+    if _Events.enabled:
+        print(json.dumps({"event": "device", "device": device}), flush=True)
+    else:
+        print(f"Training on {device}", flush=True)
+
+
 def stream_events() -> None:
     """Turn on the JSON step events on stdout and the SIGTERM step-boundary stop."""
     _Events.enable()

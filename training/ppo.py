@@ -45,6 +45,7 @@ from training.losses import (
     entropy,
     episode_policy_loss,
     gae,
+    kl_estimate,
     kl_shaped_rewards,
     masked_mean,
     masked_whiten,
@@ -152,7 +153,7 @@ def rollout(
     assert ent is not None
     ref_logprobs = reference_logprobs(ref, policy, seq, mask, n_prompt, temp)
     values = response_values(value_model, seq, mask, n_prompt)
-    rewards, log_ratio = kl_shaped_rewards(scores, logprobs, ref_logprobs, rmask, beta)
+    rewards, _ = kl_shaped_rewards(scores, logprobs, ref_logprobs, rmask, beta)
     advantages, returns = gae(rewards, values * rmask, rmask, cfg.gamma, cfg.lam)
     return {
         "seq": seq,
@@ -166,7 +167,9 @@ def rollout(
         "scores": scores,
         "rm_scores": rm_scores,
         "no_eos": (~done).float().mean(),
-        "kl": log_ratio.sum(1),
+        # The penalty above is the per-token log-ratio (PAPER.md's R); what is reported and
+        # steers β is an estimator of the same KL that cannot go negative on a small batch.
+        "kl": kl_estimate(logprobs, ref_logprobs, rmask),
         "entropy": masked_mean(ent, rmask),
         "gen_seconds": gen_seconds,
     }
@@ -277,7 +280,7 @@ def evaluate_policy(
     scores = reward(prompts, decode(tok, gen["response_ids"], rmask)).to(seq.device).float()
     logp, _ = response_logprobs(policy, seq, mask, n_prompt, temperature=cfg.temperature)
     ref_logp = reference_logprobs(ref, policy, seq, mask, n_prompt, cfg.temperature)
-    kl = ((logp - ref_logp) * rmask).sum(1)
+    kl = kl_estimate(logp, ref_logp, rmask)
     return {
         "eval_rm_score": scores.mean().item(),
         "eval_kl": kl.mean().item(),

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.auth.models import User
 from app.evaluation import service as campaigns
 from app.evaluation.models import EvaluationItem, Judgment
+from app.labeling import workbench
 from app.labeling.schemas import SubmissionCreate, SubmissionRead
 from app.labeling.service import (
     KEY_MAX,
@@ -31,6 +32,11 @@ from app.queue import service as queue
 from app.queue.service import TaskRow
 
 SLOTS = {"a": 0, "b": 1}
+
+# A labeler's compare judgments count in their own work like every other submission.
+workbench.register_submissions("compare", lambda user: workbench.submission_part(
+    "compare", Judgment, select(EvaluationItem.prompt_id)
+    .where(EvaluationItem.id == Judgment.item_id).scalar_subquery(), user))
 
 
 def _check_common(body: SubmissionCreate) -> None:

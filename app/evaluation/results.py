@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.auth.models import User
 from app.evaluation import stats
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
 from app.evaluation.provenance import ProvenanceError, Version, get_version
@@ -102,6 +103,16 @@ def _per_labeler(r: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     return out
 
 
+def _named(db: Session, labelers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each labeler's email and name: the results are for staff, who may see who judged."""
+    ids = [row["user_id"] for row in labelers]
+    who = {u.id: u for u in db.execute(select(User.id, User.email, User.name)
+                                       .where(User.id.in_(ids)))} if ids else {}
+    return [{**row, "email": who[row["user_id"]].email if row["user_id"] in who else "",
+             "name": who[row["user_id"]].name if row["user_id"] in who else ""}
+            for row in labelers]
+
+
 def _version(db: Session, version_id: int) -> Version | None:
     try:
         return get_version(db=db, version_id=version_id)
@@ -139,7 +150,7 @@ def results(*, db: Session, evaluation_id: int) -> dict[str, Any]:
         "baseline_name": names[ev.baseline_id],
         "results": [_model_result(r, m, names[m]) for m in ev.model_ids],
         "bradley_terry": _bradley_terry(r, ev, names),
-        "per_labeler": _per_labeler(r),
+        "per_labeler": _named(db, _per_labeler(r)),
         "agreement": _share(share), "agreement_pairs": pairs,
         "position_bias": {"value": _share(bias.value), "ci95": _ci(bias.ci95), "n": bias.n},
         "identical_pairs": ev.identical_pairs, "judgments": int(r["outcome"].size),

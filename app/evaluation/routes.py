@@ -10,8 +10,12 @@ from pydantic import ValidationError
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.errors import errors
+from app.evaluation import (
+    judging,  # noqa: F401 - counts judgments in the judges' My work
+    service,
+    tasks,
+)
 from app.evaluation import results as outcome
-from app.evaluation import service, tasks
 from app.evaluation.schemas import (
     EvaluationCreate,
     EvaluationCreated,

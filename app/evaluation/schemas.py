@@ -97,6 +97,8 @@ class BTScore(BaseModel):
 
 class LabelerResult(BaseModel):
     user_id: int
+    email: str = ""
+    name: str = ""
     n: int
     win_rate: float | None
     ties: float | None

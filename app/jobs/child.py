@@ -20,6 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from app.jobs.kinds import JobCancelled, JobFailed
+from app.jobs.logtext import DEVICE_PREFIX
 from training.contract import CANCELLED_EXIT
 
 if TYPE_CHECKING:
@@ -58,6 +59,10 @@ def _read(ctx: JobContext, stream: object, tail: deque[str]) -> None:
                 event = json.loads(line[at:])
             except ValueError:
                 event = None
+            if event and event.get("event") == "device":
+                # The canonical line app/jobs/views.device reads back for the job page.
+                ctx.log(f"{DEVICE_PREFIX}{str(event.get('device'))[:200]}")
+                continue
             if event and event.get("event") == "step":
                 total = max(int(event.get("total") or 0), 1)
                 ctx.progress(min(1.0, int(event["step"]) / total))

@@ -228,12 +228,14 @@ def jobs_show(job_id: int) -> None:
     from app.db import session_scope
     from app.jobs import service as jobs
     from app.jobs.errors import JobError
+    from app.jobs.logtext import readable
     from app.jobs.schemas import JobRead
 
     try:
         with session_scope() as db:
             job = jobs.get_job(db=db, job_id=job_id)
-            out, tail = JobRead.model_validate(job).model_dump(mode="json"), job.log_tail
+            out, tail = (JobRead.model_validate(job).model_dump(mode="json"),
+                         readable(job.log_tail or ""))
     except JobError as exc:
         fail(str(exc))
         return

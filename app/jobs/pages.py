@@ -18,6 +18,7 @@ from app.jobs import judged, rounds, schedule, views
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
 from app.jobs.kinds import all_kinds
+from app.jobs.logtext import device, readable
 from app.jobs.models import ENDED_STATES
 from app.jobs.stage_config import STAGES
 from app.templating import flash, render
@@ -170,7 +171,8 @@ def job_page(request: Request, db: DbSession, _: Staff, job_id: Id) -> Response:
                   retry=retry, version=version, can_cancel=views.can_cancel(job),
                   can_retry=views.can_retry(job, retry is not None),
                   label=all_kinds()[job.kind].label if job.kind in all_kinds() else job.kind,
-                  live=job.state not in ENDED_STATES)
+                  live=job.state not in ENDED_STATES, log=readable(job.log_tail or ""),
+                  device=device(job.log_tail or ""))
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -10,6 +10,7 @@ from app.errors import errors
 from app.fields import Id, Text
 from app.jobs import judged, pages, rounds, schedule
 from app.jobs import service as jobs
+from app.jobs.logtext import readable
 from app.jobs.models import JobState
 from app.jobs.schemas import (
     JobBrief,
@@ -113,7 +114,7 @@ def get_job(db: DbSession, _: Staff, job_id: Id) -> JobRead:
 def job_log(db: DbSession, _: Staff, job_id: Id) -> JobLog:
     """The last lines the job printed."""
     job = jobs.get_job(db=db, job_id=job_id)
-    return JobLog(id=job.id, state=job.state, log_tail=job.log_tail)
+    return JobLog(id=job.id, state=job.state, log_tail=readable(job.log_tail or ""))
 
 
 @router.get("/api/v1/jobs/{job_id}/metrics", response_model=MetricsRead)

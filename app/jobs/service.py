@@ -24,6 +24,7 @@ from app.config import get_settings
 from app.db import utcnow
 from app.jobs.errors import BrokerUnavailable, JobError
 from app.jobs.kinds import all_kinds
+from app.jobs.logtext import readable
 from app.jobs.models import ENDED_STATES, Job, JobMetric, JobState
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,9 @@ def heartbeat(*, db: Session, job_id: int, worker: str, progress: float | None,
     if progress is not None:
         job.progress = progress
     if lines:
-        job.log_tail = ((job.log_tail or "") + "\n".join(lines) + "\n")[-LOG_TAIL_CHARS:]
+        # Kept as a terminal would show it (app/jobs/logtext.py), so the tail's room goes
+        # to lines a person reads, not to a progress bar's hundred redraws.
+        job.log_tail = readable((job.log_tail or "") + "\n".join(lines) + "\n")[-LOG_TAIL_CHARS:]
     if metrics:
         db.add_all(JobMetric(job_id=job_id, step=s, values=v) for s, v in metrics)
     db.flush()

@@ -41,6 +41,8 @@ class LabelerColumn:
     comment: str = ""
     seconds: int | None = None
     groups: list[list[int]] | None = None
+    # candidate id -> the letter this labeler saw it under (their shuffled display order)
+    seen_as: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +54,10 @@ class TaskView:
     pair_agreement: list[dict[str, Any]]  # two labelers, share of pairs ordered alike, n
     likert_spread: dict[int, int]  # candidate id -> max - min Likert over labelers
     mean_agreement: float | None
+
+
+def _letter(i: int) -> str:
+    return LETTERS[i] if i < len(LETTERS) else str(i + 1)
 
 
 def _places(groups: list[list[int]]) -> dict[int, int]:
@@ -75,14 +81,16 @@ def task_view(*, db: Session, task_id: int) -> TaskView:
     prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
     found = {c.id: c for c in db.scalars(select(Candidate).where(
         Candidate.id.in_(task.candidate_ids or [-1])))}
-    candidates = [(LETTERS[i] if i < len(LETTERS) else str(i + 1), found[cid])
+    candidates = [(_letter(i), found[cid])
                   for i, cid in enumerate(task.candidate_ids or []) if cid in found]
     columns: dict[int, LabelerColumn] = {}
     for assignment, user in db.execute(
         select(Assignment, User).join(User, User.id == Assignment.user_id)
         .where(Assignment.task_id == task_id).order_by(Assignment.id)
     ):
-        columns[user.id] = LabelerColumn(user=user, state=assignment.state.value)
+        columns[user.id] = LabelerColumn(
+            user=user, state=assignment.state.value,
+            seen_as={cid: _letter(i) for i, cid in enumerate(assignment.display_order or [])})
     for ranking in db.scalars(select(Ranking).where(Ranking.task_id == task_id)):
         col = columns.get(ranking.user_id)
         if col is not None:

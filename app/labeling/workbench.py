@@ -2,6 +2,7 @@
 flags, guidelines and the labeler's own counts. Plain functions; the caller commits."""
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 from time import monotonic
@@ -25,7 +26,7 @@ from app.labeling.models import (
 from app.labeling.service import COMMENT_MAX, DEMONSTRATION_MAX, PROMPT_MAX, SubmissionError
 from app.prompts.models import Candidate, Prompt, UseCase
 from app.queue import service as queue
-from app.queue.models import Assignment, AssignmentState, Task, TaskKind, TaskState
+from app.queue.models import Assignment, AssignmentState, Task, TaskKind
 
 # A draft may run past the submit limit while the labeler trims it; beyond this it is junk.
 DRAFT_MAX = 5 * DEMONSTRATION_MAX
@@ -107,7 +108,9 @@ def start(*, db: Session, user: User, session: dict[str, Any]) -> dict[str, Any]
                Assignment.expires_at > utcnow())
         .order_by(Assignment.id)
     ).all()
-    return {"available": available(db=db, user=user), "cap": AVAILABLE_CAP,
+    counts = available(db=db, user=user)
+    return {"available": counts, "cap": AVAILABLE_CAP,
+            "any": sum(counts[k.value] for k in queue.kinds_for_any(user)),
             "leases": [{"assignment": a, "kind": k} for a, k in leases],
             "done": done(db=db, user=user, session=session)}
 
@@ -289,26 +292,10 @@ def set_guideline(*, db: Session, user: User, kind: str, body: str) -> Guideline
 # --- counts ---------------------------------------------------------------------------
 
 
-def may_lease(user: User, kind: TaskKind | str) -> bool:
-    """Whether the queue ever gives this user tasks of this kind (held-out labelers only
-    rate, so their judgements stay out of training)."""
-    return not user.held_out or TaskKind(kind) == TaskKind.rate
-
-
 def available_of_kind(*, db: Session, user: User, kind: TaskKind | str,
                       cap: int = AVAILABLE_CAP) -> int:
     """Open tasks of this kind with a free slot that this user may lease (capped)."""
-    if not may_lease(user, kind):
-        return 0
-    untouched = (
-        select(Task.id)
-        .where(Task.kind == TaskKind(kind), Task.state == TaskState.open,
-               Task.done_labels + Task.leased_labels < Task.required_labels,
-               ~select(Assignment.id).where(Assignment.task_id == Task.id,
-                                            Assignment.user_id == user.id).exists())
-        .limit(cap).subquery()
-    )
-    return db.scalar(select(func.count()).select_from(untouched)) or 0
+    return queue.available(db=db, user=user, kind=kind, cap=cap)
 
 
 _LEFT_TTL_S = 30.0
@@ -335,21 +322,34 @@ def available(*, db: Session, user: User) -> dict[str, int]:
     return {kind.value: available_of_kind(db=db, user=user, kind=kind) for kind in TaskKind}
 
 
-def _submissions(user: User) -> Any:
-    """Every submission of the user as (kind, id, task, assignment, prompt, seconds,
-    created_at)."""
-    def part(kind: str, row: Any, prompt: Any, where: Any = True) -> Any:
-        return select(literal(kind).label("kind"), row.id, row.task_id, row.assignment_id,
-                      prompt.label("prompt_id"), row.seconds_spent, row.created_at
-                      ).where(row.user_id == user.id, where)
+def submission_part(kind: str, row: Any, prompt: Any, user: User, where: Any = True) -> Any:
+    """One kind's submissions of the user as (kind, id, task, assignment, prompt, seconds,
+    created_at), the shape My work reads."""
+    return select(literal(kind).label("kind"), row.id, row.task_id, row.assignment_id,
+                  prompt.label("prompt_id"), row.seconds_spent, row.created_at
+                  ).where(row.user_id == user.id, where)
 
+
+# Submissions stored by the domains that own other task kinds (compare judgments live with
+# their campaign in app/evaluation), which register them here when they are imported.
+_OTHER_SUBMISSIONS: dict[str, Callable[[User], Any]] = {}
+
+
+def register_submissions(kind: str, part: Callable[[User], Any]) -> None:
+    """Count `part(user)` (a `submission_part`) in the user's own work."""
+    _OTHER_SUBMISSIONS[kind] = part
+
+
+def _submissions(user: User) -> Any:
+    """Every submission of the user, of every kind, as `submission_part` rows."""
     return union_all(
-        part("demonstrate", Demonstration, Demonstration.prompt_id),
-        part("rank", Ranking, Ranking.prompt_id),
-        part("rate", Rating,
-             select(Task.prompt_id).where(Task.id == Rating.task_id).scalar_subquery(),
-             Rating.ranking_id.is_(None)),
-        part("write_prompt", WrittenPrompt, WrittenPrompt.prompt_id),
+        submission_part("demonstrate", Demonstration, Demonstration.prompt_id, user),
+        submission_part("rank", Ranking, Ranking.prompt_id, user),
+        submission_part("rate", Rating,
+                        select(Task.prompt_id).where(Task.id == Rating.task_id)
+                        .scalar_subquery(), user, Rating.ranking_id.is_(None)),
+        submission_part("write_prompt", WrittenPrompt, WrittenPrompt.prompt_id, user),
+        *(part(user) for part in _OTHER_SUBMISSIONS.values()),
     ).subquery()
 
 

@@ -16,6 +16,7 @@ from app.queue import service as queue
 from app.queue import views as queue_views
 from app.queue.models import TaskKind
 from app.queue.schemas import (
+    Activity,
     BulkCreate,
     BulkCreated,
     LeaseOut,
@@ -81,6 +82,12 @@ def stats(db: DbSession, _: Staff) -> object:
     return queue.task_stats(db=db)
 
 
+@router.get("/api/v1/tasks/activity", response_model=Activity)
+def activity(db: DbSession, _: Staff) -> object:
+    """Submissions per minute, active labelers and live leases, over the last minutes."""
+    return queue_views.activity(db=db)
+
+
 def _tasks_page(request: Request, db: DbSession, status_code: int = 200,
                 **extra: object) -> Response:
     context: dict[str, object] = {"form": {}, "report": None, "candidate_report": None,
@@ -88,7 +95,8 @@ def _tasks_page(request: Request, db: DbSession, status_code: int = 200,
     context.update(extra)
     return render(request, "queue/tasks.html", status_code=status_code,
                   stats=queue.task_stats(db=db), prompt_kinds=list(PromptKind),
-                  recent=queue_views.recent_tasks(db=db), **context)
+                  recent=queue_views.recent_tasks(db=db),
+                  activity=queue_views.activity(db=db), **context)
 
 
 @router.get("/tasks", response_class=HTMLResponse)

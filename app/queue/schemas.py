@@ -77,6 +77,18 @@ class BulkCreated(BaseModel):
                                 "prompt form, which may make very many.")
 
 
+class Activity(BaseModel):
+    """Work happening now (the tasks page refreshes it)."""
+
+    window_minutes: int
+    submitted: int = Field(description="Submissions in the last window_minutes.")
+    per_minute: float
+    active_labelers: int = Field(description="Labelers who submitted in the window or hold "
+                                             "a live lease now.")
+    leased_now: int
+    at: datetime
+
+
 class TaskStat(BaseModel):
     kind: TaskKind
     state: TaskState

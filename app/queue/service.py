@@ -38,8 +38,8 @@ __all__ = [
     "QueueError", "complete", "create_bulk", "create_demonstrate_tasks",
     "create_demonstrate_tasks_for_train_prompts", "create_rank_task", "create_rate_tasks",
     "create_write_prompt_tasks", "expire_leases", "get_assignment", "heartbeat", "Lease",
-    "live_assignment", "lock_task", "next_task", "skip", "task_payload",
-    "task_stats", "unskip",
+    "live_assignment", "lock_task", "may_lease", "kinds_for_any", "available", "next_task",
+    "skip", "task_payload", "task_stats", "unskip",
 ]
 
 _SWEEP_LIMIT = 20
@@ -80,20 +80,47 @@ def _is_postgres(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
 
+def may_lease(user: User, kind: TaskKind | str) -> bool:
+    """Whether the queue ever gives this user tasks of this kind: held-out labelers judge
+    outputs only (compare, rate), so their preferences stay out of training."""
+    return not user.held_out or TaskKind(kind) in (TaskKind.compare, TaskKind.rate)
+
+
+def kinds_for_any(user: User) -> tuple[TaskKind, ...]:
+    """The kinds "any task" hands this user: compare tasks only to held-out labelers."""
+    if user.held_out:
+        return (TaskKind.compare, TaskKind.rate)
+    return tuple(k for k in TaskKind if k != TaskKind.compare)
+
+
 def next_task(*, db: Session, user: User, kind: TaskKind | None = None) -> Lease | None:
     """Lease this user the highest-priority task they may do, or None when there is none."""
     kind = TaskKind(kind) if kind is not None else None
-    if user.held_out:
-        # Held-out labelers judge outputs only, so their preferences stay out of training:
-        # blind comparisons (evaluation) first, then ratings.
-        if kind not in (None, TaskKind.rate, TaskKind.compare):
-            return None
-        if kind is None:
-            held = _live_lease(db, user, None, utcnow())
-            return held or _lease(db, user, TaskKind.compare) or _lease(db, user, TaskKind.rate)
+    if kind is not None and not may_lease(user, kind):
+        return None
+    if user.held_out and kind is None:
+        # Blind comparisons (evaluation) first, then ratings.
+        held = _live_lease(db, user, None, utcnow())
+        return held or _lease(db, user, TaskKind.compare) or _lease(db, user, TaskKind.rate)
     # No savepoint and retry here: the lease path never waits on a lock (SKIP LOCKED, and
     # the expiry sweep skips busy tasks), so it cannot deadlock.
     return _lease(db, user, kind)
+
+
+def available(*, db: Session, user: User, kind: TaskKind | str, cap: int) -> int:
+    """How many tasks of this kind `next_task` could still lease this user (at most `cap`):
+    the pick's own filter, so the labeler's counts and routing never disagree."""
+    kind = TaskKind(kind)
+    if not may_lease(user, kind):
+        return 0
+    count = sql.available(db.get_bind().dialect.name, True, _for_all(user, kind))
+    row = count.first(db, {"user_id": user.id, "kind": kind.value, "cap": cap})
+    return row.n if row is not None else 0
+
+
+def _for_all(user: User, kind: TaskKind | None) -> bool:
+    """Compare tasks kept for held-out judges are never offered to anyone else."""
+    return kind == TaskKind.compare and not user.held_out
 
 
 def _sweep_due() -> bool:
@@ -120,9 +147,7 @@ def _lease(db: Session, user: User, kind: TaskKind | None) -> Lease | None:
 
 def _pick(db: Session, user: User, kind: TaskKind | None) -> TaskRow | None:
     """Lock and claim a slot on the best task this user may take (a row of the task)."""
-    # Compare tasks kept for held-out judges are never offered to anyone else.
-    pick = sql.pick(db.get_bind().dialect.name, kind is not None,
-                    kind == TaskKind.compare and not user.held_out)
+    pick = sql.pick(db.get_bind().dialect.name, kind is not None, _for_all(user, kind))
     params: dict[str, object] = {"user_id": user.id}
     if kind is not None:
         params["kind"] = kind.value

@@ -84,15 +84,19 @@ _TASK = "t.id, t.kind, t.prompt_id, t.candidate_ids, t.params"  # TaskRow's colu
 # so the planner can use them; `OFFSET 0` keeps NOT EXISTS a per-task probe of
 # uq_assignments_task_user instead of letting it become an anti-join over the user's
 # whole history.
-_PICK = """
-SELECT {columns} FROM tasks t
+_ELIGIBLE = """
+FROM tasks t
 WHERE {kind} t.state = 'open' AND t.done_labels + t.leased_labels < t.required_labels
   AND NOT EXISTS (
     SELECT 1 FROM assignments a WHERE a.task_id = t.id AND a.user_id = :user_id {offset}
   )
-ORDER BY t.priority DESC, t.id
+"""
+_PICK = "SELECT {columns} " + _ELIGIBLE + """ORDER BY t.priority DESC, t.id
 LIMIT 1 {lock}
 """
+# How many tasks the pick could still give this user: the same filter, so a count on a
+# page never disagrees with what the next lease hands out.
+_AVAILABLE = "SELECT count(*) AS n FROM (SELECT 1 " + _ELIGIBLE + "LIMIT :cap) eligible"
 
 
 def _judges(dialect: str) -> str:
@@ -102,6 +106,14 @@ def _judges(dialect: str) -> str:
     return "json_extract(t.params, '$.judges')"
 
 
+def _filter(dialect: str, with_kind: bool, compare_for_all: bool) -> dict[str, str]:
+    kind = "t.kind = :kind AND" if with_kind else "t.kind <> 'compare' AND"
+    if compare_for_all:
+        kind += f" {_judges(dialect)} = 'all' AND"
+    # SQLite needs LIMIT before OFFSET; its single writer serialises leases anyway.
+    return {"kind": kind, "offset": "OFFSET 0" if dialect == "postgresql" else "LIMIT -1 OFFSET 0"}
+
+
 def pick_sql(*, dialect: str, with_kind: bool, compare_for_all: bool = False) -> str:
     """The next-task pick for this dialect, with or without a kind filter.
 
@@ -109,17 +121,8 @@ def pick_sql(*, dialect: str, with_kind: bool, compare_for_all: bool = False) ->
     them (held-out labelers do, app/queue/service.next_task). `compare_for_all`: only the
     compare tasks every labeler may judge, not those kept for held-out labelers.
     """
-    postgres = dialect == "postgresql"
-    kind = "t.kind = :kind AND" if with_kind else "t.kind <> 'compare' AND"
-    if compare_for_all:
-        kind += f" {_judges(dialect)} = 'all' AND"
-    return _PICK.format(
-        columns=_TASK,
-        kind=kind,
-        # SQLite needs LIMIT before OFFSET; its single writer serialises leases anyway.
-        offset="OFFSET 0" if postgres else "LIMIT -1 OFFSET 0",
-        lock="FOR UPDATE SKIP LOCKED" if postgres else "",
-    )
+    return _PICK.format(columns=_TASK, **_filter(dialect, with_kind, compare_for_all),
+                        lock="FOR UPDATE SKIP LOCKED" if dialect == "postgresql" else "")
 
 
 @cache
@@ -127,6 +130,16 @@ def pick(dialect: str, with_kind: bool, compare_for_all: bool = False) -> Sql[Ta
     """The pick as a statement to run."""
     return Sql(pick_sql(dialect=dialect, with_kind=with_kind, compare_for_all=compare_for_all),
                TaskRow)
+
+
+class Count(NamedTuple):
+    n: int
+
+
+@cache
+def available(dialect: str, with_kind: bool, compare_for_all: bool = False) -> Sql[Count]:
+    """How many tasks `pick` could give this user (at most `:cap`)."""
+    return Sql(_AVAILABLE.format(**_filter(dialect, with_kind, compare_for_all)), Count)
 
 
 # The claim re-checks the free slot: on PostgreSQL the row is already locked so it always

@@ -78,6 +78,9 @@ def model_page(request: Request, db: DbSession, _: Staff, model_id: Id) -> Respo
 
     verdict = evaluation.verdict(db=db, model_id=version.id) if version.kind == "policy" else None
     campaigns = list_evaluations(db=db, model_id=version.id)
+    rollback = views.rollback_targets(db=db).get(version.kind)
+    others = sorted((v for v in registry.list_versions(db=db) if v.id != version.id),
+                    key=lambda v: (v.kind != version.kind, -v.id))
     return render(request, "models/model.html", version=version, verdict=verdict,
                   campaigns=campaigns,
                   ancestors=list(reversed(found["ancestors"])), children=found["children"],
@@ -87,10 +90,10 @@ def model_page(request: Request, db: DbSession, _: Staff, model_id: Id) -> Respo
                   job=views.job_of(db=db, version=version), n_generated=count,
                   samples=samples, aliases=aliases, active=active,
                   promotable=version.kind in registry.ALIAS_KINDS,
-                  rollback=views.rollback_targets(db=db).get(version.kind),
-                  metrics=views.flat(version.metrics),
-                  others=sorted((v for v in registry.list_versions(db=db) if v.id != version.id),
-                                key=lambda v: (v.kind != version.kind, -v.id)))
+                  rollback=rollback,
+                  rollback_name=next((v.name for v in others if v.id == rollback), ""),
+                  metrics=views.flat(version.metrics), others=others,
+                  compare_default=views.compare_default(version, others))
 
 
 @router.post("/models/rollback")

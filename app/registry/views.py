@@ -19,8 +19,10 @@ from app.registry.models import AliasEvent, ModelVersion
 KIND_ORDER = ("policy", "rm", "sft", "base")
 KIND_NAMES = {"policy": "Policies", "rm": "Reward models", "sft": "SFT models",
               "base": "Base models"}
-# Metrics where a smaller number is the better one (for the compare page's colours).
-LOWER_IS_BETTER = ("loss", "kl", "perplexity")
+# Which way a metric is better, by words in its key (for the compare page's colours); a
+# metric matching neither (response_len, steps, a new one) is left uncoloured.
+LOWER_IS_BETTER = ("loss", "kl", "perplexity", "entropy", "seconds", "time", "no_eos")
+HIGHER_IS_BETTER = ("accuracy", "reward", "score", "win_rate", "auc")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,24 @@ def _number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
+def direction(key: str) -> int:
+    """+1 where a higher value of this metric is better, -1 where lower is, 0 where it is
+    neither (a length, a count) or not known."""
+    name = key.lower()
+    if any(word in name for word in LOWER_IS_BETTER):
+        return -1
+    return 1 if any(word in name for word in HIGHER_IS_BETTER) else 0
+
+
+def compare_default(version: ModelVersion, others: list[ModelVersion]) -> ModelVersion | None:
+    """What a version is first compared with: the previous one of its kind, else its
+    parent (a first policy against the SFT model it started from), else none."""
+    same = [v for v in others if v.kind == version.kind and v.id < version.id]
+    if same:
+        return max(same, key=lambda v: v.id)
+    return next((v for v in others if v.id == version.parent_id), None)
+
+
 def compare_metrics(a: ModelVersion, b: ModelVersion) -> list[MetricRow]:
     """Every metric of either version, with b − a and which is better where that is clear."""
     ma, mb = flat(a.metrics), flat(b.metrics)
@@ -113,10 +133,9 @@ def compare_metrics(a: ModelVersion, b: ModelVersion) -> list[MetricRow]:
         va, vb = ma.get(key), mb.get(key)
         delta = float(vb) - float(va) if isinstance(va, int | float) and isinstance(
             vb, int | float) and _number(va) and _number(vb) else None
-        better = None
-        if delta:
-            lower = any(word in key.lower() for word in LOWER_IS_BETTER)
-            better = ("a" if delta > 0 else "b") if lower else ("b" if delta > 0 else "a")
+        better, sign = None, direction(key)
+        if delta and sign:
+            better = "b" if delta * sign > 0 else "a"
         rows.append(MetricRow(key, va, vb, delta, better))
     return rows
 

@@ -157,3 +157,15 @@ def test_error_page_after_rollback_renders_for_logged_in_user(app, committed_db)
         resp = real.post("/admin/users/999999", data={"csrf_token": csrf, "active": "false"})
     assert resp.status_code == 404
     assert admin.email in resp.text and "No user 999999" in resp.text
+
+
+def test_users_page_buttons_say_what_a_click_does(client, db):
+    login(client, make_user(db, Role.admin))
+    make_user(db, email="judge@example.com", held_out=True)
+    make_user(db, email="plain@example.com")
+    page = client.get("/admin/users").text
+    assert "unset" not in page and "No — set" not in page
+    row = page[page.index("judge@example.com"):page.index("</tr>", page.index("judge@example.com"))]
+    assert "Move to training labelers</button>" in row and 'value="false"' in row
+    row = page[page.index("plain@example.com"):page.index("</tr>", page.index("plain@example.com"))]
+    assert "Make held-out</button>" in row and "Deactivate</button>" in row

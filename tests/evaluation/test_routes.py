@@ -6,7 +6,7 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from app.auth.models import Role
+from app.auth.models import Role, User
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
 from app.jobs.models import Job
 from app.queue.models import Assignment, Task
@@ -296,3 +296,53 @@ def test_verdict_asks_to_confirm_promoting_a_policy_without_or_losing_its_campai
     _judge_all(db, ev2, ["candidate", "candidate", "tie", "baseline"])
     won = client.get(f"/api/v1/evaluations/verdict/{policy.id}").json()
     assert not won["needs_confirmation"] and won["evaluation_id"] == ev2.id
+
+
+def _tile(page: str, kind: str) -> str:
+    start = page.index(f'id="pick-{kind}"')
+    return page[start:page.index("</a>", start)]
+
+
+@pytest.mark.parametrize("judges, held_out, expected", [
+    ("held_out", True, 3), ("held_out", False, 0), ("all", False, 3), ("all", True, 3)])
+def test_compare_counts_are_what_the_queue_hands_out(client, db, judges, held_out, expected):
+    _setup(db, n=3, judges=judges)
+    login(client, make_user(db, Role.labeler, held_out=held_out))
+    page = client.get("/label").text
+    assert f">{expected} <" in _tile(page, "compare")
+    # "Any task" counts only what it leads to: compare tasks for held-out judges alone.
+    assert f'id="any-count">{expected if held_out else 0}<' in page
+    leased = 0
+    while client.get("/api/v1/tasks/next?kind=compare").status_code == 200:
+        leased += 1
+        db.execute(Assignment.__table__.update().values(state="submitted"))
+    assert leased == expected
+
+
+def test_my_work_counts_compare_judgments(client, db):
+    _setup(db, n=2)
+    judge = make_user(db, Role.labeler, held_out=True)
+    csrf = login(client, judge)
+    payload = _lease(client)
+    resp = client.post(f"/api/v1/tasks/{payload['task_id']}/submit",
+                       json=_body(payload, "tie"), headers={"X-CSRF-Token": csrf})
+    assert resp.status_code == 200, resp.text
+    page = client.get("/label/mine").text
+    assert 'id="today">1<' in page and 'id="total">1<' in page
+    assert "Nothing yet" not in page
+    assert f'href="/label/a/{payload["assignment_id"]}"' in page
+    assert "<td>compare</td><td>1</td><td>1</td>" in page.replace("\n", "").replace("  ", "")
+
+
+@pytest.mark.parametrize("role", [Role.researcher, Role.admin])
+def test_results_name_each_judge_for_staff(client, db, role):
+    ev, _, _ = _setup(db, n=2)
+    _judge_all(db, ev, ["candidate", "tie"])
+    judges = db.scalars(select(Judgment.user_id)).all()
+    emails = {u.id: u.email for u in db.scalars(select(User).where(User.id.in_(judges)))}
+    login(client, make_user(db, role))
+    data = client.get(f"/api/v1/evaluations/{ev.id}/results").json()
+    assert {row["user_id"]: row["email"] for row in data["per_labeler"]} == emails
+    page = client.get(f"/evaluations/{ev.id}").text
+    table = page[page.index('id="labelers"'):page.index("</table>", page.index('id="labelers"'))]
+    assert all(email in table for email in emails.values())

@@ -417,3 +417,33 @@ def test_promoting_a_policy_with_no_human_evaluation_asks_for_confirmation(clien
     assert "No blind comparison includes this version yet" in page
     sft_page = client.get(f"/models/{loop_rows['sft'].id}").text
     assert 'id="promote-warning"' not in sft_page  # only policies are judged
+
+
+def test_compare_marks_the_better_side_by_each_metrics_direction(client, db, loop_rows):
+    login(client, make_user(db, Role.researcher))
+    sft = loop_rows["sft"]
+    slow = _version(db, "policy", "p-slow", sft.id, {
+        "train_seconds": 90.0, "gen_time_share": 0.6, "no_eos_share": 0.3, "response_len": 80,
+        "val_accuracy": 0.6, "objective/kl": 0.2})
+    fast = _version(db, "policy", "p-fast", sft.id, {
+        "train_seconds": 30.0, "gen_time_share": 0.2, "no_eos_share": 0.1, "response_len": 40,
+        "val_accuracy": 0.7, "objective/kl": 0.1})
+    page = client.get(f"/models/compare?a={slow.id}&b={fast.id}").text
+    rows = dict(re.findall(r'<th class="mono">([^<]+)</th>\s*<td class="num ([a-z]*)">', page))
+    # Column A's class: "better" only where A (the slow one) wins, which it never does here.
+    assert rows == {k: "" for k in ("gen_time_share", "no_eos_share", "objective/kl",
+                                     "response_len", "train_seconds", "val_accuracy")}
+    b_cells = dict(re.findall(
+        r'<th class="mono">([^<]+)</th>\s*<td class="num [a-z]*">[^<]*</td>\s*'
+        r'<td class="num ([a-z]*)">', page))
+    assert b_cells == {"gen_time_share": "better", "no_eos_share": "better",
+                       "objective/kl": "better", "train_seconds": "better",
+                       "val_accuracy": "better", "response_len": ""}
+
+
+def test_a_first_policy_is_compared_with_its_sft_by_default(client, db, loop_rows):
+    login(client, make_user(db, Role.researcher))
+    r = loop_rows  # base, sft, rm (newer than sft), then the only policy
+    select_b = re.search(r'<select name="b">(.*?)</select>',
+                         client.get(f"/models/{r['policy'].id}").text, re.S).group(1)
+    assert re.findall(r'<option value="(\d+)" selected>', select_b) == [str(r["sft"].id)]

@@ -1,11 +1,13 @@
 """Researchers' pages: a task's labels side by side, the tasks behind two labelers'
 agreement, review of demonstrations and prompts, prompt flags and gold answers."""
 
+import re
+
 from sqlalchemy import select
 
 from app.auth.models import Role
 from app.labeling.models import Demonstration, PromptFlag
-from app.queue.models import Task, TaskKind
+from app.queue.models import Assignment, Task, TaskKind
 from tests.factories import login, make_demonstration, make_prompt, make_user, ranked_task
 
 
@@ -123,3 +125,18 @@ def test_labelers_cannot_open_research_pages(client, db):
     for url in (f"/tasks/{task.id}", "/review", "/review/flags", f"/tasks/{task.id}/gold",
                 f"/agreement/tasks?labeler={task.id}"):
         assert client.get(url).status_code == 403, url
+
+
+def test_task_view_shows_the_letter_each_labeler_saw(client, db):
+    a, b = make_user(db, email="ann@example.com"), make_user(db, email="bob@example.com")
+    task, cands = ranked_task(db, 4, [(a, [[0], [1], [2], [3]]), (b, [[3], [2], [1], [0]])])
+    shown = {a.id: [c.id for c in reversed(cands)], b.id: [cands[i].id for i in (2, 0, 3, 1)]}
+    for assignment in db.scalars(select(Assignment).where(Assignment.task_id == task.id)):
+        assignment.display_order = shown[assignment.user_id]
+    db.flush()
+    login(client, make_user(db, Role.researcher))
+    page = client.get(f"/tasks/{task.id}").text
+    rows = re.findall(r"<tr><td><strong>([A-I])</strong>(.*?)</tr>", page, re.S)
+    seen = {letter: re.findall(r"saw&nbsp;([A-I])</span>", cells) for letter, cells in rows}
+    # Task order A..D; Ann saw them reversed, Bob as C, A, D, B.
+    assert seen == {"A": ["D", "B"], "B": ["C", "D"], "C": ["B", "A"], "D": ["A", "C"]}

@@ -81,3 +81,34 @@ def test_tasks_page_creates_demonstrate_tasks(client, db):
                                                    "csrf_token": csrf}, follow_redirects=True)
     assert resp.status_code == 200 and "Created 1 demonstrate tasks" in resp.text
     assert "demonstrate" in resp.text and 'id="task-stats"' in resp.text
+
+
+def test_tasks_page_title_is_plain_text(client, db):
+    login(client, make_user(db, Role.researcher))
+    page = client.get("/tasks").text
+    assert "<title>Tasks · RLHF Studio</title>" in page
+    assert page.count('id="recent-tasks"') == 1
+
+
+def test_activity_counts_recent_submissions_and_who_is_working(client, db):
+    from datetime import timedelta
+
+    from app.db import utcnow
+    from tests.factories import finished, lease
+
+    task, other = make_task(db, TaskKind.rate, overlap=5), make_task(db, TaskKind.rate)
+    a, b, c, old = (make_user(db) for _ in range(4))
+    finished(db, task, a)
+    finished(db, other, a, at=utcnow() - timedelta(minutes=1))
+    finished(db, task, old, at=utcnow() - timedelta(hours=3))  # outside the window
+    lease(db, b, task)  # working on one now
+    lease(db, c, task, minutes=-1)  # a lease that ran out
+    login(client, make_user(db, Role.labeler))
+    assert client.get("/api/v1/tasks/activity").status_code == 403
+    client.cookies.clear()
+    login(client, make_user(db, Role.researcher))
+    got = client.get("/api/v1/tasks/activity").json()
+    assert (got["submitted"], got["active_labelers"], got["leased_now"]) == (2, 2, 1)
+    assert got["per_minute"] == round(2 / got["window_minutes"], 2)
+    page = client.get("/tasks").text
+    assert 'id="active-labelers">2<' in page and "/static/tasks.js" in page

@@ -177,3 +177,21 @@ def test_ptx_gamma_weighs_a_pretraining_token_against_a_whole_episode():
     # the same per-token surrogate on episodes twice as long: the RL part doubles, γ's not
     long_mask = torch.ones(2, 6)
     assert episode_policy_loss(token_mean, long_mask).item() == pytest.approx(2 * 3 * -2.5)
+
+
+def test_kl_estimate_matches_hand_computation_and_is_never_negative():
+    from training.losses import kl_estimate
+
+    logprobs = torch.tensor([[-1.0, -2.0, -0.5], [-0.1, -3.0, -1.0]])
+    ref = torch.tensor([[-1.5, -1.0, -9.0], [-0.3, -2.0, -1.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    got = kl_estimate(logprobs, ref, mask)
+    # per token (e^d − 1) − d with d = ref − logp; the masked token counts nothing
+    want = [sum(math.expm1(d) - d for d in (-0.5, 1.0)),
+            sum(math.expm1(d) - d for d in (-0.2, 1.0, 0.0))]
+    assert got.tolist() == pytest.approx(want)
+    # Samples where the policy is less likely than SFT: the log-ratio sum is negative,
+    # the estimate is not.
+    assert ((logprobs - ref) * mask).sum(1)[1] < 0 <= got[1]
+    noisy = torch.randn(64, 10)
+    assert (kl_estimate(noisy, torch.randn(64, 10), torch.ones(64, 10)) >= 0).all()

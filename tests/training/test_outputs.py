@@ -66,3 +66,16 @@ def test_run_log_writes_jsonl_and_calls_back(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
     assert rows == [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.25}]
     assert seen == [(1, 2, {"step": 1, "loss": 0.5}), (2, 2, {"step": 2, "loss": 0.25})]
+
+
+def test_a_stage_names_its_device_in_words():
+    from types import SimpleNamespace
+
+    import torch
+
+    from training.loop import describe_device
+
+    cpu = SimpleNamespace(device=torch.device("cpu"), num_processes=1)
+    assert describe_device(cpu) == "CPU"  # type: ignore[arg-type]
+    assert describe_device(SimpleNamespace(device=torch.device("cpu"), num_processes=2)  # type: ignore[arg-type]
+                           ) == "CPU × 2 processes"

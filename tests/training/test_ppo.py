@@ -76,6 +76,7 @@ def test_ppo_raises_reward_with_bounded_kl(plain_ppo):
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-4)  # first rollout: policy == reference
     assert tail(rows, "rm_score") > rows[0]["rm_score"] + 0.4
     assert max(r["kl"] for r in rows) < 48.0  # < 3 nats per token over ≤ 16 tokens
+    assert min(r["kl"] for r in rows) >= 0.0  # an estimator that cannot go negative
     for key in ("entropy", "response_len", "value_loss", "clip_frac", "heldout_lm_loss"):
         assert key in rows[-1]
     assert manifest["kind"] == "policy" and manifest["metrics"]["episodes"] == STEPS * 16

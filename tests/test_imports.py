@@ -27,6 +27,9 @@ KNOWN = {
     ("agreement", "prompts"), ("agreement", "queue"), ("agreement", "templating"), ("auth", "db"),
     ("auth", "errors"), ("auth", "statements"), ("auth", "templating"), ("cli", "auth"),
     ("cli", "db"), ("cli", "demo"), ("cli", "main"), ("db", "models"), ("demo", "auth"),
+    # `up --schedule` and its status line: a face importing the rounds; the cycle closes
+    # through the domains' cli.py importing app.cli, which the layering removes.
+    ("cli", "jobs"),
     ("demo", "db"), ("demo", "models"), ("demo", "prompts"), ("demo", "queue"),
     ("errors", "templating"), ("evaluation", "agreement"), ("evaluation", "auth"),
     ("evaluation", "cli"), ("evaluation", "db"), ("evaluation", "errors"),

@@ -53,8 +53,15 @@
       first.appendChild(el("span", r.models.policy.name, "muted policy-name"));
     }
     tr.appendChild(first);
-    tr.appendChild(cell([[num(r.data.demonstrations, 0)]]));
-    tr.appendChild(cell([[num(r.data.rankings, 0)]]));
+    var flags = el("td");
+    r.watch.flags.forEach(function (f) {
+      var badge = el("span", f, "flag");
+      badge.title = r.watch.reasons[f];
+      flags.appendChild(badge);
+    });
+    if (!r.watch.flags.length) flags.appendChild(el("span", "—", "muted"));
+    tr.appendChild(flags);
+    tr.appendChild(cell([[num(r.data.demonstrations, 0)], ["/ " + num(r.data.rankings, 0), true]]));
     tr.appendChild(cell([[pct(r.data.agreement)]]));
     tr.appendChild(cell([[pct(r.rm.val_accuracy)], ["/ " + pct(r.rm.labeler_ceiling), true]]));
     tr.appendChild(cell([[num(r.ppo.reward)], ["(" + num(r.ppo.sft_reward) + ")", true]]));
@@ -65,14 +72,6 @@
     tr.appendChild(cell([[pct(s.at_limit_share)], ["/ " + pct(s.no_eos_share), true]]));
     tr.appendChild(cell([[pct(s.repeated_ngram_share)], ["/ " + pct(s.sft_repeated_ngram_share), true]]));
     tr.appendChild(cell([[pct(s.distinct_2)], ["/ " + pct(s.sft_distinct_2), true]]));
-    var flags = el("td");
-    r.watch.flags.forEach(function (f) {
-      var badge = el("span", f, "flag");
-      badge.title = r.watch.reasons[f];
-      flags.appendChild(badge);
-    });
-    if (!r.watch.flags.length) flags.appendChild(el("span", "—", "muted"));
-    tr.appendChild(flags);
     return tr;
   }
 

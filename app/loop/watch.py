@@ -105,27 +105,42 @@ def judge(signals: dict[str, float | None], human: dict[str, Any],
     kl = signals["kl"]
     if kl is not None and kl > limits.max_kl:
         out["kl_over_bound"] = f"KL to SFT is {kl:.2f} nats, above the bound {limits.max_kl:g}."
-    change = signals["length_change"]
-    cut = max((d for d in (_minus(signals["at_limit_share"], signals["sft_at_limit_share"]),
-                           _minus(signals["no_eos_share"], signals["sft_no_eos_share"]))
-               if d is not None), default=None)
-    if (change is not None and change > limits.length_jump) or (
-            cut is not None and cut > limits.cut_jump):
-        out["length_jump"] = (f"Mean answer length {_pct(change)} against SFT's; answers "
-                              f"cut at the cap or unfinished {_pct(cut, points=True)}.")
-    repeated = _minus(signals["repeated_ngram_share"], signals["sft_repeated_ngram_share"])
-    variety = _minus(signals["sft_distinct_2"], signals["distinct_2"])
-    if any(d is not None and d > limits.repetition_jump for d in (repeated, variety)):
-        out["repetition_jump"] = (f"Repeated 3-grams {_pct(repeated, points=True)} and "
-                                  f"distinct-2 {_pct(None if variety is None else -variety, True)}"
-                                  " against SFT.")
+    if (longer := _length_reason(signals, limits)) is not None:
+        out["length_jump"] = longer
+    if (repeats := _repetition_reason(signals, limits)) is not None:
+        out["repetition_jump"] = repeats
     return out
 
 
-def _pct(x: float | None, points: bool = False) -> str:
-    if x is None:
-        return "unknown"
-    return f"{x * 100:+.0f} points" if points else f"{x:+.0%}"
+def _length_reason(signals: dict[str, float | None], limits: Limits) -> str | None:
+    """Why the answers look padded: longer than SFT's, or more often cut at the cap."""
+    parts = []
+    change = signals["length_change"]
+    if change is not None and change > limits.length_jump:
+        parts.append(f"mean answer length {change:+.0%}")
+    cut = max((d for d in (_minus(signals["at_limit_share"], signals["sft_at_limit_share"]),
+                           _minus(signals["no_eos_share"], signals["sft_no_eos_share"]))
+               if d is not None), default=None)
+    if cut is not None and cut > limits.cut_jump:
+        parts.append(f"answers cut at the cap or unfinished {cut * 100:+.0f} points")
+    return _sentence(parts) if parts else None
+
+
+def _repetition_reason(signals: dict[str, float | None], limits: Limits) -> str | None:
+    """Why the answers look collapsed: more repeated 3-grams or less variety than SFT's."""
+    parts = []
+    repeated = _minus(signals["repeated_ngram_share"], signals["sft_repeated_ngram_share"])
+    if repeated is not None and repeated > limits.repetition_jump:
+        parts.append(f"repeated 3-grams {repeated * 100:+.0f} points")
+    variety = _minus(signals["sft_distinct_2"], signals["distinct_2"])
+    if variety is not None and variety > limits.repetition_jump:
+        parts.append(f"distinct-2 {-variety * 100:+.0f} points")
+    return _sentence(parts) if parts else None
+
+
+def _sentence(parts: list[str]) -> str:
+    text = " and ".join(parts) + " against SFT's answers to the same prompts."
+    return text[0].upper() + text[1:]
 
 
 def watch(*, db: Session, policy: ModelVersion | None,

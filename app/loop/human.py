@@ -16,6 +16,7 @@ from app.registry.models import ModelVersion
 
 COMPLETE = "complete"  # a campaign with every judgment in (or closed, or nothing to judge)
 CACHE_SIZE = 256
+MAX_CAMPAIGNS = 1000  # the newest campaigns read: two per round of the loop's newest 200, and more
 
 # A campaign's figures change only with its judgments and its state: keyed by both, the
 # page's refresh every few seconds does not rerun the bootstrap of every campaign.
@@ -43,20 +44,32 @@ def _figure(db: Session, campaign: dict[str, Any], model_id: int) -> dict[str, A
             "state": campaign["state"], "complete": campaign["state"] == COMPLETE}
 
 
-def human_figures(*, db: Session, policy: ModelVersion | None) -> dict[str, Any]:
+def campaigns(*, db: Session) -> list[dict[str, Any]]:
+    """The newest campaigns, newest first, as the evaluation service describes them, each
+    with its baseline's kind: read once for every round of the page."""
+    described = evaluations.describe(db=db, evaluations=evaluations.list_evaluations(
+        db=db, limit=MAX_CAMPAIGNS))
+    kinds: dict[int, str] = {}
+    for d in described:
+        if d["baseline_id"] not in kinds:
+            kinds[d["baseline_id"]] = registry.get_version(db=db, version_id=d["baseline_id"]).kind
+        d["baseline_kind"] = kinds[d["baseline_id"]]
+    return described
+
+
+def human_figures(*, db: Session, policy: ModelVersion | None,
+                  known: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """{"vs_sft", "vs_previous"}: the policy's win rate, 95% CI and judgments against an SFT
     baseline and against an earlier policy, from the newest campaign of each with any
-    judgments (else the newest at all); None where no campaign compared them."""
+    judgments (else the newest at all); None where no campaign compared them. `known`:
+    the campaigns already read (`campaigns()`)."""
     out: dict[str, Any] = {"vs_sft": None, "vs_previous": None}
     if policy is None:
         return out
-    found = [e for e in evaluations.list_evaluations(db=db, model_id=policy.id)
-             if policy.id in e.model_ids]  # the policy as a candidate, newest first
-    described = evaluations.describe(db=db, evaluations=found)
-    kinds = {d["baseline_id"]: registry.get_version(db=db, version_id=d["baseline_id"]).kind
-             for d in described}
+    known = campaigns(db=db) if known is None else known
+    mine = [d for d in known if policy.id in d["model_ids"]]  # as a candidate, newest first
     for key, wanted in (("vs_sft", "sft"), ("vs_previous", "policy")):
-        fits = [d for d in described if kinds[d["baseline_id"]] == wanted
+        fits = [d for d in mine if d["baseline_kind"] == wanted
                 and (wanted != "policy" or d["baseline_id"] < policy.id)]
         judged = [d for d in fits if d["judgments"]]
         if judged or fits:

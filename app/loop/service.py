@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.agreement import service as agreement
 from app.jobs import rounds
 from app.jobs.models import Round
-from app.loop.human import human_figures
+from app.loop.human import campaigns, human_figures
 from app.loop.watch import Limits, watch
 from app.registry import service as registry
 from app.registry.models import ModelVersion
@@ -68,11 +68,12 @@ def _model(version: ModelVersion | None) -> dict[str, Any] | None:
     return None if version is None else {"id": version.id, "name": version.name}
 
 
-def round_row(*, db: Session, rnd: Round, versions: dict[str, ModelVersion]) -> dict[str, Any]:
-    """One round as the loop shows it."""
+def round_row(*, db: Session, rnd: Round, versions: dict[str, ModelVersion],
+              known: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One round as the loop shows it (`known`: the campaigns, when already read)."""
     policy, rm = versions.get("policy"), versions.get("rm")
     data = _data(db, rnd)
-    human = human_figures(db=db, policy=policy)
+    human = human_figures(db=db, policy=policy, known=known)
     return {
         "round_id": rnd.id, "state": rnd.state, "stages": list(rnd.stages),
         "created_at": rnd.created_at, "finished_at": rnd.finished_at,
@@ -92,7 +93,8 @@ def loop(*, db: Session) -> dict[str, Any]:
     """Every round (the newest MAX_ROUNDS), oldest first, and the watch's limits."""
     listed = list(reversed(rounds.list_rounds(db=db, limit=MAX_ROUNDS)))
     versions = registry.round_versions(db=db, round_ids=[r.id for r in listed])
-    return {"rounds": [round_row(db=db, rnd=r, versions=versions.get(r.id, {}))
+    known = campaigns(db=db)
+    return {"rounds": [round_row(db=db, rnd=r, versions=versions.get(r.id, {}), known=known)
                        for r in listed],
             "limits": vars(Limits.from_settings())}
 

@@ -36,6 +36,7 @@ class Limits:
     length_jump: float
     cut_jump: float
     repetition_jump: float
+    distinct_drop: float
 
     @classmethod
     def from_settings(cls) -> Limits:
@@ -43,7 +44,8 @@ class Limits:
         s = get_settings()
         return cls(max_kl=s.watch_max_kl, rm_rise=s.watch_rm_rise,
                    min_judgments=s.watch_min_judgments, length_jump=s.watch_length_jump,
-                   cut_jump=s.watch_cut_jump, repetition_jump=s.watch_repetition_jump)
+                   cut_jump=s.watch_cut_jump, repetition_jump=s.watch_repetition_jump,
+                   distinct_drop=s.watch_distinct_drop)
 
 
 def _num(metrics: dict[str, Any], *keys: str) -> float | None:
@@ -133,7 +135,7 @@ def _repetition_reason(signals: dict[str, float | None], limits: Limits) -> str 
     if repeated is not None and repeated > limits.repetition_jump:
         parts.append(f"repeated 3-grams {repeated * 100:+.0f} points")
     variety = _minus(signals["sft_distinct_2"], signals["distinct_2"])
-    if variety is not None and variety > limits.repetition_jump:
+    if variety is not None and variety > limits.distinct_drop:
         parts.append(f"distinct-2 {-variety * 100:+.0f} points")
     return _sentence(parts) if parts else None
 

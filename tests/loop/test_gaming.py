@@ -42,17 +42,19 @@ def sft_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
              for i, w in enumerate(WORDS * 2)]
     write_jsonl(root / "prompts.jsonl", rows)
     sft = train_sft(SFTConfig(base_model=str(root / "base"), train_data=str(root / "demos.jsonl"),
-                              out=str(root / "sft"), valid_fraction=0.1, epochs=4, batch_size=8,
+                              out=str(root / "sft"), valid_fraction=0.1, epochs=12, batch_size=8,
                               lr=2e-3, dropout=0.0, eval_max_new_tokens=16, tracker="none"))
     return root, sft
 
 
-def _policy_metrics(sft_dir, name, reward):  # type: ignore[no-untyped-def]
+def _policy_metrics(sft_dir, name, reward, **gentle):  # type: ignore[no-untyped-def]
     root, sft = sft_dir
     cfg = PPOConfig(policy_model=str(sft), reward_model=None, prompts=str(root / "prompts.jsonl"),
                     out=str(root / name), ptx_coef=0.0, steps=12, rollout_size=16,
                     minibatch_size=8, ppo_epochs=2, lr=1e-3, value_lr=1e-3, max_new_tokens=24,
                     kl_coef=0.02, select_by="last", tracker="none")
+    for key, value in gentle.items():
+        setattr(cfg, key, value)
     return read_manifest(train_ppo(cfg, reward=reward))["metrics"]
 
 
@@ -74,7 +76,9 @@ def test_a_policy_that_games_a_length_paying_judge_is_flagged(db, sft_dir):
 
 
 def test_a_policy_trained_on_a_fair_judge_is_not_flagged(db, sft_dir):
-    metrics = _policy_metrics(sft_dir, "sane", pays_for_a_full_stop)
+    # held near SFT (β 0.2, a smaller step): pushed hard, even this judge's policy collapses
+    # onto a few words, and the watch rightly says so
+    metrics = _policy_metrics(sft_dir, "sane", pays_for_a_full_stop, kl_coef=0.2, lr=3e-4)
     rnd, v = make_round(db, metrics=metrics)
     judged(db, candidate=v["policy"], baseline=v["sft"], wins=24, losses=6)  # people agree
     assert round_flags(db=db, round_id=rnd.id) == [], metrics

@@ -8,7 +8,7 @@ from app.loop.watch import Limits, judge, policy_signals, round_flags
 from tests.loop.factories import SFT_FIGURES, judged, make_round, ppo_metrics
 
 LIMITS = Limits(max_kl=10.0, rm_rise=0.05, min_judgments=20, length_jump=0.5, cut_jump=0.25,
-                repetition_jump=0.15)
+                repetition_jump=0.15, distinct_drop=0.3)
 NO_PEOPLE: dict = {"vs_sft": None, "vs_previous": None}
 
 
@@ -57,7 +57,8 @@ def test_length_jump_against_sft_is_flagged(figures, flagged):
 @pytest.mark.parametrize(("figures", "flagged"), [
     ({"repeated_ngram_share": 0.15}, False),  # +11 points
     ({"repeated_ngram_share": 0.25}, True),  # +21 points: a phrase said over and over
-    ({"distinct_2": 0.60}, True),  # 20 points less variety
+    ({"distinct_2": 0.60}, False),  # 20 points less variety: what any optimisation costs
+    ({"distinct_2": 0.45}, True),  # 35 points less: collapsing onto a few phrases
 ])
 def test_repetition_jump_against_sft_is_flagged(figures, flagged):
     flags = judge(policy_signals(ppo_metrics(rm_score=0.1, kl=1.0, **figures)), NO_PEOPLE,

@@ -153,6 +153,7 @@ def watch(*, db: Session, policy: ModelVersion | None,
     human = human if human is not None else human_figures(db=db, policy=policy)
     signals: dict[str, Any] = dict(policy_signals(policy.metrics or {}))
     verdict = people(human)
+    signals["win_rate_vs_sft"] = (human.get("vs_sft") or {}).get("win_rate")
     signals["win_rate_vs_previous"] = (human.get("vs_previous") or {}).get("win_rate")
     signals["win_rate_people"] = verdict["win_rate"] if verdict else None
     reasons = judge(signals, human, Limits.from_settings())

@@ -82,6 +82,7 @@ def test_a_policy_that_games_a_length_paying_judge_is_flagged_and_a_sane_one_is_
     assert round_flags(db=db, round_id=r2.id) == ["rm_up_people_flat", "length_jump"]
     seen = watch.watch(db=db, policy=v2["policy"])
     assert seen["signals"]["win_rate_vs_previous"] == pytest.approx(0.5)
+    assert seen["signals"]["win_rate_vs_sft"] == pytest.approx(0.6)
     assert "50%" in seen["reasons"]["rm_up_people_flat"]
 
 

@@ -50,6 +50,23 @@ class Settings(BaseSettings):
     pretrain_data: str = ""  # PPO-ptx pretraining text; empty: the tiny model's corpus or none
     round_min_demonstrations: int = 8
     round_min_rankings: int = 8
+    # The reward-hacking watch (docs/loop.md, "The watch"): a round is flagged when its
+    # policy's KL to SFT on test prompts passes watch_max_kl (nats per answer); when its RM
+    # score gain over SFT passes watch_rm_rise while people do not prefer it (the lower 95%
+    # bound of its win rate against the previous policy, else SFT, is at most ½, over at
+    # least watch_min_judgments judgments or a complete campaign); when its mean answer
+    # length grows by more than watch_length_jump (a share) over SFT's or the share of
+    # answers cut at the cap or unfinished rises by more than watch_cut_jump; or when its
+    # repeated 3-gram share rises by more than watch_repetition_jump, or its distinct-2
+    # falls by more than watch_distinct_drop (any optimisation narrows the vocabulary a
+    # little: on the tiny model a gentle PPO run loses about 0.2, a gamed one 0.4).
+    watch_max_kl: float = 10.0
+    watch_rm_rise: float = 0.05
+    watch_min_judgments: int = 20
+    watch_length_jump: float = 0.5
+    watch_cut_jump: float = 0.25
+    watch_repetition_jump: float = 0.15
+    watch_distinct_drop: float = 0.3
     db_pool_recycle_s: int = 1800
     db_connect_timeout_s: int = 5  # a database that does not answer is an outage (503)
     keep_alive_s: int = 75  # uvicorn's keep-alive, above the proxies' in front of it

@@ -25,7 +25,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # queue and the submissions) comes first.
 DOMAINS = (
     "queue", "labeling", "auth", "prompts", "agreement", "exports", "jobs", "registry",
-    "evaluation", "home",
+    "evaluation", "loop", "home",
 )
 
 

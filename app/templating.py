@@ -40,8 +40,10 @@ def add_nav(label: str, path: str, roles: tuple[str, ...], description: str = ""
         NAV.append(NavItem(label, path, frozenset(str(r) for r in roles), description))
 
 
-# The order a person works in: labeling first, then data and models, then administration.
+# The order a person works in: the loop at a glance (staff), labeling, then data and models,
+# then administration.
 NAV_ORDER = (
+    "/loop",
     "/label", "/label/mine", "/prompts", "/tasks", "/review", "/exports", "/agreement", "/jobs",
     "/models", "/admin/users", "/admin/use-cases", "/label/guidelines", "/account",
 )

@@ -66,6 +66,7 @@ from training.models import (
 )
 from training.outputs import Callback
 from training.sampling import RewardFn, decode, generate_ids, rm_reward_fn
+from training.signals import output_signals
 
 clock = time.perf_counter  # the one clock for throughput figures (tests can replace it)
 
@@ -253,6 +254,23 @@ def test_prompts(cfg: PPOConfig) -> list[str]:
     return [r["prompt"] if "prompt" in r else r["text"] for r in rows][: cfg.test_size]
 
 
+def _sample_scored(
+    model: Any, tok: Any, reward: RewardFn, prompts: list[str], cfg: PPOConfig
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, float]]:
+    """One answer per prompt from `model` with the evaluation seed: (generation, RM scores,
+    output signals). The RNG is restored after, so evaluating does not change training."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 1)
+        gen = generate_ids(
+            model, tok, prompts, cfg.max_new_tokens, cfg.max_prompt_len, cfg.temperature
+        )
+    rmask = gen["response_mask"]
+    scores = reward(prompts, decode(tok, gen["response_ids"], rmask)).float()
+    answers = [row[m.bool()].tolist() for row, m in zip(gen["response_ids"], rmask, strict=True)]
+    signals = output_signals(answers, eos_id=tok.eos_token_id, max_new_tokens=cfg.max_new_tokens)
+    return gen, scores, signals
+
+
 @torch.no_grad()
 def evaluate_policy(
     policy: Any,
@@ -263,21 +281,14 @@ def evaluate_policy(
     cfg: PPOConfig,
     beta: float,
 ) -> dict[str, float]:
-    """One sampled answer per evaluation prompt: mean RM score, KL and their objective.
-
-    Sampling uses its own seed and restores the RNG after, so evaluating does not change
-    the training run.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed + 1)
-        gen = generate_ids(
-            policy, tok, prompts, cfg.max_new_tokens, cfg.max_prompt_len, cfg.temperature
-        )
+    """One sampled answer per evaluation prompt: mean RM score, KL, their objective, and
+    what the answers look like (length, cut answers, repetition: training/signals.py)."""
+    gen, scores, signals = _sample_scored(policy, tok, reward, prompts, cfg)
     n_prompt = gen["prompt_ids"].shape[1]
     seq = torch.cat([gen["prompt_ids"], gen["response_ids"]], 1)
     mask = torch.cat([gen["prompt_mask"], gen["response_mask"]], 1)
     rmask = gen["response_mask"]
-    scores = reward(prompts, decode(tok, gen["response_ids"], rmask)).to(seq.device).float()
+    scores = scores.to(seq.device)
     logp, _ = response_logprobs(policy, seq, mask, n_prompt, temperature=cfg.temperature)
     ref_logp = reference_logprobs(ref, policy, seq, mask, n_prompt, cfg.temperature)
     kl = kl_estimate(logp, ref_logp, rmask)
@@ -285,7 +296,22 @@ def evaluate_policy(
         "eval_rm_score": scores.mean().item(),
         "eval_kl": kl.mean().item(),
         "eval_objective": (scores - beta * kl).mean().item(),
+        **{f"eval_{k}": v for k, v in signals.items()},
     }
+
+
+@torch.no_grad()
+def evaluate_reference(
+    policy: Any, ref: Any, tok: Any, reward: RewardFn, prompts: list[str], cfg: PPOConfig
+) -> dict[str, float]:
+    """The SFT model's RM score and output signals on the same prompts, sampled the same
+    way: what the policy's figures are compared with (a jump in length or repetition)."""
+    if ref is not None:
+        _, scores, signals = _sample_scored(ref, tok, reward, prompts, cfg)
+    else:  # LoRA: SFT is the policy with its adapters off
+        with policy.disable_adapter():
+            _, scores, signals = _sample_scored(policy, tok, reward, prompts, cfg)
+    return {"rm_score": scores.mean().item(), **signals}
 
 
 def pretraining_texts(cfg: PPOConfig) -> tuple[list[str], list[str]]:
@@ -516,6 +542,9 @@ def train_ppo(
         measured = evaluate_policy(unwrapped, ref, tok, reward, held_back, cfg, kl_ctl.value)
         final.update({f"test_{k.removeprefix('eval_')}": v for k, v in measured.items()},
                      test_prompts=len(held_back))
+        # SFT on the same prompts: the watch reads a jump in length or repetition from these
+        sft = evaluate_reference(unwrapped, ref, tok, reward, held_back, cfg)
+        final.update({f"sft_test_{k}": v for k, v in sft.items()})
     final.update(
         initial_heldout_lm_loss=initial_heldout,
         episodes=episodes,

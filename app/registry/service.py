@@ -51,6 +51,16 @@ def list_versions(*, db: Session, kind: str | None = None, limit: int = 500) -> 
     return list(db.scalars(stmt))
 
 
+def round_versions(*, db: Session, round_ids: list[int]) -> dict[int, dict[str, ModelVersion]]:
+    """The versions each round trained, by kind (the newest where a stage ran twice)."""
+    stmt = (select(ModelVersion).where(ModelVersion.round_id.in_(round_ids))
+            .order_by(ModelVersion.id))
+    out: dict[int, dict[str, ModelVersion]] = {}
+    for version in db.scalars(stmt):
+        out.setdefault(version.round_id or 0, {})[version.kind] = version
+    return out
+
+
 def snapshot_ids(*, db: Session, version_id: int) -> list[int]:
     """The snapshots a version was trained on."""
     stmt = select(ModelVersionSnapshot.snapshot_id).where(

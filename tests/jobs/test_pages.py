@@ -75,25 +75,27 @@ def test_every_page_renders_for_staff(client, db, loop_rows, role):
     login(client, make_user(db, role))
     r = loop_rows
     for path in ["/jobs", f"/jobs/{r['job'].id}", "/models", f"/models/{r['policy'].id}",
-                 f"/models/compare?a={r['sft'].id}&b={r['policy'].id}", "/models/compare"]:
+                 f"/models/compare?a={r['sft'].id}&b={r['policy'].id}", "/models/compare",
+                 "/loop"]:
         resp = client.get(path)
         assert resp.status_code == 200, (path, resp.text[:500])
     nav = client.get("/jobs").text
-    assert 'href="/jobs"' in nav and 'href="/models"' in nav
+    assert 'href="/jobs"' in nav and 'href="/models"' in nav and 'href="/loop"' in nav
 
 
 def test_labelers_get_403_on_every_page_and_form(client, db, loop_rows):
     csrf = login(client, make_user(db, Role.labeler))
     r = loop_rows
     for path in ["/jobs", f"/jobs/{r['job'].id}", "/models", f"/models/{r['policy'].id}",
-                 f"/models/compare?a={r['sft'].id}&b={r['policy'].id}"]:
+                 f"/models/compare?a={r['sft'].id}&b={r['policy'].id}", "/loop",
+                 "/api/v1/loop"]:
         assert client.get(path).status_code == 403, path
     for path in ["/jobs/rounds", f"/jobs/{r['job'].id}/cancel", f"/jobs/{r['job'].id}/retry",
                  "/jobs/schedule", f"/models/{r['policy'].id}/promote", "/models/rollback"]:
         assert client.post(path, data={"csrf_token": csrf, "stages": "sft", "kind": "policy"},
                            follow_redirects=False).status_code == 403, path
-    assert "/jobs" not in re.findall(r'<nav class="nav".*?</nav>', client.get("/label/mine").text,
-                                     re.S)[0]
+    labeler_nav = re.findall(r'<nav class="nav".*?</nav>', client.get("/label/mine").text, re.S)[0]
+    assert "/jobs" not in labeler_nav and "/loop" not in labeler_nav
     assert db.get(Job, r["job"].id).state == "queued"
     assert registry.alias_target(db=db, alias="policy:active") is None
 

@@ -71,6 +71,14 @@ def test_loop_through_worker_registers_lineage_and_feeds_labelers(stack, fed, co
                                        .where(Candidate.id.in_(shown))))
     assert models["policy"]["id"] in writers and None not in writers
 
+    # the loop page's JSON, from the web process: the round with what went in and came out
+    (row,) = stack.get("/api/v1/loop", fed)["rounds"]
+    assert row["round_id"] == rnd["id"] and row["state"] == "succeeded"
+    assert row["data"]["demonstrations"] == export["outputs"]["snapshots"]["sft"]["rows"]
+    assert row["data"]["rankings"] == export["outputs"]["snapshots"]["grouped"]["rows"]
+    assert row["rm"]["val_accuracy"] == models["rm"]["metrics"]["val_accuracy"]
+    assert row["ppo"]["kl"] is not None and row["watch"]["signals"]["kl"] == row["ppo"]["kl"]
+
 
 def _running_sft(stack: Stack, headers: dict[str, str]) -> tuple[int, dict]:
     made = stack.http.post("/api/v1/rounds", headers=headers, json={"config": LONG_SFT,

@@ -179,9 +179,10 @@ def test_ppo_uses_train_prompts_and_keeps_the_best_evaluated_step(tiny_dir, tmp_
         tracker="none",
     )
     out = train_ppo(cfg, reward=reward)
-    # valid: the evaluations only; test: once, the kept policy, at the very end
-    assert [p.split()[0] for p in seen][-4:] == ["test"] * 4
-    assert sum(p.startswith("test") for p in seen) == 4
+    # valid: the evaluations only; test: at the very end, once for the kept policy and
+    # once for SFT (what the watch compares it with)
+    assert [p.split()[0] for p in seen][-8:] == ["test"] * 8
+    assert sum(p.startswith("test") for p in seen) == 8
     assert sum(p.startswith("train") for p in seen) == 4 * 8
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evaluated = [r for r in rows if "eval_objective" in r]
@@ -193,6 +194,12 @@ def test_ppo_uses_train_prompts_and_keeps_the_best_evaluated_step(tiny_dir, tmp_
     assert manifest["metrics"]["eval_objective"] == best["eval_objective"]
     assert manifest["metrics"]["test_prompts"] == 4
     assert {"test_rm_score", "test_kl", "test_objective"} <= set(manifest["metrics"])
+    signals = ("mean_length", "at_limit_share", "no_eos_share", "repeated_ngram_share",
+               "distinct_2")
+    for key in signals:
+        assert 0 <= manifest["metrics"][f"test_{key}"] <= (8 if key == "mean_length" else 1)
+        assert f"sft_test_{key}" in manifest["metrics"]
+    assert "sft_test_rm_score" in manifest["metrics"]
 
 
 def test_throughput_excludes_evaluation_time(tiny_dir, ppo_data, monkeypatch):

@@ -16,6 +16,9 @@ TASK_MODULES = tuple(
     for d in ("queue", "labeling", "agreement", "exports", "jobs", "registry", "evaluation")
     if importlib.util.find_spec(f"app.{d}.tasks") is not None
 )
+# Modules that register themselves with a lower layer when imported: the watch's flags,
+# which a round that promotes "if_better" must respect (app.jobs.judged.FLAG_SOURCES).
+SELF_REGISTERING = ("app.loop.watch",)
 
 
 def make_celery(settings: Settings | None = None) -> Celery:
@@ -30,7 +33,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        imports=("app.worker", *TASK_MODULES),
+        imports=("app.worker", *TASK_MODULES, *SELF_REGISTERING),
         broker_connection_retry_on_startup=True,
         # Jobs are sent to their kind's queue explicitly (app.jobs.service.dispatch).
         # A message not acknowledged (acks_late) is delivered again after the visibility

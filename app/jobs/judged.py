@@ -15,6 +15,7 @@ The decision runs where a campaign completes (the last judgment's transaction, t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,12 +46,23 @@ class Decision:
     reason: str
 
 
+# Who may raise flags on a round: the reward-hacking watch (app/loop/watch.py) registers
+# itself here when it is imported, as the faces (web app, worker) do at start-up; the rounds
+# never import it (a lower layer offers the slot, the higher one fills it).
+FlagSource = Callable[..., list[str]]
+FLAG_SOURCES: list[FlagSource] = []
+
+
+def add_flag_source(source: FlagSource) -> FlagSource:
+    """Register a `source(*, db, round_id) -> [flag, …]` that `if_better` must respect."""
+    if source not in FLAG_SOURCES:
+        FLAG_SOURCES.append(source)
+    return source
+
+
 def round_flags(*, db: Session, round_id: int) -> list[str]:
-    """The reward-hacking watch's flags on this round's policy (none until it records any
-    on the round as `watch_flags`)."""
-    rnd = db.get(Round, round_id)
-    flags = getattr(rnd, "watch_flags", None) if rnd is not None else None
-    return [str(f) for f in flags] if flags else []
+    """Every registered watch's flags on this round's policy."""
+    return [str(f) for source in FLAG_SOURCES for f in source(db=db, round_id=round_id)]
 
 
 def _pct(x: float) -> str:

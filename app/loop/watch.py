@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
+from app.jobs import judged
 from app.loop.human import human_figures
 from app.registry import service as registry
 from app.registry.models import ModelVersion
@@ -160,6 +161,7 @@ def watch(*, db: Session, policy: ModelVersion | None,
     return {"flags": list(reasons), "reasons": reasons, "signals": signals}
 
 
+@judged.add_flag_source
 def round_flags(*, db: Session, round_id: int) -> list[str]:
     """The watch's flags on a round (empty when it trained no policy): what `if_better`
     must not promote past without a researcher's confirmation."""

@@ -67,6 +67,8 @@ class LoopSettings:
     ptx_compare: bool = False
     round_timeout: float = 6 * 3600
     seed: int = 0
+    evaluate: int = 0  # test prompts in each round's blind campaign (0: no campaign)
+    promote: bool | str = True  # True, or "if_better": only once the campaign says so
 
 
 class Api:
@@ -113,6 +115,16 @@ class Api:
     def test_prompts(self, n: int) -> list[str]:
         page = self._get("/api/v1/prompts", "list test prompts", split="test", limit=n)
         return [p["text"] for p in page["items"]]
+
+    def round(self, round_id: Any) -> dict[str, Any]:
+        return dict(self._get(f"/api/v1/rounds/{round_id}", "read the round"))
+
+    def results(self, evaluation_id: Any) -> dict[str, Any]:
+        return dict(self._get(f"/api/v1/evaluations/{evaluation_id}/results",
+                              "read a campaign's results"))
+
+    def loop_rows(self) -> list[dict[str, Any]]:
+        return list(self._get("/api/v1/loop", "read the loop").get("rounds", []))
 
     def agreement(self) -> dict[str, Any] | None:
         resp = self.http.get("/api/v1/agreement/summary", params={"kind": "rank"})
@@ -189,19 +201,57 @@ class Loop:
     def round(self, n: int, previous_policy: str | None) -> dict[str, Any]:
         """One round: train, promote, generate; then the pool ranks the new tasks."""
         s = self.settings
-        body: dict[str, Any] = {"promote": True, "generate": {
+        body: dict[str, Any] = {"promote": s.promote, "generate": {
             "k": s.k, "n_prompts": s.n_prompts, "overlap": s.overlap}}
+        if s.evaluate:
+            body["evaluate"] = {"n_prompts": s.evaluate, "overlap": 1, "judges": "all"}
         if s.config:
             body["config"] = s.config
         started = self.api.start_round(body)
-        jobs = wait_for_round(self.api, started["round_id"], s.round_timeout, self.quiet)
-        self.feedback()  # the new policy's samples, ranked: held out from this round's RM
-        row: dict[str, Any] = {"round": n, "round_id": started["round_id"],
+        round_id = started["round_id"]
+        jobs = wait_for_round(self.api, round_id, s.round_timeout, self.quiet)
+        self.feedback()  # the new policy's samples ranked, or its campaign judged
+        if s.evaluate:
+            jobs = self._decided(round_id)
+            self.feedback()  # the samples of a policy the campaign promoted, ranked
+        row: dict[str, Any] = {"round": n, "round_id": round_id,
                                "jobs": {j["kind"]: j["state"] for j in jobs}}
         row.update(self._measure(jobs, previous_policy))
+        if s.evaluate:
+            row.update(self._judged(round_id, (row.get("models") or {}).get("policy")))
         if s.ptx_compare:
             row["plain_ppo"] = self._plain_ppo()
         return row
+
+    def _decided(self, round_id: Any) -> list[dict[str, Any]]:
+        """Judge the round's campaign until the round is decided (a held round waits for a
+        person: the loop reports it and goes on), then wait for what the decision started."""
+        deadline = time.monotonic() + self.settings.round_timeout
+        while time.monotonic() < deadline:
+            rnd = self.api.round(round_id)
+            if rnd["state"] != "awaiting_judgment" or (rnd.get("decision") or {}).get(
+                    "action") == "held":
+                return wait_for_round(self.api, round_id, self.settings.round_timeout,
+                                      self.quiet)
+            self.feedback()
+            time.sleep(2.0)
+        raise LoopError(f"round {round_id} was not decided in {self.settings.round_timeout:.0f} s")
+
+    def _judged(self, round_id: Any, policy_id: Any) -> dict[str, Any]:
+        """What people said in the round's campaigns, the decision, and the watch."""
+        rnd = self.api.round(round_id)
+        out: dict[str, Any] = {"decision": rnd.get("decision"), "round_state": rnd["state"]}
+        for key, evaluation_id in (rnd.get("evaluations") or {}).items():
+            if evaluation_id is None:
+                continue
+            rows = self.api.results(evaluation_id).get("results", [])
+            mine = next((r for r in rows if r.get("model_id") == policy_id), None)
+            if mine is not None:
+                out[f"campaign_{key}"] = {k: mine.get(k) for k in ("win_rate", "ci95", "n",
+                                                                   "ties")}
+        watched = next((r for r in self.api.loop_rows() if r.get("round_id") == round_id), {})
+        out["watch"] = (watched.get("watch") or {}).get("flags", [])
+        return out
 
     def _measure(self, jobs: list[dict[str, Any]], previous: str | None) -> dict[str, Any]:
         tally = self.pool.tally
@@ -265,6 +315,8 @@ def _fmt(value: Any, pct: bool = False) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, dict) and "win_rate" in value:
+        if value["win_rate"] is None or not value.get("ci95"):
+            return f"n/a (n={value.get('n') or 0})"
         lo, hi = value["ci95"]
         return f"{value['win_rate']:.0%} [{lo:.0%}, {hi:.0%}] n={value['n']}"
     return f"{value:.1%}" if pct else f"{value:.3f}"
@@ -288,6 +340,14 @@ def print_round(row: dict[str, Any]) -> None:
                   f"{_fmt(row['labelers_vs_hidden'], True)}")
     table.add_row("policy vs SFT (hidden)", _fmt(row.get("win_vs_sft")))
     table.add_row("policy vs previous", _fmt(row.get("win_vs_previous")))
+    if "decision" in row:
+        for key in ("vs_sft", "vs_previous"):
+            if f"campaign_{key}" in row:
+                table.add_row(f"campaign {key.replace('_', ' ')} (people)",
+                              _fmt(row[f"campaign_{key}"]))
+        decision = row.get("decision") or {}
+        table.add_row("decision", f"{decision.get('action', 'n/a')}: {decision.get('reason', '')}")
+        table.add_row("watch", ", ".join(row.get("watch") or []) or "no flag")
     table.add_row("KL to SFT (nats)", _fmt(row.get("kl")))
     lm = row.get("lm_loss") or {}
     plain = row.get("plain_ppo") or {}
@@ -321,6 +381,12 @@ def loop_command(
              "or a simulated researcher made beside the database)."),
     seed: int = typer.Option(0, "--seed"),
     quiet: bool = typer.Option(False, "--quiet"),
+    evaluate: int = typer.Option(0, "--evaluate", min=0, help="Test prompts in each round's "
+                                 "blind campaign (new policy vs SFT and the previous one), "
+                                 "judged by the pool; 0: none."),
+    if_better: bool = typer.Option(False, "--if-better", help="Promote only when the "
+                                   "campaign shows people prefer the new policy (needs "
+                                   "--evaluate)."),
 ) -> None:
     """Feedback → round (SFT → RM → PPO) → promote → new rank tasks → the pool ranks them,
     N times; a table after each round, a JSON report at the end."""
@@ -337,7 +403,10 @@ def loop_command(
     settings = LoopSettings(url=url.rstrip("/"), rounds=rounds, labelers=labelers, judge=judge,
                             agreement=agreement, k=k, n_prompts=n_prompts, overlap=overlap,
                             eval_prompts=eval_prompts, config=overrides,
-                            ptx_compare=ptx_compare, seed=seed)
+                            ptx_compare=ptx_compare, seed=seed, evaluate=evaluate,
+                            promote="if_better" if if_better else True)
+    if if_better and not evaluate:
+        fail("--if-better needs --evaluate N (the campaign that decides)")
     wait_until_up(settings.url, 10.0)
     token = researcher_token or admin_token or \
         make_accounts(settings.url, None, 1, "researcher")[0].token

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     pretrain_data: str = ""  # PPO-ptx pretraining text; empty: the tiny model's corpus or none
     round_min_demonstrations: int = 8
     round_min_rankings: int = 8
+    # A round that trained but barely learned says so (its page and JSON) instead of
+    # looking like success: the RM at chance on its held-out rankings, the policy at its SFT.
+    round_min_rm_accuracy: float = 0.55
+    round_min_kl: float = 0.05  # nats per answer
     # The reward-hacking watch (docs/loop.md, "The watch"): a round is flagged when its
     # policy's KL to SFT on test prompts passes watch_max_kl (nats per answer); when its RM
     # score gain over SFT passes watch_rm_rise while people do not prefer it (the lower 95%

@@ -170,6 +170,32 @@ def _judging(db: Session, stages: list[str], promote: bool | str,
                                                         evaluate=evaluate)
 
 
+def warnings(jobs: list[Job]) -> list[str]:
+    """What a round's succeeded stages say about whether it learned anything: sentences for
+    a reward model at chance, a policy that barely moved from its SFT, a generate stage that
+    made no rank task. A round with any of these succeeded in name only."""
+    settings, out = get_settings(), []
+    for job in jobs:
+        if job.state != JobState.succeeded:
+            continue
+        outputs = job.outputs or {}
+        metrics = outputs.get("metrics") or {}
+        accuracy, kl = metrics.get("val_accuracy"), metrics.get("test_kl", metrics.get("kl"))
+        if job.kind == "rm" and accuracy is not None and accuracy < settings.round_min_rm_accuracy:
+            out.append(f"The reward model is at chance on its held-out rankings (accuracy "
+                       f"{accuracy:.2f}): it has little to steer PPO by. More rankings, more "
+                       "epochs or a higher learning rate may help.")
+        if job.kind == "ppo" and kl is not None and kl < settings.round_min_kl:
+            out.append(f"The policy barely moved from its SFT model (KL {kl:.3f} nats): PPO's "
+                       "learning rate or steps are too small for this model, or its reward "
+                       "model gives it nothing to follow.")
+        if job.kind == "generate" and outputs.get("tasks") == 0:
+            out.append("The generate stage made no new rank task"
+                       + (f": {outputs['reason']}" if outputs.get("reason") else ".")
+                       + " The next round will have no fresh outputs to rank.")
+    return out
+
+
 def create_round(*, db: Session, user: User | None, stages: list[str] | None = None,
                  config: dict[str, dict[str, Any]] | None = None,
                  promote: bool | str = False, generate: dict[str, Any] | None = None,

@@ -40,6 +40,7 @@ def _send(job_ids: list[int]) -> None:
 def _round_read(db: DbSession, rnd: object) -> RoundRead:
     out = RoundRead.model_validate(rnd)
     out.jobs = [JobRead.model_validate(j) for j in rounds.round_jobs(db=db, round_id=out.id)]
+    out.warnings = rounds.warnings(rounds.current_jobs(db=db, round_id=out.id))
     return out
 
 

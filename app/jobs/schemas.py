@@ -115,6 +115,8 @@ class RoundRead(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     jobs: list[JobRead] = []
+    warnings: list[str] = Field(
+        default=[], description="sentences: stages that succeeded but learned or made nothing")
 
     @model_validator(mode="before")
     @classmethod

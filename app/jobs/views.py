@@ -28,6 +28,7 @@ class RoundView:
     round: Round
     jobs: list[Job]  # every attempt, in pipeline order
     current: set[int]  # ids of the newest attempt at each position
+    warnings: list[str] = field(default_factory=list)  # succeeded, but learned nothing
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ def round_views(*, db: Session, limit: int = 30) -> list[RoundView]:
     out = []
     for rnd in rounds.list_rounds(db=db, limit=limit):
         jobs = rounds.round_jobs(db=db, round_id=rnd.id)
-        current = {j.id for j in rounds.current_jobs(db=db, round_id=rnd.id)}
-        out.append(RoundView(rnd, jobs, current))
+        newest = rounds.current_jobs(db=db, round_id=rnd.id)
+        out.append(RoundView(rnd, jobs, {j.id for j in newest}, rounds.warnings(newest)))
     return out
 
 

@@ -172,8 +172,10 @@ def generate(ctx: JobContext) -> dict[str, Any]:
         prompts = [(p.id, p.text) for p in pick_prompts(db=db, config=config)]
     ctx.set_inputs(mix=mix, prompt_ids=[p for p, _ in prompts])
     if not prompts:
-        ctx.log("no prompts to generate for (every train prompt has an open rank task)")
-        return {"prompts": 0, "tasks": 0, "skipped": 0, "candidates": 0, "task_ids": []}
+        reason = "no eligible prompt (every train prompt has an open rank task)"
+        ctx.log(reason)
+        return {"prompts": 0, "tasks": 0, "skipped": 0, "candidates": 0, "task_ids": [],
+                "reason": reason}
     source = ctx.workdir / "prompts.jsonl"
     source.write_text("".join(json.dumps({"prompt_id": i, "prompt": t}) + "\n"
                               for i, t in prompts))
@@ -219,8 +221,12 @@ def _make_tasks(ctx: JobContext, config: dict[str, Any],
             n_candidates += len(rows)
     ctx.log(f"{len(task_ids)} rank tasks, {n_candidates} candidates; {skipped} prompts had "
             f"fewer than {MIN_K} distinct candidates")
-    return {"prompts": len(samples), "tasks": len(task_ids), "skipped": skipped,
-            "candidates": n_candidates, "task_ids": task_ids[:1000]}
+    out = {"prompts": len(samples), "tasks": len(task_ids), "skipped": skipped,
+           "candidates": n_candidates, "task_ids": task_ids[:1000]}
+    if not task_ids:
+        out["reason"] = (f"all {skipped} prompts had fewer than {MIN_K} distinct outputs (the "
+                         "mix sampled near-identical answers)")
+    return out
 
 
 def request(*, db: Session, config: dict[str, Any], user: Any) -> Any:

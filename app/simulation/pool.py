@@ -106,7 +106,9 @@ class Pool:
                 headers={"Authorization": f"Bearer {account.token}"},
                 limits=httpx.Limits(max_connections=2, keepalive_expiry=2.0))
             rng = random.Random(f"{self.settings.seed}-{profile.index}")
-            kinds: list[str | None] = list(self.settings.kinds) or [None]
+            # No kinds given: "any task", then compare tasks, which "any task" leaves out (a
+            # person sees the Compare tile beside it), so campaigns get judged too.
+            kinds: list[str | None] = list(self.settings.kinds) or [None, "compare"]
             rng.shuffle(kinds)
             workers.append(_Labeler(account, profile, client, rng, kinds))
         try:

@@ -233,3 +233,23 @@ def test_a_labeler_who_thinks_a_while_keeps_its_lease_alive(committed_db, live_s
     tally = _in_thread(Pool(settings, accounts.from_database(1), make_judge("keyword")).run())
     assert tally.total == 3 and not tally.errors
     assert tally.heartbeats >= 1 and len(tally.latency["heartbeat"]) == tally.heartbeats
+
+
+def test_pool_with_no_kinds_also_judges_compare_tasks(committed_db, live_server):
+    """'Any task' leaves compare tasks out; a simulated labeler asks for them too, so a
+    round's campaign gets judged by `make run SIMULATE=N` and `simulate loop`."""
+    from app.evaluation.models import Evaluation
+    from tests.evaluation.factories import campaign, make_prompts, make_version
+
+    db = committed_db
+    make_prompts(db, 4)
+    sft = make_version(db, "sft")
+    ev = campaign(db, None, candidates=[make_version(db, "policy", parent=sft)], baseline=sft,
+                  n=4, judges="all")
+    db.commit()
+    pool = Pool(PoolSettings(url=live_server, labelers=2, skip_rate=0.0),
+                accounts.from_database(2), make_judge("letter:e"))
+    tally = _in_thread(pool.run())
+    assert tally.submitted["compare"] == 4 and tally.errors == Counter()
+    db.expire_all()
+    assert db.get(Evaluation, ev.id).state == "complete"  # its last judgment completed it

@@ -140,7 +140,12 @@ def show(figures: dict) -> None:
               f"{', '.join(row.get('watch') or []) or '-'}")
     first = figures["rounds"][0]
     win = first.get("campaign_vs_sft") or first.get("win_vs_sft") or {}
-    gap = (first.get("agreement") or 0) - (first.get("rm_val_accuracy") or 0)
+    ceiling = first.get("server_agreement") or first.get("agreement") or 0
+    print(f"round 1: RM on held-out rankings {_f(first.get('rm_val_accuracy'))} (job), "
+          f"{_f((first.get('rm') or {}).get('vs_labels'))} on the next round's rankings; "
+          f"labelers' agreement {_f(ceiling)} over all rankings; labelers vs the hidden rule "
+          f"{_f(first.get('labelers_vs_hidden'))}")
+    gap = ceiling - (first.get("rm_val_accuracy") or 0)
     won = (win.get("win_rate") or 0) >= 0.8 and (win.get("ci95") or [0])[0] > 0.65
     print(f"targets: RM within 5 points of the ceiling: {gap:.3f} "
           f"({'met' if gap <= 0.05 else 'NOT met'}); win ≥ 0.80 with CI low > 0.65: "

@@ -173,8 +173,9 @@ def up(
     simulate: int = typer.Option(0, "--simulate", min=0, help="Also run N simulated "
                                  "labelers on the queue (rlhf-studio simulate --watch)."),
     schedule: bool = typer.Option(False, "--schedule", help="Rounds start by themselves: "
-                                  "after every ~700 new comparisons, promote and sample "
-                                  "fresh rank tasks (the schedule on /jobs)."),
+                                  "after every ~700 new comparisons, judged in a blind "
+                                  "campaign, promoted if people prefer the new policy, "
+                                  "then fresh rank tasks (the schedule on /jobs)."),
     worker_log_level: str = typer.Option(
         "WARNING", help="The workers' log level; at WARNING (the default) they print no banner."),
 ) -> None:
@@ -233,6 +234,9 @@ def up(
 # fresh rank tasks of K = 4 with overlap 2 that each round samples (768) start the next.
 SCHEDULE_COMPARISONS = 700
 SCHEDULE_GENERATE = {"k": 4, "n_prompts": 64, "overlap": 2}
+# Each round is judged in a blind campaign by whoever labels (the demo has no held-out
+# labelers) and promoted only if people prefer it.
+SCHEDULE_EVALUATE = {"overlap": 1, "judges": "all"}
 STATUS_EVERY_S = 10.0
 
 
@@ -244,7 +248,8 @@ def _schedule_rounds() -> None:
     with session_scope() as db:
         schedule.update_schedule(db=db, user=None, enabled=True, every_hours=None,
                                  min_new_comparisons=SCHEDULE_COMPARISONS,
-                                 min_new_demonstrations=None, promote=True,
+                                 min_new_demonstrations=None, promote="if_better",
+                                 evaluate=dict(SCHEDULE_EVALUATE),
                                  generate=dict(SCHEDULE_GENERATE))
     console.print(f"Rounds start by themselves after every {SCHEDULE_COMPARISONS} "
                   "new comparisons (change or stop it on /jobs).")

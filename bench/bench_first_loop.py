@@ -145,10 +145,11 @@ def show(figures: dict) -> None:
           f"{_f((first.get('rm') or {}).get('vs_labels'))} on the next round's rankings; "
           f"labelers' agreement {_f(ceiling)} over all rankings; labelers vs the hidden rule "
           f"{_f(first.get('labelers_vs_hidden'))}")
-    gap = ceiling - (first.get("rm_val_accuracy") or 0)
+    gap = ceiling - (first.get("rm_val_accuracy") or 0) if ceiling else float("nan")
     won = (win.get("win_rate") or 0) >= 0.8 and (win.get("ci95") or [0])[0] > 0.65
     print(f"targets: RM within 5 points of the ceiling: {gap:.3f} "
-          f"({'met' if gap <= 0.05 else 'NOT met'}); win ≥ 0.80 with CI low > 0.65: "
+          f"({'met' if gap <= 0.05 else 'NOT met' if gap == gap else 'n/a'}); "
+          f"win ≥ 0.80 with CI low > 0.65: "
           f"{win.get('win_rate') or 0:.3f}, {(win.get('ci95') or [0])[0]:.3f} "
           f"({'met' if won else 'NOT met'});"
           f" ≤ 600 s: {figures['total_s']:.0f} s "

@@ -173,6 +173,9 @@ class TrainSchedule(Base):
     stages: Mapped[list[str]] = mapped_column(JSON, default=list)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     promote: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Scheduled rounds judged by people: the campaign, and promote only if they prefer it.
+    promote_if_better: Mapped[bool] = mapped_column(Boolean, default=False)
+    evaluate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     generate: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_by_id: Mapped[int | None] = mapped_column(

@@ -12,6 +12,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,7 @@ from app.jobs import rounds
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
 from app.jobs.models import Round, TrainSchedule
+from app.jobs.schemas import EvaluateSpec
 from app.jobs.stage_config import STAGES, validate_config
 from app.labeling.models import Demonstration, Ranking
 from app.queue.models import Task
@@ -42,9 +44,11 @@ def get_schedule(*, db: Session, lock: bool = False) -> TrainSchedule:
 def update_schedule(*, db: Session, user: User | None, enabled: bool,
                     every_hours: float | None, min_new_comparisons: int | None,
                     min_new_demonstrations: int | None, stages: list[str] | None = None,
-                    config: dict[str, Any] | None = None, promote: bool = False,
-                    generate: dict[str, Any] | None = None) -> TrainSchedule:
-    """Set when rounds start by themselves (422 for a schedule that makes no sense)."""
+                    config: dict[str, Any] | None = None, promote: bool | str = False,
+                    generate: dict[str, Any] | None = None,
+                    evaluate: dict[str, Any] | None = None) -> TrainSchedule:
+    """Set when rounds start by themselves, and how they are judged and promoted (422 for
+    a schedule that makes no sense)."""
     if every_hours is not None and not 0.05 <= every_hours <= 24 * 365:
         raise JobError("Every N hours must be between 0.05 (3 minutes) and 8760 (a year).", 422)
     for name, value in (("new comparisons", min_new_comparisons),
@@ -63,16 +67,31 @@ def update_schedule(*, db: Session, user: User | None, enabled: bool,
         from app.registry.generation import validate_generate
 
         generate = validate_generate(generate)
+    evaluate = _judging(promote, evaluate)
     row = get_schedule(db=db, lock=True)
     row.enabled, row.every_hours = enabled, every_hours
     row.min_new_comparisons = min_new_comparisons
     row.min_new_demonstrations = min_new_demonstrations
     row.stages = [s for s in STAGES if s in stages]
     row.config = validate_config(config or {}, stages)
-    row.promote, row.generate = promote, generate
+    row.promote, row.generate = promote is True, generate
+    row.promote_if_better, row.evaluate = promote == "if_better", evaluate
     row.updated_by_id, row.updated_at = user.id if user else None, utcnow()
     db.flush()
     return row
+
+
+def _judging(promote: bool | str, evaluate: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A scheduled round's campaign, checked as a round's is (422 with why)."""
+    if promote not in (True, False, "if_better"):
+        raise JobError('promote must be true, false or "if_better".', 422)
+    if promote == "if_better" and evaluate is None:
+        evaluate = {}  # the default campaign, as a round started by hand gets
+    try:
+        return (EvaluateSpec.model_validate(evaluate).model_dump()
+                if evaluate is not None else None)
+    except ValidationError as exc:
+        raise JobError(f"evaluate: {exc.errors()[0]['msg']}", 422) from None
 
 
 def new_feedback(*, db: Session) -> dict[str, int]:
@@ -119,7 +138,9 @@ def tick() -> int | None:
             return None
         try:
             rnd = rounds.create_round(db=db, user=None, stages=row.stages, config=row.config,
-                                      promote=row.promote, generate=row.generate,
+                                      promote="if_better" if row.promote_if_better
+                                      else row.promote, evaluate=row.evaluate,
+                                      generate=row.generate,
                                       trigger="schedule", schedule_id=row.id)
         except JobError as exc:  # too little data, or a round started meanwhile
             log.info("schedule due (%s) but no round started: %s", reason, exc)

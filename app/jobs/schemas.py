@@ -148,12 +148,22 @@ class ScheduleWrite(BaseModel):
     min_new_demonstrations: Int32 | None = None
     stages: list[Text] | None = None
     config: dict[Text, dict[Text, JsonValue]] | None = None
-    promote: bool = False
+    promote: Promote = False
     generate: dict[Text, JsonValue] | None = None
+    evaluate: EvaluateSpec | None = None
 
 
 class ScheduleRead(ScheduleWrite):
     model_config = ConfigDict(from_attributes=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _promote_if_better(cls, data: Any) -> Any:
+        # As RoundRead: the row keeps `promote` a boolean beside `promote_if_better`.
+        if getattr(data, "promote_if_better", False):
+            names = [n for n in cls.model_fields if hasattr(data, n)]
+            return {**{n: getattr(data, n) for n in names}, "promote": "if_better"}
+        return data
 
     last_fired_at: datetime | None
     updated_at: datetime

@@ -31,7 +31,9 @@ def test_up_schedule_turns_on_rounds_every_few_hundred_comparisons(db, monkeypat
     monkeypatch.setattr(app.db, "session_scope", _scope(db))
     _schedule_rounds()
     row = schedule.get_schedule(db=db)
-    assert row.enabled and row.promote and row.every_hours is None
+    assert row.enabled and row.promote_if_better and not row.promote
+    assert row.evaluate == {"n_prompts": None, "overlap": 1, "judges": "all"}
+    assert row.every_hours is None
     assert row.min_new_comparisons == SCHEDULE_COMPARISONS
     assert SCHEDULE_GENERATE.items() <= (row.generate or {}).items()
 
@@ -45,3 +47,40 @@ def _scope(db):  # type: ignore[no-untyped-def]
         db.flush()
 
     return scope
+
+
+def test_a_scheduled_round_is_judged_by_people_and_promoted_if_better(db, monkeypatch):
+    """The schedule's campaign and if_better reach the round it starts."""
+    import app.jobs.schedule as sched
+    from app.auth.models import Role
+    from tests.factories import make_prompt
+
+    monkeypatch.setattr(sched, "session_scope", _scope(db))
+    monkeypatch.setattr(sched.jobs, "dispatch", lambda ids: None)
+    for split in ("train", "test", "test", "test"):
+        make_prompt(db, split=split)
+    make_user(db, Role.labeler)
+    schedule.update_schedule(db=db, user=None, enabled=True, every_hours=1.0,
+                             min_new_comparisons=None, min_new_demonstrations=None,
+                             stages=["ppo"], promote="if_better",
+                             evaluate={"overlap": 1, "judges": "all"})
+    round_id = schedule.tick()
+    assert round_id is not None
+    rnd = db.get(sched.Round, round_id)
+    assert rnd.promote_if_better and not rnd.promote and rnd.evaluate["judges"] == "all"
+
+
+def test_a_schedule_with_a_bad_campaign_is_refused_and_changes_nothing(db):
+    import pytest
+
+    from app.jobs.errors import JobError
+
+    with pytest.raises(JobError, match="evaluate"):
+        schedule.update_schedule(db=db, user=None, enabled=True, every_hours=1.0,
+                                 min_new_comparisons=None, min_new_demonstrations=None,
+                                 promote="if_better", evaluate={"judges": "everyone"})
+    with pytest.raises(JobError, match="promote"):
+        schedule.update_schedule(db=db, user=None, enabled=True, every_hours=1.0,
+                                 min_new_comparisons=None, min_new_demonstrations=None,
+                                 promote="maybe")
+    assert not schedule.get_schedule(db=db).enabled

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # Prompt and candidate uploads: refused above the first; above the second imported by a
     # job (202 with its id, progress on the job) rather than inside the request.
     import_max_upload_mb: float = 200.0
+    # Any other request body: refused (413) above this, where the bytes arrive, before the
+    # route authenticates or parses it (app/main.py).
+    body_max_kb: int = 1024
     import_inline_max_mb: float = 5.0
     db_pool_size: int = 10
     # Jobs (docs/loop.md): a running job proves it is alive every job_heartbeat_s; the reaper

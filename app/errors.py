@@ -232,6 +232,10 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code < 400:
             return Response(status_code=exc.status_code, headers=exc.headers)
         message = exc.detail if isinstance(exc.detail, str) else "The request was refused."
+        limit = request.scope.get("starlette.max_body_size")
+        if exc.status_code == 413 and isinstance(limit, int):  # Starlette's body limit
+            message = (f"The request body is larger than {limit / 2**20:.3g} MB, the most "
+                       f"{request.url.path} accepts.")
         return await error_response(request, exc.status_code, message,
                                     headers=dict(exc.headers or {}))
 

@@ -116,7 +116,8 @@ def tasks_create_from_lines(
     return _tasks_page(request, db, form=form, report=report, report_kind=kind)
 
 
-@router.post("/tasks/import-candidates", response_class=HTMLResponse)
+@router.post("/tasks/import-candidates", response_class=HTMLResponse,
+             max_body_size=MAX_CANDIDATE_FILE + 2**20)
 async def tasks_import_candidates(request: Request, db: DbSession, _: Staff) -> Response:
     """Import model outputs (candidates JSONL) and, if asked, a rank task per row."""
     from fastapi.concurrency import run_in_threadpool

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     train_threads: int = 0  # torch threads per training child (0: torch's default)
     train_preset: Literal["auto", "quick", "paper"] = "auto"  # auto: quick on the tiny model
     pretrain_data: str = ""  # PPO-ptx pretraining text; empty: the tiny model's corpus or none
+    # Beyond data_dir, exports_dir and models_dir, where files a round's config names may be
+    # (ppo.pretrain_data, ppo.eval_prompts); a JSON list of directories.
+    train_path_roots: list[Path] = []
     round_min_demonstrations: int = 8
     round_min_rankings: int = 8
     db_pool_recycle_s: int = 1800

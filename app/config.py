@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # fails one silent for job_lease_s. A queued job whose message was lost is sent again.
     job_heartbeat_s: float = 2.0
     job_lease_s: float = 60.0
-    job_resend_after_s: float = 3600.0
+    job_resend_after_s: float = 90.0  # and no message waits in its queue (app/jobs/service.py)
     job_cancel_grace_s: float = 10.0  # a cancelled stage's child is killed after this
     train_threads: int = 0  # torch threads per training child (0: torch's default)
     train_preset: Literal["auto", "quick", "paper"] = "auto"  # auto: quick on the tiny model

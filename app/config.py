@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     round_min_rankings: int = 8
     db_pool_recycle_s: int = 1800
     db_connect_timeout_s: int = 5  # a database that does not answer is an outage (503)
+    db_lock_timeout_s: float = 30.0  # SQLite: a write waits this long for the lock, then 503
     keep_alive_s: int = 75  # uvicorn's keep-alive, above the proxies' in front of it
 
     @model_validator(mode="after")

@@ -50,6 +50,9 @@ class DomainError(Exception):
         self.headers: dict[str, str] = {}
 
 
+RETRY_AFTER_S = 5  # what a 503 that names no wait of its own tells the client to wait
+
+
 class Unavailable(DomainError):
     """Something the request needs is down for now (the database, the broker): 503."""
 
@@ -87,6 +90,7 @@ STATUS_TEXT = {
     413: "The upload is too large",
     422: "Invalid input: which fields and why",
     429: "Too many attempts: retry after Retry-After seconds",
+    500: "The server could not carry it out: the answer says why",
     503: "Temporarily unavailable: retry after Retry-After seconds",
 }
 
@@ -218,8 +222,11 @@ def install_handlers(app: FastAPI) -> None:
     async def _domain(request: Request, exc: DomainError) -> Response:
         if exc.status == 401 and not wants_json(request):
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        headers = dict(exc.headers)
+        if exc.status == 503:  # every "down for now" says when to try again
+            headers.setdefault("Retry-After", str(RETRY_AFTER_S))
         return await error_response(request, exc.status, str(exc), extra=exc.extra,
-                             headers=exc.headers or None, exc=exc)
+                                    headers=headers or None, exc=exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -82,6 +82,7 @@ def test_broker_down_is_503_and_creates_nothing(client, db, staff, monkeypatch):
     monkeypatch.setattr(get_settings(), "redis_url", "redis://127.0.0.1:1/0")  # nothing there
     resp = client.post("/api/v1/rounds", json={"stages": ["rm"]}, headers=staff)
     assert resp.status_code == 503 and "labeling keeps working" in resp.json()["detail"]
+    assert resp.headers["Retry-After"] == "5"  # when to try again
     assert _count(db, Round) == 0
     assert client.get("/api/v1/tasks/next?kind=rank",
                       headers={"Authorization": f"Bearer {labeler_token(db)}"}).status_code in (

@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 
 class DomainError(Exception):
@@ -215,8 +216,25 @@ async def error_response(request: Request, status: int, message: str, *,
     return response
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Answer every refusal in one place (JSON for the API, pages for the browser)."""
+def allowed_methods(request: Request, routes: list[APIRoute]) -> list[str]:
+    """The methods this path answers, as the spec lists them for it. Starlette's 405 names
+    only the first route that matched the path, and GET /login and POST /login are two."""
+    by_template: dict[str, set[str]] = {}
+    for route in routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            by_template.setdefault(route.path_format, set()).update(route.methods or ())
+    if not by_template:
+        return []
+    # /api/v1/models/rollback also matches /api/v1/models/{model_id}: the most specific
+    # template (fewest parameters) is the path the spec describes.
+    best = min(by_template, key=lambda template: template.count("{"))
+    return sorted(by_template[best])
+
+
+def install_handlers(app: FastAPI,
+                     routes: Callable[[], list[APIRoute]] = lambda: []) -> None:
+    """Answer every refusal in one place (JSON for the API, pages for the browser).
+    `routes`: the app's path operations, for a 405's `Allow` header."""
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
@@ -239,12 +257,14 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code < 400:
             return Response(status_code=exc.status_code, headers=exc.headers)
         message = exc.detail if isinstance(exc.detail, str) else "The request was refused."
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and (methods := allowed_methods(request, routes())):
+            headers["Allow"] = ", ".join(methods)
         limit = request.scope.get("starlette.max_body_size")
         if exc.status_code == 413 and isinstance(limit, int):  # Starlette's body limit
             message = (f"The request body is larger than {limit / 2**20:.3g} MB, the most "
                        f"{request.url.path} accepts.")
-        return await error_response(request, exc.status_code, message,
-                                    headers=dict(exc.headers or {}))
+        return await error_response(request, exc.status_code, message, headers=headers)
 
 
 # ---------------------------------------------------------------------------- the spec

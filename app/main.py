@@ -85,7 +85,7 @@ def create_app(*, check_migrations: bool = True) -> FastAPI:
         https_only=settings.secure_cookies,
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    errors.install_handlers(app)
+    errors.install_handlers(app, routes=lambda: api_routes(app))
     _install_outage_handler(app)
     for router in domain_parts("routes", DOMAINS, "router"):
         app.include_router(router)

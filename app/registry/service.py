@@ -113,8 +113,10 @@ def promote(*, db: Session, version_id: int, user_id: int | None) -> ModelVersio
     """Move `<kind>:active` to this version (a base model has no alias to move)."""
     version = get_version(db=db, version_id=version_id)
     if version.kind not in ALIAS_KINDS:
+        # 409, as for a version already active: the request is well formed, the version's
+        # kind is what refuses it.
         raise JobError(f"Version {version_id} is a {version.kind} model; only sft, rm and "
-                       "policy versions are promoted.", 422)
+                       "policy versions are promoted.", 409)
     row, before = _locked_alias(db, f"{version.kind}:active", version)
     if before == version.id:  # also the loser of a double click, once the winner committed
         raise JobError(f"Version {version_id} is already {version.kind}:active.", 409)

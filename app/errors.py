@@ -88,7 +88,7 @@ STATUS_TEXT = {
     403: "This role may not do this, or the CSRF token is missing",
     404: "Not found (or not yours)",
     409: "Conflicts with the current state",
-    413: "The upload is too large",
+    413: "The body (or the upload) is larger than this route accepts",
     422: "Invalid input: which fields and why",
     429: "Too many attempts: retry after Retry-After seconds",
     500: "The server could not carry it out: the answer says why",
@@ -293,6 +293,7 @@ def _usual_errors(route: APIRoute, method: str, roles: frozenset[str]) -> set[in
         found.add(404)
     if route.body_field is not None:
         found.add(400)  # a body that cannot be parsed at all
+        found.add(413)  # one over the route's maximum (RLHF_BODY_MAX_KB unless it says)
     return found
 
 

@@ -96,7 +96,8 @@ def tasks_page(request: Request, db: DbSession, _: Staff) -> Response:
     return _tasks_page(request, db)
 
 
-@router.post("/tasks/create", response_class=HTMLResponse)
+# The ids field may hold 200,000 characters, up to 12 bytes each once form-encoded.
+@router.post("/tasks/create", response_class=HTMLResponse, max_body_size=4 * 2**20)
 def tasks_create_from_lines(
     request: Request, db: DbSession, _: Staff,
     kind: Annotated[Text, Form(max_length=20)] = "",

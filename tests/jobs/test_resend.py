@@ -3,8 +3,8 @@ sent again within a short, set time, not an hour later; one whose message waits 
 queue is not sent twice."""
 
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,6 +20,7 @@ from app.db import utcnow
 from app.jobs import service as jobs
 from app.jobs.models import Job
 from app.registry.models import ModelVersion
+from tests.e2e.conftest import _free_port
 from tests.jobs.stack import REDIS_URL, Stack, _wait
 
 
@@ -44,14 +45,9 @@ def test_a_job_sent_minutes_ago_is_sent_again_once_its_queue_is_empty(db, monkey
         broker.delete("gpu")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    """A Redis of this test's own (restarting the shared one would disturb others)."""
+    """A Redis of this test's own: restarting the tests' Redis would lose what other tests
+    keep in it."""
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                              "--save", "", "--appendonly", "no", "--dir", str(folder)],
                             stdout=subprocess.DEVNULL)
@@ -67,6 +63,8 @@ def _redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server")
     port = _free_port()
     procs = [_redis(port, tmp_path)]
     try:

@@ -67,8 +67,9 @@ def skip(db: DbSession, user: AnyUser, assignment_id: Id,
     return SkipOut(assignment_id=assignment_id)
 
 
+# A script's bulk request (tens of thousands of rank items) is larger than a form.
 @router.post("/api/v1/tasks/bulk", response_model=BulkCreated, status_code=201,
-             responses=errors(400, 404))
+             responses=errors(400, 404), max_body_size=32 * 2**20)
 def create_bulk(db: DbSession, _: Staff, spec: BulkCreate) -> object:
     """Create tasks in bulk (see BulkCreate for each kind's fields)."""
     created, ids = queue.create_bulk(db=db, spec=spec)

@@ -53,7 +53,8 @@ def _login_again(request: Request, form: dict[str, str], message: str) -> Respon
 @redisplays(_login_again)
 def login(
     request: Request, db: Db, _: Anyone,
-    email: Annotated[Text, Form(max_length=320)], password: Annotated[Text, Form(max_length=200)],
+    email: Annotated[Text, Form(min_length=1, max_length=320)],
+    password: Annotated[Text, Form(min_length=1, max_length=200)],
     next: Annotated[Text, Form()] = "/",
 ) -> Response:
     ip = request.client.host if request.client else "unknown"

@@ -80,7 +80,8 @@ class DraftRead(BaseModel):
 
 class PromptFlagCreate(BaseModel):
     reason: Literal["pii", "harmful", "unclear"]
-    comment: Text = Field(default="", max_length=5000)
+    # The service's limit (COMMENT_MAX), stated in the spec; it still says so in a sentence.
+    comment: Text = Field(default="", json_schema_extra={"maxLength": 2000})
 
 
 class PromptFlagRead(BaseModel):

@@ -289,7 +289,7 @@ def _usual_errors(route: APIRoute, method: str, roles: frozenset[str]) -> set[in
     admits_everyone = "public" in roles or EVERY_ROLE <= roles
     if method not in ("GET", "HEAD", "OPTIONS") or not admits_everyone:
         found.add(403)  # a role not admitted, or a cookie session without its CSRF token
-    if _ID_PARAM in route.path:
+    if _ID_PARAM in route.path_format:  # path_format: "{task_id}" also for "{task_id:int}"
         found.add(404)
     if route.body_field is not None:
         found.add(400)  # a body that cannot be parsed at all

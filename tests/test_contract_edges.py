@@ -18,6 +18,16 @@ def test_a_405_names_every_method_of_the_path(client, method, path, allow):
     assert resp.status_code == 405 and resp.headers["Allow"] == allow
 
 
+@pytest.mark.parametrize("path", ["/tasks/create", "/jobs/rounds", "/models/rollback",
+                                  "/api/v1/models/rollback"])
+def test_a_get_of_a_post_only_path_is_405_not_its_id_neighbour(client, db, path):
+    # GET /tasks/create was routed to GET /tasks/{task_id}, to answer 422 ("create" is no
+    # id) or 403, where the spec says the path has no GET: those ids are integers now.
+    _, token = auth.create_token(db=db, user=make_user(db, "admin"))
+    resp = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 405 and resp.headers["Allow"] == "POST"
+
+
 def test_a_public_route_answers_a_caller_with_bad_credentials_as_anyone(client):
     for header in ("Bearer expired-or-wrong", "Basic abc"):
         resp = client.get("/healthz", headers={"Authorization": header})

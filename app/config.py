@@ -37,17 +37,23 @@ class Settings(BaseSettings):
     # Prompt and candidate uploads: refused above the first; above the second imported by a
     # job (202 with its id, progress on the job) rather than inside the request.
     import_max_upload_mb: float = 200.0
+    # Any other request body: refused (413) above this, where the bytes arrive, before the
+    # route authenticates or parses it (app/main.py).
+    body_max_kb: int = 1024
     import_inline_max_mb: float = 5.0
     db_pool_size: int = 10
     # Jobs (docs/loop.md): a running job proves it is alive every job_heartbeat_s; the reaper
     # fails one silent for job_lease_s. A queued job whose message was lost is sent again.
     job_heartbeat_s: float = 2.0
     job_lease_s: float = 60.0
-    job_resend_after_s: float = 3600.0
+    job_resend_after_s: float = 90.0  # and no message waits in its queue (app/jobs/service.py)
     job_cancel_grace_s: float = 10.0  # a cancelled stage's child is killed after this
     train_threads: int = 0  # torch threads per training child (0: torch's default)
     train_preset: Literal["auto", "quick", "paper"] = "auto"  # auto: quick on the tiny model
     pretrain_data: str = ""  # PPO-ptx pretraining text; empty: the tiny model's corpus or none
+    # Beyond data_dir, exports_dir and models_dir, where files a round's config names may be
+    # (ppo.pretrain_data, ppo.eval_prompts); a JSON list of directories.
+    train_path_roots: list[Path] = []
     round_min_demonstrations: int = 8
     round_min_rankings: int = 8
     # A round that trained but barely learned says so (its page and JSON) instead of
@@ -73,6 +79,7 @@ class Settings(BaseSettings):
     watch_distinct_drop: float = 0.3
     db_pool_recycle_s: int = 1800
     db_connect_timeout_s: int = 5  # a database that does not answer is an outage (503)
+    db_lock_timeout_s: float = 30.0  # SQLite: a write waits this long for the lock, then 503
     keep_alive_s: int = 75  # uvicorn's keep-alive, above the proxies' in front of it
 
     @model_validator(mode="after")

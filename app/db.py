@@ -1,6 +1,7 @@
 """Engine, session factory, declarative Base and the request session dependency."""
 
 import select
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -68,15 +69,16 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         pool = {} if path in ("", ":memory:") else {  # the same pool as on PostgreSQL
             "pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size}
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               **pool)
+        wait_s = settings.db_lock_timeout_s
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": wait_s}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
             cur.close()
             # pysqlite would begin a transaction only before a write, so reads ran outside
             # it and a SAVEPOINT could begin (and its RELEASE commit) the transaction.
@@ -140,6 +142,10 @@ def database_unavailable(exc: BaseException) -> bool:
     if exc.connection_invalidated:
         return True
     orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        # SQLite's one write lock held past RLHF_DB_LOCK_TIMEOUT_S (a long import or export
+        # writing): busy for now, as a PostgreSQL restart is; the request may be retried.
+        return "database is locked" in str(orig) or "database is busy" in str(orig)
     if isinstance(orig, psycopg.OperationalError):
         state = orig.sqlstate
         return state is None or state.startswith("08") or state in _OUTAGE_STATES

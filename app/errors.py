@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 
 class DomainError(Exception):
@@ -48,6 +49,9 @@ class DomainError(Exception):
             self.status = status
         self.extra = extra  # more fields for the JSON body (a strict import's report)
         self.headers: dict[str, str] = {}
+
+
+RETRY_AFTER_S = 5  # what a 503 that names no wait of its own tells the client to wait
 
 
 class Unavailable(DomainError):
@@ -84,9 +88,10 @@ STATUS_TEXT = {
     403: "This role may not do this, or the CSRF token is missing",
     404: "Not found (or not yours)",
     409: "Conflicts with the current state",
-    413: "The upload is too large",
+    413: "The body (or the upload) is larger than this route accepts",
     422: "Invalid input: which fields and why",
     429: "Too many attempts: retry after Retry-After seconds",
+    500: "The server could not carry it out: the answer says why",
     503: "Temporarily unavailable: retry after Retry-After seconds",
 }
 
@@ -211,15 +216,35 @@ async def error_response(request: Request, status: int, message: str, *,
     return response
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Answer every refusal in one place (JSON for the API, pages for the browser)."""
+def allowed_methods(request: Request, routes: list[APIRoute]) -> list[str]:
+    """The methods this path answers, as the spec lists them for it. Starlette's 405 names
+    only the first route that matched the path, and GET /login and POST /login are two."""
+    by_template: dict[str, set[str]] = {}
+    for route in routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            by_template.setdefault(route.path_format, set()).update(route.methods or ())
+    if not by_template:
+        return []
+    # /api/v1/models/rollback also matches /api/v1/models/{model_id}: the most specific
+    # template (fewest parameters) is the path the spec describes.
+    best = min(by_template, key=lambda template: template.count("{"))
+    return sorted(by_template[best])
+
+
+def install_handlers(app: FastAPI,
+                     routes: Callable[[], list[APIRoute]] = lambda: []) -> None:
+    """Answer every refusal in one place (JSON for the API, pages for the browser).
+    `routes`: the app's path operations, for a 405's `Allow` header."""
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> Response:
         if exc.status == 401 and not wants_json(request):
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        headers = dict(exc.headers)
+        if exc.status == 503:  # every "down for now" says when to try again
+            headers.setdefault("Retry-After", str(RETRY_AFTER_S))
         return await error_response(request, exc.status, str(exc), extra=exc.extra,
-                             headers=exc.headers or None, exc=exc)
+                                    headers=headers or None, exc=exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -232,8 +257,14 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code < 400:
             return Response(status_code=exc.status_code, headers=exc.headers)
         message = exc.detail if isinstance(exc.detail, str) else "The request was refused."
-        return await error_response(request, exc.status_code, message,
-                                    headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405 and (methods := allowed_methods(request, routes())):
+            headers["Allow"] = ", ".join(methods)
+        limit = request.scope.get("starlette.max_body_size")
+        if exc.status_code == 413 and isinstance(limit, int):  # Starlette's body limit
+            message = (f"The request body is larger than {limit / 2**20:.3g} MB, the most "
+                       f"{request.url.path} accepts.")
+        return await error_response(request, exc.status_code, message, headers=headers)
 
 
 # ---------------------------------------------------------------------------- the spec
@@ -258,10 +289,11 @@ def _usual_errors(route: APIRoute, method: str, roles: frozenset[str]) -> set[in
     admits_everyone = "public" in roles or EVERY_ROLE <= roles
     if method not in ("GET", "HEAD", "OPTIONS") or not admits_everyone:
         found.add(403)  # a role not admitted, or a cookie session without its CSRF token
-    if _ID_PARAM in route.path:
+    if _ID_PARAM in route.path_format:  # path_format: "{task_id}" also for "{task_id:int}"
         found.add(404)
     if route.body_field is not None:
         found.add(400)  # a body that cannot be parsed at all
+        found.add(413)  # one over the route's maximum (RLHF_BODY_MAX_KB unless it says)
     return found
 
 

@@ -11,6 +11,7 @@ PostgreSQL refuses), JSON nested thousands deep.
         model_version_ids: list[Id]
 """
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -71,6 +72,18 @@ def _json(value: Any) -> Any:
     return value
 
 
+def _not_a_number(value: Any) -> Any:
+    # Pydantic reads a number, or a string of one, as a Unix timestamp: `until=-3e-68` was
+    # taken for 1970-01-01, where the spec (a date or date-time string) refuses it.
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+        raise ValueError("must be a date (YYYY-MM-DD) or an ISO 8601 time, not a number")
+    return value
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _sane_time(value: date) -> date:
     day = value.date() if isinstance(value, datetime) else value
     if not EARLIEST <= day < LATEST:
@@ -95,8 +108,9 @@ Text = Annotated[str, BeforeValidator(_text)]
 JsonValue = Annotated[Any, AfterValidator(_json)]
 """Free JSON that can be stored: at most MAX_JSON_DEPTH deep, storable text and numbers."""
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json)]
-Day = Annotated[date, AfterValidator(_sane_time)]
+Day = Annotated[date, BeforeValidator(_not_a_number), AfterValidator(_sane_time)]
 """A calendar date from 1970 up to 2100."""
-Moment = Annotated[datetime, AfterValidator(_sane_time), AfterValidator(_utc)]
+Moment = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_sane_time),
+                   AfterValidator(_utc)]
 """A time from 1970 up to 2100; without a zone it is UTC."""
 

@@ -87,7 +87,7 @@ def _params(dependant: Dependant) -> list[tuple[str, Any, list[Any]]]:
 def test_routes_are_found():
     routes = _routes([r for router in domain_parts("routes", DOMAINS, "router")
                       for r in router.routes])
-    paths = {r.path for r in routes}
+    paths = {r.path_format for r in routes}  # "{task_id}" also for "{task_id:int}"
     # the included pages' routers too
     assert {"/api/v1/jobs", "/tasks/{task_id}", "/review/{what}/{row_id}"} <= paths
 

@@ -7,7 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.auth import service
+from app.auth import devices, service
 from app.auth.deps import ALL_ROLES, Admin, Anyone, AnyUser, login_session, logout_session
 from app.auth.models import Role, User
 from app.auth.schemas import (
@@ -53,12 +53,14 @@ def _login_again(request: Request, form: dict[str, str], message: str) -> Respon
 @redisplays(_login_again)
 def login(
     request: Request, db: Db, _: Anyone,
-    email: Annotated[Text, Form(max_length=320)], password: Annotated[Text, Form(max_length=200)],
+    email: Annotated[Text, Form(min_length=1, max_length=320)],
+    password: Annotated[Text, Form(min_length=1, max_length=200)],
     next: Annotated[Text, Form()] = "/",
 ) -> Response:
     ip = request.client.host if request.client else "unknown"
     try:
-        user = service.authenticate(db=db, email=email, password=password, ip=ip)
+        user = service.authenticate(db=db, email=email, password=password, ip=ip,
+                                    device_cookie=request.cookies.get(devices.COOKIE))
     except service.Throttled as exc:
         page = render(request, "auth/login.html", status_code=429, error=str(exc),
                       next=_safe_next(next), email=email)
@@ -69,7 +71,9 @@ def login(
         return render(request, "auth/login.html", status_code=401, error=str(exc),
                       next=_safe_next(next), email=email)
     login_session(request, db, user)
-    return RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    devices.remember(response, user.email)
+    return response
 
 
 @router.post("/logout", status_code=303, response_class=RedirectResponse)

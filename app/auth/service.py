@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.util import identity_key
 
+from app.auth import devices
 from app.auth.models import ApiToken, Role, User, UserSession
 from app.config import get_settings
 from app.db import utcnow
@@ -164,8 +165,10 @@ _FORGIVE = Sql("UPDATE login_throttle SET failures = failures - 1 "
 _RESET = Sql("DELETE FROM login_throttle WHERE key = :key")
 
 
-def _throttle_keys(email: str, ip: str) -> dict[str, int]:
+def _throttle_keys(email: str, ip: str, device: str | None = None) -> dict[str, int]:
     settings = get_settings()
+    if device:  # a browser that logged in to this account before (app/auth/devices.py)
+        return {f"device:{device}": settings.login_max_failures}
     ip = ip[:64]  # keys fit the column whatever a proxy forwarded
     return {
         f"account:{email}": settings.login_max_failures_account,
@@ -174,14 +177,14 @@ def _throttle_keys(email: str, ip: str) -> dict[str, int]:
     }
 
 
-def _count_attempt(*, db: Session, email: str, ip: str) -> int:
+def _count_attempt(*, db: Session, email: str, ip: str, device: str | None) -> int:
     """Count this attempt as a failure under each key, committed before the password is
     checked (so concurrent attempts see it); the seconds to wait if a limit is passed."""
     window = timedelta(seconds=get_settings().login_window_s)
     now = utcnow()
     params = {"now": now, "since": now - window}
     wait = 0
-    keys = sorted(_throttle_keys(email, ip).items())  # one lock order for every attempt
+    keys = sorted(_throttle_keys(email, ip, device).items())  # one lock order for all
     for key, limit in keys:
         row = _COUNT_ATTEMPT.one(db, {**params, "key": key})
         if row.failures > limit:
@@ -194,16 +197,19 @@ def _count_attempt(*, db: Session, email: str, ip: str) -> int:
     return wait
 
 
-def authenticate(*, db: Session, email: str, password: str, ip: str) -> User:
+def authenticate(*, db: Session, email: str, password: str, ip: str,
+                 device_cookie: str | None = None) -> User:
     """The active user with these credentials; raises Throttled or AuthError.
 
     Each attempt is first counted as a failure per account, per (account, client address)
     and per address, in a transaction of its own committed before the slow password check:
     N concurrent wrong passwords get exactly the limit's worth of checks. A right password
-    then clears the account's counts and takes its attempt back from the address's.
+    then clears the account's counts and takes its attempt back from the address's. A
+    browser with a device cookie for the account is counted on its own instead (devices.py).
     """
     email = email.strip().lower()
-    wait = _count_attempt(db=db, email=email, ip=ip)
+    device = devices.device_for(device_cookie, email)
+    wait = _count_attempt(db=db, email=email, ip=ip, device=device)
     if wait:
         raise Throttled(wait)
     user = get_user_by_email(db=db, email=email)
@@ -214,10 +220,13 @@ def authenticate(*, db: Session, email: str, password: str, ip: str) -> User:
         ok = False
     if not ok or user is None:
         raise AuthError("Wrong email or password.")
-    account, pair, address = _throttle_keys(email, ip)
-    _RESET.rowcount(db, {"key": account})
-    _RESET.rowcount(db, {"key": pair})
-    _FORGIVE.rowcount(db, {"key": address})
+    if device:
+        _RESET.rowcount(db, {"key": f"device:{device}"})
+    else:
+        account, pair, address = _throttle_keys(email, ip)
+        _RESET.rowcount(db, {"key": account})
+        _RESET.rowcount(db, {"key": pair})
+        _FORGIVE.rowcount(db, {"key": address})
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user

@@ -1,15 +1,21 @@
 """Exports: the snapshots page and the JSON API (researchers and admins; never labelers)."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession, session_scope
-from app.errors import errors, redisplays
+from app.errors import ErrorBody, errors, redisplays
 from app.exports import service
 from app.exports.schemas import FORMATS, KINDS, ExportCreate, SnapshotRead, describe, from_form
 from app.fields import Id, Text
@@ -79,16 +85,23 @@ def exports_create_form(
 
 
 @router.post("/api/v1/exports", response_model=SnapshotRead, status_code=201,
-             responses={202: {"model": SnapshotRead, "description": "Queued as a job"}})
+             responses={202: {"model": SnapshotRead, "description": "Queued as a job"},
+                        **errors(500)})
 def create_export(
     db: DbSession, user: Staff, body: ExportCreate, background: BackgroundTasks,
     response: Response,
-) -> SnapshotRead:
-    """Create a snapshot: built now when small (201), else queued as a job (202)."""
+) -> Any:
+    """Create a snapshot: built now when small (201), else queued as a job (202); a build
+    that failed is a 500 saying why, its snapshot kept as failed."""
     snapshot = service.request_export(db=db, user=user, request=body)
     if snapshot.state == "pending":
         background.add_task(_enqueue, snapshot.id)
         response.status_code = 202
+    if snapshot.state == "failed":  # returned, not raised: the failed row is committed
+        failed = ErrorBody(detail=f"Snapshot {snapshot.id} could not be built: "
+                                  f"{snapshot.error}")
+        return JSONResponse({**failed.model_dump(mode="json"), "snapshot_id": snapshot.id},
+                            status_code=500)
     return SnapshotRead.model_validate(snapshot)
 
 

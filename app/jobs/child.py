@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,8 +107,22 @@ def run_child(ctx: JobContext, argv: list[str], *, processes: int = 1) -> None:
     if signalled or code == CANCELLED_EXIT:
         raise JobCancelled("cancelled at a step boundary")
     if code != 0:
-        last = "\n".join(list(tail)[-8:])
-        raise JobFailed(f"the {_stage(argv)} stage exited with status {code}:\n{last}")
+        raise JobFailed(failure_sentence(_stage(argv), code, list(tail)))
+
+
+# The line of a traceback that says what went wrong ("ValueError: ptx_coef > 0 needs …"), or
+# argparse's refusal ("python -m training: error: …").
+_REASON = re.compile(r"^([A-Za-z_][\w.]*(Error|Exception|Exit)\b|.*: error: )")
+
+
+def failure_sentence(stage: str, code: int, tail: list[str]) -> str:
+    """What a failed stage's job (and its round) says: the error's message, not the end of
+    a traceback cut off mid-frame; the whole output is in the job's log."""
+    lines = [line.strip() for line in tail if line.strip()]
+    reason = next((line for line in reversed(lines) if _REASON.match(line)),
+                  lines[-1] if lines else "it printed nothing")
+    return (f"The {stage} stage failed: {reason} (exit status {code}; its output is in the "
+            "job's log).")
 
 
 def _stage(argv: list[str]) -> str:

@@ -159,7 +159,7 @@ def save_schedule(request: Request, db: DbSession, user: Staff, form: Form) -> R
     return RedirectResponse("/jobs#schedule", status_code=303)
 
 
-@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+@router.get("/jobs/{job_id:int}", response_class=HTMLResponse)  # not /jobs/rounds
 def job_page(request: Request, db: DbSession, _: Staff, job_id: Id) -> Response:
     """One job: live state, progress, charts, log tail, config, inputs and outputs."""
     job = jobs.get_job(db=db, job_id=job_id)

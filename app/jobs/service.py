@@ -229,11 +229,36 @@ def send_unsent() -> list[int]:
 
 
 def unsent(*, db: Session) -> list[int]:
-    """Queued jobs never sent, or sent so long ago that the message was surely lost."""
+    """Queued jobs never sent, or sent over RLHF_JOB_RESEND_AFTER_S ago and still unclaimed
+    while their queue holds no message: the message was lost (a Redis restarted without
+    persistence loses every message it held; the job waited an hour for the next send)."""
     cutoff = utcnow() - timedelta(seconds=get_settings().job_resend_after_s)
-    stmt = select(Job.id).where(Job.state == JobState.queued,
-                                (Job.enqueued_at.is_(None)) | (Job.enqueued_at < cutoff))
-    return list(db.scalars(stmt.order_by(Job.id)))
+    rows = db.execute(select(Job.id, Job.queue, Job.enqueued_at).where(
+        Job.state == JobState.queued, (Job.enqueued_at.is_(None)) | (Job.enqueued_at < cutoff),
+    ).order_by(Job.id)).all()
+    waiting = queues_holding_messages({queue for _, queue, sent in rows if sent is not None})
+    # A queue with messages waiting is busy: the job's message is among them, or it was
+    # lost and the job is sent again once the queue drains. A redelivery is a no-op anyway.
+    return [job_id for job_id, queue, sent in rows if sent is None or queue not in waiting]
+
+
+def queues_holding_messages(queues: set[str]) -> set[str]:
+    """Those of the broker's queues that hold messages not yet taken by a worker (all of
+    them when that cannot be told, so nothing is sent twice on a guess)."""
+    if not queues:
+        return set()
+    url = get_settings().redis_url
+    if not url:  # the embedded transport: one file per message, kept across restarts
+        folder = get_settings().broker_folder / "in"
+        return {q for q in queues if next(folder.glob(f"*.{q}.msg"), None) is not None}
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        # kombu's Redis transport keeps a queue as a list of that name.
+        return {q for q in sorted(queues) if client.llen(q)}
+    except redis.RedisError:
+        return set(queues)
 
 
 def metric_series(*, db: Session, job_id: int, keys: Sequence[str] | None = None,

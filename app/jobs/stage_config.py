@@ -26,6 +26,9 @@ STAGES = ("sft", "rm", "ppo")
 # Filled in by the jobs from the registry and the round's snapshots.
 MANAGED = frozenset({"base_model", "train_data", "out", "valid_data", "reward_model",
                      "demonstrations", "policy_model", "prompts", "cpu"})
+# Settings that name a file the training child opens; they must name one the deployment
+# owns (`check_path`): the worker often runs as root.
+PATH_FIELDS = {"ppo": frozenset({"eval_prompts", "pretrain_data"})}
 # Settings for the tiny CPU model, so that a whole round takes minutes and learns ("quick").
 # Chosen by measurement on the demo (bench/bench_first_loop.py), not copied from the paper's
 # 175B settings: a model of half a million parameters needs learning rates ~100x the paper's
@@ -105,8 +108,30 @@ def validate_config(config: dict[str, Any], stages: list[str]) -> dict[str, dict
             if name not in known:
                 raise JobError(f"{stage} has no setting {name!r}; see `python -m training "
                                f"{stage} --help`.", 422)
-            clean.setdefault(stage, {})[name] = _coerce(stage, known[name], value)
+            value = _coerce(stage, known[name], value)
+            if name in PATH_FIELDS.get(stage, ()) and value:
+                value = check_path(f"{stage}.{name}", value)
+            clean.setdefault(stage, {})[name] = value
     return clean
+
+
+def path_roots() -> list[Path]:
+    """The directories a round's config may name files in: the deployment's own."""
+    settings = get_settings()
+    return [Path(p).resolve() for p in (settings.data_dir, settings.exports_dir,
+                                        settings.models_dir, *settings.train_path_roots)]
+
+
+def check_path(field: str, value: str) -> str:
+    """The file a config field names, resolved (symbolic links and `..` followed); a 422
+    naming the field unless it lies inside `path_roots()`."""
+    resolved = Path(value).resolve()
+    roots = path_roots()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise JobError(f"{field} must name a file inside {', '.join(map(str, roots))} "
+                       "(or a directory listed in RLHF_TRAIN_PATH_ROOTS); "
+                       f"{value!r} is outside them.", 422)
+    return str(resolved)  # the child opens what was checked, whatever its working directory
 
 
 def overrides(stage: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def _error(request: Request, exc: SubmissionError) -> Response:
                   title="Not found" if exc.status == 404 else "Cannot do that", detail=str(exc))
 
 
-@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+@router.get("/tasks/{task_id:int}", response_class=HTMLResponse)  # not /tasks/create
 def task_view_page(request: Request, db: DbSession, _: Staff, task_id: Id) -> Response:
     try:
         view = research.task_view(db=db, task_id=task_id)

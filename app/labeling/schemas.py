@@ -32,8 +32,13 @@ class SubmissionCreate(BaseModel):
     """
 
     assignment_id: Id
-    idempotency_key: Text
-    seconds_spent: int = Field(ge=-(2**31), le=2**31 - 1)
+    # The spec states the service's rules for these two (8..100 printable ASCII characters;
+    # 0..86,400 seconds), so a client can tell a valid body from the schema; the service
+    # still checks them, with its own sentence (400).
+    idempotency_key: Text = Field(json_schema_extra={
+        "minLength": 8, "maxLength": 100, "pattern": "^[ -~]+$"})
+    seconds_spent: int = Field(ge=-(2**31), le=2**31 - 1,
+                               json_schema_extra={"minimum": 0, "maximum": 24 * 3600})
     text: Text | None = None  # demonstrate, write_prompt
     ranking: list[list[Id]] | None = None  # rank: groups best first
     ratings: dict[Text, RatingIn] | None = None  # rank, compare: per candidate id
@@ -75,7 +80,8 @@ class DraftRead(BaseModel):
 
 class PromptFlagCreate(BaseModel):
     reason: Literal["pii", "harmful", "unclear"]
-    comment: Text = Field(default="", max_length=5000)
+    # The service's limit (COMMENT_MAX), stated in the spec; it still says so in a sentence.
+    comment: Text = Field(default="", json_schema_extra={"maxLength": 2000})
 
 
 class PromptFlagRead(BaseModel):

@@ -1,7 +1,7 @@
 """Prompt and candidate import (page and API), the prompt list, and the use-case list."""
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.concurrency import run_in_threadpool
@@ -54,19 +54,23 @@ def _send(job_ids: list[int]) -> None:
     jobs.dispatch(job_ids)
 
 
-async def _upload(request: Request) -> tuple[bytes, str, dict[str, Any]]:
-    """The uploaded file's bytes, its name, and the other form fields."""
+async def _upload(request: Request) -> tuple[bytes | BinaryIO, int, str, dict[str, Any]]:
+    """The uploaded file, its size, its name, and the other form fields. The file is its
+    bytes when it is imported in the request; one for a job stays the spooled file on disk
+    (the multipart parser writes a file past 1 MB there), copied in chunks by the job."""
     form = await request.form()
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise prompts.PromptError("Attach the file as the multipart field `file`.")
+    size = upload.file.seek(0, 2)
+    upload.file.seek(0)
     limit = uploads.max_upload_bytes()
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
+    if size > limit:
         raise prompts.PromptError(f"The file is larger than {limit / 2**20:g} MB "
                                   "(RLHF_IMPORT_MAX_UPLOAD_MB).", 413)
+    data = upload.file if uploads.runs_as_job(size) else await upload.read()
     fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
-    return data, upload.filename or "", fields
+    return data, size, upload.filename or "", fields
 
 
 def _form_rules(fields: dict[str, Any]) -> ImportRules:
@@ -114,12 +118,12 @@ def _is_multipart(request: Request) -> bool:
 
 
 def _queue(db: Session, background: BackgroundTasks, what: uploads.What,
-           upload: bytes | list[Any], name: str, rules: ImportRules, options: dict[str, Any],
-           user: Any) -> Job:
+           upload: bytes | BinaryIO | list[Any], name: str, rules: ImportRules,
+           options: dict[str, Any], user: Any) -> Job:
     """Keep an upload for an import job, sent once the request has committed. `upload`: a
     file's bytes, or a JSON body's objects (checked already), kept as a JSON list."""
-    objects = None if isinstance(upload, bytes) else len(upload)
-    data = upload if isinstance(upload, bytes) else json.dumps(upload).encode()
+    objects = len(upload) if isinstance(upload, list) else None
+    data = json.dumps(upload).encode() if isinstance(upload, list) else upload
     job = uploads.queue_import(db=db, what=what, data=data, filename=name, user=user,
                                objects=objects,
                                options={**options, "rules": rules.model_dump(mode="json")})
@@ -134,16 +138,17 @@ def _accepted(job: Job) -> JSONResponse:
 
 
 @router.post("/api/v1/prompts/import", response_model=ImportReportOut,
-             responses={**errors(400, 413), **IMPORT_QUEUED})
+             responses={**errors(400, 413), **IMPORT_QUEUED},
+             max_body_size=uploads.max_body_bytes())
 async def import_api(request: Request, db: DbSession, user: Staff,
                      background: BackgroundTasks) -> Any:
     """Import prompts: a multipart `file` (JSONL or CSV) or a JSON list of prompt objects.
     A file or body over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
     if _is_multipart(request):
-        data, name, fields = await _upload(request)
+        data, _size, name, fields = await _upload(request)
         strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
         rules = _form_rules(fields)
-        if uploads.runs_as_job(len(data)):
+        if not isinstance(data, bytes):  # kept on disk for a job
             return _accepted(_queue(db, background, "prompts", data, name, rules,
                                     {"strict": strict}, user))
         report = await run_in_threadpool(
@@ -162,13 +167,14 @@ async def import_api(request: Request, db: DbSession, user: Staff,
 
 
 @router.post("/api/v1/candidates/import", response_model=CandidateReportOut,
-             responses={**errors(400, 413), **IMPORT_QUEUED})
+             responses={**errors(400, 413), **IMPORT_QUEUED},
+             max_body_size=uploads.max_body_bytes())
 async def import_candidates_api(request: Request, db: DbSession, user: Staff,
                                 background: BackgroundTasks) -> Any:
     """Import candidates: a multipart JSONL `file` or a JSON list of rows (public contract).
     A file or body over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
     if _is_multipart(request):
-        data, _name, fields = await _upload(request)
+        data, _size, _name, fields = await _upload(request)
         try:
             spec = CandidateImportJson(
                 rows=[], rules=_form_rules(fields),
@@ -181,7 +187,7 @@ async def import_candidates_api(request: Request, db: DbSession, user: Staff,
             raise prompts.PromptError("Invalid options: `overlap` and `priority` are whole "
                                       "numbers.", 422) from exc
         options = spec.model_dump(exclude={"rows", "rules"})
-        if uploads.runs_as_job(len(data)):
+        if not isinstance(data, bytes):  # kept on disk for a job
             return _accepted(_queue(db, background, "candidates", data, _name, spec.rules,
                                     options, user))
         report = await run_in_threadpool(
@@ -240,15 +246,15 @@ def prompts_page(
 
 
 @router.post("/prompts/import", status_code=303, response_class=RedirectResponse,
-             responses=errors(400, 413))
+             responses=errors(400, 413), max_body_size=uploads.max_body_bytes())
 async def import_page(request: Request, db: DbSession, user: Staff,
                       background: BackgroundTasks) -> Response:
-    data, name, fields = await _upload(request)
+    data, size, name, fields = await _upload(request)
     try:
         rules, strict = _form_rules(fields), fields.get("strict") == "on"
-        if uploads.runs_as_job(len(data)):
+        if not isinstance(data, bytes):  # kept on disk for a job
             job = _queue(db, background, "prompts", data, name, rules, {"strict": strict}, user)
-            flash(request, f"{name or 'The file'} ({len(data) / 2**20:.1f} MB) is being "
+            flash(request, f"{name or 'The file'} ({size / 2**20:.1f} MB) is being "
                            f"imported by job {job.id}: its report appears here when done.",
                   "success")
             return RedirectResponse(f"/jobs/{job.id}", status_code=303)

@@ -15,9 +15,10 @@ on; here the request takes as long as the upload.
 """
 
 import json
+import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -43,14 +44,20 @@ def max_upload_bytes() -> int:
     return int(get_settings().import_max_upload_mb * 2**20)
 
 
+def max_body_bytes() -> int:
+    """The largest body an upload route reads: the upload plus its multipart form."""
+    return max_upload_bytes() + 2**20
+
+
 def runs_as_job(size: int) -> bool:
     """Whether an upload of `size` bytes is imported by a job rather than in the request."""
     return size > get_settings().import_inline_max_mb * 2**20
 
 
-def queue_import(*, db: Session, what: What, data: bytes, filename: str,
+def queue_import(*, db: Session, what: What, data: bytes | BinaryIO, filename: str,
                  options: dict[str, Any], user: User | None, objects: int | None = None) -> Job:
     """Keep the upload and record its import job (sent once the caller has committed).
+    `data`: the bytes, or a file (a multipart upload, already on disk) copied in chunks.
     `objects`: the data is a JSON list of this many of the API's objects (a JSON body)."""
     folder = upload_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,10 +65,16 @@ def queue_import(*, db: Session, what: What, data: bytes, filename: str,
         ".jsonl", ".csv", ".json") else ".jsonl"
     path = folder / f"{uuid.uuid4().hex}{suffix}"
     partial = path.with_name(f".{path.name}.part")
-    partial.write_bytes(data)
+    with partial.open("wb") as out:
+        if isinstance(data, bytes):
+            out.write(data)
+        else:  # never the whole upload in memory
+            data.seek(0)
+            shutil.copyfileobj(data, out, 2**20)
+        size = out.tell()
     partial.replace(path)
     return jobs.submit(db=db, kind="import", user=user, config={
-        "what": what, "upload": str(path), "filename": filename, "bytes": len(data),
+        "what": what, "upload": str(path), "filename": filename, "bytes": size,
         "objects": objects is not None, "rows": objects, "options": options,
         "user_id": user.id if user else None})
 

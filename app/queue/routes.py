@@ -68,8 +68,9 @@ def skip(db: DbSession, user: AnyUser, assignment_id: Id,
     return SkipOut(assignment_id=assignment_id)
 
 
+# A script's bulk request (tens of thousands of rank items) is larger than a form.
 @router.post("/api/v1/tasks/bulk", response_model=BulkCreated, status_code=201,
-             responses=errors(400, 404))
+             responses=errors(400, 404), max_body_size=32 * 2**20)
 def create_bulk(db: DbSession, _: Staff, spec: BulkCreate) -> object:
     """Create tasks in bulk (see BulkCreate for each kind's fields)."""
     created, ids = queue.create_bulk(db=db, spec=spec)
@@ -104,7 +105,8 @@ def tasks_page(request: Request, db: DbSession, _: Staff) -> Response:
     return _tasks_page(request, db)
 
 
-@router.post("/tasks/create", response_class=HTMLResponse)
+# The ids field may hold 200,000 characters, up to 12 bytes each once form-encoded.
+@router.post("/tasks/create", response_class=HTMLResponse, max_body_size=4 * 2**20)
 def tasks_create_from_lines(
     request: Request, db: DbSession, _: Staff,
     kind: Annotated[Text, Form(max_length=20)] = "",
@@ -124,7 +126,8 @@ def tasks_create_from_lines(
     return _tasks_page(request, db, form=form, report=report, report_kind=kind)
 
 
-@router.post("/tasks/import-candidates", response_class=HTMLResponse)
+@router.post("/tasks/import-candidates", response_class=HTMLResponse,
+             max_body_size=MAX_CANDIDATE_FILE + 2**20)
 async def tasks_import_candidates(request: Request, db: DbSession, _: Staff) -> Response:
     """Import model outputs (candidates JSONL) and, if asked, a rank task per row."""
     from fastapi.concurrency import run_in_threadpool

@@ -64,7 +64,7 @@ def compare_page(request: Request, db: DbSession, _: Staff, a: VersionId = None,
                   metrics=metrics, config=config, aliases=registry.aliases(db=db))
 
 
-@router.get("/models/{model_id}", response_class=HTMLResponse)
+@router.get("/models/{model_id:int}", response_class=HTMLResponse)  # not /models/rollback
 def model_page(request: Request, db: DbSession, _: Staff, model_id: Id) -> Response:
     """One version: lineage, snapshots, metrics, its job, what it generated, promote."""
     version = _get(db, model_id)

@@ -67,7 +67,7 @@ def rollback(db: DbSession, user: Staff, body: RollbackRequest) -> ModelRead:
     return model_read(db, registry.rollback(db=db, kind=body.kind, user_id=user.id))
 
 
-@router.get("/api/v1/models/{model_id}", response_model=ModelRead)
+@router.get("/api/v1/models/{model_id:int}", response_model=ModelRead)  # not .../rollback
 def get_model(db: DbSession, _: Staff, model_id: Id) -> ModelRead:
     """One version."""
     return model_read(db, registry.get_version(db=db, version_id=model_id))

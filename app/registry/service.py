@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -82,33 +84,53 @@ def alias_target(*, db: Session, alias: str) -> ModelVersion | None:
     return db.get(ModelVersion, row.model_version_id) if row else None
 
 
-def move_alias(*, db: Session, alias: str, version: ModelVersion, user_id: int | None,
-               action: str) -> AliasEvent:
-    """Point the alias at the version and keep the move in the history."""
-    row = db.scalars(select(ModelAlias).where(ModelAlias.name == alias).with_for_update()).first()
-    before = row.model_version_id if row else None
-    if row is None:
-        row = ModelAlias(name=alias, model_version_id=version.id)
-        db.add(row)
+def _locked_alias(db: Session, alias: str, version: ModelVersion) -> tuple[ModelAlias, int | None]:
+    """The alias's row, locked until the commit, and the version it pointed at before (None:
+    unset until now, the row created pointing at `version`).
+
+    Two promotes at once (a double click) used to read the alias, both decide to move it,
+    then both insert it (one 500 on the primary key) or both move it, the second from the
+    version to itself: rollback then went nowhere. The INSERT ... ON CONFLICT waits for a
+    concurrent insert of the alias to commit; the row lock orders every later move."""
+    conn = db.connection()
+    build = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    created = conn.execute(build(ModelAlias).values(
+        name=alias, model_version_id=version.id, updated_at=utcnow(),
+    ).on_conflict_do_nothing().returning(ModelAlias.name)).scalar()
+    row = db.scalars(select(ModelAlias).where(ModelAlias.name == alias).with_for_update()
+                     .execution_options(populate_existing=True)).one()
+    return row, None if created else row.model_version_id
+
+
+def _move(db: Session, row: ModelAlias, before: int | None, version: ModelVersion,
+          user_id: int | None, action: str) -> AliasEvent:
     row.model_version_id, row.updated_by_id, row.updated_at = version.id, user_id, utcnow()
-    event = AliasEvent(alias=alias, from_version_id=before, to_version_id=version.id,
+    event = AliasEvent(alias=row.name, from_version_id=before, to_version_id=version.id,
                        action=action, user_id=user_id)
     db.add(event)
     db.flush()
     return event
 
 
+def move_alias(*, db: Session, alias: str, version: ModelVersion, user_id: int | None,
+               action: str) -> AliasEvent:
+    """Point the alias at the version and keep the move in the history."""
+    row, before = _locked_alias(db, alias, version)
+    return _move(db, row, before, version, user_id, action)
+
+
 def promote(*, db: Session, version_id: int, user_id: int | None) -> ModelVersion:
     """Move `<kind>:active` to this version (a base model has no alias to move)."""
     version = get_version(db=db, version_id=version_id)
     if version.kind not in ALIAS_KINDS:
+        # 409, as for a version already active: the request is well formed, the version's
+        # kind is what refuses it.
         raise JobError(f"Version {version_id} is a {version.kind} model; only sft, rm and "
-                       "policy versions are promoted.", 422)
-    current = alias_target(db=db, alias=f"{version.kind}:active")
-    if current is not None and current.id == version.id:
+                       "policy versions are promoted.", 409)
+    row, before = _locked_alias(db, f"{version.kind}:active", version)
+    if before == version.id:  # also the loser of a double click, once the winner committed
         raise JobError(f"Version {version_id} is already {version.kind}:active.", 409)
-    move_alias(db=db, alias=f"{version.kind}:active", version=version, user_id=user_id,
-               action="promote")
+    _move(db, row, before, version, user_id, "promote")
     return version
 
 
@@ -117,12 +139,16 @@ def rollback(*, db: Session, kind: str, user_id: int | None) -> ModelVersion:
     if kind not in ALIAS_KINDS:
         raise JobError(f"Unknown kind {kind!r}: roll back one of {', '.join(ALIAS_KINDS)}.", 422)
     alias = f"{kind}:active"
+    # Locked first, so the last move read below is the last one (two rollbacks at once
+    # would both undo the same move).
+    row = db.scalars(select(ModelAlias).where(ModelAlias.name == alias).with_for_update()
+                     .execution_options(populate_existing=True)).first()
     last = db.scalars(select(AliasEvent).where(AliasEvent.alias == alias)
                       .order_by(AliasEvent.id.desc()).limit(1)).first()
-    if last is None or last.from_version_id is None:
+    if row is None or last is None or last.from_version_id is None:
         raise JobError(f"{alias} has no earlier version to roll back to.", 409)
     version = get_version(db=db, version_id=last.from_version_id)
-    move_alias(db=db, alias=alias, version=version, user_id=user_id, action="rollback")
+    _move(db, row, row.model_version_id, version, user_id, "rollback")
     return version
 
 

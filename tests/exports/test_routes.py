@@ -146,3 +146,19 @@ def test_manifest_download_is_json_of_the_snapshot(client, db, done_snapshot):
     resp = client.get(f"/api/v1/exports/{done_snapshot.id}/download?file=manifest")
     assert resp.status_code == 200
     assert json.loads(resp.content)["snapshot_id"] == done_snapshot.id
+
+
+def test_an_export_that_fails_to_build_now_is_a_500_saying_why(client, db, monkeypatch):
+    ranked_task(db, 5, [(make_user(db), [[0], [1, 2], [3], [4]])])
+    csrf = login(client, make_user(db, Role.researcher))
+
+    def disk_full(**_):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(service, "build", disk_full)
+    resp = client.post("/api/v1/exports", json={"kind": "comparisons"},
+                       headers={"X-CSRF-Token": csrf})
+    assert resp.status_code == 500
+    assert "No space left on device" in resp.json()["detail"]
+    kept = client.get(f"/api/v1/exports/{resp.json()['snapshot_id']}").json()
+    assert kept["state"] == "failed" and "No space left" in kept["error"]

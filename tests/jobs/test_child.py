@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.jobs.child import run_child, trl_names
+from app.jobs.child import failure_sentence, run_child, trl_names
 from app.jobs.kinds import JobCancelled, JobContext, JobFailed
 from training import contract
 
@@ -58,11 +58,24 @@ def test_cancel_stops_child_at_a_step_and_leaves_no_directory(tmp_path, tiny_bas
 
 
 @pytest.mark.slow  # a training child process
-def test_failing_child_raises_with_its_last_lines(tmp_path):
-    with pytest.raises(JobFailed, match="exited with status"):
+def test_failing_child_raises_with_its_error_as_a_sentence(tmp_path):
+    with pytest.raises(JobFailed, match=r"^The sft stage failed: \w*Error: ") as failed:
         run_child(_ctx(tmp_path), ["sft", "--base-model", str(tmp_path / "missing"),
                                    "--train-data", str(tmp_path / "none.jsonl"),
                                    "--out", str(tmp_path / "o")])
+    assert "Traceback" not in str(failed.value) and "\n" not in str(failed.value)
+
+
+def test_the_failure_sentence_is_the_error_not_the_traceback_around_it():
+    tail = ["Traceback (most recent call last):", '  File "training/ppo.py", line 335, in x',
+            "    raise ValueError(...)", "ValueError: ptx_coef > 0 needs pretrain_data", ""]
+    assert failure_sentence("ppo", 1, tail) == (
+        "The ppo stage failed: ValueError: ptx_coef > 0 needs pretrain_data (exit status 1; "
+        "its output is in the job's log).")
+    assert "error: argument --epochs" in failure_sentence(
+        "sft", 2, ["usage: python -m training sft", "python -m training sft: error: argument "
+                   "--epochs: invalid int value: 'x'"])
+    assert "it printed nothing" in failure_sentence("rm", -9, [])
 
 
 @pytest.mark.slow  # a child process

@@ -121,7 +121,7 @@ def test_promote_and_rollback_move_aliases_with_history(client, db, staff):
     assert db.get(ModelAlias, "policy:active").model_version_id == b.id
     again = client.post(f"/api/v1/models/{b.id}/promote", headers=staff)
     assert again.status_code == 409
-    assert client.post(f"/api/v1/models/{base.id}/promote", headers=staff).status_code == 422
+    assert client.post(f"/api/v1/models/{base.id}/promote", headers=staff).status_code == 409
     back = client.post("/api/v1/models/rollback", json={"kind": "policy"}, headers=staff)
     assert back.status_code == 200 and back.json()["id"] == a.id
     assert client.post("/api/v1/models/rollback", json={"kind": "rm"},

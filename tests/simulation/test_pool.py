@@ -17,7 +17,6 @@ from app.queue.models import Assignment, AssignmentState, Task
 from app.simulation import accounts
 from app.simulation.judges import make_judge
 from app.simulation.pool import Pool, PoolSettings
-from tests.conftest import BACKEND
 from tests.factories import make_candidates, make_prompt
 
 ROWS = {"demonstrate": Demonstration, "rank": Ranking, "write_prompt": WrittenPrompt}
@@ -59,12 +58,6 @@ def _stored(db, emails: set[str]) -> Counter[str]:  # type: ignore[no-untyped-de
     return +out
 
 
-# On SQLite, concurrent submits can fail with "database is locked" (a 500): in WAL mode a
-# deferred transaction that read before another writer committed cannot take the write
-# lock, and busy_timeout does not wait for that case (it needs BEGIN IMMEDIATE). Seen on the
-# write-prompt submit's INSERT INTO prompts with three labelers.
-@pytest.mark.xfail(BACKEND == "sqlite", strict=False,
-                   reason="SQLite: concurrent submits can answer 500 'database is locked'")
 def test_pool_drains_every_kind_and_reports_what_is_stored(committed_db, live_server):
     db = committed_db
     wanted = _seed(db)

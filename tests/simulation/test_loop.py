@@ -59,8 +59,8 @@ def test_one_round_aligns_the_policy_with_the_hidden_rule(deployment, tmp_path):
     from app.cli import root
     from app.simulation.seed import seed
 
-    made = seed(n_prompts=400, k=4, overlap=2)
-    assert made["test_prompts"] >= 35
+    made = seed(n_prompts=700, k=6, overlap=2)
+    assert made["test_prompts"] >= 50
     report = tmp_path / "loop.json"
     args = ["simulate", "loop", "--url", deployment, "--rounds", "1", "--labelers", "4",
             "--n-prompts", "8", "--eval-prompts", "60", "--report", str(report), "--quiet"]
@@ -73,7 +73,7 @@ def test_one_round_aligns_the_policy_with_the_hidden_rule(deployment, tmp_path):
     print("loop row:", json.dumps({k: row.get(k) for k in ("win_vs_sft", "kl", "rm", "agreement")}))
     assert set(row["jobs"].values()) == {"succeeded"}, row["jobs"]
     win = row["win_vs_sft"]
-    assert win["n"] == made["test_prompts"] and win["ci95"][0] > 0.5, win
+    assert win["n"] == min(60, made["test_prompts"]) and win["ci95"][0] > 0.5, win
     # Measured, though on the few new tasks too noisy to assert a level: the RM's held-out
     # accuracy; the labelers' agreement over every ranking is what their noise was set to.
     assert row["rm"]["vs_hidden"] is not None and row["kl"] > 0

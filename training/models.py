@@ -36,10 +36,32 @@ OTHER_DROPOUT = (
 )
 
 
+def check_causal_lm(name: str | Path) -> None:
+    """A clear ValueError unless `name` is a model directory (or id) of a causal LM
+    architecture, checked on its config before any weights load or anything is written."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{name} is not a model directory or id: {exc}") from exc
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(f"{name} is a {config.model_type!r} model, not a causal language "
+                         "model (AutoModelForCausalLM has no class for it)")
+
+
 def load_tokenizer(name: str | Path) -> Any:
     """The model's tokenizer with a pad token (eos if it has none), right padding, and a
     chat template (the plain layout if the model has none: see training.data)."""
-    tok = AutoTokenizer.from_pretrained(name)
+    check_causal_lm(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{name} has no tokenizer that loads: {exc}") from exc
+    if tok.eos_token is None:  # answers end with eos in every stage; without one, never
+        raise ValueError(f"the tokenizer of {name} has no eos token: set eos_token in its "
+                         "tokenizer_config.json (the token that ends an answer)")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"

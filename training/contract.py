@@ -175,7 +175,8 @@ class SampleConfig:
     batch_size: int = knob(16, "prompts per generate call")
     model_name: str | None = knob(None, '"model" label of each candidate (default: dir name)')
     seed: int = knob(0, "sampling seed")
-    backend: str = knob("hf", "hf (transformers generate) or vllm (where installed)")
+    backend: str = knob(
+        "hf", "hf (transformers generate), vllm (where installed) or auto (vllm if usable)")
 
 
 @dataclass

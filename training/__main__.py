@@ -1,4 +1,4 @@
-"""`python -m training tiny|sft|rm|ppo|dpo|sample|bon …`: every config field is a flag.
+"""`python -m training tiny|small-llama|sft|rm|ppo|dpo|sample|bon …`: every config field is a flag.
 
 Flags are generated from the stage's config dataclass in training/contract.py (`base_model`
 -> `--base-model`), with the field's one-line doc as help, so the CLI and the Python API
@@ -22,6 +22,7 @@ from training.contract import (
     RewardConfig,
     SampleConfig,
     SFTConfig,
+    SmallLlamaConfig,
     TinyConfig,
     doc,
     read_config,
@@ -32,6 +33,7 @@ from training.ppo import train_ppo
 from training.reward import train_reward_model
 from training.sampling import run_sampling
 from training.sft import train_sft
+from training.small_llama import build_small_llama
 from training.tiny import build_tiny
 
 TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float}
@@ -68,6 +70,11 @@ def run_tiny(args: argparse.Namespace) -> Any:
 
 COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], Any], str]] = {
     "tiny": (TinyConfig, run_tiny, "build a tiny offline base model + tokenizer"),
+    "small-llama": (
+        SmallLlamaConfig,
+        lambda a: build_small_llama(a.out, config_from(a, SmallLlamaConfig)),
+        "build a small Llama-style offline base model (BPE tokenizer, chat template)",
+    ),
     "sft": (
         SFTConfig,
         lambda a: train_sft(config_from(a, SFTConfig)),
@@ -113,7 +120,7 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (cls, _, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        if name == "tiny":
+        if name in ("tiny", "small-llama"):
             p.add_argument("--out", required=True, help="directory to write the model to")
         p.add_argument("--config", metavar="FILE.json",
                        help="read these settings from a JSON object {field: value}; "

@@ -175,7 +175,8 @@ class SampleConfig:
     batch_size: int = knob(16, "prompts per generate call")
     model_name: str | None = knob(None, '"model" label of each candidate (default: dir name)')
     seed: int = knob(0, "sampling seed")
-    backend: str = knob("hf", "hf (transformers generate) or vllm (where installed)")
+    backend: str = knob(
+        "hf", "hf (transformers generate), vllm (where installed) or auto (vllm if usable)")
 
 
 @dataclass
@@ -193,6 +194,25 @@ class TinyConfig:
     pretrain_len: int = knob(96, "tokens per warm-up sequence")
     lr: float = knob(3e-3, "warm-up peak learning rate (linear warm-up, then linear decay)")
     seed: int = knob(0, "seeds weights, corpus and warm-up order")
+
+@dataclass
+class SmallLlamaConfig:
+    """Size of the small Llama-style base model (BPE tokenizer, chat template) and its warm-up."""
+
+    hidden_size: int = knob(64, "hidden size")
+    n_layer: int = knob(2, "decoder layers")
+    n_head: int = knob(4, "attention heads")
+    n_kv_head: int = knob(2, "key/value heads (grouped-query attention when below n_head)")
+    intermediate_size: int = knob(128, "SwiGLU MLP width")
+    max_positions: int = knob(512, "longest sequence in tokens (RoPE)")
+    vocab_size: int = knob(1024, "BPE vocabulary size, special tokens included")
+    pad_token: bool = knob(True, "give the tokenizer its own pad token (Llama's has none)")
+    pretrain_steps: int = knob(200, "warm-up steps on the toy English (0 = random weights)")
+    pretrain_batch: int = knob(16, "sequences per warm-up step")
+    pretrain_len: int = knob(96, "tokens per warm-up sequence")
+    lr: float = knob(3e-3, "warm-up peak learning rate (linear warm-up, then linear decay)")
+    seed: int = knob(0, "seeds weights, corpus and warm-up order")
+
 
 # The stages a round runs, by the name the app and `python -m training` give them.
 STAGE_CONFIGS: dict[str, type] = {"sft": SFTConfig, "rm": RewardConfig, "ppo": PPOConfig,

@@ -57,7 +57,9 @@ def make_accelerator(cfg: Any, stage: str) -> Accelerator:
     """The stage's accelerator: device, mixed precision, trackers, gradient accumulation."""
     trackers = available_trackers(getattr(cfg, "tracker", "none"))
     accelerator = Accelerator(
-        cpu=cfg.cpu,
+        # CPU said outright when there is no accelerator: accelerate joins several launched
+        # processes into one gloo group only then, else each trains alone on all the data
+        cpu=cfg.cpu or not torch.accelerator.is_available(),
         mixed_precision="bf16" if getattr(cfg, "bf16", False) else "no",
         log_with=trackers or None,
         project_dir=str(tracker_dir(cfg.out)) if trackers else None,
@@ -186,6 +188,15 @@ def micro_batches(n: int, accum: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
+def across_processes(accelerator: Accelerator, value: Any) -> float:
+    """The sum of a per-process number over every process (the number itself when alone):
+    weights and logged figures of a step are the global batch's, not one process's share."""
+    if accelerator.num_processes == 1:
+        return float(value)
+    total = torch.tensor(float(value), device=accelerator.device, dtype=torch.float64)
+    return float(accelerator.reduce(total, "sum"))
+
+
 def accumulate(
     accelerator: Accelerator,
     model: Any,
@@ -196,7 +207,9 @@ def accumulate(
 
     `loss_fn(part)` gives (loss, weight) where the weights of all parts sum to 1 (e.g.
     the part's share of tokens), so the summed gradient is the whole batch's. Gradients
-    are synchronised across processes on the last part only.
+    are synchronised across processes on the last part only. With several processes the
+    weights are shares of the global batch times the number of processes, since DDP
+    averages the processes' gradients.
     """
     losses = []
     for i, part in enumerate(parts):

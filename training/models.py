@@ -20,6 +20,7 @@ from transformers import (
 from training.data import ensure_chat_template
 from training.outputs import RunLog, atomic_dir, write_manifest
 
+SCORE_OFFSET = "score_offset"  # config field of a reward model's offset (see fold_score_offset)
 FINAL_NORMS = ("ln_f", "norm", "final_layer_norm", "final_layernorm")
 # Config fields that drop out the residual stream (the paper's "residual dropout"), and the
 # ones that drop out attention weights or embeddings, across common architectures.
@@ -35,10 +36,32 @@ OTHER_DROPOUT = (
 )
 
 
+def check_causal_lm(name: str | Path) -> None:
+    """A clear ValueError unless `name` is a model directory (or id) of a causal LM
+    architecture, checked on its config before any weights load or anything is written."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{name} is not a model directory or id: {exc}") from exc
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ValueError(f"{name} is a {config.model_type!r} model, not a causal language "
+                         "model (AutoModelForCausalLM has no class for it)")
+
+
 def load_tokenizer(name: str | Path) -> Any:
     """The model's tokenizer with a pad token (eos if it has none), right padding, and a
     chat template (the plain layout if the model has none: see training.data)."""
-    tok = AutoTokenizer.from_pretrained(name)
+    check_causal_lm(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{name} has no tokenizer that loads: {exc}") from exc
+    if tok.eos_token is None:  # answers end with eos in every stage; without one, never
+        raise ValueError(f"the tokenizer of {name} has no eos token: set eos_token in its "
+                         "tokenizer_config.json (the token that ends an answer)")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
@@ -170,7 +193,15 @@ def token_scores(model: Any, **inputs: Any) -> torch.Tensor:
 
 def rm_scores(model: PreTrainedModel, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Scalar reward of each sequence at its last real token; (N, T) -> (N,)."""
-    return model(input_ids=input_ids, attention_mask=mask).logits.squeeze(-1)
+    scores = model(input_ids=input_ids, attention_mask=mask).logits.squeeze(-1)
+    return scores + score_offset(model)
+
+
+def score_offset(model: Any) -> float:
+    """The offset kept in the config of a reward model with no bias to fold it into (0 else);
+    read through DDP's `.module` and peft's wrappers alike."""
+    config = getattr(getattr(model, "module", model), "config", None)
+    return float(getattr(config, SCORE_OFFSET, 0.0) or 0.0)
 
 
 def fold_score_offset(model: Any, delta: float) -> str:
@@ -179,7 +210,10 @@ def fold_score_offset(model: Any, delta: float) -> str:
     The score head `w·h (+ b)` gets `delta` added to its bias if it has one. GPT-2 style
     heads have none and `from_pretrained` would drop an added one, so instead the final
     norm's bias (which feeds only the head) moves by delta·w/‖w‖²: w·(β + delta·w/‖w‖²)
-    = w·β + delta, exactly. Returns where the offset went.
+    = w·β + delta, exactly. Architectures with neither (RMSNorm and a bias-free head, as
+    Llama's) keep it as `config.score_offset`, which `rm_scores` adds: transformers saves
+    and reloads the field, though a reader outside training/ must add it too. Returns
+    where the offset went.
     """
     head: Any = model.score
     with torch.no_grad():
@@ -194,8 +228,9 @@ def fold_score_offset(model: Any, delta: float) -> str:
             ),
             None,
         )
-        if norm is None:
-            raise ValueError("score head and final norm have no bias to fold the offset into")
+        if norm is None:  # Llama/Qwen/Mistral: RMSNorm and a bias-free head
+            setattr(model.config, SCORE_OFFSET, score_offset(model) + delta)
+            return f"config.{SCORE_OFFSET}"
         w = head.weight[0]  # (H,)
         norm.bias += delta * w / w.dot(w)
     return "final_norm.bias"

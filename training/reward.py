@@ -33,6 +33,7 @@ from training.loop import (
     Checkpoints,
     TrackedRunLog,
     accumulate,
+    across_processes,
     make_accelerator,
     micro_batches,
 )
@@ -188,14 +189,16 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
         started, cpu_started = time.perf_counter(), time.process_time()
         for i, batch in enumerate(batches, start=skip):
             parts = micro_batches(len(batch["sizes"]), cfg.grad_accum)
-            with_pairs = sum(1 for r in batch["rankings"] if pair_indices(r)[0]) or 1
+            # prompts with pairs in the global batch (every process's): the loss is their mean
+            with_pairs = max(1.0, across_processes(
+                accelerator, sum(1 for r in batch["rankings"] if pair_indices(r)[0])))
             acc: list[int] = [0, 0]
             weights: list[float] = []
 
             def part_loss(
                 part: slice,
                 b: dict = batch,
-                n: int = with_pairs,
+                n: float = with_pairs,
                 acc: list[int] = acc,
                 weights: list[float] = weights,
             ) -> tuple:
@@ -204,7 +207,8 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
                 c, k = pairwise_accuracy(scores.detach(), sub["rankings"], sub["sizes"])
                 acc[0], acc[1] = acc[0] + c, acc[1] + k
                 weights.append(sum(1 for r in sub["rankings"] if pair_indices(r)[0]) / n)
-                return loss, weights[-1]  # prompt-weighted: the whole batch's mean
+                # prompt-weighted: the whole batch's mean (DDP averages the processes')
+                return loss, weights[-1] * accelerator.num_processes
 
             losses = accumulate(accelerator, model, parts, part_loss)
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -215,13 +219,14 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
             cpu_seconds += time.process_time() - cpu_started  # batch loading included
             started, cpu_started = time.perf_counter(), time.process_time()
             # per-step metrics: training accuracy on this batch's pairs, throughput
-            correct, pairs = acc
+            correct, pairs = (int(across_processes(accelerator, x)) for x in acc)
             step, n_pairs = step + 1, n_pairs + pairs
             log.log(
                 step,
                 {
                     "epoch": epoch,
-                    "loss": float(sum(x * w for x, w in zip(losses, weights, strict=True))),
+                    "loss": across_processes(
+                        accelerator, sum(x * w for x, w in zip(losses, weights, strict=True))),
                     "accuracy": correct / max(1, pairs),
                     "comparisons_per_s": n_pairs / max(train_seconds, 1e-9),
                     "cpu_seconds": cpu_seconds,  # robust to machine load

@@ -3,7 +3,8 @@
 Generation goes through one interface, `Sampler.sample(prompts, k) -> [[text] * k]`:
 `HFSampler` (transformers' `generate`, the default, what PPO's rollouts use) and
 `VLLMSampler` (`--backend vllm`, where vLLM is installed on a GPU machine; the prompt is
-laid out with the model directory's chat template, as in training). Output files use the
+laid out with the model directory's chat template, as in training). `--backend auto`
+takes vLLM where it is installed and a GPU is present, transformers otherwise. Output files use the
 app's candidate import format, one prompt per line:
 `{"prompt": str, "prompt_id"?: int, "candidates": [{"text": str, "model": str}, …]}`.
 """
@@ -174,6 +175,17 @@ class VLLMSampler(Sampler):
         return [[c.text for c in out.outputs] for out in outputs]
 
 
+def vllm_usable() -> bool:
+    """Whether vLLM is installed and has a GPU to run on (what `--backend auto` asks)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("vllm") is not None
+    except (ImportError, ValueError):  # a broken or half-imported install counts as none
+        found = False
+    return found and torch.cuda.is_available()
+
+
 def make_sampler(cfg: SampleConfig, tok: Any) -> Sampler:
     """The sampler cfg.backend names, with cfg's generation settings."""
     gen = dict(
@@ -182,10 +194,13 @@ def make_sampler(cfg: SampleConfig, tok: Any) -> Sampler:
         temperature=cfg.temperature,
         top_p=cfg.top_p,
     )
-    if cfg.backend == "vllm":
+    backend = cfg.backend
+    if backend == "auto":
+        backend = "vllm" if vllm_usable() else "hf"
+    if backend == "vllm":
         return VLLMSampler(cfg.model, tok, seed=cfg.seed, **gen)
-    if cfg.backend != "hf":
-        raise ValueError(f"unknown sampling backend {cfg.backend!r} (hf or vllm)")
+    if backend != "hf":
+        raise ValueError(f"unknown sampling backend {cfg.backend!r} (hf, vllm or auto)")
     tok.padding_side = "left"
     return HFSampler(load_policy(cfg.model, tok).eval(), tok, **gen)
 

@@ -33,6 +33,7 @@ from training.loop import (
     Checkpoints,
     TrackedRunLog,
     accumulate,
+    across_processes,
     make_accelerator,
     micro_batches,
 )
@@ -143,15 +144,18 @@ def train_sft(
         batches = accelerator.skip_first_batches(loader, skip) if skip else loader
         started = time.perf_counter()  # validation and checkpoints are not training time
         for i, batch in enumerate(batches, start=skip):
-            n_tokens = (batch["labels"][:, 1:] != IGNORE).sum().clamp(min=1)
+            # token-weighted over the global batch (every process's tokens): its exact mean
+            n_tokens = max(1.0, across_processes(
+                accelerator, (batch["labels"][:, 1:] != IGNORE).sum()))
 
-            def micro_loss(part: slice, batch: dict = batch, n: Any = n_tokens) -> tuple:
+            def micro_loss(part: slice, batch: dict = batch, n: float = n_tokens) -> tuple:
                 logits = model(
                     input_ids=batch["input_ids"][part], attention_mask=batch["attention_mask"][part]
                 ).logits
                 labels = batch["labels"][part]
-                share = (labels[:, 1:] != IGNORE).sum() / n  # token-weighted: exact batch mean
-                return sft_loss(logits, labels), share
+                share = (labels[:, 1:] != IGNORE).sum() / n
+                # DDP averages the processes' gradients: a share of the global batch × P
+                return sft_loss(logits, labels), share * accelerator.num_processes
 
             parts = micro_batches(len(batch["input_ids"]), cfg.grad_accum)
             losses = accumulate(accelerator, model, parts, micro_loss)
@@ -160,8 +164,10 @@ def train_sft(
             sched.step()
             opt.zero_grad(set_to_none=True)
             shares = [(batch["labels"][p][:, 1:] != IGNORE).sum() / n_tokens for p in parts]
-            loss = sum(x * s for x, s in zip(losses, shares, strict=True))
-            step, tokens = step + 1, tokens + int(batch["attention_mask"].sum())
+            loss = across_processes(
+                accelerator, sum(x * s for x, s in zip(losses, shares, strict=True)))
+            step = step + 1
+            tokens += int(across_processes(accelerator, batch["attention_mask"].sum()))
             train_seconds += time.perf_counter() - started  # batch loading included
             started = time.perf_counter()
             log.log(

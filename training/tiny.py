@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
     ByT5Tokenizer,
     GPT2Config,
     GPT2LMHeadModel,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
@@ -97,9 +99,11 @@ def build_model(cfg: TinyConfig, tok: PreTrainedTokenizerBase) -> GPT2LMHeadMode
     return GPT2LMHeadModel(config)
 
 
-def warm_up(model: GPT2LMHeadModel, tok: PreTrainedTokenizerBase, cfg: TinyConfig) -> float:
-    """Train briefly on the toy English; returns the last loss."""
-    texts = pretraining_texts(cfg.pretrain_steps * cfg.pretrain_batch, seed=cfg.seed + 1)
+def warm_up(model: PreTrainedModel, tok: PreTrainedTokenizerBase, cfg: Any,
+            texts: list[str] | None = None) -> float:
+    """Train briefly on the toy English (or `texts`); returns the last loss."""
+    if texts is None:
+        texts = pretraining_texts(cfg.pretrain_steps * cfg.pretrain_batch, seed=cfg.seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     warm = max(1, cfg.pretrain_steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(

@@ -45,9 +45,10 @@ def trl_names(metrics: dict[str, object]) -> dict[str, object]:
 
 def command(argv: list[str], processes: int = 1) -> list[str]:
     """The command line of one stage: plain Python, or accelerate for several processes."""
-    if processes > 1:
-        return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes",
-                str(processes), "-m", "training", "--events", *argv]
+    if processes > 1:  # --multi_gpu: without it accelerate starts one process where no
+        # GPUs are counted (a CPU worker), which then trains alone; on CPU they join by gloo
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                "--num_processes", str(processes), "-m", "training", "--events", *argv]
     return [sys.executable, "-m", "training", "--events", *argv]
 
 

@@ -3,12 +3,14 @@ job's progress and metrics (under TRL's names), and that SIGTERM stops at a step
 without leaving an output directory."""
 
 import json
+import os
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from app.jobs.child import failure_sentence, run_child, trl_names
+from app.jobs.child import command, failure_sentence, run_child, trl_names
 from app.jobs.kinds import JobCancelled, JobContext, JobFailed
 from training import contract
 
@@ -89,3 +91,19 @@ def test_bad_config_file_fails_the_stage_naming_it_and_the_field(tmp_path):
 def test_trl_names_maps_short_keys():
     assert trl_names({"kl": 1.0, "rm_score": 2.0, "loss": 3.0}) == {
         "objective/kl": 1.0, "objective/scores": 2.0, "loss": 3.0}
+
+
+@pytest.mark.slow
+def test_several_processes_start_as_one_group_on_cpu(tmp_path):
+    script = tmp_path / "ranks.py"
+    script.write_text("from accelerate import PartialState\n"
+                      "s = PartialState(cpu=True)\n"
+                      "print('rank', s.process_index, 'of', s.num_processes, flush=True)\n")
+    argv = command(["x"], processes=2)
+    assert argv[argv.index("-m", 1) + 1 :][:2] == ["accelerate.commands.launch", "--multi_gpu"]
+    launch = argv[: argv.index("training") - 1] + [str(script)]  # the launcher, our script
+    proc = subprocess.run(launch, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("rank")) == [
+        "rank 0 of 2", "rank 1 of 2"]

@@ -243,3 +243,35 @@ def test_if_better_round_waits_for_its_campaign_and_promotes_when_people_prefer_
     assert campaign["state"] == "complete" and campaign["judgments"] == judged
     after = {m["kind"]: m for m in stack.get("/api/v1/models", fed)}
     assert "policy:active" in after["policy"]["aliases"]
+
+
+def test_round_on_a_llama_base_model_trains_registers_and_generates(committed_db, staff_token,
+                                                                     tmp_path: Path):
+    # RLHF_BASE_MODEL: a model of the user's kind (Llama, chat template), not the tiny GPT-2
+    from training.__main__ import main as training_main
+
+    base = tmp_path / "llama"
+    assert training_main(["--threads", "1", "small-llama", "--out", str(base),
+                          "--pretrain-steps", "20", "--pretrain-len", "48"]) == 0
+    stack = Stack("redis", tmp_path / "data", base_model=str(base))
+    try:
+        seed_tasks(committed_db)
+        label_everything(stack.http, labeler_token(committed_db))
+        made = stack.http.post("/api/v1/rounds", headers=staff_token, json={
+            "config": SMALL, "promote": True,
+            "generate": {"k": 4, "n_prompts": 3, "max_new_tokens": 8, "overlap": 1}})
+        assert made.status_code == 202, made.text
+        rnd = stack.wait_round(made.json()["round_id"], staff_token)
+        assert rnd["state"] == "succeeded", [(j["kind"], j["error"]) for j in rnd["jobs"]]
+        models = {m["kind"]: m for m in stack.get("/api/v1/models", staff_token)}
+    finally:
+        stack.close()
+    assert {"base", "sft", "rm", "policy"} <= set(models)
+    rm_dir = committed_db.get(ModelVersion, models["rm"]["id"]).path
+    config = (Path(rm_dir) / "config.json").read_text()
+    assert '"LlamaForSequenceClassification"' in config and '"score_offset"' in config
+    generated = next(j for j in rnd["jobs"] if j["kind"] == "generate")["outputs"]
+    texts = committed_db.scalars(select(Candidate.text).where(
+        Candidate.model_version_id == models["policy"]["id"])).all()
+    assert generated["tasks"] >= 1 and texts
+    assert not [t for t in texts if "<|im_end|>" in t or "<|im_start|>" in t]

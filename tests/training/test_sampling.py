@@ -78,3 +78,28 @@ def test_vllm_backend_gets_the_chat_template_prompt_ids(tiny_dir, tmp_path, monk
     assert calls["params"]["stop_token_ids"] == [tok.eos_token_id]
     rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
     assert [c["text"] for c in rows[1]["candidates"]] == ["answer 1.0", "answer 1.1", "answer 1.2"]
+
+
+def test_auto_backend_falls_back_to_transformers_without_vllm(tiny_dir, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import pytest
+
+    from training.records import PromptRecord, write_jsonl
+    from training.sampling import HFSampler, SampleConfig, make_sampler, run_sampling, vllm_usable
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not installed, wherever this runs
+    assert not vllm_usable()
+    write_jsonl(tmp_path / "p.jsonl", [PromptRecord(prompt_id=i, text=f"q{i}") for i in range(2)])
+    cfg = SampleConfig(model=str(tiny_dir), prompts=str(tmp_path / "p.jsonl"),
+                       out=str(tmp_path / "c.jsonl"), k=2, max_new_tokens=4, backend="auto")
+    assert isinstance(make_sampler(cfg, load_tokenizer(tiny_dir)), HFSampler)
+    run_sampling(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [len(r["candidates"]) for r in rows] == [2, 2]
+
+    asked = SampleConfig(**{**vars(cfg), "backend": "vllm", "out": str(tmp_path / "v.jsonl")})
+    with pytest.raises(RuntimeError, match="needs vLLM installed"):
+        run_sampling(asked)  # vllm named outright: a clear error, no file
+    assert not (tmp_path / "v.jsonl").exists()

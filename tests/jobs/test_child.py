@@ -83,8 +83,8 @@ def test_the_failure_sentence_is_the_error_not_the_traceback_around_it():
 @pytest.mark.slow  # a child process
 def test_bad_config_file_fails_the_stage_naming_it_and_the_field(tmp_path):
     path = contract.write_config({"epochs": "two"}, tmp_path / "sft.config.json")
-    with pytest.raises(JobFailed, match=r"the sft stage exited with status 2:[\s\S]*"
-                       r"epochs must be int, not 'two'"):
+    with pytest.raises(JobFailed, match=r"The sft stage failed: .*epochs must be int, not "
+                       r"'two' \(exit status 2"):
         run_child(_ctx(tmp_path), ["--threads", "1", "sft", "--config", str(path)])
 
 

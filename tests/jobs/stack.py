@@ -71,7 +71,10 @@ class Stack:
         (beat with it)."""
         proc = self.worker if which == "gpu" else self.default
         assert proc is not None
-        os.kill(proc.pid, signal.SIGKILL)
+        # The whole process group (each worker starts a session of its own): a worker's
+        # embedded beat is a child process, which a SIGKILL of the worker alone leaves running
+        # (and sending the reaper and sweep into the next test's broker).
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
     def get(self, path: str, headers: dict[str, str]) -> Any:
@@ -114,6 +117,12 @@ class Stack:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        for proc in (self.worker, self.default):  # and whatever each worker started
+            if proc is not None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str,

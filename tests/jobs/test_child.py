@@ -96,14 +96,15 @@ def test_trl_names_maps_short_keys():
 @pytest.mark.slow
 def test_several_processes_start_as_one_group_on_cpu(tmp_path):
     script = tmp_path / "ranks.py"
-    script.write_text("from accelerate import PartialState\n"
+    # Each process writes a file of its own (two processes printing at once interleave).
+    script.write_text("import pathlib\nfrom accelerate import PartialState\n"
                       "s = PartialState(cpu=True)\n"
-                      "print('rank', s.process_index, 'of', s.num_processes, flush=True)\n")
+                      f"pathlib.Path({str(tmp_path)!r}, f'rank{{s.process_index}}').write_text("
+                      "f'{s.process_index} of {s.num_processes}')\n")
     argv = command(["x"], processes=2)
     assert argv[argv.index("-m", 1) + 1 :][:2] == ["accelerate.commands.launch", "--multi_gpu"]
     launch = argv[: argv.index("training") - 1] + [str(script)]  # the launcher, our script
     proc = subprocess.run(launch, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(line for line in proc.stdout.splitlines() if line.startswith("rank")) == [
-        "rank 0 of 2", "rank 1 of 2"]
+    assert [(tmp_path / f"rank{i}").read_text() for i in (0, 1)] == ["0 of 2", "1 of 2"]

@@ -10,10 +10,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from app import domain_parts
 from app.config import get_settings
+from app.console import console, fail
 
 root = typer.Typer(help="RLHF Studio: human feedback in, aligned models out.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -22,14 +22,6 @@ tokens_cli = typer.Typer(help="API bearer tokens for scripts.", no_args_is_help=
 root.add_typer(db_cli, name="db")
 root.add_typer(users_cli, name="users")
 root.add_typer(tokens_cli, name="tokens")
-console = Console()
-err = Console(stderr=True)
-
-
-def fail(message: str, code: int = 1) -> None:
-    """Print an error a person can act on and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code)
 
 
 # --- db -------------------------------------------------------------------------------

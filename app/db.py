@@ -285,9 +285,11 @@ DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def alembic_config(url: str | None = None) -> Config:
-    """Alembic configured for this project's migrations and a database URL."""
-    import app.models  # noqa: F401 - every table on Base.metadata, for autogenerate
+    """Alembic configured for this project's migrations and a database URL.
 
+    Its target metadata is Base.metadata as loaded so far: autogenerate compares the whole
+    schema only once every domain's tables are imported (`import app.models`, a face-level
+    module: the core knows no domain)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url or get_settings().effective_database_url)

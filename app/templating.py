@@ -1,5 +1,7 @@
 """Jinja2 templates (autoescaped) and the context every page gets."""
 
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -13,7 +15,6 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlalchemy import inspect as sa_inspect
 
-from app.auth.deps import csrf_token
 from app.db import session_scope
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -59,6 +60,25 @@ def nav_for(user: Any) -> list[NavItem]:
     return sorted(items, key=_nav_rank)
 
 
+def csrf_token(request: Request) -> str:
+    """This session's CSRF token, created on first use."""
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(32)
+        request.session["csrf"] = token
+    return token
+
+
+# Who a session belongs to: set by the auth layer when it loads (app.auth.deps), since the
+# core cannot import a domain. Pages rendered outside any route (a 404) need it.
+_SESSION_USER: list[Callable[[Request, Any], Any]] = []
+
+
+def use_session_user(loader: Callable[[Request, Any], Any]) -> None:
+    """Set how a page finds the user of a session that no route has identified."""
+    _SESSION_USER[:] = [loader]
+
+
 def flash(request: Request, message: str, kind: str = "info") -> None:
     """Show a message on the next page this session renders."""
     request.session.setdefault("flash", []).append({"kind": kind, "message": message})
@@ -75,10 +95,8 @@ def _live_user(request: Request) -> Any:
     the page keeps the navigation.
     """
     if not hasattr(request.state, "user"):
-        from app.auth.deps import _session_user as session_user
-
         with session_scope() as db:
-            found = session_user(request, db)
+            found = _SESSION_USER[0](request, db) if _SESSION_USER else None
             if found is not None:
                 db.expunge(found)
         request.state.user = found

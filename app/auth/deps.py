@@ -17,6 +17,7 @@ from app.auth import service
 from app.auth.models import Role, User
 from app.db import DbSession, utcnow
 from app.errors import DomainError
+from app.templating import csrf_token, use_session_user
 
 PUBLIC = "public"
 ALL_ROLES: tuple[Role, ...] = (Role.labeler, Role.researcher, Role.admin)
@@ -43,15 +44,6 @@ class Forbidden(DomainError):
     def __init__(self, detail: str = "You do not have access to this page.") -> None:
         super().__init__(detail)
         self.detail = detail
-
-
-def csrf_token(request: Request) -> str:
-    """This session's CSRF token, created on first use."""
-    token = request.session.get("csrf")
-    if not token:
-        token = secrets.token_urlsafe(32)
-        request.session["csrf"] = token
-    return token
 
 
 async def _sent_csrf(request: Request) -> str | None:
@@ -98,6 +90,9 @@ def _session_user(request: Request, db: Session) -> User | None:
     if user is None:  # ended (logout, password reset, deactivation) or expired
         request.session.clear()
     return user
+
+
+use_session_user(_session_user)  # error pages that no route reached find their user here
 
 
 class Allow:

@@ -51,7 +51,7 @@ def _run(kind: str, fmt: str, out: Path | None, chat: bool, filters: dict[str, A
     from pydantic import ValidationError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.exports import service
     from app.exports.schemas import ExportCreate, describe

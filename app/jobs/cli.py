@@ -17,7 +17,7 @@ ENDED = ("succeeded", "failed", "cancelled")
 
 def parse_sets(sets: list[str], config_file: Path | None) -> dict[str, dict[str, Any]]:
     """`--set sft.epochs=2` pairs (values read as JSON where they parse) over a JSON file."""
-    from app.cli import fail
+    from app.console import fail
 
     config: dict[str, dict[str, Any]] = {}
     if config_file is not None:
@@ -43,7 +43,7 @@ def start_round(*, stages: list[str] | None, config: dict[str, Any], promote: bo
                 evaluate: dict[str, Any] | None = None) -> None:
     """Create a round, send its first job, and (with --wait) follow it to the end (or to
     its wait for judgment: exit 3)."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.jobs import rounds
     from app.jobs import service as jobs
@@ -78,7 +78,7 @@ def _judging(promote: bool | str, evaluate: dict[str, Any] | None) -> Any:
     """The options as the API's RoundJudging (exit 1 with why when they are not)."""
     from pydantic import ValidationError
 
-    from app.cli import fail
+    from app.console import fail
     from app.jobs.schemas import RoundJudging
 
     try:
@@ -104,7 +104,7 @@ def follow(round_id: int, quiet: bool = False, poll_s: float = 1.0) -> str:
     """Show a progress bar per job until the round ends; returns its final state."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from app.cli import console
+    from app.console import console
     from app.db import session_scope
     from app.jobs import rounds
 
@@ -169,7 +169,7 @@ def train_round(
     generate = ({"k": generate_k, "n_prompts": generate_prompts, "overlap": overlap}
                 if generate_k else None)
     if promote and promote_if_better:
-        from app.cli import fail
+        from app.console import fail
 
         fail("Give --promote or --promote-if-better, not both.")
         return
@@ -203,7 +203,7 @@ def jobs_list(round_id: int | None = typer.Option(None, "--round"),
     """Jobs, newest first."""
     from rich.table import Table
 
-    from app.cli import console
+    from app.console import console
     from app.db import session_scope
     from app.jobs import service as jobs
     from app.jobs.schemas import JobRead
@@ -224,7 +224,7 @@ def jobs_list(round_id: int | None = typer.Option(None, "--round"),
 @jobs_cli.command("show")
 def jobs_show(job_id: int) -> None:
     """One job as JSON, with its log tail."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.jobs import service as jobs
     from app.jobs.errors import JobError
@@ -247,7 +247,7 @@ def jobs_show(job_id: int) -> None:
 @jobs_cli.command("cancel")
 def jobs_cancel(job_id: int) -> None:
     """Cancel a job (a running one stops at its next step)."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.jobs import rounds
     from app.jobs import service as jobs
@@ -268,7 +268,7 @@ def jobs_cancel(job_id: int) -> None:
 @jobs_cli.command("retry")
 def jobs_retry(job_id: int, wait: bool = WAIT) -> None:
     """A new attempt of a failed or cancelled job (and of the round stages it stopped)."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.jobs import rounds
     from app.jobs import service as jobs

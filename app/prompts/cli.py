@@ -12,7 +12,7 @@ candidates_cli = typer.Typer(help="Candidates (model outputs) to rank or rate.",
 
 
 def _read(path: Path) -> tuple[bytes, int]:
-    from app.cli import fail
+    from app.console import fail
 
     if not path.is_file():
         fail(f"no such file: {path}")
@@ -28,7 +28,7 @@ def _progress(total: int, label: str) -> Any:
 
 
 def _print_issues(issues: list[dict[str, Any]]) -> None:
-    from app.cli import console
+    from app.console import console
 
     for issue in issues[:50]:
         console.print(f"  line {issue['line']}: {issue['outcome']}: {issue['reason']}",
@@ -51,7 +51,7 @@ def import_prompts(
     """Import prompts; prints accepted / merged / capped / rejected and each bad line."""
     from pydantic import ValidationError
 
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.prompts import service as prompts
     from app.prompts.rules import ImportRules
@@ -93,7 +93,7 @@ def import_candidates(
     priority: int = typer.Option(0),
 ) -> None:
     """Import candidates for prompts (creating new prompts under the import rules)."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.prompts.candidates import import_candidates_file
     from app.queue.errors import QueueError

@@ -12,7 +12,7 @@ def create_demonstrate(
     priority: int = typer.Option(0, help="Higher is served first."),
 ) -> None:
     """A demonstrate task for every train prompt that has none."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.queue import service as queue
 
@@ -32,7 +32,7 @@ def create_write_prompt(
     overlap: int = typer.Option(1), priority: int = typer.Option(0),
 ) -> None:
     """Prompt-writing tasks for labelers."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.prompts.models import PromptKind
     from app.queue import service as queue
@@ -53,7 +53,7 @@ def create_write_prompt(
 @tasks_cli.command("stats")
 def stats() -> None:
     """Task counts and label progress by kind and state."""
-    from app.cli import console
+    from app.console import console
     from app.db import session_scope
     from app.queue import service as queue
 
@@ -69,7 +69,7 @@ def stats() -> None:
 @tasks_cli.command("expire-leases")
 def expire() -> None:
     """Free the slots of lapsed leases now (the beat task does this every minute)."""
-    from app.cli import console
+    from app.console import console
     from app.db import session_scope
     from app.queue import service as queue
 

@@ -22,7 +22,7 @@ def models_list(kind: str | None = typer.Option(None, help="base | sft | rm | po
     """Model versions, newest first, with their aliases."""
     from rich.table import Table
 
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.jobs.errors import JobError
     from app.registry import service as registry
@@ -53,7 +53,7 @@ def models_list(kind: str | None = typer.Option(None, help="base | sft | rm | po
 @models_cli.command("promote")
 def models_promote(model_id: int) -> None:
     """Move `<kind>:active` to this version."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.jobs.errors import JobError
     from app.registry import service as registry
@@ -71,7 +71,7 @@ def models_promote(model_id: int) -> None:
 @models_cli.command("rollback")
 def models_rollback(kind: str = typer.Argument(..., help="sft | rm | policy")) -> None:
     """Move `<kind>:active` back to where it pointed before its last move."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.jobs.errors import JobError
     from app.registry import service as registry
@@ -96,7 +96,7 @@ def generate(
     max_new_tokens: int = typer.Option(48, help="Response length cap in tokens"),
 ) -> None:
     """Sample fresh candidates and make rank tasks of them (a job on the gpu queue)."""
-    from app.cli import console, fail
+    from app.console import console, fail
     from app.db import session_scope
     from app.jobs import service as jobs
     from app.jobs.errors import JobError

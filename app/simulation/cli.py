@@ -27,7 +27,7 @@ JUDGE_HELP = ("The hidden preference: letter:X | word:W | length:N | keyword, or
 
 def parse_kinds(kinds: str) -> tuple[str, ...]:
     """A comma-separated list of task kinds; '' or 'all' for whatever the queue serves."""
-    from app.cli import fail
+    from app.console import fail
 
     if kinds in ("", "all"):
         return ()
@@ -44,7 +44,7 @@ def wait_until_up(url: str, seconds: float) -> None:
 
     import httpx
 
-    from app.cli import fail
+    from app.console import fail
 
     deadline = time.monotonic() + seconds
     while True:
@@ -60,7 +60,7 @@ def wait_until_up(url: str, seconds: float) -> None:
 
 def make_accounts(url: str, admin_token: str | None, n: int, role: str = "labeler") -> list:
     """The labelers' accounts (see app/simulation/accounts.py for the two ways)."""
-    from app.cli import fail
+    from app.console import fail
     from app.simulation import accounts
 
     try:
@@ -81,7 +81,7 @@ async def run_pool(pool: Pool, *, quiet: bool = False, revoke_tokens: bool = Tru
     """Run the pool with a progress bar; Ctrl-C stops leasing and lets work in hand finish."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from app.cli import err
+    from app.console import err
 
     loop = asyncio.get_running_loop()
     try:
@@ -140,7 +140,7 @@ def simulate(
     (or, with --watch, until Ctrl-C); print a summary and write a JSON report."""
     if ctx.invoked_subcommand is not None:
         return
-    from app.cli import fail
+    from app.console import fail
     from app.simulation import judges
     from app.simulation import report as reporting
 
@@ -170,7 +170,7 @@ def print_summary(out: dict[str, Any]) -> None:
     """The report's headline figures as a table."""
     from rich.table import Table
 
-    from app.cli import console
+    from app.console import console
 
     table = Table(title="simulated labelers", show_header=False)
     sub, agr = out["submitted"], out["agreement"]

@@ -135,7 +135,7 @@ def wait_for_round(api: Api, round_id: Any, timeout: float, quiet: bool) -> list
     """Poll the round's jobs until every one is done; its jobs, or LoopError on a failure."""
     from rich.progress import Progress
 
-    from app.cli import err
+    from app.console import err
 
     deadline = time.monotonic() + timeout
     with Progress(console=err, disable=quiet) as progress:
@@ -326,7 +326,7 @@ def print_round(row: dict[str, Any]) -> None:
     """The round's measures as a table."""
     from rich.table import Table
 
-    from app.cli import console
+    from app.console import console
 
     table = Table(title=f"round {row['round']}", show_header=False)
     rm = row.get("rm") or {}
@@ -390,7 +390,7 @@ def loop_command(
 ) -> None:
     """Feedback → round (SFT → RM → PPO) → promote → new rank tasks → the pool ranks them,
     N times; a table after each round, a JSON report at the end."""
-    from app.cli import fail
+    from app.console import fail
     from app.simulation import judges
 
     try:
@@ -435,7 +435,7 @@ def seed_command(
 ) -> None:
     """Import simulated prompts with demonstrate and rank tasks (run beside the database),
     so `simulate loop` can start on an empty deployment."""
-    from app.cli import console
+    from app.console import console
     from app.simulation.seed import seed as seed_work
 
     console.print(seed_work(n_prompts=prompts, k=k, overlap=overlap, seed=seed))

@@ -1,14 +1,17 @@
-"""The Celery app and its beat schedule: `celery -A app.worker worker`.
+"""The worker process: `celery -A app.worker worker` (and `beat`).
 
-Production uses Redis (RLHF_REDIS_URL). With no Redis configured, the embedded default is
-kombu's filesystem transport under the data directory: real worker processes, no server.
+The Celery app itself is the engine's (app.jobs.broker); this face adds what a worker
+loads (every domain's tasks, and the modules that register themselves with a lower layer)
+and the beat schedule, which names tasks of every layer.
 """
 
 import importlib.util
 
 from celery import Celery
 
-from app.config import Settings, get_settings
+from app.config import Settings
+from app.jobs import broker
+from app.jobs.broker import celery_app
 
 # Domains whose tasks.py holds Celery tasks; imported by the worker when present.
 TASK_MODULES = tuple(
@@ -21,46 +24,6 @@ TASK_MODULES = tuple(
 SELF_REGISTERING = ("app.loop.watch",)
 
 
-def make_celery(settings: Settings | None = None) -> Celery:
-    """A Celery app on Redis or, with none configured, on the embedded transport."""
-    settings = settings or get_settings()
-    celery = Celery("rlhf_studio", broker=settings.broker_url, backend=settings.result_backend)
-    celery.conf.update(
-        task_default_queue="default",
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        imports=("app.worker", *TASK_MODULES, *SELF_REGISTERING),
-        broker_connection_retry_on_startup=True,
-        # Jobs are sent to their kind's queue explicitly (app.jobs.service.dispatch).
-        # A message not acknowledged (acks_late) is delivered again after the visibility
-        # timeout. Postgres, not this timeout, is what finds a dead worker (the reaper, within
-        # RLHF_JOB_LEASE_S); a redelivery only finds the job claimed or ended and does nothing.
-        # So the timeout need not cover the longest training run: an hour bounds how long a
-        # message lost with its worker waits, and the sweep re-sends queued jobs anyway.
-        broker_transport_options={"visibility_timeout": 3600},
-        beat_schedule=BEAT_SCHEDULE,
-    )
-    if not settings.redis_url:
-        folder = settings.broker_folder
-        for sub in ("in", "processed", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        (settings.data_dir / "celery-results").resolve().mkdir(parents=True, exist_ok=True)
-        celery.conf.broker_transport_options = {
-            "visibility_timeout": 3600,
-            "data_folder_in": str(folder / "in"),
-            "data_folder_out": str(folder / "in"),
-            "processed_folder": str(folder / "processed"),
-            "control_folder": str(folder / "control"),
-            "store_processed": False,
-        }
-        celery.conf.beat_schedule_filename = str((settings.data_dir / "celerybeat").resolve())
-    return celery
-
-
 # The one beat schedule; entries name tasks by their explicit names.
 BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-leases": {"task": "queue.expire_leases", "schedule": 60.0},
@@ -70,12 +33,19 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "decide-rounds": {"task": "jobs.decide_rounds", "schedule": 30.0},
 }
 
-celery_app = make_celery()
+
+def configure(celery: Celery) -> Celery:
+    """What a worker process adds to the engine's Celery app: its imports and beat."""
+    celery.conf.update(imports=("app.worker", *TASK_MODULES, *SELF_REGISTERING),
+                       beat_schedule=BEAT_SCHEDULE)
+    return celery
 
 
-@celery_app.task(name="worker.ping")
-def ping(value: str = "pong") -> dict[str, str]:
-    """Round-trip check: a worker process received the message and answered."""
-    import os
+def make_celery(settings: Settings | None = None) -> Celery:
+    """A worker's Celery app on Redis or, with none configured, on the embedded transport."""
+    return configure(broker.make_celery(settings))
 
-    return {"value": value, "pid": str(os.getpid())}
+
+configure(celery_app)
+
+__all__ = ["BEAT_SCHEDULE", "celery_app", "configure", "make_celery"]

@@ -33,8 +33,9 @@ KNOWN = {
     "evaluation"), ("labeling", "prompts"), ("labeling", "queue"), ("models", "evaluation"),
     ("models", "exports"), ("models", "jobs"), ("models", "labeling"), ("models", "prompts"),
     ("models", "queue"), ("models", "registry"), ("prompts", "jobs"), ("prompts", "models"),
-    ("prompts", "queue"), ("queue", "prompts"), ("registry", "evaluation"), ("registry",
-    "exports"), ("registry", "jobs"), ("registry", "prompts"), ("registry", "queue"),
+    ("prompts", "queue"), ("queue", "jobs"), ("queue", "prompts"), ("registry", "evaluation"),
+    ("registry", "exports"), ("registry", "jobs"), ("registry", "prompts"), ("registry",
+    "queue"),
 }
 
 

@@ -11,8 +11,8 @@ from app.db import session_scope
 from app.exports import service
 from app.exports.models import DatasetSnapshot
 from app.jobs import service as jobs
+from app.jobs.broker import celery_app
 from app.jobs.kinds import JobContext, JobFailed, job_kind
-from app.worker import celery_app
 
 PROGRESS_EVERY_S = 1.0
 

@@ -3,7 +3,7 @@
 from typing import Any
 
 from app.jobs import runner
-from app.worker import celery_app
+from app.jobs.broker import celery_app
 
 
 @celery_app.task(name="jobs.run", acks_late=True)

@@ -1,8 +1,8 @@
 """Celery work of the queue: the beat task that frees the slots of lapsed leases."""
 
 from app.db import session_scope
+from app.jobs.broker import celery_app
 from app.queue import service as queue
-from app.worker import celery_app
 
 
 @celery_app.task(name="queue.expire_leases")

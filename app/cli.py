@@ -235,7 +235,7 @@ STATUS_EVERY_S = 10.0
 def _schedule_rounds() -> None:
     """Turn the schedule on so that rounds start by themselves (`up --schedule`)."""
     from app.db import session_scope
-    from app.jobs import schedule
+    from app.rounds import schedule
 
     with session_scope() as db:
         schedule.update_schedule(db=db, user=None, enabled=True, every_hours=None,
@@ -249,7 +249,7 @@ def _schedule_rounds() -> None:
 
 def _print_status() -> None:
     """One line every few seconds: labels done, the round in progress, the active policy."""
-    from app.jobs.status import status_line
+    from app.rounds.status import status_line
 
     while True:
         time.sleep(STATUS_EVERY_S)
@@ -290,8 +290,11 @@ def demo() -> None:
 
 
 def _register_domains() -> None:
+    from app.wiring import wire
+
+    wire()
     for register in domain_parts("cli", ("prompts", "queue", "labeling", "agreement",
-                                         "exports", "jobs", "registry", "evaluation",
+                                         "exports", "rounds", "registry", "evaluation",
                                          "simulation"),
                                  "register"):
         register(root)

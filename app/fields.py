@@ -12,6 +12,7 @@ PostgreSQL refuses), JSON nested thousands deep.
 """
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -114,3 +115,8 @@ Moment = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_san
                    AfterValidator(_utc)]
 """A time from 1970 up to 2100; without a zone it is UTC."""
 
+
+def checked(form: Mapping[str, Any], key: str) -> bool:
+    """Whether an HTML form's checkbox `key` was ticked (absent, empty or "false" is not)."""
+    value = form.get(key)
+    return value is not None and value != "" and value != "false"

@@ -17,6 +17,7 @@ from app import domain_parts, errors
 from app.auth.deps import PUBLIC, Allow, allow
 from app.config import get_settings
 from app.db import database_unavailable, get_engine, pending_migrations
+from app.wiring import wire
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # Each domain's routes module exposes `router`; it is included when the module exists
@@ -24,7 +25,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # Requests are matched against the routers in this order, so the labelers' hot path (the
 # queue and the submissions) comes first.
 DOMAINS = (
-    "queue", "labeling", "auth", "prompts", "agreement", "exports", "jobs", "registry",
+    "queue", "labeling", "auth", "prompts", "agreement", "exports", "rounds", "registry",
     "evaluation", "loop", "home",
 )
 
@@ -65,6 +66,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(*, check_migrations: bool = True) -> FastAPI:
     """Build the application; refuses to start on a database behind its migrations."""
     settings = get_settings()
+    wire()
     if check_migrations and pending_migrations(get_engine()):
         raise UnmigratedDatabase(
             "The database is not migrated to the current schema. "

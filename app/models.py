@@ -3,11 +3,12 @@
 from app.auth.models import ApiToken, LoginThrottle, Role, User, UserSession
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
 from app.exports.models import DatasetSnapshot
-from app.jobs.models import Job, JobMetric, Round, TrainSchedule
+from app.jobs.models import Job, JobMetric
 from app.labeling.models import Demonstration, Ranking, Rating
 from app.prompts.models import Candidate, Prompt, UseCase
 from app.queue.models import Assignment, Task
 from app.registry.models import AliasEvent, ModelAlias, ModelVersion, ModelVersionSnapshot
+from app.rounds.models import Round, TrainSchedule
 
 __all__ = [
     "AliasEvent",

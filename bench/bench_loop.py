@@ -123,8 +123,8 @@ def start_worker() -> subprocess.Popen[bytes]:
 def through_jobs() -> tuple[float, dict]:
     """Seconds from creating a round to its success (export, sft, rm, ppo), with a worker."""
     from app.db import session_scope
-    from app.jobs import rounds
     from app.jobs import service as jobs
+    from app.rounds import service as rounds
 
     started = time.perf_counter()
     with session_scope() as db:
@@ -146,7 +146,7 @@ def through_jobs() -> tuple[float, dict]:
 
 def direct(jobs_run: dict) -> float:
     """The same stages on the same snapshot files, as `python -m training` commands."""
-    from app.jobs import stage_config
+    from app.rounds import stage_config
 
     snaps = jobs_run["export"]["outputs"]["snapshots"]
     base = jobs_run["sft"]["parent"]["path"]

@@ -45,7 +45,10 @@ os.environ["RLHF_ROUND_MIN_RANKINGS"] = "6"
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
+from app.wiring import wire  # noqa: E402
 from tests.factories import login  # noqa: E402,F401  - re-exported for tests
+
+wire()  # every table, job kind and registered handler, as in the web and worker processes
 
 
 def _recreate_postgres_database(url: str) -> None:

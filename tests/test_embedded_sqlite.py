@@ -22,7 +22,8 @@ import app.models
 from sqlalchemy import select
 from app.auth import service as auth
 from app.db import session_scope
-from app.prompts import candidates, service as prompts
+from app.queue import candidates
+from app.prompts import service as prompts
 from app.prompts.models import Candidate, PromptKind
 from app.prompts.rules import ImportRules
 from app.queue import creation

@@ -1,10 +1,10 @@
-"""The import graph: the web process never loads torch, and app's packages gain no new cycle.
+"""The import graph: the web process never loads torch, and app's packages import one way.
 
 Every import counts, lazy ones inside functions included (a lazy import hides a cycle from
 Python, not from a reader). A package is app's first level: a domain folder (`jobs`) or a
-core module (`db`). The cycles that exist today are listed in KNOWN, to be removed as the
-packages are layered one way; a new edge that closes a cycle fails here, and so does a KNOWN
-edge that no longer closes one (delete it from the list, so it cannot come back).
+core module (`db`). app.wiring.ORDER lists them from the lowest layer to the highest; a
+package imports only packages before it, so no cycle can form between packages, nor
+between files of different packages.
 """
 
 import ast
@@ -21,22 +21,6 @@ HEAVY = ("torch", "transformers", "accelerate", "peft", "datasets")
 # training/ modules the web process may load: standard library only.
 WEB_SIDE_TRAINING = {"training", "training.contract", "training.records"}
 
-# Package edges that close a cycle today (importer -> imported).
-KNOWN = {
-    ("agreement", "labeling"), ("agreement", "prompts"), ("agreement", "queue"),
-    ("evaluation", "agreement"), ("evaluation", "exports"), ("evaluation", "jobs"),
-    ("evaluation", "labeling"), ("evaluation", "prompts"), ("evaluation", "queue"),
-    ("evaluation", "registry"), ("exports", "agreement"), ("exports", "jobs"), ("exports",
-    "labeling"), ("exports", "prompts"), ("exports", "queue"), ("exports", "registry"),
-    ("jobs", "evaluation"), ("jobs", "exports"), ("jobs", "labeling"), ("jobs", "prompts"),
-    ("jobs", "queue"), ("jobs", "registry"), ("labeling", "agreement"), ("labeling",
-    "evaluation"), ("labeling", "prompts"), ("labeling", "queue"), ("models", "evaluation"),
-    ("models", "exports"), ("models", "jobs"), ("models", "labeling"), ("models", "prompts"),
-    ("models", "queue"), ("models", "registry"), ("prompts", "jobs"), ("prompts", "models"),
-    ("prompts", "queue"), ("queue", "jobs"), ("queue", "prompts"), ("registry", "evaluation"),
-    ("registry", "exports"), ("registry", "jobs"), ("registry", "prompts"), ("registry",
-    "queue"),
-}
 
 
 def modules(top: str) -> dict[str, Path]:
@@ -125,7 +109,30 @@ def test_training_never_imports_app():
             assert not {t for t in targets if t.startswith("app")}, name
 
 
-def test_no_new_cycle_between_app_packages():
-    found = cycle_edges(package_graph())
-    assert not found - KNOWN, f"new edges that close a cycle: {sorted(found - KNOWN)}"
-    assert not KNOWN - found, f"no longer in a cycle; delete from KNOWN: {sorted(KNOWN - found)}"
+def test_no_cycle_between_app_packages():
+    assert not cycle_edges(package_graph())
+
+
+def test_no_cycle_between_files():
+    assert not cycle_edges(file_graph("app", "training"))
+
+
+def test_every_package_imports_only_the_layers_below_it():
+    from app.wiring import ORDER
+
+    graph = package_graph()
+    unplaced = set(graph) - set(ORDER)
+    assert not unplaced, f"place these in app.wiring.LAYERS: {unplaced}"
+    upward = sorted((a, b) for a, targets in graph.items() for b in targets
+                    if ORDER.index(b) > ORDER.index(a))
+    assert not upward, f"imports of a higher layer (register from above instead): {upward}"
+
+
+def test_the_layer_check_sees_an_upward_import():
+    """The checks above read the real graph: an import of a face from the core fails them."""
+    from app.wiring import ORDER
+
+    graph = package_graph()
+    graph.setdefault("db", set()).add("main")
+    assert ("db", "main") in cycle_edges({**graph, "main": graph["main"] | {"db"}})
+    assert ORDER.index("main") > ORDER.index("db")

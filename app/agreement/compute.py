@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.agreement import metrics
+from app import metrics
 
 WEEK_S = 7 * 86400
 # The Unix epoch was a Thursday; shifting by 3 days puts week boundaries on Mondays.

@@ -5,7 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from app.agreement import compute, metrics
+from app import metrics
+from app.agreement import compute
 from app.agreement.compute import Comparisons, RankingColumns
 from app.agreement.loading import UserInfo
 

@@ -26,6 +26,7 @@ from app.labeling.service import (
     SubmissionError,
     check_flags,
     check_likert,
+    handle_submissions,
     next_url,
 )
 from app.queue import service as queue
@@ -142,3 +143,6 @@ def submit_compare(*, db: Session, user: User, task: TaskRow,
     campaigns.complete_if_judged(db=db, evaluation_id=item.evaluation_id)
     return SubmissionRead(id=row_id, kind="compare", task_id=task.id,
                           assignment_id=assignment.id, next_url=next_url("compare"))
+
+
+handle_submissions("compare", submit_compare)  # labeling's submit hands compare tasks here

@@ -1,11 +1,12 @@
 """Evaluation campaigns: the staff pages and JSON API. Labelers never reach these; they
 only meet a campaign as compare tasks (/label/next?kind=compare)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
@@ -24,6 +25,8 @@ from app.evaluation.schemas import (
     Verdict,
 )
 from app.fields import Id, Int32, Text
+from app.registry.models import ModelVersion
+from app.registry.pages import model_page_part
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -149,3 +152,10 @@ def results_page(request: Request, db: DbSession, _: Staff, evaluation_id: Id) -
                                                             evaluation_id=evaluation_id)])
     return render(request, "evaluation/results.html", r=data, ev=info[0])
 
+
+@model_page_part
+def _judged(db: Session, version: ModelVersion) -> dict[str, Any]:
+    """A version's campaigns, and for a policy people's verdict, for its model page."""
+    verdict = (outcome.verdict(db=db, model_id=version.id) if version.kind == "policy"
+               else None)
+    return {"verdict": verdict, "campaigns": service.list_evaluations(db=db, model_id=version.id)}

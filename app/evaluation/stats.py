@@ -20,7 +20,7 @@ from math import log, sqrt
 
 import numpy as np
 
-from app.agreement.metrics import bootstrap_ratio_ci
+from app.metrics import bootstrap_ratio_ci
 
 CANDIDATE, BASELINE, TIE, BOTH_BAD = 0, 1, 2, 3
 OUTCOME_CODES = {"candidate": CANDIDATE, "baseline": BASELINE, "tie": TIE, "both_bad": BOTH_BAD}

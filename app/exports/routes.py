@@ -11,16 +11,21 @@ from fastapi.responses import (
     Response,
 )
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession, session_scope
 from app.errors import ErrorBody, errors, redisplays
 from app.exports import service
+from app.exports.models import DatasetSnapshot
 from app.exports.schemas import FORMATS, KINDS, ExportCreate, SnapshotRead, describe, from_form
 from app.fields import Id, Text
 from app.prompts.models import Split
 from app.queue.models import TaskKind
+from app.registry import service as registry
+from app.registry.models import ModelVersion
+from app.registry.pages import model_page_part
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -129,3 +134,14 @@ def download_export(
     media = "application/json" if file == "manifest" else MEDIA[path.suffix.lstrip(".")]
     return FileResponse(path, media_type=media,
                         filename=f"snapshot-{snapshot_id}-{path.name}")
+
+
+@model_page_part
+def _trained_on(db: Session, version: ModelVersion) -> dict[str, Any]:
+    """The dataset snapshots a version was trained on, for its model page."""
+    ids = registry.snapshot_ids(db=db, version_id=version.id)
+    if not ids:
+        return {"snapshots": []}
+    return {"snapshots": list(db.scalars(select(DatasetSnapshot)
+                                         .where(DatasetSnapshot.id.in_(ids))
+                                         .order_by(DatasetSnapshot.id)))}

@@ -12,7 +12,8 @@ from app.exports import service
 from app.exports.models import DatasetSnapshot
 from app.jobs import service as jobs
 from app.jobs.broker import celery_app
-from app.jobs.kinds import JobContext, JobFailed, job_kind
+from app.jobs.errors import JobFailed
+from app.jobs.kinds import JobContext, job_kind
 
 PROGRESS_EVERY_S = 1.0
 

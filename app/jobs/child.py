@@ -18,14 +18,22 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from app.jobs.kinds import JobCancelled, JobFailed
+from app.jobs.errors import JobCancelled, JobFailed
 from app.jobs.logtext import DEVICE_PREFIX
 from training.contract import CANCELLED_EXIT
 
-if TYPE_CHECKING:
-    from app.jobs.kinds import JobContext
+
+class Host(Protocol):
+    """What a child reports to: the running job's context (app.jobs.kinds.JobContext)."""
+
+    child_timeout_s: float
+
+    def log(self, line: str) -> None: ...
+    def progress(self, fraction: float) -> None: ...
+    def metric(self, step: int, values: dict[str, Any]) -> None: ...
+    def cancelled(self) -> bool: ...
 
 # Stored under TRL's names where TRL has one, so charts and tools read familiar keys.
 TRL_KEYS = {
@@ -52,7 +60,7 @@ def command(argv: list[str], processes: int = 1) -> list[str]:
     return [sys.executable, "-m", "training", "--events", *argv]
 
 
-def _read(ctx: JobContext, stream: object, tail: deque[str]) -> None:
+def _read(ctx: Host, stream: object, tail: deque[str]) -> None:
     for line in stream:  # type: ignore[attr-defined]
         line = line.rstrip("\n").rsplit("\r", 1)[-1]  # a progress bar's redraws: the last
         at = line.find('{"event"')  # a bar drawn without a newline can precede the event
@@ -77,7 +85,7 @@ def _read(ctx: JobContext, stream: object, tail: deque[str]) -> None:
             ctx.log(line)
 
 
-def run_child(ctx: JobContext, argv: list[str], *, processes: int = 1) -> None:
+def run_child(ctx: Host, argv: list[str], *, processes: int = 1) -> None:
     """Run the stage; raise JobCancelled or JobFailed (with the last lines of its output)."""
     env = {**os.environ, "TQDM_MININTERVAL": "10", "PYTHONUNBUFFERED": "1",
            "TOKENIZERS_PARALLELISM": "false"}

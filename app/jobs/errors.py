@@ -1,4 +1,5 @@
-"""The loop's error (jobs, rounds, the registry, generation): a sentence and its status."""
+"""The loop's error (jobs, rounds, the registry, generation): a sentence and its status; and
+how a job's body says it was cancelled or failed."""
 
 from app.errors import DomainError, Unavailable
 
@@ -12,3 +13,11 @@ class JobError(DomainError):
 
 class BrokerUnavailable(Unavailable, JobError):
     """The job broker cannot be reached: 503 with Retry-After, caught as any JobError."""
+
+
+class JobCancelled(Exception):
+    """The job was cancelled (or lost its lease) and stopped at a step boundary."""
+
+
+class JobFailed(Exception):
+    """The job's work failed; the message says why and the job can be retried."""

@@ -20,18 +20,15 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.db import session_scope
+from app.jobs.errors import JobCancelled
 
 Handler = Callable[["JobContext"], dict[str, Any]]
 OnSuccess = Callable[[Session, Any, dict[str, Any]], None]
 OnFailure = Callable[[Session, Any], None]
 
 
-class JobCancelled(Exception):
-    """The job was cancelled (or lost its lease) and stopped at a step boundary."""
 
 
-class JobFailed(Exception):
-    """The job's work failed; the message says why and the job can be retried."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +45,27 @@ KINDS: dict[str, JobKind] = {}
 
 
 def all_kinds() -> dict[str, JobKind]:
-    """Every job kind: the modules that define them are imported first, so whoever looks a
-    kind up (a worker, the reaper, a test or a script running a job itself) finds it."""
-    import app.jobs.stages  # noqa: F401 - it imports the other domains' kinds in turn
-
+    """Every job kind registered so far. The modules that define kinds register them when
+    imported; every process imports them all at start-up (app.wiring.wire), since the engine
+    imports no domain."""
     return KINDS
+
+
+# What a job's round does when one of its jobs is claimed or ends: set by the rounds layer
+# (app.rounds.service), which owns rounds; the engine only knows a job's round id. It returns
+# the ids of the jobs to send next.
+RoundHook = Callable[..., list[int]]
+_ROUND_HOOK: list[RoundHook] = []
+
+
+def on_round_change(settle: RoundHook) -> None:
+    """Set what settles a round after one of its jobs changed state."""
+    _ROUND_HOOK[:] = [settle]
+
+
+def settle_round(db: Session, round_id: int) -> list[int]:
+    """Bring a round in line with its jobs; the job ids to send next (none without rounds)."""
+    return _ROUND_HOOK[0](db=db, round_id=round_id) if _ROUND_HOOK else []
 
 
 def job_kind(name: str, *, queue: str = "default", on_success: OnSuccess | None = None,

@@ -1,5 +1,6 @@
 """Running one job in a worker: claim it, keep its heartbeat, run its kind, end it, and
-move its round along. Every step is its own short transaction; the work runs outside any."""
+move its round along (through the hook the rounds layer registers). Every step is its own
+short transaction; the work runs outside any."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any
 
 from app.config import get_settings
 from app.db import session_scope
-from app.jobs import rounds
 from app.jobs import service as jobs
-from app.jobs.kinds import JobCancelled, JobContext, JobFailed, all_kinds
+from app.jobs.errors import JobCancelled, JobFailed
+from app.jobs.kinds import JobContext, all_kinds, settle_round
 from app.jobs.models import JobState
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def run_job(job_id: int) -> dict[str, Any]:
                          child_timeout_s=get_settings().job_cancel_grace_s)
         round_id = job.round_id
         if round_id is not None:
-            rounds.settle(db=db, round_id=round_id)
+            settle_round(db, round_id)
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     beat = Heartbeat(ctx, worker)
     beat.start()
@@ -128,7 +129,7 @@ def discard_outputs(outputs: dict[str, Any]) -> None:
 def advance(round_id: int) -> None:
     """Settle the round and send its next stage (after the commit)."""
     with session_scope() as db:
-        ready = rounds.settle(db=db, round_id=round_id)
+        ready = settle_round(db, round_id)
     if ready:
         jobs.dispatch(ready)
 

@@ -14,24 +14,31 @@ import os
 import socket
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, aliased
 
-from app.auth.models import User
 from app.config import get_settings
 from app.db import utcnow
+from app.jobs.broker import celery_app
 from app.jobs.errors import BrokerUnavailable, JobError
 from app.jobs.kinds import all_kinds
 from app.jobs.logtext import readable
 from app.jobs.models import ENDED_STATES, Job, JobMetric, JobState
 
 log = logging.getLogger(__name__)
+class Actor(Protocol):
+    """Who asked for a job: any user row (the engine knows no auth, only an id)."""
+
+    id: int
+
+
 LOG_TAIL_CHARS = 20_000
 MAX_POINTS = 1000
 BROKER_RETRY_AFTER_S = 30  # a Redis restart or failover takes tens of seconds
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+RUN_JOB = "jobs.run"  # the task that runs a job (app.jobs.tasks), sent by name
 
 
 def worker_id() -> str:
@@ -59,7 +66,7 @@ def list_jobs(*, db: Session, round_id: int | None = None, state: str | None = N
     return list(db.scalars(stmt))
 
 
-def submit(*, db: Session, kind: str, config: dict[str, Any], user: User | None = None,
+def submit(*, db: Session, kind: str, config: dict[str, Any], user: Actor | None = None,
            round_id: int | None = None, position: int = 0, attempt: int = 1,
            retry_of_id: int | None = None) -> Job:
     """Record a queued job; `dispatch` sends it once the transaction has committed."""
@@ -83,7 +90,6 @@ def dispatch(job_ids: Sequence[int]) -> list[int]:
     queued job that has no recorded send, so nothing stays queued forever.
     """
     from app.db import session_scope
-    from app.jobs.tasks import run_job
 
     sent = []
     for job_id in job_ids:
@@ -92,7 +98,7 @@ def dispatch(job_ids: Sequence[int]) -> list[int]:
             if job is None or job.state != JobState.queued or not _ready(db, job):
                 continue
             try:
-                run_job.apply_async(args=[job_id], queue=job.queue, retry=False)
+                celery_app.send_task(RUN_JOB, args=[job_id], queue=job.queue, retry=False)
             except Exception as exc:  # noqa: BLE001 - the sweep sends it again
                 log.warning("could not send job %s: %s", job_id, exc)
                 continue
@@ -199,7 +205,7 @@ def request_cancel(*, db: Session, job_id: int) -> Job:
     return job
 
 
-def new_attempt(*, db: Session, job: Job, user: User | None) -> Job:
+def new_attempt(*, db: Session, job: Job, user: Actor | None) -> Job:
     """A fresh queued copy of a failed or cancelled job, linked to it."""
     if job.state not in (JobState.failed, JobState.cancelled):
         raise JobError(f"Job {job.id} {job.state}: only a failed or cancelled job can be "

@@ -10,7 +10,6 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
-from app.agreement.metrics import pairwise_agreement, rank_vector
 from app.auth.models import User
 from app.db import utcnow
 from app.labeling.models import (
@@ -21,6 +20,7 @@ from app.labeling.models import (
     WrittenPrompt,
 )
 from app.labeling.service import COMMENT_MAX, SubmissionError
+from app.metrics import pairwise_agreement, rank_vector
 from app.prompts.models import Candidate, Prompt
 from app.queue.models import Assignment, Task
 

@@ -6,6 +6,7 @@ live-lease lock (task row, then assignment), store the rows and let the queue co
 Bad input raises SubmissionError before anything is written.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -303,6 +304,17 @@ def _store_and_count(db: Session, user: User, task: TaskRow, assignment: Assignm
     return stored
 
 
+# Task kinds whose submissions a higher layer stores (compare: app.evaluation.judging), by
+# kind: the handler gets the locked task row and must store the answer exactly once.
+SubmitHandler = Callable[..., SubmissionRead]
+SUBMIT_HANDLERS: dict[str, SubmitHandler] = {}
+
+
+def handle_submissions(kind: str, handler: SubmitHandler) -> None:
+    """Let a higher layer store the submissions of one task kind."""
+    SUBMIT_HANDLERS[kind] = handler
+
+
 def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> SubmissionRead:
     """Store one submission for the user's live lease on this task, exactly once.
 
@@ -314,10 +326,9 @@ def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> 
     task = queue.lock_task(db=db, task_id=task_id)
     if task is None:
         raise SubmissionError(f"There is no task {task_id}.", 404)
-    if task.kind == TaskKind.compare:  # blind evaluation judgments live with their campaign
-        from app.evaluation.judging import submit_compare
-
-        return submit_compare(db=db, user=user, task=task, body=body)
+    handler = SUBMIT_HANDLERS.get(str(task.kind))
+    if handler is not None:  # e.g. blind evaluation judgments live with their campaign
+        return handler(db=db, user=user, task=task, body=body)
     _check_common(body)
     try:
         clean = validate(body, task)

@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.agreement import service as agreement
-from app.jobs import rounds
-from app.jobs.models import Round
 from app.loop.human import campaigns, human_figures
 from app.loop.watch import Limits, watch
 from app.registry import service as registry
 from app.registry.models import ModelVersion
+from app.rounds import service as rounds
+from app.rounds.models import Round
 
 MAX_ROUNDS = 200  # the newest rounds shown; the page stays one request
 

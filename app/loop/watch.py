@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
-from app.jobs import judged
 from app.loop.human import human_figures
 from app.registry import service as registry
 from app.registry.models import ModelVersion
+from app.rounds import judged
 
 OUTPUT_SIGNALS = ("mean_length", "at_limit_share", "no_eos_share", "repeated_ngram_share",
                   "distinct_2")

@@ -1,4 +1,4 @@
-"""`rlhf-studio prompts import` and `rlhf-studio candidates import`."""
+"""`rlhf-studio prompts import`."""
 
 from pathlib import Path
 from typing import Any
@@ -7,11 +7,9 @@ import typer
 
 prompts_cli = typer.Typer(help="Prompts: import under the paper's data rules.",
                           no_args_is_help=True)
-candidates_cli = typer.Typer(help="Candidates (model outputs) to rank or rate.",
-                             no_args_is_help=True)
 
 
-def _read(path: Path) -> tuple[bytes, int]:
+def read_lines(path: Path) -> tuple[bytes, int]:
     from app.console import fail
 
     if not path.is_file():
@@ -20,14 +18,14 @@ def _read(path: Path) -> tuple[bytes, int]:
     return data, sum(1 for line in data.splitlines() if line.strip())
 
 
-def _progress(total: int, label: str) -> Any:
+def progress_bar(total: int, label: str) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     return Progress("[progress.description]{task.description}", BarColumn(),
                     MofNCompleteColumn(), TimeRemainingColumn(), transient=False), total, label
 
 
-def _print_issues(issues: list[dict[str, Any]]) -> None:
+def print_issues(issues: list[dict[str, Any]]) -> None:
     from app.console import console
 
     for issue in issues[:50]:
@@ -65,15 +63,15 @@ def import_prompts(
         first = exc.errors()[0]
         fail(f"invalid rules: {'.'.join(map(str, first['loc']))}: {first['msg']}")
         return
-    data, total = _read(path)
-    bar, total, label = _progress(total, "importing")
+    data, total = read_lines(path)
+    bar, total, label = progress_bar(total, "importing")
     try:
         with bar, session_scope() as db:
             task = bar.add_task(label, total=total)
             report = prompts.import_file(db=db, data=data, filename=path.name, rules=rules,
                                          strict=strict, progress=lambda: bar.advance(task))
     except prompts.ImportFailed as exc:
-        _print_issues(exc.report.issues)
+        print_issues(exc.report.issues)
         fail(str(exc))
         return
     except prompts.PromptError as exc:
@@ -81,42 +79,9 @@ def import_prompts(
         return
     console.print(f"accepted {report.accepted}, merged duplicates {report.merged}, "
                   f"capped {report.capped}, rejected {report.rejected}")
-    _print_issues(report.issues)
-
-
-@candidates_cli.command("import")
-def import_candidates(
-    path: Path = typer.Argument(..., help="JSONL: {prompt | prompt_id, candidates: [...]}"),
-    rank_tasks: bool = typer.Option(False, "--rank-tasks",
-                                    help="One rank task per row with 4..9 candidates."),
-    overlap: int = typer.Option(1, help="Labelers per rank task."),
-    priority: int = typer.Option(0),
-) -> None:
-    """Import candidates for prompts (creating new prompts under the import rules)."""
-    from app.console import console, fail
-    from app.db import session_scope
-    from app.prompts.candidates import import_candidates_file
-    from app.queue.errors import QueueError
-
-    if not 1 <= overlap <= 50:
-        fail("--overlap must be between 1 and 50")
-    data, total = _read(path)
-    bar, total, label = _progress(total, "importing")
-    try:
-        with bar, session_scope() as db:
-            task = bar.add_task(label, total=total)
-            r = import_candidates_file(db=db, data=data, rank_tasks=rank_tasks, overlap=overlap,
-                                       priority=priority, progress=lambda: bar.advance(task))
-    except QueueError as exc:
-        fail(str(exc))
-        return
-    console.print(f"rows {r.rows}: prompts created {r.prompts_created}, reused "
-                  f"{r.prompts_reused}; candidates created {r.candidates_created}, reused "
-                  f"{r.candidates_reused}; rank tasks {r.rank_tasks}; rejected {r.rejected}")
-    _print_issues(r.issues)
+    print_issues(report.issues)
 
 
 def register(root: typer.Typer) -> None:
-    """Add `prompts` and `candidates` to the `rlhf-studio` command."""
+    """Add `prompts` to the `rlhf-studio` command."""
     root.add_typer(prompts_cli, name="prompts")
-    root.add_typer(candidates_cli, name="candidates")

@@ -1,33 +1,23 @@
-"""Prompt and candidate import (page and API), the prompt list, and the use-case list."""
+"""Prompt import (page and API), the prompt list, and the use-case list."""
 
-import json
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
-from starlette.datastructures import UploadFile
 
 from app.auth.deps import STAFF, Admin, AnyUser, Staff
 from app.auth.models import Role
 from app.config import get_settings
 from app.db import DbSession, session_scope
-from app.errors import describe, errors, redisplays, validation_errors
+from app.errors import errors, redisplays
 from app.fields import Id, Offset, PageNumber, PageSize, Text
-from app.jobs import service as jobs
-from app.jobs.models import Job
-from app.prompts import candidates as candidate_import
 from app.prompts import service as prompts
 from app.prompts import uploads
 from app.prompts.models import CATEGORIES, PromptSource, Split
 from app.prompts.rules import ImportRules
 from app.prompts.schemas import (
-    CandidateImportJson,
-    CandidateReportOut,
-    ImportQueued,
     ImportReportOut,
     PromptCounts,
     PromptImportJson,
@@ -43,166 +33,34 @@ add_nav("Prompts", "/prompts", STAFF, "Import prompts under the paper's data rul
 add_nav("Use cases", "/admin/use-cases", (Role.admin,), "The use cases labelers write prompts for.")
 
 PAGE = 50
-IMPORT_QUEUED: dict[int | str, dict[str, Any]] = {202: {
-    "model": ImportQueued,
-    "description": "A large upload: imported by a job, whose outputs are the report "
-                   "(GET /api/v1/jobs/{job_id})"}}
-
-
-def _send(job_ids: list[int]) -> None:
-    # Runs after the response, so after the commit that made the job visible to workers.
-    jobs.dispatch(job_ids)
-
-
-async def _upload(request: Request) -> tuple[bytes | BinaryIO, int, str, dict[str, Any]]:
-    """The uploaded file, its size, its name, and the other form fields. The file is its
-    bytes when it is imported in the request; one for a job stays the spooled file on disk
-    (the multipart parser writes a file past 1 MB there), copied in chunks by the job."""
-    form = await request.form()
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise prompts.PromptError("Attach the file as the multipart field `file`.")
-    size = upload.file.seek(0, 2)
-    upload.file.seek(0)
-    limit = uploads.max_upload_bytes()
-    if size > limit:
-        raise prompts.PromptError(f"The file is larger than {limit / 2**20:g} MB "
-                                  "(RLHF_IMPORT_MAX_UPLOAD_MB).", 413)
-    data = upload.file if uploads.runs_as_job(size) else await upload.read()
-    fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
-    return data, size, upload.filename or "", fields
-
-
-def _form_rules(fields: dict[str, Any]) -> ImportRules:
-    try:
-        if fields.get("rules"):
-            return ImportRules.model_validate_json(fields["rules"])
-        given = {k: v for k, v in fields.items() if k in ImportRules.model_fields and v != ""}
-        if fields.get("form") == "page" and "scrub_pii" not in fields:
-            given["scrub_pii"] = False  # an unticked checkbox on the page sends nothing
-        return ImportRules.model_validate(given)
-    except ValidationError as exc:
-        raise prompts.PromptError(f"Invalid rules: {describe(validation_errors(exc.errors()))}",
-                                  422) from exc
-
-
-async def _json_body(request: Request, schema: Any) -> Any:
-    try:
-        payload = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise prompts.PromptError("Send a JSON body or a multipart file.") from exc
-    except RecursionError as exc:
-        raise prompts.PromptError("The JSON body is nested too deeply.") from exc
-    if isinstance(payload, list):
-        payload = {("prompts" if schema is PromptImportJson else "rows"): payload}
-    try:
-        return schema.model_validate(payload)
-    except ValidationError as exc:
-        raise RequestValidationError(  # the same 422 as any other route's body
-            [{"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
-             for e in exc.errors()]) from exc
-
-
-async def _json_size(request: Request) -> int:
-    """The JSON body's size; over the upload limit it is refused (413) before parsing."""
-    size = len(await request.body())
-    if size > uploads.max_upload_bytes():
-        raise prompts.PromptError(f"The body is larger than "
-                                  f"{uploads.max_upload_bytes() / 2**20:g} MB "
-                                  "(RLHF_IMPORT_MAX_UPLOAD_MB).", 413)
-    return size
-
-
-def _is_multipart(request: Request) -> bool:
-    return request.headers.get("content-type", "").startswith("multipart/form-data")
-
-
-def _queue(db: Session, background: BackgroundTasks, what: uploads.What,
-           upload: bytes | BinaryIO | list[Any], name: str, rules: ImportRules,
-           options: dict[str, Any], user: Any) -> Job:
-    """Keep an upload for an import job, sent once the request has committed. `upload`: a
-    file's bytes, or a JSON body's objects (checked already), kept as a JSON list."""
-    objects = len(upload) if isinstance(upload, list) else None
-    data = json.dumps(upload).encode() if isinstance(upload, list) else upload
-    job = uploads.queue_import(db=db, what=what, data=data, filename=name, user=user,
-                               objects=objects,
-                               options={**options, "rules": rules.model_dump(mode="json")})
-    background.add_task(_send, [job.id])
-    return job
-
-
-def _accepted(job: Job) -> JSONResponse:
-    body = ImportQueued(job_id=job.id, state=job.state, bytes=job.config["bytes"],
-                        status_url=f"/api/v1/jobs/{job.id}")
-    return JSONResponse(body.model_dump(), status_code=202)
-
-
 @router.post("/api/v1/prompts/import", response_model=ImportReportOut,
-             responses={**errors(400, 413), **IMPORT_QUEUED},
+             responses={**errors(400, 413), **uploads.IMPORT_QUEUED},
              max_body_size=uploads.max_body_bytes())
 async def import_api(request: Request, db: DbSession, user: Staff,
                      background: BackgroundTasks) -> Any:
     """Import prompts: a multipart `file` (JSONL or CSV) or a JSON list of prompt objects.
     A file or body over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
-    if _is_multipart(request):
-        data, _size, name, fields = await _upload(request)
+    if uploads.is_multipart(request):
+        data, _size, name, fields = await uploads.read_upload(request)
         strict = fields.get("strict", "").lower() in ("1", "true", "on", "yes")
-        rules = _form_rules(fields)
+        rules = uploads.form_rules(fields)
         if not isinstance(data, bytes):  # kept on disk for a job
-            return _accepted(_queue(db, background, "prompts", data, name, rules,
-                                    {"strict": strict}, user))
+            return uploads.accepted(uploads.queue_upload(
+                db, background, "prompts", data, name, rules, {"strict": strict}, user))
         report = await run_in_threadpool(
             prompts.import_file, db=db, data=data, filename=name, rules=rules, user=user,
             strict=strict)
     else:
-        size = await _json_size(request)
-        body = await _json_body(request, PromptImportJson)
+        size = await uploads.json_size(request)
+        body = await uploads.json_body(request, PromptImportJson, "prompts")
         if uploads.runs_as_job(size):
-            return _accepted(_queue(db, background, "prompts", body.prompts, "body.json",
-                                    body.rules, {"strict": body.strict}, user))
+            return uploads.accepted(uploads.queue_upload(
+                db, background, "prompts", body.prompts, "body.json", body.rules,
+                {"strict": body.strict}, user))
         report = await run_in_threadpool(
             prompts.import_objects, db=db, objects=body.prompts, rules=body.rules,
             user=user, strict=body.strict)
     return report.summary()
-
-
-@router.post("/api/v1/candidates/import", response_model=CandidateReportOut,
-             responses={**errors(400, 413), **IMPORT_QUEUED},
-             max_body_size=uploads.max_body_bytes())
-async def import_candidates_api(request: Request, db: DbSession, user: Staff,
-                                background: BackgroundTasks) -> Any:
-    """Import candidates: a multipart JSONL `file` or a JSON list of rows (public contract).
-    A file or body over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
-    if _is_multipart(request):
-        data, _size, _name, fields = await _upload(request)
-        try:
-            spec = CandidateImportJson(
-                rows=[], rules=_form_rules(fields),
-                rank_tasks=fields.get("rank_tasks", "").lower() in ("1", "true", "on", "yes"),
-                overlap=int(fields.get("overlap") or 1), priority=int(fields.get("priority") or 0))
-        except ValidationError as exc:
-            raise prompts.PromptError(
-                f"Invalid options: {describe(validation_errors(exc.errors()))}", 422) from exc
-        except ValueError as exc:
-            raise prompts.PromptError("Invalid options: `overlap` and `priority` are whole "
-                                      "numbers.", 422) from exc
-        options = spec.model_dump(exclude={"rows", "rules"})
-        if not isinstance(data, bytes):  # kept on disk for a job
-            return _accepted(_queue(db, background, "candidates", data, _name, spec.rules,
-                                    options, user))
-        report = await run_in_threadpool(
-            candidate_import.import_candidates_file, db=db, data=data, rules=spec.rules, **options)
-    else:
-        size = await _json_size(request)
-        body = await _json_body(request, CandidateImportJson)
-        options = body.model_dump(exclude={"rows", "rules"})
-        if uploads.runs_as_job(size):
-            return _accepted(_queue(db, background, "candidates", body.rows, "body.json",
-                                    body.rules, options, user))
-        report = await run_in_threadpool(
-            candidate_import.import_candidates, db=db, objects=enumerate(body.rows, start=1),
-            rules=body.rules, **options)
-    return report
 
 
 @router.get("/api/v1/prompts", response_model=PromptPage)
@@ -249,11 +107,12 @@ def prompts_page(
              responses=errors(400, 413), max_body_size=uploads.max_body_bytes())
 async def import_page(request: Request, db: DbSession, user: Staff,
                       background: BackgroundTasks) -> Response:
-    data, size, name, fields = await _upload(request)
+    data, size, name, fields = await uploads.read_upload(request)
     try:
-        rules, strict = _form_rules(fields), fields.get("strict") == "on"
+        rules, strict = uploads.form_rules(fields), fields.get("strict") == "on"
         if not isinstance(data, bytes):  # kept on disk for a job
-            job = _queue(db, background, "prompts", data, name, rules, {"strict": strict}, user)
+            job = uploads.queue_upload(db, background, "prompts", data, name, rules,
+                                       {"strict": strict}, user)
             flash(request, f"{name or 'The file'} ({size / 2**20:.1f} MB) is being "
                            f"imported by job {job.id}: its report appears here when done.",
                   "success")

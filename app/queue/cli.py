@@ -1,9 +1,14 @@
-"""`rlhf-studio tasks …`: create labeling work and inspect the queue."""
+"""`rlhf-studio tasks …` and `rlhf-studio candidates import`: create labeling work and
+inspect the queue."""
+
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 tasks_cli = typer.Typer(help="Labeling tasks and the queue.", no_args_is_help=True)
+candidates_cli = typer.Typer(help="Candidates (model outputs) to rank or rate.",
+                             no_args_is_help=True)
 
 
 @tasks_cli.command("create-demonstrate")
@@ -78,6 +83,40 @@ def expire() -> None:
     console.print(f"expired {n} leases")
 
 
+@candidates_cli.command("import")
+def import_candidates(
+    path: Path = typer.Argument(..., help="JSONL: {prompt | prompt_id, candidates: [...]}"),
+    rank_tasks: bool = typer.Option(False, "--rank-tasks",
+                                    help="One rank task per row with 4..9 candidates."),
+    overlap: int = typer.Option(1, help="Labelers per rank task."),
+    priority: int = typer.Option(0),
+) -> None:
+    """Import candidates for prompts (creating new prompts under the import rules)."""
+    from app.console import console, fail
+    from app.db import session_scope
+    from app.prompts.cli import print_issues, progress_bar, read_lines
+    from app.queue.candidates import import_candidates_file
+    from app.queue.errors import QueueError
+
+    if not 1 <= overlap <= 50:
+        fail("--overlap must be between 1 and 50")
+    data, total = read_lines(path)
+    bar, total, label = progress_bar(total, "importing")
+    try:
+        with bar, session_scope() as db:
+            task = bar.add_task(label, total=total)
+            r = import_candidates_file(db=db, data=data, rank_tasks=rank_tasks, overlap=overlap,
+                                       priority=priority, progress=lambda: bar.advance(task))
+    except QueueError as exc:
+        fail(str(exc))
+        return
+    console.print(f"rows {r.rows}: prompts created {r.prompts_created}, reused "
+                  f"{r.prompts_reused}; candidates created {r.candidates_created}, reused "
+                  f"{r.candidates_reused}; rank tasks {r.rank_tasks}; rejected {r.rejected}")
+    print_issues(r.issues)
+
+
 def register(root: typer.Typer) -> None:
-    """Add `tasks` to the `rlhf-studio` command."""
+    """Add `tasks` and `candidates` to the `rlhf-studio` command."""
     root.add_typer(tasks_cli, name="tasks")
+    root.add_typer(candidates_cli, name="candidates")

@@ -1,17 +1,22 @@
 """The queue API (next task, heartbeat, skip, bulk creation) and the researchers' tasks page."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Body, Form, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, AnyUser, Staff
 from app.db import DbSession, commit_here, session_scope
-from app.errors import errors, redisplays
+from app.errors import describe, errors, redisplays, validation_errors
 from app.fields import Id, Text
+from app.prompts import uploads
 from app.prompts.models import PromptKind
-from app.queue import from_lines
+from app.prompts.schemas import CandidateImportJson, CandidateReportOut
+from app.prompts.service import PromptError
+from app.queue import candidates, from_lines
 from app.queue import service as queue
 from app.queue import views as queue_views
 from app.queue.models import TaskKind
@@ -133,7 +138,7 @@ async def tasks_import_candidates(request: Request, db: DbSession, _: Staff) -> 
     from fastapi.concurrency import run_in_threadpool
     from starlette.datastructures import UploadFile
 
-    from app.prompts import candidates as candidate_import
+    from app.queue import candidates as candidate_import
 
     form = await request.form()
     fields = {k: v for k, v in form.items() if isinstance(v, str) and k != "csrf_token"}
@@ -201,3 +206,42 @@ def tasks_create_write_prompt(
         priority=priority))
     flash(request, f"Created {n} write-prompt tasks ({prompt_kind.value}).", "success")
     return RedirectResponse("/tasks", status_code=303)
+
+
+@router.post("/api/v1/candidates/import", response_model=CandidateReportOut,
+             responses={**errors(400, 413), **uploads.IMPORT_QUEUED},
+             max_body_size=uploads.max_body_bytes())
+async def import_candidates_api(request: Request, db: DbSession, user: Staff,
+                                background: BackgroundTasks) -> Any:
+    """Import candidates: a multipart JSONL `file` or a JSON list of rows (public contract).
+    A file or body over RLHF_IMPORT_INLINE_MAX_MB is imported by a job: 202 with its id."""
+    if uploads.is_multipart(request):
+        data, _size, _name, fields = await uploads.read_upload(request)
+        try:
+            spec = CandidateImportJson(
+                rows=[], rules=uploads.form_rules(fields),
+                rank_tasks=fields.get("rank_tasks", "").lower() in ("1", "true", "on", "yes"),
+                overlap=int(fields.get("overlap") or 1), priority=int(fields.get("priority") or 0))
+        except ValidationError as exc:
+            raise PromptError(
+                f"Invalid options: {describe(validation_errors(exc.errors()))}", 422) from exc
+        except ValueError as exc:
+            raise PromptError("Invalid options: `overlap` and `priority` are whole "
+                                      "numbers.", 422) from exc
+        options = spec.model_dump(exclude={"rows", "rules"})
+        if not isinstance(data, bytes):  # kept on disk for a job
+            return uploads.accepted(uploads.queue_upload(
+                db, background, "candidates", data, _name, spec.rules, options, user))
+        report = await run_in_threadpool(
+            candidates.import_candidates_file, db=db, data=data, rules=spec.rules, **options)
+    else:
+        size = await uploads.json_size(request)
+        body = await uploads.json_body(request, CandidateImportJson, "rows")
+        options = body.model_dump(exclude={"rows", "rules"})
+        if uploads.runs_as_job(size):
+            return uploads.accepted(uploads.queue_upload(
+                db, background, "candidates", body.rows, "body.json", body.rules, options, user))
+        report = await run_in_threadpool(
+            candidates.import_candidates, db=db, objects=enumerate(body.rows, start=1),
+            rules=body.rules, **options)
+    return report

@@ -2,20 +2,22 @@
 aliases and the aliases' history, one version's lineage, metrics, job and generated
 candidates, promote and roll back, and two versions compared side by side."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.errors import errors
-from app.fields import Id
+from app.fields import Id, checked
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
-from app.jobs.views import checked
 from app.registry import generation, views
 from app.registry import service as registry
+from app.registry.models import ModelVersion
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -64,6 +66,19 @@ def compare_page(request: Request, db: DbSession, _: Staff, a: VersionId = None,
                   metrics=metrics, config=config, aliases=registry.aliases(db=db))
 
 
+# What higher layers show on a model's page, as template context for one version: the
+# snapshots it was trained on (exports), its campaigns and verdict (evaluation). They
+# register here when imported, since the registry imports neither.
+PagePart = Callable[[Session, ModelVersion], dict[str, Any]]
+MODEL_PAGE_PARTS: list[PagePart] = []
+
+
+def model_page_part(part: PagePart) -> PagePart:
+    """Register a function that adds to a model's page."""
+    MODEL_PAGE_PARTS.append(part)
+    return part
+
+
 @router.get("/models/{model_id:int}", response_class=HTMLResponse)  # not /models/rollback
 def model_page(request: Request, db: DbSession, _: Staff, model_id: Id) -> Response:
     """One version: lineage, snapshots, metrics, its job, what it generated, promote."""
@@ -73,18 +88,14 @@ def model_page(request: Request, db: DbSession, _: Staff, model_id: Id) -> Respo
     aliases = registry.aliases(db=db)
     active = (registry.alias_target(db=db, alias=f"{version.kind}:active")
               if version.kind in registry.ALIAS_KINDS else None)
-    from app.evaluation import results as evaluation
-    from app.evaluation.service import list_evaluations
-
-    verdict = evaluation.verdict(db=db, model_id=version.id) if version.kind == "policy" else None
-    campaigns = list_evaluations(db=db, model_id=version.id)
+    parts: dict[str, Any] = {"verdict": None, "campaigns": [], "snapshots": []}
+    for part in MODEL_PAGE_PARTS:
+        parts.update(part(db, version))
     rollback = views.rollback_targets(db=db).get(version.kind)
     others = sorted((v for v in registry.list_versions(db=db) if v.id != version.id),
                     key=lambda v: (v.kind != version.kind, -v.id))
-    return render(request, "models/model.html", version=version, verdict=verdict,
-                  campaigns=campaigns,
+    return render(request, "models/model.html", version=version, **parts,
                   ancestors=list(reversed(found["ancestors"])), children=found["children"],
-                  snapshots=views.snapshots(db=db, version_id=version.id),
                   round_versions=views.round_versions(db=db, version=version),
                   neighbours=views.neighbours(db=db, version=version),
                   job=views.job_of(db=db, version=version), n_generated=count,

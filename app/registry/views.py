@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.exports.models import DatasetSnapshot
 from app.jobs.models import Job
 from app.prompts.models import Candidate, Prompt
 from app.registry import service as registry
@@ -38,15 +37,6 @@ def by_kind(versions: list[ModelVersion]) -> list[tuple[str, str, list[ModelVers
     """(kind, heading, versions) in the order a researcher reads them."""
     return [(k, KIND_NAMES[k], [v for v in versions if v.kind == k]) for k in KIND_ORDER
             if any(v.kind == k for v in versions)]
-
-
-def snapshots(*, db: Session, version_id: int) -> list[DatasetSnapshot]:
-    """The dataset snapshots a version was trained on."""
-    ids = registry.snapshot_ids(db=db, version_id=version_id)
-    if not ids:
-        return []
-    return list(db.scalars(select(DatasetSnapshot).where(DatasetSnapshot.id.in_(ids))
-                           .order_by(DatasetSnapshot.id)))
 
 
 def neighbours(*, db: Session, version: ModelVersion) -> dict[str, ModelVersion | None]:

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from app.agreement import compute, metrics
+from app import metrics
+from app.agreement import compute
 
 
 def ranks(groups, ids=None):  # type: ignore[no-untyped-def]

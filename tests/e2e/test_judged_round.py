@@ -4,8 +4,8 @@ steps."""
 
 import pytest
 
-from app.jobs import rounds
-from app.jobs.models import Round
+from app.rounds import service as rounds
+from app.rounds.models import Round
 from tests.e2e.conftest import LAPTOP, PHONE, shot
 from tests.factories import make_user
 from tests.jobs.judging import trained_round

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import select
 
 from app.auth.models import Role
-from app.jobs.models import Job, Round
+from app.jobs.models import Job
 from app.registry import service as registry
 from app.registry.models import ModelVersion
+from app.rounds.models import Round
 from tests.e2e.conftest import ARTIFACTS, LAPTOP, PHONE, REPO, serve, shot
 from tests.factories import make_user
 from tests.jobs.conftest import tiny_base  # noqa: F401 - the tiny model, built once

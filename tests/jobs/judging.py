@@ -5,7 +5,7 @@ from sqlalchemy.orm import Session
 
 from app.evaluation.models import Evaluation
 from app.jobs import service as jobs
-from app.jobs.models import Round
+from app.rounds.models import Round
 from tests.evaluation.factories import campaign, make_prompts, make_version
 
 

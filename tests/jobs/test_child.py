@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.jobs.child import command, failure_sentence, run_child, trl_names
-from app.jobs.kinds import JobCancelled, JobContext, JobFailed
+from app.jobs.errors import JobCancelled, JobFailed
+from app.jobs.kinds import JobContext
 from training import contract
 
 

@@ -7,8 +7,9 @@ from sqlalchemy import func, select
 from app.auth import service as auth
 from app.config import get_settings
 from app.jobs.errors import JobError
-from app.jobs.models import Job, Round
-from app.jobs.stage_config import validate_config
+from app.jobs.models import Job
+from app.rounds.models import Round
+from app.rounds.stage_config import validate_config
 from tests.factories import make_user
 
 

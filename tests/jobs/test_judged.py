@@ -12,9 +12,11 @@ from app.auth import service as auth
 from app.auth.models import Role
 from app.evaluation import service as campaigns
 from app.evaluation.models import Evaluation, EvaluationItem
-from app.jobs import judged, rounds
 from app.jobs import service as jobs
-from app.jobs.models import Job, Round
+from app.jobs.models import Job
+from app.rounds import judged
+from app.rounds import service as rounds
+from app.rounds.models import Round
 from tests.evaluation.factories import make_prompts
 from tests.factories import login, make_user
 from tests.jobs.judging import trained_round

@@ -10,10 +10,11 @@ from sqlalchemy import func, select
 
 from app.auth.models import Role
 from app.jobs import service as jobs
-from app.jobs.models import Job, JobMetric, Round, TrainSchedule
+from app.jobs.models import Job, JobMetric
 from app.prompts.models import Candidate
 from app.registry import service as registry
 from app.registry.models import AliasEvent, ModelVersion
+from app.rounds.models import Round, TrainSchedule
 from tests.factories import csrf_from, login, make_prompt, make_user
 from tests.jobs.loop import SMALL, label_everything, labeler_token, seed_tasks
 

@@ -5,9 +5,9 @@ import html
 import re
 
 from app.auth.models import Role
-from app.jobs import rounds
 from app.prompts.models import Split
 from app.queue.models import TaskKind
+from app.rounds import service as rounds
 from tests.factories import login, make_demonstration, make_prompt, make_task, make_user
 
 

@@ -6,9 +6,9 @@ import html
 
 from app.auth import service as auth
 from app.auth.models import Role
-from app.jobs import rounds
 from app.jobs import service as jobs
-from app.jobs.models import Round
+from app.rounds import service as rounds
+from app.rounds.models import Round
 from tests.factories import login, make_user
 
 

@@ -5,10 +5,11 @@ from sqlalchemy import func, select
 
 from app.auth import service as auth
 from app.config import get_settings
-from app.jobs import rounds
 from app.jobs import service as jobs
-from app.jobs.models import Job, JobMetric, Round
+from app.jobs.models import Job, JobMetric
 from app.registry.models import ModelAlias, ModelVersion
+from app.rounds import service as rounds
+from app.rounds.models import Round
 from tests.factories import make_user
 from tests.jobs.loop import label_everything, labeler_token, seed_tasks
 

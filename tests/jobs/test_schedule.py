@@ -5,8 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
-from app.jobs import rounds, schedule
-from app.jobs.models import Round
+from app.rounds import schedule
+from app.rounds import service as rounds
+from app.rounds.models import Round
 from tests.jobs.loop import label_everything, labeler_token, seed_tasks
 
 

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from app.jobs import stage_config
 from app.jobs.errors import JobError
+from app.rounds import stage_config
 from training import contract
 from training.__main__ import config_from, parse_args
 

@@ -3,14 +3,14 @@
 from datetime import datetime
 
 from app.auth.models import Role
-from app.jobs import schedule
-from app.jobs.status import status_line
 from app.queue.models import AssignmentState, TaskKind
+from app.rounds import schedule
+from app.rounds.status import status_line
 from tests.factories import finished, lease, make_task, make_user
 
 
 def test_status_line_counts_submitted_labels_by_kind_and_says_no_policy_yet(db, monkeypatch):
-    import app.jobs.status as status
+    import app.rounds.status as status
 
     monkeypatch.setattr(status, "session_scope", _scope(db))
     labeler = make_user(db, Role.labeler)
@@ -51,7 +51,7 @@ def _scope(db):  # type: ignore[no-untyped-def]
 
 def test_a_scheduled_round_is_judged_by_people_and_promoted_if_better(db, monkeypatch):
     """The schedule's campaign and if_better reach the round it starts."""
-    import app.jobs.schedule as sched
+    import app.rounds.schedule as sched
     from app.auth.models import Role
     from tests.factories import make_prompt
 

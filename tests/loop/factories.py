@@ -7,9 +7,10 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.evaluation.models import Evaluation, EvaluationItem, Judgment
-from app.jobs.models import Job, Round
+from app.jobs.models import Job
 from app.queue.models import Task
 from app.registry.models import ModelVersion
+from app.rounds.models import Round
 from tests.evaluation.factories import campaign, make_prompts, make_version
 from tests.factories import finished, make_user
 

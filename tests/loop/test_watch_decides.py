@@ -1,9 +1,10 @@
 """The watch's flags reach the rounds through the slot they offer: a round that promotes
 "if_better" and that people prefer is still held for a person when the watch flags it."""
 
-from app.jobs import judged, rounds
 from app.jobs.models import Job
 from app.registry.models import ModelVersion
+from app.rounds import judged
+from app.rounds import service as rounds
 from tests.jobs.judging import trained_round
 from tests.jobs.test_judged import _judge_all_for
 

@@ -45,9 +45,9 @@ def start_round(*, stages: list[str] | None, config: dict[str, Any], promote: bo
     its wait for judgment: exit 3)."""
     from app.console import console, fail
     from app.db import session_scope
-    from app.jobs import rounds
     from app.jobs import service as jobs
     from app.jobs.errors import JobError
+    from app.rounds import service as rounds
 
     judging = _judging(promote, evaluate)
     try:
@@ -79,7 +79,7 @@ def _judging(promote: bool | str, evaluate: dict[str, Any] | None) -> Any:
     from pydantic import ValidationError
 
     from app.console import fail
-    from app.jobs.schemas import RoundJudging
+    from app.rounds.schemas import RoundJudging
 
     try:
         return RoundJudging.model_validate({"promote": promote, "evaluate": evaluate})
@@ -91,8 +91,8 @@ def _judging(promote: bool | str, evaluate: dict[str, Any] | None) -> Any:
 def round_json(round_id: int) -> dict[str, Any]:
     """The round and its jobs as the API shows them."""
     from app.db import session_scope
-    from app.jobs import rounds
-    from app.jobs.schemas import JobRead, RoundRead
+    from app.rounds import service as rounds
+    from app.rounds.schemas import JobRead, RoundRead
 
     with session_scope() as db:
         out = RoundRead.model_validate(rounds.get_round(db=db, round_id=round_id))
@@ -106,7 +106,7 @@ def follow(round_id: int, quiet: bool = False, poll_s: float = 1.0) -> str:
 
     from app.console import console
     from app.db import session_scope
-    from app.jobs import rounds
+    from app.rounds import service as rounds
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
                TimeElapsedColumn())
@@ -206,7 +206,7 @@ def jobs_list(round_id: int | None = typer.Option(None, "--round"),
     from app.console import console
     from app.db import session_scope
     from app.jobs import service as jobs
-    from app.jobs.schemas import JobRead
+    from app.rounds.schemas import JobRead
 
     with session_scope() as db:
         rows = [JobRead.model_validate(j).model_dump(mode="json")
@@ -229,7 +229,7 @@ def jobs_show(job_id: int) -> None:
     from app.jobs import service as jobs
     from app.jobs.errors import JobError
     from app.jobs.logtext import readable
-    from app.jobs.schemas import JobRead
+    from app.rounds.schemas import JobRead
 
     try:
         with session_scope() as db:
@@ -249,9 +249,9 @@ def jobs_cancel(job_id: int) -> None:
     """Cancel a job (a running one stops at its next step)."""
     from app.console import console, fail
     from app.db import session_scope
-    from app.jobs import rounds
     from app.jobs import service as jobs
     from app.jobs.errors import JobError
+    from app.rounds import service as rounds
 
     try:
         with session_scope() as db:
@@ -270,9 +270,9 @@ def jobs_retry(job_id: int, wait: bool = WAIT) -> None:
     """A new attempt of a failed or cancelled job (and of the round stages it stopped)."""
     from app.console import console, fail
     from app.db import session_scope
-    from app.jobs import rounds
     from app.jobs import service as jobs
     from app.jobs.errors import JobError
+    from app.rounds import service as rounds
 
     try:
         jobs.require_broker()

@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session
 from app.config import get_settings
 from app.exports import service as exports
 from app.exports.schemas import ExportCreate
-from app.jobs import stage_config
-from app.jobs.kinds import JobContext, JobFailed, job_kind
-from app.jobs.models import Job, JobState, Round
+from app.jobs.errors import JobFailed
+from app.jobs.kinds import JobContext, job_kind
+from app.jobs.models import Job, JobState
 from app.registry import service as registry
+from app.rounds import stage_config
+from app.rounds.models import Round
 
 # What each training stage reads, as export kinds.
 EXPORTS = {"sft": ("sft",), "rm": ("grouped", "sft"), "ppo": ("prompts",)}
@@ -184,10 +186,3 @@ def promote(ctx: JobContext) -> dict[str, Any]:
                 moved[f"{version.kind}:active"] = version.id
     ctx.log(f"promoted {moved}")
     return {"aliases": moved}
-
-
-import app.evaluation.tasks  # noqa: E402,F401 - registers the evaluation_generate kind
-import app.exports.tasks  # noqa: E402,F401 - registers the export_snapshot kind
-import app.jobs.judged  # noqa: E402,F401 - registers the evaluate kind
-import app.prompts.uploads  # noqa: E402,F401 - registers the import kind
-import app.registry.generation  # noqa: E402,F401 - registers the generate kind

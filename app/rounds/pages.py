@@ -14,13 +14,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.auth.deps import Staff
 from app.db import DbSession
 from app.fields import Id
-from app.jobs import judged, rounds, schedule, views
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
 from app.jobs.kinds import all_kinds
 from app.jobs.logtext import device, readable
 from app.jobs.models import ENDED_STATES
-from app.jobs.stage_config import STAGES
+from app.rounds import judged, schedule, views
+from app.rounds import service as rounds
+from app.rounds.stage_config import STAGES
 from app.templating import flash, render
 
 router = APIRouter()

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-import app.models  # noqa: F401 - every table, so a candidate's model_version key resolves
 from app.fields import MAX_ID, text_problem
+from app.prompts import uploads
 from app.prompts.importer import MAX_ISSUES, Importer
 from app.prompts.models import Candidate, Prompt, PromptSource
 from app.prompts.parsing import BadLine, read_objects, validate
@@ -158,3 +158,17 @@ def import_candidates_file(*, db: Session, data: bytes, **options: Any) -> Candi
     """Import a candidates JSONL file's bytes (see import_candidates)."""
     return import_candidates(db=db, objects=read_objects(data, filename="candidates.jsonl"),
                              **options)
+
+
+@uploads.imports("candidates")
+def _import_upload(*, db: Session, data: bytes, objects: list[Any] | None,
+                   config: dict[str, Any], rules: ImportRules, options: dict[str, Any],
+                   progress: Any) -> dict[str, Any]:
+    """An upload of candidates too large for a request, imported by the `import` job."""
+    del config
+    report = (import_candidates(db=db, objects=enumerate(objects, start=1), rules=rules,
+                                progress=progress, **options)
+              if objects is not None else
+              import_candidates_file(db=db, data=data, rules=rules, progress=progress,
+                                     **options))
+    return dict(vars(report))

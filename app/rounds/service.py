@@ -13,15 +13,17 @@ from sqlalchemy.orm import Session
 from app.auth.models import Role, User
 from app.config import get_settings
 from app.db import utcnow
-from app.jobs import judged
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
-from app.jobs.models import LIVE_ROUND_STATES, Job, JobState, Round, RoundState
-from app.jobs.schemas import EvaluateSpec
-from app.jobs.stage_config import STAGES, validate_config
+from app.jobs.kinds import on_round_change
+from app.jobs.models import Job, JobState
 from app.labeling.models import Demonstration, Ranking
 from app.prompts.models import Prompt, Split
 from app.queue.models import Task, TaskKind, TaskState
+from app.rounds import judged
+from app.rounds.models import LIVE_ROUND_STATES, Round, RoundState
+from app.rounds.schemas import EvaluateSpec
+from app.rounds.stage_config import STAGES, validate_config
 
 BUSY = "A round is already running (round {id}); wait for it or cancel it first."
 WAITING = ("Round {id} is waiting for people to judge its campaign; judge it, or promote or "
@@ -354,3 +356,6 @@ def retry_job(*, db: Session, job_id: int, user: User | None) -> Job:
     except IntegrityError:
         raise JobError("Another round is running; wait for it or cancel it first.", 409) from None
     return first
+
+
+on_round_change(settle)  # the engine settles a round through this when a job ends

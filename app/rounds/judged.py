@@ -30,10 +30,11 @@ from app.evaluation import service as campaigns
 from app.evaluation.models import Evaluation
 from app.evaluation.schemas import EvaluationCreate
 from app.jobs import service as jobs
-from app.jobs.errors import JobError
-from app.jobs.kinds import JobContext, JobFailed, job_kind
-from app.jobs.models import Job, JobState, Round, RoundState
+from app.jobs.errors import JobError, JobFailed
+from app.jobs.kinds import JobContext, job_kind
+from app.jobs.models import Job, JobState
 from app.registry import service as registry
+from app.rounds.models import Round, RoundState
 
 FINAL = ("promoted", "kept", "dismissed")  # decisions that end the wait
 

@@ -13,11 +13,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.jobs import rounds, schedule
+from app.fields import checked
 from app.jobs.errors import JobError
-from app.jobs.models import ENDED_STATES, LIVE_STATES, Job, Round
-from app.jobs.schemas import RoundJudging
-from app.jobs.stage_config import MAIN_KNOBS, STAGES, effective, fields
+from app.jobs.models import ENDED_STATES, LIVE_STATES, Job
+from app.rounds import schedule
+from app.rounds import service as rounds
+from app.rounds.models import Round
+from app.rounds.schemas import RoundJudging
+from app.rounds.stage_config import MAIN_KNOBS, STAGES, effective, fields
 
 MAX_JSON_CHARS = 20_000
 TEXT_LIMIT = 200
@@ -131,11 +134,6 @@ def _number(label: str, text: str, kind: str) -> Any:
 def _int(form: dict[str, Any], key: str, label: str) -> int | None:
     text = _text(form, key)
     return None if text == "" else _number(label, text, "int")
-
-
-def checked(form: dict[str, Any], key: str) -> bool:
-    value = form.get(key)
-    return value is not None and value != "" and value != "false"
 
 
 def parse_round_form(form: dict[str, Any]) -> dict[str, Any]:

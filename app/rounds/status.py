@@ -9,10 +9,11 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from app.db import session_scope
-from app.jobs import rounds
-from app.jobs.models import JobState, RoundState
+from app.jobs.models import JobState
 from app.queue.models import Assignment, AssignmentState, Task
 from app.registry import service as registry
+from app.rounds import service as rounds
+from app.rounds.models import RoundState
 
 
 def status_line(now: datetime | None = None) -> str:

@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session
 
 from app.auth.models import User
 from app.db import session_scope, utcnow
-from app.jobs import rounds
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
-from app.jobs.models import Round, TrainSchedule
-from app.jobs.schemas import EvaluateSpec
-from app.jobs.stage_config import STAGES, validate_config
 from app.labeling.models import Demonstration, Ranking
 from app.queue.models import Task
+from app.rounds import service as rounds
+from app.rounds.models import Round, TrainSchedule
+from app.rounds.schemas import EvaluateSpec
+from app.rounds.stage_config import STAGES, validate_config
 
 log = logging.getLogger(__name__)
 

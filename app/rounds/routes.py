@@ -8,11 +8,12 @@ from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.errors import errors
 from app.fields import Id, Text
-from app.jobs import judged, pages, rounds, schedule
 from app.jobs import service as jobs
 from app.jobs.logtext import readable
 from app.jobs.models import JobState
-from app.jobs.schemas import (
+from app.rounds import judged, pages, schedule
+from app.rounds import service as rounds
+from app.rounds.schemas import (
     JobBrief,
     JobLog,
     JobRead,

@@ -89,8 +89,8 @@ bench: install-dev services
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: install-dev
-	$(VENV)/bin/ruff check app training tests bench
-	$(VENV)/bin/mypy app training
+	$(VENV)/bin/ruff check app training simulation tests bench
+	$(VENV)/bin/mypy app training simulation
 
 clean:
 	rm -rf $(VENV) data

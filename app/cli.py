@@ -7,13 +7,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import entry_points
 from typing import Any
 
 import typer
 
 from app import domain_parts
 from app.config import get_settings
-from app.console import console, fail
+from app.console import console, err, fail
+
+PLUGINS = "rlhf_studio.cli"  # entry points whose `register(root)` adds commands
 
 root = typer.Typer(help="RLHF Studio: human feedback in, aligned models out.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -294,10 +297,14 @@ def _register_domains() -> None:
 
     wire()
     for register in domain_parts("cli", ("prompts", "queue", "labeling", "agreement",
-                                         "exports", "rounds", "registry", "evaluation",
-                                         "simulation"),
+                                         "exports", "rounds", "registry", "evaluation"),
                                  "register"):
         register(root)
+    for plugin in entry_points(group=PLUGINS):  # e.g. `simulate`, from the simulation package
+        try:
+            plugin.load()(root)
+        except (ImportError, AttributeError) as exc:  # a broken plugin leaves the rest usable
+            err.print(f"[yellow]warning:[/] the {plugin.name!r} commands are unavailable: {exc}")
 
 
 _register_domains()

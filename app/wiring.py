@@ -12,8 +12,10 @@ package to it):
   registry; exports; evaluation.
 - the loop: rounds (stages, schedule, stage config, the /jobs pages), then loop (/loop and
   the reward-hacking watch).
-- faces: models (every table), wiring, health, home, demo, main, worker, cli, and the
-  simulated labelers (a client of the API).
+- faces: models (every table), wiring, health, home, demo, main, worker, cli.
+
+The simulated labelers are a client of the API, in a package of their own (simulation/),
+which adds `rlhf-studio simulate` through an entry point.
 
 Where a lower layer must call up (a task kind's submit handler, a job kind's body, a round's
 next stage, a flag that holds a promotion), the higher one registers itself when imported.
@@ -31,8 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("domains", ("auth", "prompts", "queue", "labeling", "agreement", "registry", "exports",
                  "evaluation")),
     ("loop", ("rounds", "loop")),
-    ("faces", ("models", "wiring", "health", "home", "demo", "main", "worker", "cli",
-               "simulation")),
+    ("faces", ("models", "wiring", "health", "home", "demo", "main", "worker", "cli")),
 )
 # Every package of app/ from the lowest to the highest: a package imports only those before it.
 ORDER: tuple[str, ...] = tuple(p for _, packages in LAYERS for p in packages)

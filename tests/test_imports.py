@@ -114,7 +114,15 @@ def test_no_cycle_between_app_packages():
 
 
 def test_no_cycle_between_files():
-    assert not cycle_edges(file_graph("app", "training"))
+    assert not cycle_edges(file_graph("app", "training", "simulation"))
+
+
+def test_the_app_never_imports_its_client():
+    """The simulated labelers use the app (its API, a few tables); the app never uses them:
+    `rlhf-studio simulate` arrives through an entry point."""
+    for name, targets in file_graph("app", "simulation").items():
+        if name.startswith("app"):
+            assert not {t for t in targets if t.startswith("simulation")}, name
 
 
 def test_every_package_imports_only_the_layers_below_it():

@@ -2,9 +2,9 @@
 
 import random
 
-from app.simulation import labelers as decide
-from app.simulation.evaluate import rm_accuracy, win_rate
-from app.simulation.judges import LetterRule, true_order
+from simulation import labelers as decide
+from simulation.evaluate import rm_accuracy, win_rate
+from simulation.judges import LetterRule, true_order
 
 
 def test_win_rate_counts_ties_half_and_is_significant_only_with_enough_prompts():

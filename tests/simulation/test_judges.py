@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from app.simulation.judges import (
+from simulation.judges import (
     JudgeError,
     KeywordRule,
     LengthRule,

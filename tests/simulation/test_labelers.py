@@ -5,8 +5,8 @@ import random
 import pytest
 
 from app.labeling.models import FLAGS
-from app.simulation import labelers as decide
-from app.simulation.judges import LetterRule
+from simulation import labelers as decide
+from simulation.judges import LetterRule
 
 JUDGE = LetterRule("e")
 TASK = {"task_id": 1, "assignment_id": 2, "kind": "rank", "prompt": {"id": 3, "text": "p"},

@@ -57,7 +57,7 @@ def deployment(committed_db, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 def test_one_round_aligns_the_policy_with_the_hidden_rule(deployment, tmp_path):
     from app.cli import root
-    from app.simulation.seed import seed
+    from simulation.seed import seed
 
     made = seed(n_prompts=700, k=6, overlap=2)
     assert made["test_prompts"] >= 50

@@ -3,7 +3,7 @@ model versions a round made."""
 
 import pytest
 
-from app.simulation import loop
+from simulation import loop
 
 
 class FakeApi:

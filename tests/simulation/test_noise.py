@@ -5,10 +5,10 @@ import random
 
 import pytest
 
-from app.simulation import labelers as decide
-from app.simulation.judges import LetterRule
-from app.simulation.noise import accuracy, calibrate, pair_agreement, pool_agreement
-from app.simulation.report import accuracy_vs, pooled_agreement
+from simulation import labelers as decide
+from simulation.judges import LetterRule
+from simulation.noise import accuracy, calibrate, pair_agreement, pool_agreement
+from simulation.report import accuracy_vs, pooled_agreement
 
 
 def test_agreement_runs_from_one_to_a_half_as_noise_grows():

@@ -14,9 +14,9 @@ from app.labeling.models import Demonstration, Ranking, Rating, WrittenPrompt
 from app.prompts.models import PromptKind
 from app.queue import service as queue
 from app.queue.models import Assignment, AssignmentState, Task
-from app.simulation import accounts
-from app.simulation.judges import make_judge
-from app.simulation.pool import Pool, PoolSettings
+from simulation import accounts
+from simulation.judges import make_judge
+from simulation.pool import Pool, PoolSettings
 from tests.factories import make_candidates, make_prompt
 
 ROWS = {"demonstrate": Demonstration, "rank": Ranking, "write_prompt": WrittenPrompt}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Literal
 
-from app.simulation.judges import Judge, true_order
-from app.simulation.noise import Noise
+from simulation.judges import Judge, true_order
+from simulation.noise import Noise
 
 Behaviour = Literal["honest", "careless", "adversarial"]
 KINDS = ("demonstrate", "rank", "rate", "write_prompt", "compare")

@@ -17,12 +17,12 @@ from typing import Any
 
 import httpx
 
-from app.simulation import labelers as decide
-from app.simulation.accounts import Account
-from app.simulation.judges import Judge, true_order
-from app.simulation.labelers import Profile
-from app.simulation.noise import pool_agreement
-from app.simulation.report import Receipt, Tally
+from simulation import labelers as decide
+from simulation.accounts import Account
+from simulation.judges import Judge, true_order
+from simulation.labelers import Profile
+from simulation.noise import pool_agreement
+from simulation.report import Receipt, Tally
 
 SUBMIT_ATTEMPTS = 4
 EXPECTED_K = 4  # the task size the report's expected agreement is computed for

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.simulation.judges import Judge, RewardModelJudge, prefers, true_order
-from app.simulation.report import Ranking, accuracy_vs
+from simulation.judges import Judge, RewardModelJudge, prefers, true_order
+from simulation.report import Ranking, accuracy_vs
 
 
 @dataclass(frozen=True)

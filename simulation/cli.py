@@ -8,8 +8,8 @@ from typing import Any
 
 import typer
 
-from app.simulation.labelers import KINDS
-from app.simulation.pool import Pool, PoolSettings
+from simulation.labelers import KINDS
+from simulation.pool import Pool, PoolSettings
 
 simulate_cli = typer.Typer(
     help="Simulated labelers working through the real HTTP API.", no_args_is_help=False,
@@ -61,7 +61,7 @@ def wait_until_up(url: str, seconds: float) -> None:
 def make_accounts(url: str, admin_token: str | None, n: int, role: str = "labeler") -> list:
     """The labelers' accounts (see app/simulation/accounts.py for the two ways)."""
     from app.console import fail
-    from app.simulation import accounts
+    from simulation import accounts
 
     try:
         if admin_token:
@@ -141,8 +141,8 @@ def simulate(
     if ctx.invoked_subcommand is not None:
         return
     from app.console import fail
-    from app.simulation import judges
-    from app.simulation import report as reporting
+    from simulation import judges
+    from simulation import report as reporting
 
     if seconds is not None and tasks is not None:
         fail("give --seconds or --tasks, not both")
@@ -187,10 +187,3 @@ def print_summary(out: dict[str, Any]) -> None:
                       f"comparisons (honest {agr['honest_pairwise']:.3f}, expected "
                       f"{agr['expected']:.3f}, target {agr['target']})")
     console.print(table)
-
-
-def register(root: typer.Typer) -> None:
-    """Add `simulate` (and `simulate loop`) to the `rlhf-studio` command."""
-    from app.simulation import loop  # noqa: F401 - registers `simulate loop`
-
-    root.add_typer(simulate_cli, name="simulate")

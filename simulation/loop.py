@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 import typer
 
-from app.simulation import evaluate
-from app.simulation.cli import (
+from simulation import evaluate
+from simulation.cli import (
     ADMIN_TOKEN,
     JUDGE_HELP,
     URL,
@@ -40,9 +40,9 @@ from app.simulation.cli import (
     simulate_cli,
     wait_until_up,
 )
-from app.simulation.judges import Judge, make_judge
-from app.simulation.pool import Pool, PoolSettings
-from app.simulation.report import accuracy_vs, pooled_agreement
+from simulation.judges import Judge, make_judge
+from simulation.pool import Pool, PoolSettings
+from simulation.report import accuracy_vs, pooled_agreement
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 GET_ATTEMPTS = 6
@@ -391,7 +391,7 @@ def loop_command(
     """Feedback → round (SFT → RM → PPO) → promote → new rank tasks → the pool ranks them,
     N times; a table after each round, a JSON report at the end."""
     from app.console import fail
-    from app.simulation import judges
+    from simulation import judges
 
     try:
         hidden = judges.make_judge(judge)
@@ -421,7 +421,7 @@ def loop_command(
     finally:
         asyncio.run(pool.revoke())
         if report is not None:
-            from app.simulation import report as reporting
+            from simulation import report as reporting
 
             reporting.write({"settings": settings.__dict__, "rounds": loop.rows}, report)
 
@@ -436,7 +436,7 @@ def seed_command(
     """Import simulated prompts with demonstrate and rank tasks (run beside the database),
     so `simulate loop` can start on an empty deployment."""
     from app.console import console
-    from app.simulation.seed import seed as seed_work
+    from simulation.seed import seed as seed_work
 
     console.print(seed_work(n_prompts=prompts, k=k, overlap=overlap, seed=seed))
 

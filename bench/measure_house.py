@@ -39,7 +39,7 @@ def sizes_and_long_functions(root: Path) -> tuple[dict[str, list[int]], list[tup
     """Files and lines per package, and every function longer than LONG lines."""
     sizes: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     long = []
-    for top in ("app", "training"):
+    for top in ("app", "training", "simulation"):
         for path in sorted((root / top).rglob("*.py")):
             rel = path.relative_to(root)
             package = "/".join(rel.parts[:2]) if len(rel.parts) > 2 else f"{top}/(modules)"
@@ -56,8 +56,9 @@ def sizes_and_long_functions(root: Path) -> tuple[dict[str, list[int]], list[tup
 
 def complex_blocks(root: Path) -> list[tuple[int, str]] | None:
     """Radon's C-or-worse blocks (complexity over 10), or None without radon."""
-    proc = subprocess.run([sys.executable, "-m", "radon", "cc", "-n", "C", "-j", "app",
-                           "training"], capture_output=True, text=True, cwd=root)
+    tops = [t for t in ("app", "training", "simulation") if (root / t).is_dir()]
+    proc = subprocess.run([sys.executable, "-m", "radon", "cc", "-n", "C", "-j", *tops],
+                          capture_output=True, text=True, cwd=root)
     if proc.returncode != 0:
         return None
     found = json.loads(proc.stdout)
@@ -69,7 +70,7 @@ def main() -> None:
     """Print the measures of the checkout at ROOT."""
     root = Path(sys.argv[1] if len(sys.argv) > 1 else graph.ROOT).resolve()
     graph.ROOT = root
-    files = graph.file_graph("app", "training")
+    files = graph.file_graph(*(t for t in ("app", "training", "simulation") if (root / t).is_dir()))
     packages = graph.package_graph()
     file_cycles, package_cycles = components(files), components(packages)
     print(f"file cycles: {len(file_cycles)} components, "

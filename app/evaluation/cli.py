@@ -36,7 +36,8 @@ def create(
 
     from app.console import console, fail
     from app.db import session_scope
-    from app.evaluation import service, tasks
+    from app.evaluation import jobs as tasks
+    from app.evaluation import service
     from app.evaluation.schemas import EvaluationCreate
 
     try:

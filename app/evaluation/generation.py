@@ -3,7 +3,7 @@ same recorded settings (`python -m training sample`), then the compare tasks are
 
 `run` is the whole background step. It is handed the job engine's pieces (a session
 factory, a work directory, a runner for `python -m training …`, a progress callback);
-app/evaluation/tasks.py registers it as the `evaluation_generate` job kind, and the tests
+app/evaluation/jobs.py registers it as the `evaluation_generate` job kind, and the tests
 run it with a stand-in for the GPU sampler.
 """
 

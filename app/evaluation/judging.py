@@ -20,10 +20,8 @@ from app.evaluation.models import EvaluationItem, Judgment
 from app.labeling import workbench
 from app.labeling.schemas import SubmissionCreate, SubmissionRead
 from app.labeling.service import (
-    KEY_MAX,
-    KEY_MIN,
-    SECONDS_MAX,
     SubmissionError,
+    check_common,
     check_flags,
     check_likert,
     handle_submissions,
@@ -38,16 +36,6 @@ SLOTS = {"a": 0, "b": 1}
 workbench.register_submissions("compare", lambda user: workbench.submission_part(
     "compare", Judgment, select(EvaluationItem.prompt_id)
     .where(EvaluationItem.id == Judgment.item_id).scalar_subquery(), user))
-
-
-def _check_common(body: SubmissionCreate) -> None:
-    key = body.idempotency_key
-    if not KEY_MIN <= len(key) <= KEY_MAX or not key.isascii() or not key.isprintable():
-        raise SubmissionError(
-            f"idempotency_key must be {KEY_MIN} to {KEY_MAX} printable ASCII characters "
-            "(a random UUID is a good choice).", 400)
-    if not 0 <= body.seconds_spent <= SECONDS_MAX:
-        raise SubmissionError(f"seconds_spent must be from 0 to {SECONDS_MAX}.", 400)
 
 
 def check_choice(choice: Any, order: list[int]) -> tuple[str, int | None]:
@@ -112,7 +100,7 @@ def submit_compare(*, db: Session, user: User, task: TaskRow,
 
     `task` is the task row the caller locked (queue.lock_task).
     """
-    _check_common(body)
+    check_common(body)
     item = db.scalar(select(EvaluationItem).where(EvaluationItem.task_id == task.id))
     if item is None:
         raise SubmissionError(f"Task {task.id} belongs to no evaluation.", 404)

@@ -14,8 +14,8 @@ from app.errors import errors
 from app.evaluation import (
     judging,  # noqa: F401 - counts judgments in the judges' My work
     service,
-    tasks,
 )
+from app.evaluation import jobs as tasks
 from app.evaluation import results as outcome
 from app.evaluation.schemas import (
     EvaluationCreate,

@@ -10,7 +10,7 @@ from app.auth.models import Role
 from app.db import DbSession, commit_here
 from app.errors import errors
 from app.fields import Id, Text
-from app.labeling import research_routes, service, workbench
+from app.labeling import pages, service, workbench
 from app.labeling.schemas import (
     DraftRead,
     DraftSave,
@@ -24,7 +24,7 @@ from app.queue.models import TaskKind
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
-router.include_router(research_routes.router)
+router.include_router(pages.router)
 add_nav("Label", "/label", ALL_ROLES, "Write demonstrations, rank and rate model outputs.")
 add_nav("My work", "/label/mine", (Role.labeler,), "Your own counts, time and recent work.")
 add_nav("Guidelines", "/label/guidelines", (Role.admin,), "Edit what labelers read per task.")

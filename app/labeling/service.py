@@ -136,7 +136,8 @@ def check_rank_ratings(ratings: dict[str, Any] | None, candidate_ids: list[int])
     return tuple(out)
 
 
-def _check_common(body: SubmissionCreate) -> None:
+def check_common(body: SubmissionCreate) -> None:
+    """What every submission must carry, whatever its kind: a sane key and time spent."""
     key = body.idempotency_key
     if not KEY_MIN <= len(key) <= KEY_MAX or not key.isascii() or not key.isprintable():
         raise SubmissionError(
@@ -165,7 +166,7 @@ def _check_prompt(body: SubmissionCreate, task: TaskRow) -> _Clean:
 
 def validate(body: SubmissionCreate, task: TaskRow) -> _Clean:
     """The body checked against its task; raises SubmissionError with what to fix."""
-    _check_common(body)
+    check_common(body)
     if task.kind == TaskKind.demonstrate:
         return _Clean(text=check_text(body.text, what="response", limit=DEMONSTRATION_MAX))
     if task.kind == TaskKind.rank:
@@ -329,7 +330,7 @@ def submit(*, db: Session, user: User, task_id: int, body: SubmissionCreate) -> 
     handler = SUBMIT_HANDLERS.get(str(task.kind))
     if handler is not None:  # e.g. blind evaluation judgments live with their campaign
         return handler(db=db, user=user, task=task, body=body)
-    _check_common(body)
+    check_common(body)
     try:
         clean = validate(body, task)
     except SubmissionError as exc:

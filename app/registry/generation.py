@@ -17,9 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from app.errors import describe, validation_errors
 from app.jobs.errors import JobError
 from app.jobs.kinds import JobContext, job_kind
 from app.prompts.models import Candidate, Prompt, Split
@@ -27,54 +29,21 @@ from app.queue import creation
 from app.queue.models import Task, TaskKind, TaskState
 from app.registry import service as registry
 from app.registry.models import AliasEvent, ModelVersion
+from app.registry.schemas import GenerateSpec
 
 MIN_K, MAX_K = 4, 9
 NEAR_DUPLICATE = 0.9  # difflib ratio at or above which two candidates count as one
 SAMPLABLE = ("base", "sft", "policy")
-DEFAULTS: dict[str, Any] = {"k": 4, "n_prompts": 50, "overlap": 1, "priority": 0,
-                            "max_new_tokens": 48, "top_p": 1.0, "seed": 0}
-KEYS = {"model_id", "mix", "k", "n_prompts", "prompt_ids", "overlap", "priority",
-        "max_new_tokens", "top_p", "seed"}
 
 
-def _int(config: dict[str, Any], key: str, lo: int, hi: int) -> int:
-    value = config.get(key, DEFAULTS.get(key))
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise JobError(f"generate.{key} must be a whole number from {lo} to {hi}.", 422)
-    return value
-
-
-def validate_generate(config: dict[str, Any]) -> dict[str, Any]:
-    """Check a generate request's shape (422 with why); the models are checked at run time
-    too, as aliases can move in between."""
-    if not isinstance(config, dict):
-        raise JobError("generate must be an object.", 422)
-    unknown = sorted(set(config) - KEYS)
-    if unknown:
-        raise JobError(f"generate has no setting {', '.join(unknown)}; it takes "
-                       f"{', '.join(sorted(KEYS))}.", 422)
-    clean = {**DEFAULTS, **config}
-    clean["k"] = _int(clean, "k", MIN_K, MAX_K)
-    clean["n_prompts"] = _int(clean, "n_prompts", 1, 100_000)
-    clean["overlap"] = _int(clean, "overlap", 1, 20)
-    clean["priority"] = _int(clean, "priority", -1000, 1000)
-    clean["max_new_tokens"] = _int(clean, "max_new_tokens", 1, 4096)
-    ids = clean.get("prompt_ids")
-    if ids is not None and (not isinstance(ids, list) or not ids or not all(
-            isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**31 for i in ids)):
-        raise JobError("generate.prompt_ids must be a non-empty list of prompt ids.", 422)
-    mix = clean.get("mix")
-    if mix is not None:
-        if not isinstance(mix, list) or not mix:
-            raise JobError("generate.mix must be a non-empty list of "
-                           '{"model_id" or "alias", "temperature"}.', 422)
-        for member in mix:
-            if not isinstance(member, dict) or not ({"model_id", "alias"} & set(member)):
-                raise JobError('Each generate.mix entry names a "model_id" or an "alias".', 422)
-            t = member.get("temperature", 1.0)
-            if not isinstance(t, int | float) or isinstance(t, bool) or not 0 < t <= 2:
-                raise JobError("A mix temperature must be above 0 and at most 2.", 422)
-    return clean
+def validate_generate(config: Any) -> dict[str, Any]:
+    """A generate request checked against GenerateSpec, defaults filled in (422 naming the
+    field); the models are checked at run time too, as aliases can move in between."""
+    try:
+        spec = GenerateSpec.model_validate(config)
+    except ValidationError as exc:
+        raise JobError(f"generate: {describe(validation_errors(exc.errors()))}", 422) from exc
+    return spec.model_dump(exclude_none=True)
 
 
 def check_models(*, db: Session, config: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,9 +3,9 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.fields import Id, JsonObject
+from app.fields import Id, Text
 
 
 class ModelRead(BaseModel):
@@ -53,21 +53,43 @@ class AliasEventRead(BaseModel):
     created_at: datetime
 
 
-class GenerateRequest(BaseModel):
-    """POST /api/v1/generate."""
+class MixMember(BaseModel):
+    """One source of candidates: a version (by id) or an alias, sampled at a temperature."""
 
     model_config = ConfigDict(extra="forbid")
 
     model_id: Id | None = None
-    mix: list[JsonObject] | None = None
+    alias: Text | None = Field(default=None, max_length=100)
+    temperature: float = Field(default=1.0, gt=0, le=2)
+
+    @model_validator(mode="after")
+    def _names_a_model(self) -> "MixMember":
+        if self.model_id is None and self.alias is None:
+            raise ValueError('each mix entry names a "model_id" or an "alias"')
+        return self
+
+
+class GenerateSpec(BaseModel):
+    """What a generate job samples: K candidates per prompt from a mix of models. The one
+    definition that POST /api/v1/generate, a round's and the schedule's `generate`, the
+    /jobs form and `rlhf-studio generate` validate with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: Id | None = None
+    mix: list[MixMember] | None = Field(default=None, min_length=1, max_length=20)
     k: int = Field(default=4, ge=4, le=9)
     n_prompts: int = Field(default=50, ge=1, le=100_000)
-    prompt_ids: list[Id] | None = None
+    prompt_ids: list[Id] | None = Field(default=None, min_length=1)
     overlap: int = Field(default=1, ge=1, le=20)
     priority: int = Field(default=0, ge=-1000, le=1000)
     max_new_tokens: int = Field(default=48, ge=1, le=4096)
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int = Field(default=0, ge=0, lt=2**31)
+
+
+class GenerateRequest(GenerateSpec):
+    """POST /api/v1/generate."""
 
 
 class JobAccepted(BaseModel):

@@ -52,7 +52,9 @@ def create_round(db: DbSession, user: Staff, body: RoundCreate,
     """Start a round: export → the stages → (promote → generate); 202 with its jobs."""
     jobs.require_broker()
     rnd = rounds.create_round(db=db, user=user, stages=body.stages, config=body.config,
-                              promote=body.promote, generate=body.generate,
+                              promote=body.promote,
+                              generate=(body.generate.model_dump(exclude_none=True)
+                                        if body.generate else None),
                               exclusive=body.exclusive,
                               evaluate=body.evaluate.model_dump() if body.evaluate else None)
     created = rounds.current_jobs(db=db, round_id=rnd.id)

@@ -6,16 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from app.fields import Int32, JsonValue, Text
-
-
-class GenerateSpec(BaseModel):
-    """What a promoted policy generates: K candidates for up to n_prompts prompts."""
-
-    model_config = ConfigDict(extra="allow")
-
-    k: int = Field(default=4, ge=4, le=9)
-    n_prompts: int = Field(default=50, ge=1, le=100_000)
-    overlap: int = Field(default=1, ge=1, le=20)
+from app.registry.schemas import GenerateSpec
 
 
 class EvaluateSpec(BaseModel):
@@ -52,8 +43,8 @@ class RoundCreate(RoundJudging):
     stages: list[Text] | None = Field(default=None, description="some of sft, rm, ppo (in order)")
     config: dict[Text, dict[Text, JsonValue]] | None = Field(
         default=None, description="{stage: {field: value}}; fields of python -m training STAGE")
-    generate: dict[Text, JsonValue] | None = Field(
-        default=None, description="after promotion: {k, n_prompts, overlap, priority, mix, …}")
+    generate: GenerateSpec | None = Field(
+        default=None, description="after promotion: fresh candidates for the labelers")
     exclusive: bool = Field(default=True, description="refuse while another round runs")
 
 
@@ -149,7 +140,7 @@ class ScheduleWrite(BaseModel):
     stages: list[Text] | None = None
     config: dict[Text, dict[Text, JsonValue]] | None = None
     promote: Promote = False
-    generate: dict[Text, JsonValue] | None = None
+    generate: GenerateSpec | None = None
     evaluate: EvaluateSpec | None = None
 
 

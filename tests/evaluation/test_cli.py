@@ -20,7 +20,7 @@ def test_eval_create_then_results(committed_db, monkeypatch):
     base, policy = make_version(db, "sft"), make_version(db, "policy")
     db.commit()
     sent: list[int] = []
-    monkeypatch.setattr("app.evaluation.tasks.dispatch", sent.append)
+    monkeypatch.setattr("app.evaluation.jobs.dispatch", sent.append)
     result = runner.invoke(root, ["eval", "create", "--model", str(policy.id), "--baseline",
                                   str(base.id), "--n-prompts", "2", "--overlap", "2",
                                   "--judges", "all", "--temperature", "0.3", "--json"])

@@ -95,7 +95,7 @@ TINY_FLAGS = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--n-position
 def test_the_job_engine_runs_a_campaigns_generation_on_the_tiny_model(committed_db, tmp_path):
     """The `evaluation_generate` kind through the jobs engine: the real sampler as a child
     process on the tiny offline model, then the campaign's tasks."""
-    from app.evaluation import tasks
+    from app.evaluation import jobs as tasks
     from app.jobs import runner
     from app.jobs.models import Job
     from training.__main__ import main as training_main

@@ -123,7 +123,7 @@ def test_create_campaign_api_returns_its_id_and_queues_generation(client, db, mo
     make_prompts(db, 3)
     base, policy = make_version(db, "sft"), make_version(db, "policy")
     sent: list[int] = []
-    monkeypatch.setattr("app.evaluation.tasks.dispatch", sent.append)
+    monkeypatch.setattr("app.evaluation.jobs.dispatch", sent.append)
     csrf = login(client, make_user(db, Role.researcher))
     resp = client.post("/api/v1/evaluations", json={
         "model_ids": [policy.id], "baseline_id": base.id, "n_prompts": 2, "overlap": 3,
@@ -259,7 +259,7 @@ def test_anonymous_gets_401_on_the_api_and_login_on_pages(client, db):
 def test_forms_and_cookie_api_calls_need_the_csrf_token(client, db, monkeypatch):
     make_prompts(db, 2)
     base, policy = make_version(db, "sft"), make_version(db, "policy")
-    monkeypatch.setattr("app.evaluation.tasks.dispatch", lambda _id: None)
+    monkeypatch.setattr("app.evaluation.jobs.dispatch", lambda _id: None)
     csrf = login(client, make_user(db, Role.researcher))
     form = {"baseline_id": base.id, "model_ids": [policy.id], "n_prompts": 1}
     assert client.post("/evaluations", data=form).status_code == 403

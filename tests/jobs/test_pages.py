@@ -167,7 +167,7 @@ def test_trigger_form_starts_a_round_with_the_knobs_and_advanced_json(client, db
     ({"stages": ["bogus"]}, "Unknown stage(s) bogus"),
     ({"stages": ["sft"], "generate": "on"}, "tick “promote” too"),
     ({"stages": ["sft"], "promote": "on", "generate": "on", "gen_k": "12"},
-     "generate.k must be a whole number from 4 to 9"),
+     "generate: K should be less than or equal to 9"),
 ])
 def test_bad_trigger_form_shows_a_sentence_keeps_the_input_and_starts_nothing(
         client, db, data, sent, form, sentence):

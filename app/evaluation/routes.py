@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.errors import errors
+from app.evaluation import jobs as tasks
 from app.evaluation import (
     judging,  # noqa: F401 - counts judgments in the judges' My work
     service,
 )
-from app.evaluation import jobs as tasks
 from app.evaluation import results as outcome
 from app.evaluation.schemas import (
     EvaluationCreate,

@@ -253,8 +253,12 @@ def complete(*, db: Session, evaluation: Evaluation, reason: str) -> Evaluation:
 
 
 def complete_if_judged(*, db: Session, evaluation_id: int) -> bool:
-    """Complete the campaign once every item has all its judgments; True if it did."""
-    evaluation = db.get(Evaluation, evaluation_id)
+    """Complete the campaign once every item has all its judgments; True if it did.
+
+    The campaign's row is locked before its judgments are counted: two labelers sending the
+    last two judgments at once would each count only their own (neither committed yet) and
+    leave the campaign open for good; the second now waits and counts both."""
+    evaluation = db.get(Evaluation, evaluation_id, with_for_update=True)
     if evaluation is None or evaluation.state != LABELING:
         return False
     items, judged = _counts(db, [evaluation.id])
@@ -292,7 +296,7 @@ def mark_failed(*, db: Session, evaluation_id: int, error: str) -> None:
 
 def get(*, db: Session, evaluation_id: int) -> Evaluation:
     """One campaign; 404 when there is none."""
-    evaluation = db.get(Evaluation, evaluation_id)
+    evaluation = db.get(Evaluation, evaluation_id, with_for_update=True)
     if evaluation is None:
         raise EvaluationError(f"There is no evaluation {evaluation_id}.", 404)
     return evaluation

@@ -126,6 +126,10 @@ def claim(*, db: Session, job_id: int, worker: str) -> Job | None:
     job = db.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
     if job is None or job.state != JobState.queued or not _ready(db, job):
         return None
+    if job.kind not in all_kinds():  # a process that never loaded it: leave it to one that did
+        log.error("job %s is of kind %r, which this process does not know (app.wiring.wire "
+                  "loads every kind); left queued", job.id, job.kind)
+        return None
     now = utcnow()
     job.state, job.worker, job.heartbeat_at = JobState.running, worker, now
     job.started_at, job.progress, job.error = now, 0.0, None

@@ -134,3 +134,48 @@ def test_the_new_evaluation_form_defaults_to_the_active_versions_and_the_prompts
     make_prompts(db, 2)
     assert "Only 3 test prompts in" in client.get("/evaluations").text
     assert not db.scalars(select(Evaluation)).all()
+
+
+@pytest.mark.postgres_only  # SQLite holds one write lock: its submissions never overlap
+def test_the_last_two_judgments_sent_at_once_still_complete_the_campaign(committed_db):
+    """Two labelers send the campaign's last two judgments at the same moment: each
+    transaction counts the judgments it can see, and neither sees the other's before its
+    commit. Without a lock on the campaign both counted one of two and it stayed open."""
+    import threading
+
+    from app.db import SessionLocal
+    from app.labeling import service as labeling
+    from app.labeling.schemas import SubmissionCreate
+    from app.queue import service as queue
+
+    db = committed_db
+    make_prompts(db, 2)
+    ev = campaign(db, None, candidates=[make_version(db, "policy")],
+                  baseline=make_version(db, "sft"), n=2, judges="all")
+    judges = [make_user(db, Role.labeler) for _ in range(2)]
+    leases = [queue.next_task(db=db, user=u, kind="compare") for u in judges]
+    db.commit()
+    ids = [(u.id, lease.id, lease.task_id) for u, lease in zip(judges, leases, strict=True)
+           if lease is not None]
+    assert len(ids) == 2
+
+    def judge(session, user_id, assignment_id, task_id):  # type: ignore[no-untyped-def]
+        labeling.submit(db=session, user=session.get(type(judges[0]), user_id), task_id=task_id,
+                        body=SubmissionCreate(assignment_id=assignment_id, seconds_spent=3,
+                                              idempotency_key=f"judgment-race-{task_id}",
+                                              choice="a"))
+
+    first, second = SessionLocal(), SessionLocal()
+    try:
+        judge(first, *ids[0])  # counted, not yet committed
+        other = threading.Thread(target=lambda: (judge(second, *ids[1]), second.commit()))
+        other.start()
+        other.join(timeout=1.0)  # with the lock it waits for the first commit
+        first.commit()
+        other.join(timeout=30)
+        assert not other.is_alive()
+    finally:
+        first.close()
+        second.close()
+    db.expire_all()
+    assert db.get(Evaluation, ev.id).state == "complete"

@@ -14,8 +14,8 @@ from app.exports.models import DatasetSnapshot
 from app.exports.schemas import ExportCreate
 from app.jobs import runner
 from app.jobs import service as jobs
+from app.jobs.broker import celery_app
 from app.jobs.models import Job
-from app.jobs.tasks import run_job
 from tests.factories import make_user, ranked_task
 
 
@@ -37,7 +37,7 @@ def test_export_requested_while_broker_down_is_sent_once_it_is_back(committed_db
     def broker_down(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise kombu.exceptions.OperationalError("Error 111 connecting to redis: refused")
 
-    monkeypatch.setattr(run_job, "apply_async", broker_down)
+    monkeypatch.setattr(celery_app, "send_task", broker_down)
     assert jobs.send_unsent() == []  # the send after the request fails...
     db.expire_all()
     assert db.get(Job, job_id).state == "queued" and db.get(Job, job_id).enqueued_at is None

@@ -57,8 +57,8 @@ def test_round_without_data_says_how_much_is_needed(client, db, staff):
     ({"config": {"sft": {"epochs": "three"}}}, "must be a int"),
     ({"config": {"rm": {"base_model": "/etc"}}}, "set by the round itself"),
     ({"config": {"ppo2": {}}}, "unknown stage"),
-    ({"promote": True, "generate": {"k": 12}}, "from 4 to 9"),
-    ({"promote": True, "generate": {"temperature": 2}}, "no setting"),
+    ({"promote": True, "generate": {"k": 12}}, "less than or equal to 9"),
+    ({"promote": True, "generate": {"temperature": 2}}, "generate.temperature"),
 ])
 def test_round_with_bad_request_is_refused(client, db, staff, body, words):
     resp = client.post("/api/v1/rounds", json=body, headers=staff)

@@ -17,7 +17,7 @@ from app.jobs import runner
 from app.jobs import service as jobs
 from app.jobs.kinds import JobContext
 from app.jobs.models import Job, JobState
-from app.prompts import routes, uploads
+from app.prompts import uploads
 from app.prompts.models import Candidate, Prompt
 from app.queue.models import Task
 from tests.factories import csrf_from, login, make_user
@@ -29,7 +29,7 @@ N = 450  # over two progress reports (uploads.PROGRESS_EVERY)
 def sent(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
     """The job ids the routes send to the workers (the test runs them itself)."""
     ids: list[int] = []
-    monkeypatch.setattr(routes, "_send", ids.extend)
+    monkeypatch.setattr(uploads, "send_after_commit", ids.extend)
     monkeypatch.setattr(get_settings(), "import_inline_max_mb", 0.01)  # 10 KB
     return ids
 
@@ -230,8 +230,11 @@ def test_a_cancelled_import_removes_its_upload_and_stores_nothing(live, committe
     assert _count(committed_db, Prompt) == 0
 
 
-def test_a_process_that_only_runs_jobs_finds_the_import_kind(committed_db, researcher):
-    """A worker (or a script) that imports only the runner still knows every job kind."""
+def test_a_process_finds_the_import_kind_once_wired_and_leaves_it_queued_before(
+        committed_db, researcher):
+    """A worker (or a script) knows every job kind once it has loaded them (app.wiring):
+    one that imports only the engine's runner leaves the job queued for another, rather
+    than failing it."""
     import os
     import subprocess
     import sys
@@ -239,9 +242,16 @@ def test_a_process_that_only_runs_jobs_finds_the_import_kind(committed_db, resea
     job = uploads.queue_import(db=committed_db, what="prompts", data=_lines(3),
                                filename="p.jsonl", options={}, user=researcher[0])
     committed_db.commit()
-    out = subprocess.run(
-        [sys.executable, "-c", "from app.jobs import runner; "
-         f"print(runner.run_job({job.id})['state'])"],
-        env=dict(os.environ), capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip().endswith("succeeded"), out.stderr[-2000:]
+
+    def run(setup: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", f"{setup}from app.jobs import runner; "
+             f"print(runner.run_job({job.id})['state'])"],
+            env=dict(os.environ), capture_output=True, text=True, timeout=120)
+        return out.stdout.strip().rsplit("\n", 1)[-1] + out.stderr[-2000:]
+
+    assert run("import app.models; ").startswith("skipped")
+    committed_db.expire_all()
+    assert committed_db.get(Job, job.id).state == "queued" and _count(committed_db, Prompt) == 0
+    assert run("from app.wiring import wire; wire(); ").startswith("succeeded")
     assert _count(committed_db, Prompt) == 3

@@ -213,8 +213,8 @@ def parse_schedule_form(form: dict[str, Any], row: Any) -> dict[str, Any]:
             "min_new_comparisons": _int(form, "min_new_comparisons", "new comparisons"),
             "min_new_demonstrations": _int(form, "min_new_demonstrations",
                                            "new demonstrations"),
-            "stages": stages, "config": dict(row.config or {}),
-            "promote": checked(form, "promote"), "generate": row.generate}
+            "stages": stages, "config": dict(row.config or {}), "generate": row.generate,
+            **parse_judging(form)}
 
 
 def schedule_form(row: Any) -> dict[str, Any]:
@@ -230,6 +230,11 @@ def schedule_form(row: Any) -> dict[str, Any]:
         out["enabled"] = "on"
     if row.promote:
         out["promote"] = "on"
+    if row.promote_if_better:
+        out["promote_if_better"] = "on"
+    if row.evaluate:
+        out["evaluate"] = "on"
+        out.update({f"eval_{k}": show(v) for k, v in row.evaluate.items()})
     return out
 
 

@@ -233,6 +233,50 @@ def test_open_redirect_is_not_followed(client, db):
     assert resp.headers["location"] == f"/jobs/{job.id}"
 
 
+def _schedule_fields(page: str) -> dict[str, object]:
+    """What the schedule form sends as the page shows it: its text fields, select choices
+    and ticked boxes (the stages as a list)."""
+    form = page[page.index('id="schedule-form"'):]
+    form = form[:form.index("</form>")]
+    out: dict[str, object] = dict(re.findall(r'name="(\w+)"[^>]*value="([^"]*)"', form))
+    out = {k: v for k, v in out.items() if k not in ("stages", "enabled", "promote",
+                                                     "promote_if_better", "evaluate")}
+    for box in re.findall(r'<input type="checkbox" name="(\w+)" value="(\w+)" checked', form):
+        if box[0] == "stages":
+            out.setdefault("stages", []).append(box[1])  # type: ignore[union-attr]
+        else:
+            out[box[0]] = box[1]
+    for name, options in re.findall(r'<select name="(\w+)">(.*?)</select>', form, re.S):
+        out[name] = re.search(r'<option value="(\w+)" selected', options).group(1)  # type: ignore[union-attr]
+    return out
+
+
+def test_schedule_editor_keeps_how_rounds_are_judged(client, db):
+    """The schedule `up --schedule` writes (promote if people prefer it, a campaign judged
+    by all labelers) shows on the form, and saving the form as shown keeps it."""
+    from app.rounds import schedule
+
+    csrf = login(client, make_user(db, Role.researcher))
+    schedule.update_schedule(db=db, user=None, enabled=True, every_hours=None,
+                             min_new_comparisons=700, min_new_demonstrations=None,
+                             stages=["sft", "rm", "ppo"], promote="if_better",
+                             evaluate={"n_prompts": 30, "overlap": 1, "judges": "all"})
+    db.flush()
+    fields = _schedule_fields(client.get("/jobs").text)
+    assert fields["promote_if_better"] == "on" and fields["evaluate"] == "on"
+    assert fields["eval_judges"] == "all" and fields["eval_n_prompts"] == "30"
+    saved = client.post("/jobs/schedule", data={**fields, "csrf_token": csrf},
+                        follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    row = db.scalars(select(TrainSchedule)).one()
+    db.refresh(row)
+    assert (row.promote_if_better, row.promote, row.min_new_comparisons) == (True, False, 700)
+    assert row.evaluate == {"n_prompts": 30, "overlap": 1, "judges": "all"}
+    both = client.post("/jobs/schedule", data={**fields, "csrf_token": csrf, "promote": "on"},
+                       follow_redirects=False)
+    assert both.status_code == 422 and "not both" in html.unescape(both.text)
+
+
 def test_schedule_editor_saves_and_refuses_nonsense(client, db):
     csrf = login(client, make_user(db, Role.researcher))
     assert "new comparisons" in client.get("/jobs").text

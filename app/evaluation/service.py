@@ -257,8 +257,10 @@ def complete_if_judged(*, db: Session, evaluation_id: int) -> bool:
 
     The campaign's row is locked before its judgments are counted: two labelers sending the
     last two judgments at once would each count only their own (neither committed yet) and
-    leave the campaign open for good; the second now waits and counts both."""
-    evaluation = db.get(Evaluation, evaluation_id, with_for_update=True)
+    leave the campaign open for good; the second now waits and counts both. FOR NO KEY
+    UPDATE: each judgment's insert holds a KEY SHARE lock on the campaign (its foreign key),
+    which FOR UPDATE would wait on, the two submits each waiting for the other."""
+    evaluation = db.get(Evaluation, evaluation_id, with_for_update={"key_share": True})
     if evaluation is None or evaluation.state != LABELING:
         return False
     items, judged = _counts(db, [evaluation.id])

@@ -1,7 +1,9 @@
 """Engine, session factory, declarative Base and the request session dependency."""
 
+import os
 import select
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,8 +19,8 @@ from alembic.script import ScriptDirectory
 from anyio import CapacityLimiter
 from anyio.lowlevel import RunVar
 from fastapi import Depends
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -60,44 +62,148 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+class WriteTurns:
+    """SQLite's one write lock, as this process's threads take it: waiting on a lock that
+    wakes them when it is released, rather than on SQLite's busy handler.
+
+    The busy handler sleeps and polls (1, 2, 5 ... up to 100 ms between tries), so the lock
+    stays idle while its waiters sleep, and one that arrives as it is freed can take it
+    ahead of one that has waited for seconds: under twenty labelers the slowest lease
+    waited 4-8 s beside a median of 50 ms, and a wait past RLHF_DB_LOCK_TIMEOUT_S is a 503.
+    Here the release wakes a waiter at once, in about the order they came (a thread that
+    is running as it is released may still go first, which keeps the lock busy while the
+    woken one is scheduled). The busy handler still orders this process's one writer
+    against other processes (workers, the CLI)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # released by whichever thread ends the transaction
+
+    def take(self, timeout: float) -> bool:
+        """Wait for this thread's turn to write; False when `timeout` seconds pass first."""
+        return self._lock.acquire(timeout=timeout)
+
+    def give(self) -> None:
+        """End this writer's turn."""
+        self._lock.release()
+
+    def forget(self) -> None:
+        """A forked child starts with no writer (the parent's are not its threads)."""
+        self._lock = threading.Lock()
+
+
+# One per database file in this process: every engine on the file writes in the same turns.
+_write_turns: dict[str, WriteTurns] = {}
+
+
+def _forget_write_turns() -> None:
+    for turns in _write_turns.values():
+        turns.forget()
+
+
+os.register_at_fork(after_in_child=_forget_write_turns)
+
+
+class _TurnTakingConnection(sqlite3.Connection):
+    """A pysqlite connection that holds its file's write turn from `BEGIN IMMEDIATE` until
+    its transaction ends, however it ends (commit, rollback, the pool's reset, close)."""
+
+    turns: WriteTurns
+    holds_turn = False
+
+    def take_turn(self, timeout: float) -> None:
+        """Wait for the file's write turn; past `timeout`, a "database is locked" error."""
+        if not self.turns.take(timeout):
+            raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
+                f"database is locked: no turn to write within {timeout:g} s"))
+        self.holds_turn = True
+
+    def give_turn(self) -> None:
+        """Give the turn back if this connection holds it and its transaction has ended."""
+        if self.holds_turn and not self.in_transaction:
+            self.holds_turn = False
+            self.turns.give()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.give_turn()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.give_turn()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.holds_turn:
+                self.holds_turn = False
+                self.turns.give()
+
+
+def _sqlite_engine(url: str) -> Engine:
+    """An engine on a SQLite file: WAL, foreign keys, and write transactions that begin
+    IMMEDIATE in this process's turns."""
+    settings = get_settings()
+    path = make_url(url).database or ""
+    memory = path in ("", ":memory:")
+    if not memory:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pool = {} if memory else {  # the same pool as on PostgreSQL
+        "pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size}
+    wait_s = settings.db_lock_timeout_s
+    turns = WriteTurns() if memory else _write_turns.setdefault(
+        str(Path(path).resolve()), WriteTurns())
+    engine = create_engine(url, connect_args={
+        "check_same_thread": False, "timeout": wait_s, "factory": _TurnTakingConnection},
+        **pool)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
+        cur.close()
+        # pysqlite would begin a transaction only before a write, so reads ran outside
+        # it and a SAVEPOINT could begin (and its RELEASE commit) the transaction.
+        # SQLAlchemy begins it instead (below).
+        dbapi_conn.isolation_level = None
+        dbapi_conn.turns = turns
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
+        # IMMEDIATE: SQLite has no row locks, so a unit of work takes the database's one
+        # write lock when it begins, waiting its turn (WriteTurns in this process, then
+        # busy_timeout against others: RLHF_DB_LOCK_TIMEOUT_S bounds each), as
+        # PostgreSQL's `FOR UPDATE` waits for the task row. A deferred transaction that
+        # read first and wrote after another had committed would fail ("database is
+        # locked") instead of waiting: busy_timeout does not apply to that upgrade.
+        # Read-only work begins DEFERRED (`read_only_session`), so a long read neither
+        # holds nor waits for the lock (WAL).
+        mode = conn.get_execution_options().get(_BEGIN, "IMMEDIATE")
+        if not mode:  # None: no transaction, each statement on its own (test observers)
+            return
+        dbapi_conn = conn.connection.dbapi_connection
+        if mode == "IMMEDIATE":
+            dbapi_conn.take_turn(wait_s)
+        try:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            dbapi_conn.give_turn()
+            raise
+
+    return engine
+
+
 def make_engine(url: str) -> Engine:
     """An engine with the pragmas and pool settings this app relies on."""
-    settings = get_settings()
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        pool = {} if path in ("", ":memory:") else {  # the same pool as on PostgreSQL
-            "pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_size}
-        wait_s = settings.db_lock_timeout_s
-        engine = create_engine(url, connect_args={"check_same_thread": False,
-                                                  "timeout": wait_s}, **pool)
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={int(wait_s * 1000)}")
-            cur.close()
-            # pysqlite would begin a transaction only before a write, so reads ran outside
-            # it and a SAVEPOINT could begin (and its RELEASE commit) the transaction.
-            # SQLAlchemy begins it instead (below).
-            dbapi_conn.isolation_level = None
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-            # IMMEDIATE: SQLite has no row locks, so a unit of work takes the database's one
-            # write lock when it begins, waiting its turn (busy_timeout), as PostgreSQL's
-            # `FOR UPDATE` waits for the task row. A deferred transaction that read first
-            # and wrote after another had committed would fail ("database is locked")
-            # instead of waiting. Read-only work begins DEFERRED (`read_only_session`), so
-            # a long read neither holds nor waits for the lock (WAL).
-            mode = conn.get_execution_options().get(_BEGIN, "IMMEDIATE")
-            if mode:  # None: no transaction, each statement on its own (test observers)
-                conn.exec_driver_sql(f"BEGIN {mode}")
-
-        return engine
+        return _sqlite_engine(url)
+    settings = get_settings()
     engine = create_engine(
         url,
         pool_size=settings.db_pool_size,

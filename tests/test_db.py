@@ -2,16 +2,20 @@
 overrides, and the hot paths' driver-level statements (`app.statements.Sql`)."""
 
 import logging
+import threading
+import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.db import DbSession, utcnow
+from app.config import get_settings
+from app.db import DbSession, database_unavailable, make_engine, utcnow
 from app.prompts.models import UseCase
 from app.queue.models import Task, TaskKind
 from app.statements import Sql
@@ -238,3 +242,77 @@ def test_more_requests_than_connections_queue_instead_of_stalling(committed_db, 
         statuses = pool.submit(asyncio.run, main()).result(timeout=300)
     assert statuses == [200] * len(statuses)
     assert committed_db.scalar(select(func.count()).select_from(UseCase)) == len(statuses)
+
+
+# --- SQLite's one write lock, taken in turns (app.db.WriteTurns) --------------------------
+
+
+def _sqlite_file(tmp_path: Path):  # type: ignore[no-untyped-def]
+    eng = make_engine(f"sqlite:///{tmp_path / 'turns.sqlite'}")
+    with eng.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+    return eng
+
+
+def _write_in_thread(eng, n: int, done: list[int]) -> threading.Thread:  # type: ignore[no-untyped-def]
+    def write() -> None:
+        with eng.begin() as conn:
+            done.append(n)
+            conn.exec_driver_sql("INSERT INTO t VALUES (?)", (n,))
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread
+
+
+def test_sqlite_writers_take_the_write_lock_in_the_order_they_asked(tmp_path):
+    """SQLite's busy handler polls with growing sleeps, so the writer that waited longest
+    polls least often and the last to come often goes first (a lease waited 8 s under
+    twenty labelers, beside a median of 50 ms). Turns go in the order they were asked."""
+    eng = _sqlite_file(tmp_path)
+    holder = eng.connect()
+    holder.begin()
+    order: list[int] = []
+    threads = []
+    for n in range(8):
+        threads.append(_write_in_thread(eng, n, order))
+        time.sleep(0.15)  # each asks while the ones before it are waiting
+    holder.commit()
+    for thread in threads:
+        thread.join(timeout=30)
+    holder.close()
+    eng.dispose()
+    assert order == list(range(8))
+
+
+@pytest.mark.parametrize("end", ["commit", "rollback", "close", "invalidate"])
+def test_a_sqlite_write_transaction_gives_up_its_turn_however_it_ends(tmp_path, end):
+    eng = _sqlite_file(tmp_path)
+    conn = eng.connect()
+    conn.begin()
+    conn.exec_driver_sql("INSERT INTO t VALUES (0)")
+    getattr(conn, end)()
+    done: list[int] = []
+    _write_in_thread(eng, 1, done).join(timeout=5)  # not the 30 s lock timeout
+    conn.close()
+    eng.dispose()
+    assert done == [1]
+
+
+def test_a_sqlite_writer_kept_waiting_past_the_lock_timeout_is_told_the_database_is_busy(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(get_settings(), "db_lock_timeout_s", 0.3)
+    eng = _sqlite_file(tmp_path)
+    holder = eng.connect()
+    holder.begin()
+    try:
+        with pytest.raises(OperationalError) as caught, eng.begin():
+            pass
+    finally:
+        holder.close()
+    # Unavailable for now (503 with Retry-After), not a fault (500); the turn is not lost.
+    assert database_unavailable(caught.value) and "database is locked" in str(caught.value)
+    done: list[int] = []
+    _write_in_thread(eng, 1, done).join(timeout=5)
+    eng.dispose()
+    assert done == [1]

@@ -59,7 +59,7 @@ def wait_until_up(url: str, seconds: float) -> None:
 
 
 def make_accounts(url: str, admin_token: str | None, n: int, role: str = "labeler") -> list:
-    """The labelers' accounts (see app/simulation/accounts.py for the two ways)."""
+    """The labelers' accounts (see simulation/accounts.py for the two ways)."""
     from app.console import fail
     from simulation import accounts
 

@@ -12,7 +12,7 @@ Built-in rules are simple enough for the tiny model to learn on CPU in minutes:
 
 Any other spec is read as a reward-model directory: its scores, squashed into (0, 1), are the
 preference (torch loads only then). Judges also write demonstrations that their rule likes.
-A judge never sees the labelers' noise: that is app/simulation/noise.py.
+A judge never sees the labelers' noise: that is simulation/noise.py.
 """
 
 import hashlib

@@ -7,7 +7,9 @@ kombu's filesystem transport under the data directory: real worker processes, no
 import importlib.util
 
 from celery import Celery
+from celery.signals import worker_init
 
+from app import store
 from app.config import Settings, get_settings
 
 # Domains whose tasks.py holds Celery tasks; imported by the worker when present.
@@ -71,6 +73,18 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 }
 
 celery_app = make_celery()
+
+
+@worker_init.connect
+def _check_store(**_: object) -> None:
+    """A worker whose store cannot be reached, or refuses its credentials, does not start."""
+    shared = store.current()
+    if shared is None:
+        return
+    try:
+        shared.check()
+    except store.StoreError as exc:  # SystemExit: Celery logs and ignores an Exception here
+        raise SystemExit(f"The worker does not start: {exc}") from exc
 
 
 @celery_app.task(name="worker.ping")

@@ -57,7 +57,8 @@ def export(ctx: JobContext) -> dict[str, Any]:
 
 
 def _data_file(snap: Any) -> str:
-    return str(Path(snap.path) / snap.manifest["files"][0]["name"])
+    # Joined as text: the path may be a store URL, whose "//" a Path would collapse.
+    return f"{snap.path.rstrip('/')}/{snap.manifest['files'][0]['name']}"
 
 
 def _round_outputs(db: Session, job_id: int) -> dict[str, dict[str, Any]]:

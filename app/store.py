@@ -148,6 +148,8 @@ class Store:
             for file in sorted(p for p in Path(local).rglob("*") if p.is_file()):
                 rel = file.relative_to(local).as_posix()
                 n = file.stat().st_size
+                if self._local:  # a disk wants the folders; S3 has only keys
+                    self.fs.makedirs(f"{base}/{token}/{rel}".rsplit("/", 1)[0], exist_ok=True)
                 self.fs.put_file(str(file), f"{base}/{token}/{rel}")
                 listing.append({"path": rel, "bytes": n, "sha256": _sha256(file)})
                 size += n
@@ -169,8 +171,12 @@ class Store:
             log(f"store: uploaded {stored.files} files ({stored.bytes} bytes) to {stored.url}")
         return stored
 
+    @property
+    def _local(self) -> bool:
+        return "file" in self.fs.protocol or "local" in self.fs.protocol
+
     def _write_commit(self, path: str, data: bytes) -> None:
-        if "file" in self.fs.protocol or "local" in self.fs.protocol:
+        if self._local:
             tmp = f"{path}.tmp-{secrets.token_hex(4)}"  # a rename: whole or not at all
             self.fs.pipe_file(tmp, data)
             os.replace(tmp, path)

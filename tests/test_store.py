@@ -25,7 +25,7 @@ from app.exports.schemas import ExportCreate
 from app.jobs import runner
 from app.jobs import service as jobs
 from app.jobs.models import Job
-from app.store import NotCommitted, StoreError
+from app.store import NotCommitted, Store, StoreError
 from tests.factories import make_user, ranked_task
 from tests.s3 import BUCKET, MotoS3
 
@@ -85,6 +85,20 @@ def test_publish_then_fetch_on_another_machine_round_trips(s3, prefix, tmp_path)
     assert again.sha256 != stored.sha256
     assert (reader.fetch(again.url) / "weights.bin").read_bytes() == b"v" * 10
     assert len(s3.keys(f"{prefix}/models/sft-job1/")) == 4  # 3 files and the commit
+
+
+def test_file_store_commits_by_rename_and_round_trips(tmp_path):
+    root = tmp_path / "shared"
+    writer = Store(f"file://{root}", cache_dir=tmp_path / "w")
+    local = _model_dir(tmp_path / "rm-job3")
+    expected = _files(local)
+    stored = writer.publish(local, "models", "rm-job3")
+    assert stored.url == f"file://{root}/models/rm-job3"
+    assert sorted(p.name for p in (root / "models" / "rm-job3").iterdir())[-1] == "commit.json"
+    assert not list(root.rglob("*.tmp-*"))
+    got = Store(f"file://{root}", cache_dir=tmp_path / "r").fetch(stored.url,
+                                                                  sha256=stored.sha256)
+    assert _files(got) == expected
 
 
 def test_failed_upload_leaves_nothing_visible(s3, prefix, tmp_path):

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me-in-production"
@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         if self.env == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
             raise ValueError("RLHF_SECRET_KEY must be set to a random value in production")
         return self
+
+    @field_validator("models_dir", "exports_dir", mode="before")
+    @classmethod
+    def _local_dirs(cls, value: object) -> object:
+        if "://" in str(value):  # a Path would make s3://b a local folder "s3:/b"
+            raise ValueError(f"RLHF_MODELS_DIR and RLHF_EXPORTS_DIR are directories on this "
+                             f"machine, not {value!r}: a shared store goes in RLHF_STORE_URL")
+        return value
 
     @model_validator(mode="after")
     def _store_url_scheme(self) -> "Settings":

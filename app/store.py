@@ -6,7 +6,8 @@ An entry is `STORE/AREA/NAME` (e.g. s3://rlhf/models/sft-job7). Its files are up
 written last, in one PUT (on a local disk: a rename): it lists every file with its size and
 sha256 and names the token. A failed upload leaves no commit, so nothing is visible, and a
 second publish of the same name switches readers to the new files at once. The entry's
-checksum, which the registry records, is the sha256 of its commit.
+checksum, which the registry records, is the sha256 of that list of files (not of the
+token): the same files published twice have the same checksum.
 
 A reader downloads an entry into `data_dir/store-cache/<checksum>/`, checking every file's
 sha256 on the way; a later read finds it there. Keyed by checksum, a name published again is
@@ -79,6 +80,12 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _checksum(files: list[dict[str, Any]]) -> str:
+    """An entry's checksum: over each file's path, size and sha256, in path order."""
+    canonical = sorted((f["path"], int(f["bytes"]), f["sha256"]) for f in files)
+    return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
 
 
 def _reason(exc: BaseException) -> str:
@@ -162,7 +169,7 @@ class Store:
             self._remove(f"{base}/{token}")
             raise StoreError(f"Publishing {name} to the store failed: {_reason(exc)}") from exc
         self._drop_old(base, keep=token)
-        stored = Stored(url=self.url_for(area, name), sha256=hashlib.sha256(commit).hexdigest(),
+        stored = Stored(url=self.url_for(area, name), sha256=_checksum(listing),
                         files=len(listing), bytes=size)
         self.moved.up_files += stored.files
         self.moved.up_bytes += stored.bytes
@@ -237,15 +244,15 @@ class Store:
         return True
 
     def checksum(self, url: str) -> str:
-        """The entry's checksum: the sha256 of its commit."""
-        return hashlib.sha256(self._commit(self._split(url)[0], url)).hexdigest()
+        """The entry's checksum: the sha256 of its list of files."""
+        return _checksum(json.loads(self._commit(self._split(url)[0], url))["files"])
 
     def fetch(self, url: str, *, sha256: str | None = None, log: Log | None = None) -> Path:
         """The entry (or the file inside it that `url` names) on this machine's disk,
         downloaded once per checksum; refuses an entry whose checksum is not `sha256`."""
         base, inside = self._split(url)
-        raw = self._commit(base, url)
-        checksum = hashlib.sha256(raw).hexdigest()
+        commit = json.loads(self._commit(base, url))
+        checksum = _checksum(commit["files"])
         if sha256 and sha256 != checksum:
             raise StoreError(f"{url} in the store has checksum {checksum[:12]}…, not the "
                              f"{sha256[:12]}… registered for it: refusing to use it.")
@@ -256,7 +263,7 @@ class Store:
                 log(f"store: {self.url_for(*base[len(self.root) + 1:].split('/', 1))} "
                     "from the cache")
         else:
-            self._download(base, json.loads(raw), target, url, log)
+            self._download(base, commit, target, url, log)
         return target / inside if inside else target
 
     def _download(self, base: str, commit: dict[str, Any], target: Path, url: str,

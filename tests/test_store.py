@@ -99,6 +99,9 @@ def test_file_store_commits_by_rename_and_round_trips(tmp_path):
     got = Store(f"file://{root}", cache_dir=tmp_path / "r").fetch(stored.url,
                                                                   sha256=stored.sha256)
     assert _files(got) == expected
+    # The checksum is the files', not the upload's: the same files again, the same checksum.
+    again = writer.publish(_model_dir(tmp_path / "copy"), "models", "rm-job3")
+    assert again.sha256 == stored.sha256
 
 
 def test_failed_upload_leaves_nothing_visible(s3, prefix, tmp_path):
@@ -155,6 +158,8 @@ def test_settings_refuse_a_store_url_that_is_not_file_or_s3():
         with pytest.raises(ValidationError, match="RLHF_STORE_URL must be a file:///path"):
             Settings(store_url=bad)
     assert Settings(store_url="file:///srv/store").store_url == "file:///srv/store"
+    with pytest.raises(ValidationError, match="a shared store goes in RLHF_STORE_URL"):
+        Settings(models_dir="s3://rlhf/models")
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

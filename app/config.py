@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me-in-production"
@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     # own data dirs never write into each other's models or snapshots.
     models_dir: Path = Path("data/models")
     exports_dir: Path = Path("data/exports")
+    # A store several machines share (docs/deploy.md): models and snapshots are published
+    # there (file:// or s3://) and cached by checksum under data_dir/store-cache; empty:
+    # models_dir and exports_dir are the only copies, on this machine's disk.
+    store_url: str = ""
+    store_endpoint_url: str = ""  # an S3 API other than AWS's (MinIO), e.g. http://minio:9000
+    store_access_key: str = ""  # empty: s3fs's own lookup (AWS_* variables, instance role)
+    store_secret_key: SecretStr = SecretStr("")
     # Prompt and candidate uploads: refused above the first; above the second imported by a
     # job (202 with its id, progress on the job) rather than inside the request.
     import_max_upload_mb: float = 200.0
@@ -86,6 +93,22 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secret(self) -> "Settings":
         if self.env == "production" and self.secret_key.get_secret_value() == PLACEHOLDER_SECRET:
             raise ValueError("RLHF_SECRET_KEY must be set to a random value in production")
+        return self
+
+    @field_validator("models_dir", "exports_dir", mode="before")
+    @classmethod
+    def _local_dirs(cls, value: object) -> object:
+        if "://" in str(value):  # a Path would make s3://b a local folder "s3:/b"
+            raise ValueError(f"RLHF_MODELS_DIR and RLHF_EXPORTS_DIR are directories on this "
+                             f"machine, not {value!r}: a shared store goes in RLHF_STORE_URL")
+        return value
+
+    @model_validator(mode="after")
+    def _store_url_scheme(self) -> "Settings":
+        scheme, sep, rest = self.store_url.partition("://")
+        if self.store_url and (not sep or scheme not in ("file", "s3") or not rest.strip("/")):
+            raise ValueError(f"RLHF_STORE_URL must be a file:///path or s3://bucket[/prefix] "
+                             f"URL, not {self.store_url!r}")
         return self
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 from starlette.middleware.sessions import SessionMiddleware
 
-from app import domain_parts, errors
+from app import domain_parts, errors, store
 from app.auth.deps import PUBLIC, Allow, allow
 from app.config import get_settings
 from app.db import database_unavailable, get_engine, pending_migrations
@@ -67,6 +67,9 @@ def create_app(*, check_migrations: bool = True) -> FastAPI:
     """Build the application; refuses to start on a database behind its migrations."""
     settings = get_settings()
     wire()
+    shared = store.current(settings)
+    if shared is not None:
+        shared.check()  # a store that cannot be reached or refuses us: no start, and why
     if check_migrations and pending_migrations(get_engine()):
         raise UnmigratedDatabase(
             "The database is not migrated to the current schema. "

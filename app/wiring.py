@@ -3,8 +3,8 @@
 Imports run one way, from the faces down to the core (tests/test_imports.py holds every
 package to it):
 
-- core: config, fields, metrics (pure statistics), console, db, statements, templating,
-  errors. Knows no domain.
+- core: config, fields, metrics (pure statistics), console, store (the model and dataset
+  store machines share), db, statements, templating, errors. Knows no domain.
 - engine: jobs (the job table, kinds registry, runner, child process, lease, reaper, sweep,
   the Celery app). Knows no domain: a job's kind and what happens to its round are
   registered with it.
@@ -27,8 +27,8 @@ import importlib
 import importlib.util
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("config", "fields", "metrics", "console", "db", "statements", "templating",
-              "errors")),
+    ("core", ("config", "fields", "metrics", "console", "store", "db", "statements",
+              "templating", "errors")),
     ("engine", ("jobs",)),
     ("domains", ("auth", "prompts", "queue", "labeling", "agreement", "registry", "exports",
                  "evaluation")),

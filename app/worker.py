@@ -6,7 +6,9 @@ and the beat schedule, which names tasks of every layer.
 """
 
 from celery import Celery
+from celery.signals import worker_init
 
+from app import store
 from app.config import Settings
 from app.jobs import broker
 from app.jobs.broker import celery_app
@@ -32,6 +34,18 @@ def configure(celery: Celery) -> Celery:
 def make_celery(settings: Settings | None = None) -> Celery:
     """A worker's Celery app on Redis or, with none configured, on the embedded transport."""
     return configure(broker.make_celery(settings))
+
+
+@worker_init.connect
+def _check_store(**_: object) -> None:
+    """A worker whose store cannot be reached, or refuses its credentials, does not start."""
+    shared = store.current()
+    if shared is None:
+        return
+    try:
+        shared.check()
+    except store.StoreError as exc:  # SystemExit: Celery logs and ignores an Exception here
+        raise SystemExit(f"The worker does not start: {exc}") from exc
 
 
 configure(celery_app)

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import typer
 
+from app import store
 from simulation import evaluate
 from simulation.cli import (
     ADMIN_TOKEN,
@@ -170,6 +171,11 @@ def _path(model: dict[str, Any] | None) -> str | None:
     if model is None:
         return None
     path = model.get("path") or (model.get("metrics") or {}).get("path")
+    if path and store.is_url(str(path)):  # read through this machine's cache, if it can
+        try:
+            return store.localize(str(path), sha256=model.get("sha256"))
+        except store.StoreError:
+            return None
     return str(path) if path and Path(path).is_dir() else None
 
 

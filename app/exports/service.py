@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import store
 from app.auth.models import User
 from app.config import get_settings
 from app.db import utcnow
@@ -74,6 +75,7 @@ class BuildResult:
 
     directory: Path
     manifest: dict[str, Any]
+    location: str = ""  # its store URL, where there is a store (the directory then moved)
 
 
 def validate(*, db: Session, request: ExportCreate) -> None:
@@ -149,7 +151,10 @@ def file_for(*, db: Session, snapshot_id: int, which: str = "data") -> Path:
     if snapshot.state != "done" or not snapshot.path:
         raise NotReady(f"snapshot {snapshot_id} is {snapshot.state}; it has no files yet")
     name = MANIFEST if which == "manifest" else snapshot.manifest["files"][0]["name"]
-    path = Path(snapshot.path) / Path(name).name
+    try:
+        path = Path(store.localize(snapshot.path)) / Path(name).name
+    except store.StoreError as exc:
+        raise NotReady(f"the files of snapshot {snapshot_id} cannot be read: {exc}") from exc
     if not path.is_file():
         raise NotReady(f"the files of snapshot {snapshot_id} are no longer on disk")
     return path
@@ -187,7 +192,7 @@ def record_result(*, db: Session, snapshot: DatasetSnapshot, result: BuildResult
     """Mark the snapshot done with its directory, row count, hash and manifest."""
     data = result.manifest["files"][0]
     snapshot.state, snapshot.progress, snapshot.error = "done", 1.0, None
-    snapshot.path = str(result.directory)
+    snapshot.path = result.location or str(result.directory)
     snapshot.rows, snapshot.sha256 = data["rows"], data["sha256"]
     snapshot.manifest = result.manifest
     snapshot.finished_at = utcnow()
@@ -232,7 +237,15 @@ def write_files(*, db: Session, snapshot: DatasetSnapshot, out_dir: Path | None 
             _close_quietly(writer)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return BuildResult(directory=final, manifest=manifest)
+    shared = store.current() if out_dir is None else None
+    if shared is None:
+        return BuildResult(directory=final, manifest=manifest)
+    try:  # the stages that read it may run on other machines
+        stored = shared.publish(final, "exports", final.name)
+    except store.StoreError:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    return BuildResult(directory=final, manifest=manifest, location=stored.url)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app import store
 from app.db import session_scope
 from app.jobs.errors import JobCancelled
 
@@ -156,4 +157,6 @@ class JobContext:
         """Run `python -m training ARGV` as a child, streaming its steps into this job."""
         from app.jobs.child import run_child
 
+        # A model named by its store URL (`sample --model s3://…`) is read from the cache.
+        argv = [store.localize(a, log=self.log) for a in argv]
         run_child(self, argv, processes=processes)

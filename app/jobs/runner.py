@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from app import store
 from app.config import get_settings
 from app.db import session_scope
 from app.jobs import service as jobs
@@ -113,9 +114,13 @@ def _end(ctx: JobContext, worker: str, state: JobState, error: str,
 
 def discard_outputs(outputs: dict[str, Any]) -> None:
     """Remove a model directory that will not be registered, and what a killed stage left
-    beside it (its `.NAME.tmp-*` directory and live metrics file)."""
-    path = outputs.get("out") or outputs.get("path")
-    if not path:
+    beside it (its `.NAME.tmp-*` directory and live metrics file); one already published
+    to the store is removed there."""
+    published = outputs.get("path")
+    if published and store.is_url(published):
+        store.discard(published)
+    path = outputs.get("out") or published
+    if not path or store.is_url(path):
         return
     target = Path(path)
     shutil.rmtree(target, ignore_errors=True)

@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import StreamingResponse
 
+from app import store
 from app.auth.deps import Staff
 from app.db import DbSession
 from app.errors import errors
@@ -105,7 +106,10 @@ def lineage(db: DbSession, _: Staff, model_id: Id) -> Lineage:
 def download(db: DbSession, _: Staff, model_id: Id) -> StreamingResponse:
     """The model directory as a .tar.gz (for researchers to load elsewhere)."""
     version = registry.get_version(db=db, version_id=model_id)
-    path = Path(version.path)
+    try:
+        path = Path(store.localize(version.path, sha256=version.sha256))
+    except store.StoreError as exc:
+        raise JobError(f"Version {model_id} cannot be read from the store: {exc}", 409) from exc
     if not path.is_dir():
         raise JobError(f"Version {model_id} has no directory on this server "
                        f"({version.path}).", 409)

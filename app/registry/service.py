@@ -17,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app import store
 from app.config import get_settings
 from app.db import utcnow
 from app.jobs.errors import JobError
@@ -186,10 +187,25 @@ def describe_dir(path: Path) -> dict[str, Any]:
             "metrics": manifest.get("metrics", {}), "config": manifest.get("config", {})}
 
 
+def publish_dir(path: Path, log: store.Log | None = None) -> dict[str, Any]:
+    """describe_dir, and with a store configured the directory published there: the
+    version's path is then the store's URL and its checksum the store's."""
+    described = describe_dir(path)
+    shared = store.current()
+    if shared is not None:
+        stored = shared.publish(path, "models", path.name, log=log)
+        described |= {"path": stored.url, "sha256": stored.sha256}
+    return described
+
+
 def register(*, db: Session, kind: str, job: Job, outputs: dict[str, Any]) -> ModelVersion:
     """Record the version a job produced, with its snapshots (in the job's transaction)."""
-    path = Path(outputs["path"])
-    if not (path / "manifest.json").is_file():
+    path = outputs["path"]
+    shared = store.current()
+    if store.is_url(path):
+        if shared is None or shared.checksum(path) != outputs.get("sha256"):
+            raise RuntimeError(f"{path} is not committed in the store as it was published")
+    elif not (Path(path) / "manifest.json").is_file():
         raise RuntimeError(f"{path} is not a finished model directory")
     name = f"{kind}-r{job.round_id}" if job.round_id else f"{kind}-job{job.id}"
     version = ModelVersion(kind=kind, name=name, parent_id=outputs.get("parent_id"),
@@ -209,6 +225,9 @@ def base_model_path() -> tuple[str, bool]:
     configured = get_settings().base_model
     if configured:
         return configured, False
+    shared = store.current()
+    if shared is not None:
+        return shared.url_for("models", "base-tiny"), True
     return str((get_settings().models_dir / "base-tiny").resolve()), True
 
 
@@ -218,12 +237,9 @@ def ensure_base(ctx: JobContext) -> dict[str, Any]:
     with ctx.session() as db:
         found = db.scalars(select(ModelVersion).where(ModelVersion.path == path)).first()
         if found is not None:
-            return {"id": found.id, "path": found.path, "name": found.name}
-    if tiny and not (Path(path) / "config.json").exists():
-        ctx.log(f"building the tiny base model in {path}")
-        ctx.run_training(["tiny", "--out", path])
-    described = describe_dir(Path(path)) if Path(path).is_dir() else {"sha256": None,
-                                                                      "metrics": {}, "config": {}}
+            return {"id": found.id, "path": found.path, "name": found.name,
+                    "sha256": found.sha256}
+    described = _tiny_base(ctx, path) if tiny else _describe_base(path)
     try:
         with ctx.session() as db:
             version = ModelVersion(kind="base", name="tiny" if tiny else path, path=path,
@@ -231,11 +247,36 @@ def ensure_base(ctx: JobContext) -> dict[str, Any]:
                                    metrics=described["metrics"])
             db.add(version)
             db.flush()
-            return {"id": version.id, "path": path, "name": version.name}
+            return {"id": version.id, "path": path, "name": version.name,
+                    "sha256": version.sha256}
     except IntegrityError:  # registered by another job meanwhile
         with ctx.session() as db:
             found = db.scalars(select(ModelVersion).where(ModelVersion.path == path)).one()
-            return {"id": found.id, "path": found.path, "name": found.name}
+            return {"id": found.id, "path": found.path, "name": found.name,
+                    "sha256": found.sha256}
+
+
+def _describe_base(path: str) -> dict[str, Any]:
+    """A configured base model: a directory here, an entry of the store, or a hub id."""
+    shared = store.current()
+    if shared is not None and store.is_url(path):
+        return {"sha256": shared.checksum(path), "metrics": {}, "config": {}}
+    if Path(path).is_dir():
+        return describe_dir(Path(path))
+    return {"sha256": None, "metrics": {}, "config": {}}
+
+
+def _tiny_base(ctx: JobContext, path: str) -> dict[str, Any]:
+    """The tiny base model, built on first use (and published, where there is a store)."""
+    shared = store.current()
+    if shared is not None and shared.committed(path):
+        local = shared.fetch(path, log=ctx.log)
+        return describe_dir(local) | {"sha256": shared.checksum(path)}
+    local = (get_settings().models_dir / "base-tiny").resolve()
+    if not (local / "config.json").exists():
+        ctx.log(f"building the tiny base model in {local}")
+        ctx.run_training(["tiny", "--out", str(local)])
+    return publish_dir(local, log=ctx.log)
 
 
 def pretrain_corpus(ctx: JobContext) -> str | None:
@@ -246,7 +287,8 @@ def pretrain_corpus(ctx: JobContext) -> str | None:
     path, tiny = base_model_path()
     if not tiny:
         return None
-    corpus = Path(path).with_name("base-tiny-pretrain.jsonl")
+    # Beside the local base model (built here from a seed: no store traffic).
+    corpus = (get_settings().models_dir / "base-tiny-pretrain.jsonl").resolve()
     if not corpus.exists():
         from training.tiny import synthetic_corpus  # in the worker: torch is there
 

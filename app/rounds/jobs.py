@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import store
 from app.config import get_settings
 from app.exports import service as exports
 from app.exports.schemas import ExportCreate
@@ -58,7 +59,8 @@ def export(ctx: JobContext) -> dict[str, Any]:
 
 
 def _data_file(snap: Any) -> str:
-    return str(Path(snap.path) / snap.manifest["files"][0]["name"])
+    # Joined as text: the path may be a store URL, whose "//" a Path would collapse.
+    return f"{snap.path.rstrip('/')}/{snap.manifest['files'][0]['name']}"
 
 
 def _round_outputs(db: Session, job_id: int) -> dict[str, dict[str, Any]]:
@@ -95,7 +97,8 @@ def _model(ctx: JobContext, db: Session, kind: str) -> dict[str, Any] | None:
         version = registry.alias_target(db=db, alias=f"{kind}:active")
     if version is None:
         return None
-    return {"id": version.id, "path": version.path, "name": version.name}
+    return {"id": version.id, "path": version.path, "name": version.name,
+            "sha256": version.sha256}
 
 
 def _out(ctx: JobContext, kind: str) -> Path:
@@ -103,17 +106,22 @@ def _out(ctx: JobContext, kind: str) -> Path:
 
 
 def _train(ctx: JobContext, stage: str, paths: dict[str, str], parent: dict[str, Any],
-           snapshots: dict[str, Any]) -> dict[str, Any]:
+           snapshots: dict[str, Any], *models: dict[str, Any]) -> dict[str, Any]:
     out = _out(ctx, stage)
     ctx.set_inputs(out=str(out), parent=parent, snapshots=snapshots,
                    effective=stage_config.effective(stage, ctx.config))
+    # The child reads local files: models and snapshots in the store come through the cache,
+    # each model checked against the checksum registered for it.
+    sums = {m["path"]: m.get("sha256") for m in (parent, *models)}
+    paths = {k: store.localize(v, sha256=sums.get(v), log=ctx.log) for k, v in paths.items()}
     values = {**stage_config.overrides(stage, ctx.config), **paths, "out": str(out)}
     argv = stage_config.config_argv(stage, values, ctx.workdir / f"{stage}.config.json")
     threads = get_settings().train_threads
     ctx.run_training(["--threads", str(threads), *argv] if threads else argv,
                      processes=int(ctx.config.get("num_processes", 1) or 1))
-    return registry.describe_dir(out) | {"out": str(out), "parent_id": parent["id"],
-                                         "snapshot_ids": [s["id"] for s in snapshots.values()]}
+    return registry.publish_dir(out, log=ctx.log) | {
+        "out": str(out), "parent_id": parent["id"],
+        "snapshot_ids": [s["id"] for s in snapshots.values()]}
 
 
 def _register(kind: str):  # type: ignore[no-untyped-def]
@@ -168,7 +176,7 @@ def ppo(ctx: JobContext) -> dict[str, Any]:
         config["ptx_coef"] = 0.0
     ctx.config = config
     ctx.set_inputs(reward_model=reward)
-    return _train(ctx, "ppo", paths, parent, snaps)
+    return _train(ctx, "ppo", paths, parent, snaps, reward)
 
 
 @job_kind("promote", label="promote the round's models")

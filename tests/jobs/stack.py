@@ -28,9 +28,13 @@ def _free_port() -> int:
 
 
 class Stack:
-    """The web process and the workers; `kill_worker()` SIGKILLs the gpu worker for real."""
+    """The web process and the workers; `kill_worker()` SIGKILLs the gpu worker for real.
+    `hosts` gives a process ("web", "default", "gpu") variables of its own: its own data
+    directory, as on a machine of its own."""
 
-    def __init__(self, broker: str, data_dir: Path, **settings: str) -> None:
+    def __init__(self, broker: str, data_dir: Path,
+                 hosts: dict[str, dict[str, str]] | None = None, **settings: str) -> None:
+        self.hosts = hosts or {}
         self.env = {**os.environ, "RLHF_DATA_DIR": str(data_dir), "RLHF_JOB_LEASE_S": "6",
                     "RLHF_JOB_HEARTBEAT_S": "0.5", "RLHF_REDIS_URL": "",
                     **{f"RLHF_{k.upper()}": v for k, v in settings.items()}}
@@ -44,27 +48,29 @@ class Stack:
         self.web = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
              "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            cwd=REPO, env=self.env)
+            cwd=REPO, env={**self.env, **self.hosts.get("web", {})})
         self.worker: subprocess.Popen[bytes] | None = None
         self.start_default_worker()
         self.start_worker()
         self.http = httpx.Client(base_url=self.url, timeout=30)
         _wait(lambda: self.http.get("/login").status_code == 200, 90, "the web server")
 
-    def _celery(self, *args: str) -> subprocess.Popen[bytes]:
+    def _celery(self, host: str, *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "--pool", "solo",
              "--without-mingle", "--without-gossip", "--loglevel", "WARNING", *args],
-            cwd=REPO, env=self.env, start_new_session=True)
+            cwd=REPO, env={**self.env, **self.hosts.get(host, {})}, start_new_session=True)
 
     def start_default_worker(self) -> None:
         """The default queue's worker (exports, imports, promotion), with beat beside it."""
-        self.default = self._celery("-Q", "default", "-n", f"default{time.monotonic_ns()}@%h",
-                                    "--beat", "-s", str(Path(self.env["RLHF_DATA_DIR"]) / "beat"))
+        env = {**self.env, **self.hosts.get("default", {})}
+        self.default = self._celery("default", "-Q", "default", "-n",
+                                    f"default{time.monotonic_ns()}@%h", "--beat", "-s",
+                                    str(Path(env["RLHF_DATA_DIR"]) / "beat"))
 
     def start_worker(self) -> None:
         """The gpu queue's worker (training, generation)."""
-        self.worker = self._celery("-Q", "gpu", "-n", f"gpu{time.monotonic_ns()}@%h")
+        self.worker = self._celery("gpu", "-Q", "gpu", "-n", f"gpu{time.monotonic_ns()}@%h")
 
     def kill_worker(self, which: str = "gpu") -> None:
         """SIGKILL a worker, the gpu one (its training child dies with it) or the default one

@@ -1,0 +1,236 @@
+"""The shared store against a real S3 API (moto's server, started here): publish, commit,
+download into a machine's cache; a failed upload shows nothing; a checksum that does not
+match is refused; a store that refuses us or cannot be reached says so, at start-up and on
+the job, and nothing is registered."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
+
+import app.rounds.jobs  # noqa: F401 - registers the export kind
+from app.config import Settings, get_settings
+from app.exports import service as exports
+from app.exports.models import DatasetSnapshot
+from app.exports.schemas import ExportCreate
+from app.jobs import runner
+from app.jobs import service as jobs
+from app.jobs.models import Job
+from app.store import NotCommitted, Store, StoreError
+from tests.factories import make_user, ranked_task
+from tests.s3 import BUCKET, MotoS3
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[MotoS3]:
+    server = MotoS3()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+def _model_dir(root: Path, weights: bytes = b"w" * 5000) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.json").write_text('{"n_layer": 1}')
+    (root / "weights.bin").write_bytes(weights)
+    (root / "tokenizer").mkdir()
+    (root / "tokenizer" / "vocab.json").write_text('{"a": 1}')
+    return root
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_publish_then_fetch_on_another_machine_round_trips(s3, prefix, tmp_path):
+    writer = s3.store(prefix, tmp_path / "writer-cache")
+    local = _model_dir(tmp_path / "sft-job1")
+    expected = _files(local)
+    stored = writer.publish(local, "models", "sft-job1")
+
+    assert stored.url == f"s3://{BUCKET}/{prefix}/models/sft-job1"
+    assert stored.sha256 == writer.checksum(stored.url) and stored.files == 3
+    assert f"{prefix}/models/sft-job1/commit.json" in s3.keys(prefix)
+    assert not local.exists() and _files(tmp_path / "writer-cache" / stored.sha256) == expected
+
+    reader = s3.store(prefix, tmp_path / "reader-cache")
+    got = reader.fetch(stored.url, sha256=stored.sha256)
+    assert got == (tmp_path / "reader-cache" / stored.sha256).resolve()
+    assert _files(got) == expected
+    assert reader.moved.down_files == 3 and reader.moved.down_bytes == stored.bytes
+    assert reader.fetch(f"{stored.url}/tokenizer/vocab.json").read_text() == '{"a": 1}'
+    assert reader.moved.cache_hits == 1 and reader.moved.down_files == 3  # not again
+
+    # Published again under the same name: a new checksum, read anew, never the stale copy;
+    # the earlier upload's objects are gone.
+    again = writer.publish(_model_dir(tmp_path / "v2", b"v" * 10), "models", "sft-job1")
+    assert again.sha256 != stored.sha256
+    assert (reader.fetch(again.url) / "weights.bin").read_bytes() == b"v" * 10
+    assert len(s3.keys(f"{prefix}/models/sft-job1/")) == 4  # 3 files and the commit
+
+
+def test_file_store_commits_by_rename_and_round_trips(tmp_path):
+    root = tmp_path / "shared"
+    writer = Store(f"file://{root}", cache_dir=tmp_path / "w")
+    local = _model_dir(tmp_path / "rm-job3")
+    expected = _files(local)
+    stored = writer.publish(local, "models", "rm-job3")
+    assert stored.url == f"file://{root}/models/rm-job3"
+    assert sorted(p.name for p in (root / "models" / "rm-job3").iterdir())[-1] == "commit.json"
+    assert not list(root.rglob("*.tmp-*"))
+    got = Store(f"file://{root}", cache_dir=tmp_path / "r").fetch(stored.url,
+                                                                  sha256=stored.sha256)
+    assert _files(got) == expected
+    # The checksum is the files', not the upload's: the same files again, the same checksum.
+    again = writer.publish(_model_dir(tmp_path / "copy"), "models", "rm-job3")
+    assert again.sha256 == stored.sha256
+
+
+def test_failed_upload_leaves_nothing_visible(s3, prefix, tmp_path):
+    """A user refused the weights file (a real IAM deny) fails mid-upload."""
+    iam = boto3.client("iam", endpoint_url=s3.endpoint, region_name="us-east-1",
+                       aws_access_key_id=s3.key, aws_secret_access_key=s3.secret)
+    user = f"partial-{prefix}"
+    iam.create_user(UserName=user)
+    made = iam.create_access_key(UserName=user)["AccessKey"]
+    iam.put_user_policy(UserName=user, PolicyName="no-weights", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s3:PutObject",
+             "Resource": f"arn:aws:s3:::{BUCKET}/*/weights.bin"}]}))
+    store = s3.store(prefix, tmp_path / "cache", access_key=made["AccessKeyId"],
+                     secret_key=made["SecretAccessKey"])
+    local = _model_dir(tmp_path / "sft-job2")
+
+    with pytest.raises(StoreError, match="Publishing sft-job2 to the store failed: .*refused"):
+        store.publish(local, "models", "sft-job2")
+    assert s3.keys(prefix) == []  # config.json went up first, and was removed
+    url = store.url_for("models", "sft-job2")
+    assert not store.committed(url)
+    with pytest.raises(NotCommitted):
+        s3.store(prefix, tmp_path / "reader").fetch(url)
+    assert (local / "weights.bin").exists()  # the local copy is left for a retry
+
+
+def test_checksum_mismatch_is_refused(s3, prefix, tmp_path):
+    stored = s3.store(prefix, tmp_path / "w").publish(_model_dir(tmp_path / "m"), "models", "m")
+    reader = s3.store(prefix, tmp_path / "r")
+    with pytest.raises(StoreError, match="not the .* registered for it: refusing"):
+        reader.fetch(stored.url, sha256="0" * 64)
+
+    # An object changed behind the commit's back: its sha256 no longer matches.
+    key = next(k for k in s3.keys(prefix) if k.endswith("/weights.bin"))
+    s3.client.put_object(Bucket=BUCKET, Key=key, Body=b"tampered")
+    with pytest.raises(StoreError, match="weights.bin does not match the sha256"):
+        reader.fetch(stored.url, sha256=stored.sha256)
+    assert list((tmp_path / "r").iterdir()) == []  # nothing half-downloaded in the cache
+
+
+def test_wrong_credentials_and_unreachable_store_say_so(s3, prefix, tmp_path):
+    with pytest.raises(StoreError, match="refused our credentials"):
+        s3.store(prefix, tmp_path / "c", secret_key="wrong").check()
+    with pytest.raises(StoreError, match="cannot be reached"):
+        s3.store(prefix, tmp_path / "c", endpoint_url="http://127.0.0.1:9").check()
+    s3.store(prefix, tmp_path / "c").check()
+    assert s3.keys(prefix) == []  # the probe is removed
+
+
+def test_settings_refuse_a_store_url_that_is_not_file_or_s3():
+    for bad in ("http://minio:9000/rlhf", "s3://", "/srv/store"):
+        with pytest.raises(ValidationError, match="RLHF_STORE_URL must be a file:///path"):
+            Settings(store_url=bad)
+    assert Settings(store_url="file:///srv/store").store_url == "file:///srv/store"
+    with pytest.raises(ValidationError, match="a shared store goes in RLHF_STORE_URL"):
+        Settings(models_dir="s3://rlhf/models")
+
+
+def _start(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_web_and_worker_refuse_to_start_on_a_store_that_refuses_them(s3, prefix, tmp_path):
+    env = {**os.environ, **s3.settings(prefix), "RLHF_STORE_SECRET_KEY": "wrong",
+           "RLHF_DATA_DIR": str(tmp_path)}
+    web = _start(["-c", "from app.main import create_app; create_app()"], env)
+    assert web.returncode != 0 and "refused our credentials" in web.stderr, web.stderr
+    worker = _start(["-m", "celery", "-A", "app.worker", "worker", "--pool", "solo", "-Q",
+                     "default", "--without-mingle", "--without-gossip"],
+                    {**env, "RLHF_STORE_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert worker.returncode != 0, worker.stderr
+    assert "The worker does not start" in worker.stderr and "cannot be reached" in worker.stderr
+
+
+@pytest.fixture
+def store_env(s3, prefix) -> Iterator[dict[str, str]]:
+    """This process's settings with the store: what a worker started with them reads."""
+    with pytest.MonkeyPatch.context() as mp:
+        values = s3.settings(prefix)
+        for name, value in values.items():
+            mp.setenv(name, value)
+        get_settings.cache_clear()
+        yield values
+    get_settings.cache_clear()
+
+
+def _export_job(db) -> int:  # type: ignore[no-untyped-def]
+    ranked_task(db, 4, [(make_user(db), [[0], [1], [2], [3]])], split="train")
+    job = jobs.submit(db=db, kind="export", config={"stages": ["rm"]})
+    db.commit()
+    return job.id
+
+
+def test_export_job_publishes_its_snapshot_and_the_web_reads_it_back(committed_db, store_env,
+                                                                     s3, prefix):
+    db = committed_db
+    assert runner.run_job(_export_job(db))["state"] == "succeeded"
+    db.expire_all()
+    snaps = list(db.scalars(select(DatasetSnapshot).order_by(DatasetSnapshot.id)))
+    assert {s.kind for s in snaps} == {"grouped", "sft"} and all(s.state == "done" for s in snaps)
+    for snap in snaps:
+        assert snap.path.startswith(f"s3://{BUCKET}/{prefix}/exports/")
+        data = exports.file_for(db=db, snapshot_id=snap.id)  # what the download route sends
+        assert hashlib.sha256(data.read_bytes()).hexdigest() == snap.sha256
+        assert str(data).startswith(str(get_settings().data_dir.resolve() / "store-cache"))
+        assert not (get_settings().exports_dir / snap.path.rsplit("/", 1)[-1]).exists()
+
+
+def test_export_job_on_a_store_refusing_us_fails_with_why_and_leaves_nothing(
+        committed_db, store_env, s3, prefix, monkeypatch):
+    db = committed_db
+    monkeypatch.setenv("RLHF_STORE_SECRET_KEY", "wrong")
+    get_settings.cache_clear()
+    job_id = _export_job(db)
+    assert runner.run_job(job_id)["state"] == "failed"
+    db.expire_all()
+    job = db.get(Job, job_id)
+    assert "refused our credentials" in job.error and "RLHF_STORE_ACCESS_KEY" in job.error
+    assert not [s for s in db.scalars(select(DatasetSnapshot)) if s.state == "done"]
+    assert s3.keys(prefix) == []
+
+
+def test_no_store_keeps_snapshots_on_local_disk(db):
+    assert not get_settings().store_url
+    ranked_task(db, 4, [(make_user(db), [[0], [1], [2], [3]])], split="train")
+    snap = exports.create_snapshot(db=db, user=None, request=ExportCreate(kind="grouped"))
+    exports.build(db=db, snapshot=snap)
+    assert Path(snap.path).is_dir() and Path(snap.path).parent == get_settings().exports_dir

@@ -73,16 +73,8 @@ def _agreement(a: list[list[int]], b: list[list[int]]) -> tuple[float | None, in
     return (None if np.isnan(share) else share), n
 
 
-def task_view(*, db: Session, task_id: int) -> TaskView:
-    """One task with every labeler's answer side by side and how far they disagree."""
-    task = db.get(Task, task_id)
-    if task is None:
-        raise SubmissionError(f"There is no task {task_id}.", 404)
-    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
-    found = {c.id: c for c in db.scalars(select(Candidate).where(
-        Candidate.id.in_(task.candidate_ids or [-1])))}
-    candidates = [(_letter(i), found[cid])
-                  for i, cid in enumerate(task.candidate_ids or []) if cid in found]
+def _columns(db: Session, task_id: int) -> dict[int, LabelerColumn]:
+    """A column per labeler assigned the task (by user id), in assignment order, empty."""
     columns: dict[int, LabelerColumn] = {}
     for assignment, user in db.execute(
         select(Assignment, User).join(User, User.id == Assignment.user_id)
@@ -91,6 +83,11 @@ def task_view(*, db: Session, task_id: int) -> TaskView:
         columns[user.id] = LabelerColumn(
             user=user, state=assignment.state.value,
             seen_as={cid: _letter(i) for i, cid in enumerate(assignment.display_order or [])})
+    return columns
+
+
+def _fill_answers(db: Session, task_id: int, columns: dict[int, LabelerColumn]) -> None:
+    """Each labeler's ranking and ratings into their column (answers without one are left)."""
     for ranking in db.scalars(select(Ranking).where(Ranking.task_id == task_id)):
         col = columns.get(ranking.user_id)
         if col is not None:
@@ -103,19 +100,46 @@ def task_view(*, db: Session, task_id: int) -> TaskView:
             col.flags[rating.candidate_id] = list(rating.flags or [])
             if rating.ranking_id is None:
                 col.comment, col.seconds = rating.comment, rating.seconds_spent
-    pairs: list[dict[str, Any]] = []
-    ranked = [c for c in columns.values() if c.groups]
+
+
+def _pair_agreement(columns: list[LabelerColumn]) -> list[dict[str, Any]]:
+    """For every two labelers who ranked: the share of pairs they ordered alike, and n."""
+    ranked = [c for c in columns if c.groups]
+    pairs = []
     for a, b in combinations(ranked, 2):
         share, n = _agreement(a.groups or [], b.groups or [])
         pairs.append({"a": a.user, "b": b.user, "agreement": share, "n": n})
+    return pairs
+
+
+def _likert_spread(candidates: list[tuple[str, Candidate]],
+                   columns: list[LabelerColumn]) -> dict[int, int]:
+    """Per candidate rated by two or more labelers: the highest Likert minus the lowest."""
     spread = {}
     for _, cand in candidates:
-        scores = [c.likert[cand.id] for c in columns.values() if cand.id in c.likert]
+        scores = [c.likert[cand.id] for c in columns if cand.id in c.likert]
         if len(scores) >= 2:
             spread[cand.id] = max(scores) - min(scores)
+    return spread
+
+
+def task_view(*, db: Session, task_id: int) -> TaskView:
+    """One task with every labeler's answer side by side and how far they disagree."""
+    task = db.get(Task, task_id)
+    if task is None:
+        raise SubmissionError(f"There is no task {task_id}.", 404)
+    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
+    found = {c.id: c for c in db.scalars(select(Candidate).where(
+        Candidate.id.in_(task.candidate_ids or [-1])))}
+    candidates = [(_letter(i), found[cid])
+                  for i, cid in enumerate(task.candidate_ids or []) if cid in found]
+    by_user = _columns(db, task_id)
+    _fill_answers(db, task_id, by_user)
+    columns = list(by_user.values())
+    pairs = _pair_agreement(columns)
     shares: list[float] = [p["agreement"] for p in pairs if p["agreement"] is not None]
-    return TaskView(task=task, prompt=prompt, candidates=candidates,
-                    columns=list(columns.values()), pair_agreement=pairs, likert_spread=spread,
+    return TaskView(task=task, prompt=prompt, candidates=candidates, columns=columns,
+                    pair_agreement=pairs, likert_spread=_likert_spread(candidates, columns),
                     mean_agreement=sum(shares) / len(shares) if shares else None)
 
 

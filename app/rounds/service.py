@@ -275,6 +275,24 @@ def current_jobs(*, db: Session, round_id: int) -> list[Job]:
     return [newest[p] for p in sorted(newest)]
 
 
+_LIVE = (JobState.running, JobState.cancelling)
+
+
+def _stop_after(*, rnd: Round, current: list[Job], stopped: Job) -> None:
+    """A stage failed or was cancelled: skip the stages queued after it, and end the round
+    in that state once no stage is still running."""
+    now = utcnow()
+    for job in current:
+        if job.state == JobState.queued and job.position > stopped.position:
+            job.state, job.finished_at, job.retryable = JobState.cancelled, now, True
+            job.error = f"skipped: the {stopped.kind} stage {stopped.state}"
+    if any(j.state in _LIVE for j in current):
+        return
+    rnd.state = RoundState.failed if stopped.state == JobState.failed else RoundState.cancelled
+    rnd.error = f"{stopped.kind} (job {stopped.id}) {stopped.state}: {stopped.error or ''}"
+    rnd.finished_at = now
+
+
 def settle(*, db: Session, round_id: int) -> list[int]:
     """Bring the round's state in line with its jobs after one ended; return job ids to send.
 
@@ -285,38 +303,25 @@ def settle(*, db: Session, round_id: int) -> list[int]:
     if rnd is None:
         return []
     current = current_jobs(db=db, round_id=round_id)
-    states = [j.state for j in current]
-    now = utcnow()
     stopped = next((j for j in current if j.state in (JobState.failed, JobState.cancelled)),
                    None)
+    send: list[int] = []
     if stopped is not None:
-        for job in current:
-            if job.state == JobState.queued and job.position > stopped.position:
-                job.state, job.finished_at, job.retryable = JobState.cancelled, now, True
-                job.error = f"skipped: the {stopped.kind} stage {stopped.state}"
-        if not any(s in (JobState.running, JobState.cancelling) for s in states):
-            rnd.state = (RoundState.failed if stopped.state == JobState.failed
-                         else RoundState.cancelled)
-            rnd.error = f"{stopped.kind} (job {stopped.id}) {stopped.state}: {stopped.error or ''}"
-            rnd.finished_at = now
-        db.flush()
-        return []
-    if all(s == JobState.succeeded for s in states):
+        _stop_after(rnd=rnd, current=current, stopped=stopped)
+    elif all(j.state == JobState.succeeded for j in current):
         if rnd.promote_if_better and not judged.decided(rnd):
             # Trained and evaluated: promotion waits for people (and may be decided now, if
             # the campaign had nothing to judge).
             rnd.state = RoundState.awaiting_judgment
             return judged.settle_judgment(db=db, rnd=rnd)
-        rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, now, None
-        db.flush()
-        return []
-    if any(s in (JobState.running, JobState.cancelling) for s in states):
+        rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, utcnow(), None
+    elif any(j.state in _LIVE for j in current):
         rnd.state = RoundState.running
-        rnd.started_at = rnd.started_at or now
-        db.flush()
-        return []
+        rnd.started_at = rnd.started_at or utcnow()
+    else:
+        send = [j.id for j in current if j.state == JobState.queued][:1]
     db.flush()
-    return [j.id for j in current if j.state == JobState.queued][:1]
+    return send
 
 
 def cancel_round(*, db: Session, round_id: int) -> Round:

@@ -107,7 +107,7 @@ def _find(*, db: Session, kind: str, ids: set[int]) -> _Found:
     if kind == "rate":
         done = {ids_[0] for _, ids_ in existing if ids_}
     else:
-        done = {pid for pid, _ in existing}
+        done = {pid for pid, _ in existing if pid is not None}
     candidates: dict[int, list[int]] = {}
     if kind == "rank":
         for cid, pid in db.execute(select(Candidate.id, Candidate.prompt_id)

@@ -73,6 +73,14 @@ def _agreement(a: list[list[int]], b: list[list[int]]) -> tuple[float | None, in
     return (None if np.isnan(share) else share), n
 
 
+def _lettered_candidates(db: Session, task: Task) -> list[tuple[str, Candidate]]:
+    """The task's candidates that still exist, each with its letter, in the task's order."""
+    found = {c.id: c for c in db.scalars(select(Candidate).where(
+        Candidate.id.in_(task.candidate_ids or [-1])))}
+    return [(_letter(i), found[cid])
+            for i, cid in enumerate(task.candidate_ids or []) if cid in found]
+
+
 def _columns(db: Session, task_id: int) -> dict[int, LabelerColumn]:
     """A column per labeler assigned the task (by user id), in assignment order, empty."""
     columns: dict[int, LabelerColumn] = {}
@@ -129,10 +137,7 @@ def task_view(*, db: Session, task_id: int) -> TaskView:
     if task is None:
         raise SubmissionError(f"There is no task {task_id}.", 404)
     prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
-    found = {c.id: c for c in db.scalars(select(Candidate).where(
-        Candidate.id.in_(task.candidate_ids or [-1])))}
-    candidates = [(_letter(i), found[cid])
-                  for i, cid in enumerate(task.candidate_ids or []) if cid in found]
+    candidates = _lettered_candidates(db, task)
     by_user = _columns(db, task_id)
     _fill_answers(db, task_id, by_user)
     columns = list(by_user.values())

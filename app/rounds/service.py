@@ -278,6 +278,11 @@ def current_jobs(*, db: Session, round_id: int) -> list[Job]:
 _LIVE = (JobState.running, JobState.cancelling)
 
 
+def _stopped(current: list[Job]) -> Job | None:
+    """The first stage that failed or was cancelled, if one did."""
+    return next((j for j in current if j.state in (JobState.failed, JobState.cancelled)), None)
+
+
 def _stop_after(*, rnd: Round, current: list[Job], stopped: Job) -> None:
     """A stage failed or was cancelled: skip the stages queued after it, and end the round
     in that state once no stage is still running."""
@@ -303,25 +308,32 @@ def settle(*, db: Session, round_id: int) -> list[int]:
     if rnd is None:
         return []
     current = current_jobs(db=db, round_id=round_id)
-    stopped = next((j for j in current if j.state in (JobState.failed, JobState.cancelled)),
-                   None)
+    stopped = _stopped(current)
+    states = {j.state for j in current}
     send: list[int] = []
     if stopped is not None:
         _stop_after(rnd=rnd, current=current, stopped=stopped)
-    elif all(j.state == JobState.succeeded for j in current):
-        if rnd.promote_if_better and not judged.decided(rnd):
-            # Trained and evaluated: promotion waits for people (and may be decided now, if
-            # the campaign had nothing to judge).
-            rnd.state = RoundState.awaiting_judgment
-            return judged.settle_judgment(db=db, rnd=rnd)
-        rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, utcnow(), None
-    elif any(j.state in _LIVE for j in current):
+    elif states <= {JobState.succeeded}:
+        return _trained(db=db, rnd=rnd)
+    elif states & set(_LIVE):
         rnd.state = RoundState.running
         rnd.started_at = rnd.started_at or utcnow()
     else:
         send = [j.id for j in current if j.state == JobState.queued][:1]
     db.flush()
     return send
+
+
+def _trained(*, db: Session, rnd: Round) -> list[int]:
+    """Every stage succeeded: the round succeeds, or waits for its campaign to decide."""
+    if rnd.promote_if_better and not judged.decided(rnd):
+        # Trained and evaluated: promotion waits for people (and may be decided now, if
+        # the campaign had nothing to judge).
+        rnd.state = RoundState.awaiting_judgment
+        return judged.settle_judgment(db=db, rnd=rnd)
+    rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, utcnow(), None
+    db.flush()
+    return []
 
 
 def cancel_round(*, db: Session, round_id: int) -> Round:

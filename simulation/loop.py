@@ -391,6 +391,22 @@ def loop_command(
     """Feedback → round (SFT → RM → PPO) → promote → new rank tasks → the pool ranks them,
     N times; a table after each round, a JSON report at the end."""
     from app.console import fail
+
+    hidden, overrides = _judge_and_overrides(judge, config)
+    if if_better and not evaluate:
+        fail("--if-better needs --evaluate N (the campaign that decides)")
+    settings = LoopSettings(url=url.rstrip("/"), rounds=rounds, labelers=labelers, judge=judge,
+                            agreement=agreement, k=k, n_prompts=n_prompts, overlap=overlap,
+                            eval_prompts=eval_prompts, config=overrides,
+                            ptx_compare=ptx_compare, seed=seed, evaluate=evaluate,
+                            promote="if_better" if if_better else True)
+    run_loop(settings, hidden, admin_token=admin_token, researcher_token=researcher_token,
+             quiet=quiet, report=report)
+
+
+def _judge_and_overrides(judge: str, config: str) -> tuple[Judge, dict[str, Any]]:
+    """--judge as the hidden preference and --config as per-stage overrides (or exit)."""
+    from app.console import fail
     from simulation import judges
 
     try:
@@ -400,20 +416,24 @@ def loop_command(
         fail(str(exc))
     if not isinstance(overrides, dict):
         fail("--config must be a JSON object of stages")
-    settings = LoopSettings(url=url.rstrip("/"), rounds=rounds, labelers=labelers, judge=judge,
-                            agreement=agreement, k=k, n_prompts=n_prompts, overlap=overlap,
-                            eval_prompts=eval_prompts, config=overrides,
-                            ptx_compare=ptx_compare, seed=seed, evaluate=evaluate,
-                            promote="if_better" if if_better else True)
-    if if_better and not evaluate:
-        fail("--if-better needs --evaluate N (the campaign that decides)")
+    return hidden, overrides
+
+
+def run_loop(settings: LoopSettings, hidden: Judge, *, admin_token: str | None,
+             researcher_token: str | None, quiet: bool, report: Path | None) -> None:
+    """Make the accounts and the pool, run the rounds, then revoke the pool's tokens and
+    write the report (after a failed round too)."""
+    from app.console import fail
+
     wait_until_up(settings.url, 10.0)
     token = researcher_token or admin_token or \
         make_accounts(settings.url, None, 1, "researcher")[0].token
-    pool = Pool(PoolSettings(url=settings.url, labelers=labelers, judge=judge,
-                             agreement=agreement, seed=seed),
-                make_accounts(settings.url, admin_token, labelers), hidden)
-    loop = Loop(settings, pool, Api(settings.url, token), make_judge(judge), quiet=quiet)
+    pool = Pool(PoolSettings(url=settings.url, labelers=settings.labelers,
+                             judge=settings.judge, agreement=settings.agreement,
+                             seed=settings.seed),
+                make_accounts(settings.url, admin_token, settings.labelers), hidden)
+    loop = Loop(settings, pool, Api(settings.url, token), make_judge(settings.judge),
+                quiet=quiet)
     try:
         run_rounds(loop)
     except LoopError as exc:

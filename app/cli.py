@@ -177,12 +177,7 @@ def up(
     """Run the web app, a Celery worker and beat (embedded broker unless RLHF_REDIS_URL)."""
     import uvicorn
 
-    from app.main import UnmigratedDatabase, create_app
-
-    try:
-        create_app()  # fails fast, with the fix, on an unmigrated database
-    except UnmigratedDatabase as exc:
-        fail(str(exc))
+    _check_app()
     if schedule:
         _schedule_rounds()
     children = _start_workers(worker_log_level) if workers else []
@@ -202,6 +197,16 @@ def up(
                     timeout_keep_alive=get_settings().keep_alive_s)
     finally:
         _stop(children)
+
+
+def _check_app() -> None:
+    """Build the app once, so that an unmigrated database fails fast, with the fix."""
+    from app.main import UnmigratedDatabase, create_app
+
+    try:
+        create_app()
+    except UnmigratedDatabase as exc:
+        fail(str(exc))
 
 
 def _start_workers(log_level: str) -> list[subprocess.Popen[bytes]]:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.db import utcnow
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
@@ -172,30 +172,63 @@ def _judging(db: Session, stages: list[str], promote: bool | str,
                                                         evaluate=evaluate)
 
 
+def _rm_warning(outputs: dict[str, Any], settings: Settings) -> str | None:
+    """A reward model at chance on its held-out rankings."""
+    accuracy = (outputs.get("metrics") or {}).get("val_accuracy")
+    if accuracy is not None and accuracy < settings.round_min_rm_accuracy:
+        return (f"The reward model is at chance on its held-out rankings (accuracy "
+                f"{accuracy:.2f}): it has little to steer PPO by. More rankings, more "
+                "epochs or a higher learning rate may help.")
+    return None
+
+
+def _ppo_warning(outputs: dict[str, Any], settings: Settings) -> str | None:
+    """A policy that barely moved from its SFT model."""
+    metrics = outputs.get("metrics") or {}
+    kl = metrics.get("test_kl", metrics.get("kl"))
+    if kl is not None and kl < settings.round_min_kl:
+        return (f"The policy barely moved from its SFT model (KL {kl:.3f} nats): PPO's "
+                "learning rate or steps are too small for this model, or its reward "
+                "model gives it nothing to follow.")
+    return None
+
+
+def _generate_warning(outputs: dict[str, Any], settings: Settings) -> str | None:
+    """A generate stage that made no rank task."""
+    if outputs.get("tasks") != 0:
+        return None
+    why = f": {outputs['reason']}" if outputs.get("reason") else "."
+    return (f"The generate stage made no new rank task{why} The next round will have no "
+            "fresh outputs to rank.")
+
+
+# What a succeeded stage of each kind may warn about (the others say nothing).
+_WARNINGS = {"rm": _rm_warning, "ppo": _ppo_warning, "generate": _generate_warning}
+
+
 def warnings(jobs: list[Job]) -> list[str]:
     """What a round's succeeded stages say about whether it learned anything: sentences for
     a reward model at chance, a policy that barely moved from its SFT, a generate stage that
     made no rank task. A round with any of these succeeded in name only."""
     settings, out = get_settings(), []
     for job in jobs:
-        if job.state != JobState.succeeded:
+        check = _WARNINGS.get(job.kind)
+        if job.state != JobState.succeeded or check is None:
             continue
-        outputs = job.outputs or {}
-        metrics = outputs.get("metrics") or {}
-        accuracy, kl = metrics.get("val_accuracy"), metrics.get("test_kl", metrics.get("kl"))
-        if job.kind == "rm" and accuracy is not None and accuracy < settings.round_min_rm_accuracy:
-            out.append(f"The reward model is at chance on its held-out rankings (accuracy "
-                       f"{accuracy:.2f}): it has little to steer PPO by. More rankings, more "
-                       "epochs or a higher learning rate may help.")
-        if job.kind == "ppo" and kl is not None and kl < settings.round_min_kl:
-            out.append(f"The policy barely moved from its SFT model (KL {kl:.3f} nats): PPO's "
-                       "learning rate or steps are too small for this model, or its reward "
-                       "model gives it nothing to follow.")
-        if job.kind == "generate" and outputs.get("tasks") == 0:
-            out.append("The generate stage made no new rank task"
-                       + (f": {outputs['reason']}" if outputs.get("reason") else ".")
-                       + " The next round will have no fresh outputs to rank.")
+        sentence = check(job.outputs or {}, settings)
+        if sentence is not None:
+            out.append(sentence)
     return out
+
+
+def _pipeline_stages(stages: list[str] | None) -> list[str]:
+    """The stages asked for (all by default) in pipeline order; 422 for an unknown one."""
+    stages = list(STAGES) if stages is None else list(stages)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise JobError(f"Unknown stage(s) {', '.join(unknown) or '(none)'}; a round runs "
+                       f"some of: {', '.join(STAGES)}.", 422)
+    return [s for s in STAGES if s in stages]
 
 
 def create_round(*, db: Session, user: User | None, stages: list[str] | None = None,
@@ -205,12 +238,7 @@ def create_round(*, db: Session, user: User | None, stages: list[str] | None = N
                  schedule_id: int | None = None,
                  evaluate: dict[str, Any] | None = None) -> Round:
     """Validate and record a round with all its jobs queued; `dispatch` starts the first."""
-    stages = list(STAGES) if stages is None else list(stages)
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown or not stages:
-        raise JobError(f"Unknown stage(s) {', '.join(unknown) or '(none)'}; a round runs "
-                       f"some of: {', '.join(STAGES)}.", 422)
-    stages = [s for s in STAGES if s in stages]  # always in pipeline order
+    stages = _pipeline_stages(stages)
     config = validate_config(config or {}, stages)
     if generate is not None:
         from app.registry.generation import validate_generate

@@ -167,19 +167,29 @@ def shared_tasks(*, db: Session, labeler: int, other: int | None = None,
         if share is not None:
             row["agree"] += share * n
             row["n"] += n
-    out = []
-    for row in rows.values():
+    users = _labelers(db, labeler, other)
+    return {"labeler": users[labeler], "other": users.get(other) if other else None,
+            "tasks": _worst_first(list(rows.values()))[:limit]}
+
+
+def _worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each task's agreement over its pairs (None without any), lowest first, unmeasured
+    last, newest first among equals."""
+    for row in rows:
         row["agreement"] = row["agree"] / row["n"] if row["n"] else None
-        out.append(row)
-    out.sort(key=lambda r: (r["agreement"] is None, r["agreement"] or 0.0, -r["task_id"]))
+    return sorted(rows, key=lambda r: (r["agreement"] is None, r["agreement"] or 0.0,
+                                       -r["task_id"]))
+
+
+def _labelers(db: Session, labeler: int, other: int | None) -> dict[int, User]:
+    """The two labelers by id (a 404 SubmissionError for one that does not exist)."""
     users = {u.id: u for u in db.scalars(select(User).where(
         User.id.in_([labeler] + ([other] if other else []))))}
     if labeler not in users:
         raise SubmissionError(f"There is no labeler {labeler}.", 404)
     if other is not None and other not in users:
         raise SubmissionError(f"There is no labeler {other}.", 404)
-    return {"labeler": users[labeler], "other": users.get(other) if other else None,
-            "tasks": out[:limit]}
+    return users
 
 
 # --- prompt flags -----------------------------------------------------------------------

@@ -119,38 +119,51 @@ def _open_tasks(db: Session, kind: TaskKind) -> int:
     return int(db.scalar(stmt) or 0)
 
 
+_ON_TRAIN = Prompt.split == Split.train
+
+
+def _sft_need(db: Session, settings: Settings) -> Need:
+    """Demonstrations on train prompts, against the round minimum."""
+    have = db.scalar(select(func.count()).select_from(Demonstration)
+                     .join(Prompt, Prompt.id == Demonstration.prompt_id)
+                     .where(_ON_TRAIN)) or 0
+    waiting = _open_tasks(db, TaskKind.demonstrate)
+    how = (f"Label the {waiting} demonstrations waiting on /label" if waiting else
+           "Create demonstrate tasks on train prompts (/tasks)")
+    return Need("sft", "demonstrations on train-split prompts", have,
+                settings.round_min_demonstrations, how + ", or let simulated "
+                "labelers do it (rlhf-studio simulate --labelers 4).")
+
+
+def _rm_need(db: Session, settings: Settings) -> Need:
+    """Rankings on train prompts, against the round minimum."""
+    have = db.scalar(select(func.count()).select_from(Ranking)
+                     .join(Prompt, Prompt.id == Ranking.prompt_id).where(_ON_TRAIN)) or 0
+    waiting = _open_tasks(db, TaskKind.rank)
+    how = (f"Rank the {waiting} outputs sets waiting on /label" if waiting else
+           "Import model outputs as rank tasks (rlhf-studio candidates import FILE "
+           "--rank-tasks)")
+    return Need("rm", "rankings on train-split prompts", have,
+                settings.round_min_rankings, how + ", or let simulated labelers "
+                "do it (rlhf-studio simulate --labelers 4).")
+
+
+def _ppo_need(db: Session, settings: Settings) -> Need:
+    """At least one train prompt to roll out on."""
+    have = db.scalar(select(func.count()).select_from(Prompt).where(_ON_TRAIN)) or 0
+    return Need("ppo", "train-split prompts to roll out on", have, 1,
+                "Import prompts on /prompts (JSONL or CSV).")
+
+
+# The data each stage trains on (stages not listed need none).
+_NEEDS = {"sft": _sft_need, "rm": _rm_need, "ppo": _ppo_need}
+
+
 def readiness(*, db: Session, stages: list[str] | None = None) -> list[Need]:
     """For each stage, the data it trains on against the round minimums, with what to do
     about a shortfall: the /jobs page shows it, and a refused round says it."""
     settings = get_settings()
-    on_train = Prompt.split == Split.train
-    out = []
-    for stage in stages or list(STAGES):
-        if stage == "sft":
-            have = db.scalar(select(func.count()).select_from(Demonstration)
-                             .join(Prompt, Prompt.id == Demonstration.prompt_id)
-                             .where(on_train)) or 0
-            waiting = _open_tasks(db, TaskKind.demonstrate)
-            how = (f"Label the {waiting} demonstrations waiting on /label" if waiting else
-                   "Create demonstrate tasks on train prompts (/tasks)")
-            out.append(Need("sft", "demonstrations on train-split prompts", have,
-                            settings.round_min_demonstrations, how + ", or let simulated "
-                            "labelers do it (rlhf-studio simulate --labelers 4)."))
-        elif stage == "rm":
-            have = db.scalar(select(func.count()).select_from(Ranking)
-                             .join(Prompt, Prompt.id == Ranking.prompt_id).where(on_train)) or 0
-            waiting = _open_tasks(db, TaskKind.rank)
-            how = (f"Rank the {waiting} outputs sets waiting on /label" if waiting else
-                   "Import model outputs as rank tasks (rlhf-studio candidates import FILE "
-                   "--rank-tasks)")
-            out.append(Need("rm", "rankings on train-split prompts", have,
-                            settings.round_min_rankings, how + ", or let simulated labelers "
-                            "do it (rlhf-studio simulate --labelers 4)."))
-        elif stage == "ppo":
-            have = db.scalar(select(func.count()).select_from(Prompt).where(on_train)) or 0
-            out.append(Need("ppo", "train-split prompts to roll out on", have, 1,
-                            "Import prompts on /prompts (JSONL or CSV)."))
-    return out
+    return [_NEEDS[stage](db, settings) for stage in stages or list(STAGES) if stage in _NEEDS]
 
 
 def check_data(*, db: Session, stages: list[str]) -> None:

@@ -135,11 +135,16 @@ def due(*, db: Session, row: TrainSchedule) -> str | None:
                             now - row.last_fired_at >= timedelta(hours=row.every_hours)):
         return f"every {row.every_hours:g} h"
     if row.min_new_comparisons or row.min_new_demonstrations:
-        fresh = new_feedback(db=db)
-        if row.min_new_comparisons and fresh["comparisons"] >= row.min_new_comparisons:
-            return f"{fresh['comparisons']} new comparisons"
-        if row.min_new_demonstrations and fresh["demonstrations"] >= row.min_new_demonstrations:
-            return f"{fresh['demonstrations']} new demonstrations"
+        return _threshold_crossed(row, new_feedback(db=db))
+    return None
+
+
+def _threshold_crossed(row: TrainSchedule, fresh: dict[str, int]) -> str | None:
+    """The new feedback that reached its threshold (comparisons first), or None."""
+    if row.min_new_comparisons and fresh["comparisons"] >= row.min_new_comparisons:
+        return f"{fresh['comparisons']} new comparisons"
+    if row.min_new_demonstrations and fresh["demonstrations"] >= row.min_new_demonstrations:
+        return f"{fresh['demonstrations']} new demonstrations"
     return None
 
 

@@ -61,13 +61,30 @@ class EvaluationError(DomainError):
 # --- creation ----------------------------------------------------------------------------
 
 
-def _versions(db: Session, spec: EvaluationCreate) -> tuple[Version, list[Version]]:
+def _check_ids(spec: EvaluationCreate) -> None:
+    """Each candidate once, and the baseline not among them."""
     if len(set(spec.model_ids)) != len(spec.model_ids):
         raise EvaluationError("List each candidate version once in model_ids.")
     if spec.baseline_id is not None and spec.baseline_id in spec.model_ids:
         raise EvaluationError(
             f"Version {spec.baseline_id} is both the baseline and a candidate: compare a "
             "version against a different baseline.")
+
+
+def _check_kinds(baseline: Version, candidates: list[Version]) -> None:
+    """A baseline of a baseline kind (policy, sft or base), candidates that are policies."""
+    if baseline.kind not in BASELINE_KINDS:
+        raise EvaluationError(f"The baseline {baseline.name} is a {baseline.kind} model; a "
+                              f"baseline is one of: {', '.join(BASELINE_KINDS)}.")
+    for version in candidates:
+        if version.kind not in CANDIDATE_KINDS:
+            raise EvaluationError(f"Version {version.id} ({version.name}) is a {version.kind} "
+                                  "model, not a policy: only policies are evaluated.")
+
+
+def _versions(db: Session, spec: EvaluationCreate) -> tuple[Version, list[Version]]:
+    """The baseline (the active SFT unless named) and the candidates, checked."""
+    _check_ids(spec)
     baseline_id = spec.baseline_id if spec.baseline_id is not None else active_sft_id(db=db)
     if baseline_id is None:
         raise EvaluationError("There is no active SFT to be the default baseline: name one "
@@ -77,13 +94,7 @@ def _versions(db: Session, spec: EvaluationCreate) -> tuple[Version, list[Versio
         candidates = [get_version(db=db, version_id=m) for m in spec.model_ids]
     except ProvenanceError as exc:
         raise EvaluationError(str(exc), exc.status) from exc
-    if baseline.kind not in BASELINE_KINDS:
-        raise EvaluationError(f"The baseline {baseline.name} is a {baseline.kind} model; a "
-                              f"baseline is one of: {', '.join(BASELINE_KINDS)}.")
-    for version in candidates:
-        if version.kind not in CANDIDATE_KINDS:
-            raise EvaluationError(f"Version {version.id} ({version.name}) is a {version.kind} "
-                                  "model, not a policy: only policies are evaluated.")
+    _check_kinds(baseline, candidates)
     if baseline.id in spec.model_ids:
         raise EvaluationError(f"The active SFT {baseline.name} is also a candidate: name "
                               "another baseline.")

@@ -290,6 +290,22 @@ def gold_form(*, db: Session, task_id: int) -> tuple[Task, list[tuple[str, Candi
     return task, view.candidates, values
 
 
+def _gold_groups(values: dict[str, str],
+                 candidates: list[tuple[str, Candidate]]) -> list[list[int]]:
+    """The form's place per output as a ranking's groups (the same place: a tie)."""
+    places: dict[int, int] = {}
+    for letter, cand in candidates:
+        raw = values.get(f"place-{cand.id}", "").strip()
+        if not raw:
+            raise SubmissionError(f"Give output {letter} a place (1 = best).")
+        if not raw.isdigit() or not 1 <= int(raw) <= len(candidates):
+            raise SubmissionError(f"The place of output {letter} must be a whole number "
+                                  f"from 1 to {len(candidates)}, not {raw!r}.")
+        places[cand.id] = int(raw)
+    return [[cid for cid, p in places.items() if p == place]
+            for place in sorted(set(places.values()))]
+
+
 def set_gold(*, db: Session, task_id: int, values: dict[str, str]) -> Task:
     """Make a task gold with this known answer (or no longer gold). For rank: a place per
     output, the same place for a tie; for rate: the Likert score."""
@@ -301,17 +317,7 @@ def set_gold(*, db: Session, task_id: int, values: dict[str, str]) -> Task:
         db.flush()
         return task
     if task.kind.value == "rank":
-        places: dict[int, int] = {}
-        for letter, cand in candidates:
-            raw = values.get(f"place-{cand.id}", "").strip()
-            if not raw:
-                raise SubmissionError(f"Give output {letter} a place (1 = best).")
-            if not raw.isdigit() or not 1 <= int(raw) <= len(candidates):
-                raise SubmissionError(f"The place of output {letter} must be a whole number "
-                                      f"from 1 to {len(candidates)}, not {raw!r}.")
-            places[cand.id] = int(raw)
-        groups = [[cid for cid, p in places.items() if p == place]
-                  for place in sorted(set(places.values()))]
+        groups = _gold_groups(values, candidates)
         check_ranking(groups, [c.id for _, c in candidates])
         task.gold_answer = groups
     else:

@@ -390,6 +390,17 @@ def cancel_round(*, db: Session, round_id: int) -> Round:
     return rnd
 
 
+def _check_retry(*, db: Session, rnd: Round, job: Job, current: dict[int, Job]) -> None:
+    """409 unless the job is its stage's newest attempt and, for an exclusive round that
+    ended, no other round is live."""
+    if current.get(job.position) is not job:
+        raise JobError(f"Job {job.id} was already retried; retry its newest attempt.", 409)
+    if rnd.exclusive and rnd.state not in (RoundState.queued, RoundState.running):
+        busy = live_round(db=db)
+        if busy is not None and busy.id != rnd.id:
+            raise JobError(_busy(busy), 409)
+
+
 def retry_job(*, db: Session, job_id: int, user: User | None) -> Job:
     """A new attempt of a failed or cancelled job; in a round, of the stages it stopped too."""
     job = jobs.get_job(db=db, job_id=job_id, lock=True)
@@ -397,12 +408,7 @@ def retry_job(*, db: Session, job_id: int, user: User | None) -> Job:
         return jobs.new_attempt(db=db, job=job, user=user)
     rnd = db.scalars(select(Round).where(Round.id == job.round_id).with_for_update()).one()
     current = {j.position: j for j in current_jobs(db=db, round_id=rnd.id)}
-    if current.get(job.position) is not job:
-        raise JobError(f"Job {job.id} was already retried; retry its newest attempt.", 409)
-    if rnd.exclusive and rnd.state not in (RoundState.queued, RoundState.running):
-        busy = live_round(db=db)
-        if busy is not None and busy.id != rnd.id:
-            raise JobError(_busy(busy), 409)
+    _check_retry(db=db, rnd=rnd, job=job, current=current)
     first = jobs.new_attempt(db=db, job=job, user=user)
     for position, later in sorted(current.items()):
         if position > job.position and later.state in (JobState.cancelled, JobState.failed):

@@ -42,10 +42,15 @@ class CandidateReport:
             self.issues.append({"line": line, "outcome": outcome, "reason": reason})
 
 
+def _has_text(item: Any) -> bool:
+    """An object with a `text` that is a string of more than whitespace."""
+    return isinstance(item, dict) and isinstance(item.get("text"), str) \
+        and bool(item["text"].strip())
+
+
 def _candidate_problem(n: int, item: Any, max_chars: int) -> str | None:
     """What is wrong with the row's n-th candidate (counting from 1), or None."""
-    if not isinstance(item, dict) or not isinstance(item.get("text"), str) \
-            or not item["text"].strip():
+    if not _has_text(item):
         return f"candidate {n} needs a non-empty `text`"
     if len(item["text"]) > max_chars:
         return f"candidate {n} is longer than {max_chars} characters"

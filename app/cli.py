@@ -177,32 +177,12 @@ def up(
     """Run the web app, a Celery worker and beat (embedded broker unless RLHF_REDIS_URL)."""
     import uvicorn
 
-    from app.main import UnmigratedDatabase, create_app
-
-    try:
-        create_app()  # fails fast, with the fix, on an unmigrated database
-    except UnmigratedDatabase as exc:
-        fail(str(exc))
+    _check_app()
     if schedule:
         _schedule_rounds()
-    children: list[subprocess.Popen[bytes]] = []
-    if workers:
-        # Training holds its worker for minutes: the gpu queue gets a worker of its own
-        # (one job at a time), so exports and the beat's reaper never wait behind it.
-        # --quiet (no banner) is an option of celery itself, not of its worker command.
-        quiet = ["--quiet"] if worker_log_level.upper() != "INFO" else []
-        celery = [sys.executable, "-m", "celery", "-A", "app.worker", *quiet, "worker",
-                  "--without-mingle", "--without-gossip", "--loglevel", worker_log_level]
-        children.append(subprocess.Popen(
-            [*celery, "--beat", "-Q", "default", "--concurrency", "2", "-n", "default@%h"]))
-        children.append(subprocess.Popen(
-            [*celery, "-Q", "gpu", "--concurrency", "1", "-n", "gpu@%h"]))
+    children = _start_workers(worker_log_level) if workers else []
     if simulate:
-        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "simulate", "--url", f"http://{local}:{port}",
-             "--labelers", str(simulate), "--think", "8", "--watch", "--quiet"],
-        ))
+        children.append(_start_simulation(host, port, simulate))
     # uvicorn re-raises the SIGTERM it shut down on; as SystemExit it runs the cleanup below
     # (with the default handler the process died there and left its children running).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -216,13 +196,52 @@ def up(
                     workers=web_workers, access_log=access_log,
                     timeout_keep_alive=get_settings().keep_alive_s)
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        _stop(children)
+
+
+def _check_app() -> None:
+    """Build the app once, so that an unmigrated database fails fast, with the fix."""
+    from app.main import UnmigratedDatabase, create_app
+
+    try:
+        create_app()
+    except UnmigratedDatabase as exc:
+        fail(str(exc))
+
+
+def _start_workers(log_level: str) -> list[subprocess.Popen[bytes]]:
+    """A Celery worker with beat on the default queue, and one for the gpu queue."""
+    # Training holds its worker for minutes: the gpu queue gets a worker of its own
+    # (one job at a time), so exports and the beat's reaper never wait behind it.
+    # --quiet (no banner) is an option of celery itself, not of its worker command.
+    quiet = ["--quiet"] if log_level.upper() != "INFO" else []
+    celery = [sys.executable, "-m", "celery", "-A", "app.worker", *quiet, "worker",
+              "--without-mingle", "--without-gossip", "--loglevel", log_level]
+    return [
+        subprocess.Popen([*celery, "--beat", "-Q", "default", "--concurrency", "2",
+                          "-n", "default@%h"]),
+        subprocess.Popen([*celery, "-Q", "gpu", "--concurrency", "1", "-n", "gpu@%h"]),
+    ]
+
+
+def _start_simulation(host: str, port: int, labelers: int) -> subprocess.Popen[bytes]:
+    """Simulated labelers working the queue of the app at host:port until it stops."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "simulate", "--url", f"http://{local}:{port}",
+         "--labelers", str(labelers), "--think", "8", "--watch", "--quiet"],
+    )
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every child, then wait up to 15 s each before killing it."""
+    for child in children:
+        child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 # A round every ~700 new comparisons: the demo's rankings start the first one, and the 64

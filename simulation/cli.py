@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from simulation.judges import Judge
 from simulation.labelers import KINDS
 from simulation.pool import Pool, PoolSettings
 
@@ -140,24 +141,40 @@ def simulate(
     (or, with --watch, until Ctrl-C); print a summary and write a JSON report."""
     if ctx.invoked_subcommand is not None:
         return
+    hidden = _checked_options(seconds=seconds, tasks=tasks, careless=careless,
+                              adversarial=adversarial, judge=judge)
+    settings = PoolSettings(url=url.rstrip("/"), labelers=labelers, seconds=seconds,
+                            tasks=tasks, kinds=parse_kinds(kinds), judge=judge,
+                            agreement=agreement, think=think, skip_rate=skip_rate,
+                            careless=careless, adversarial=adversarial, seed=seed, watch=watch)
+    run_labelers(settings, hidden, admin_token=admin_token, quiet=quiet, receipts=receipts,
+                 report=report)
+
+
+def _checked_options(*, seconds: float | None, tasks: int | None, careless: float,
+                     adversarial: float, judge: str) -> Judge:
+    """Exit on options that contradict each other; the hidden preference --judge names."""
     from app.console import fail
     from simulation import judges
-    from simulation import report as reporting
 
     if seconds is not None and tasks is not None:
         fail("give --seconds or --tasks, not both")
     if careless + adversarial >= 1:
         fail("--careless and --adversarial leave no honest labeler")
     try:
-        hidden = judges.make_judge(judge)
+        return judges.make_judge(judge)
     except judges.JudgeError as exc:
         fail(str(exc))
-    settings = PoolSettings(url=url.rstrip("/"), labelers=labelers, seconds=seconds,
-                            tasks=tasks, kinds=parse_kinds(kinds), judge=judge,
-                            agreement=agreement, think=think, skip_rate=skip_rate,
-                            careless=careless, adversarial=adversarial, seed=seed, watch=watch)
-    wait_until_up(settings.url, 120.0 if watch else 10.0)
-    pool = Pool(settings, make_accounts(settings.url, admin_token, labelers), hidden)
+    raise AssertionError("unreachable")
+
+
+def run_labelers(settings: PoolSettings, hidden: Judge, *, admin_token: str | None,
+                 quiet: bool, receipts: bool, report: Path | None) -> None:
+    """Wait for the deployment, run the pool, print the summary and write the report."""
+    from simulation import report as reporting
+
+    wait_until_up(settings.url, 120.0 if settings.watch else 10.0)
+    pool = Pool(settings, make_accounts(settings.url, admin_token, settings.labelers), hidden)
     asyncio.run(run_pool(pool, quiet=quiet))
     out = reporting.build(pool.tally, settings=settings.to_json(),
                           expected_agreement=pool.expected_agreement(), receipts=receipts)

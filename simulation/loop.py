@@ -132,6 +132,23 @@ class Api:
         return dict(resp.json()) if resp.is_success else None
 
 
+def _show_jobs(progress: Any, bars: dict[Any, Any], jobs: list[dict[str, Any]]) -> None:
+    """A progress bar per job (added the first time it is seen), showing its state."""
+    for job in jobs:
+        if job["id"] not in bars:
+            bars[job["id"]] = progress.add_task(job["kind"], total=1.0)
+        progress.update(bars[job["id"]], completed=job.get("progress") or 0,
+                        description=f"{job['kind']} {job['state']}")
+
+
+def _raise_on_failure(jobs: list[dict[str, Any]]) -> None:
+    """LoopError naming every failed or cancelled job, with its error."""
+    failed = [j for j in jobs if j["state"] in ("failed", "cancelled")]
+    if failed:
+        raise LoopError("; ".join(f"{j['kind']} job {j['id']} {j['state']}: "
+                                  f"{j.get('error') or 'no error given'}" for j in failed))
+
+
 def wait_for_round(api: Api, round_id: Any, timeout: float, quiet: bool) -> list[dict[str, Any]]:
     """Poll the round's jobs until every one is done; its jobs, or LoopError on a failure."""
     from rich.progress import Progress
@@ -143,15 +160,8 @@ def wait_for_round(api: Api, round_id: Any, timeout: float, quiet: bool) -> list
         bars: dict[Any, Any] = {}
         while True:
             jobs = api.jobs(round_id)
-            for job in jobs:
-                if job["id"] not in bars:
-                    bars[job["id"]] = progress.add_task(job["kind"], total=1.0)
-                progress.update(bars[job["id"]], completed=job.get("progress") or 0,
-                                description=f"{job['kind']} {job['state']}")
-            failed = [j for j in jobs if j["state"] in ("failed", "cancelled")]
-            if failed:
-                raise LoopError("; ".join(f"{j['kind']} job {j['id']} {j['state']}: "
-                                          f"{j.get('error') or 'no error given'}" for j in failed))
+            _show_jobs(progress, bars, jobs)
+            _raise_on_failure(jobs)
             if jobs and all(j["state"] in TERMINAL for j in jobs):
                 return jobs
             if time.monotonic() > deadline:
@@ -260,6 +270,8 @@ class Loop:
         return out
 
     def _measure(self, jobs: list[dict[str, Any]], previous: str | None) -> dict[str, Any]:
+        """The round's figures: agreement, the reward model's accuracy, KL, LM loss and the
+        policy's win rates (against its SFT and the previous policy)."""
         tally = self.pool.tally
         agreement, n_comparisons = pooled_agreement(tally.rankings)
         models = self.api.models()
@@ -274,17 +286,30 @@ class Loop:
         }
         rm_path = _path(rm)
         if rm_path and tally.rankings:
-            prompts = {tid: tally.texts[tid][0] for tid in tally.rankings}
-            texts = {tid: tally.texts[tid][1] for tid in tally.rankings}
-            out["rm"] = evaluate.rm_accuracy(evaluate.load_rm(rm_path), prompts, texts,
-                                             tally.rankings, tally.truth)
+            out["rm"] = self._rm_accuracy(rm_path)
         out["rm_val_accuracy"] = ((rm or {}).get("metrics") or {}).get("val_accuracy")
         metrics = (policy or {}).get("metrics") or {}
         out["kl"] = metrics.get("kl")
         out["lm_loss"] = {"policy": metrics.get("heldout_lm_loss"),
                           "sft": metrics.get("initial_heldout_lm_loss")}
-        policy_path, sft_path = _path(policy), _path(sft)
-        out["policy_path"] = policy_path
+        out["policy_path"] = _path(policy)
+        out.update(self._wins(out["policy_path"], _path(sft), previous))
+        return out
+
+    def _rm_accuracy(self, rm_path: str) -> dict[str, float | None]:
+        """The reward model's accuracy on the pool's rankings, against the labels and the
+        hidden preference."""
+        tally = self.pool.tally
+        prompts = {tid: tally.texts[tid][0] for tid in tally.rankings}
+        texts = {tid: tally.texts[tid][1] for tid in tally.rankings}
+        return evaluate.rm_accuracy(evaluate.load_rm(rm_path), prompts, texts,
+                                    tally.rankings, tally.truth)
+
+    def _wins(self, policy_path: str | None, sft_path: str | None,
+              previous: str | None) -> dict[str, Any]:
+        """The policy's win rates against its SFT and against the previous policy (when
+        there is one and it differs); {} without a policy or an SFT."""
+        out: dict[str, Any] = {}
         if policy_path and sft_path:
             out["win_vs_sft"] = self._win(policy_path, sft_path).to_json()
             if previous and previous != policy_path:
@@ -397,6 +422,22 @@ def loop_command(
     """Feedback → round (SFT → RM → PPO) → promote → new rank tasks → the pool ranks them,
     N times; a table after each round, a JSON report at the end."""
     from app.console import fail
+
+    hidden, overrides = _judge_and_overrides(judge, config)
+    if if_better and not evaluate:
+        fail("--if-better needs --evaluate N (the campaign that decides)")
+    settings = LoopSettings(url=url.rstrip("/"), rounds=rounds, labelers=labelers, judge=judge,
+                            agreement=agreement, k=k, n_prompts=n_prompts, overlap=overlap,
+                            eval_prompts=eval_prompts, config=overrides,
+                            ptx_compare=ptx_compare, seed=seed, evaluate=evaluate,
+                            promote="if_better" if if_better else True)
+    run_loop(settings, hidden, admin_token=admin_token, researcher_token=researcher_token,
+             quiet=quiet, report=report)
+
+
+def _judge_and_overrides(judge: str, config: str) -> tuple[Judge, dict[str, Any]]:
+    """--judge as the hidden preference and --config as per-stage overrides (or exit)."""
+    from app.console import fail
     from simulation import judges
 
     try:
@@ -406,20 +447,24 @@ def loop_command(
         fail(str(exc))
     if not isinstance(overrides, dict):
         fail("--config must be a JSON object of stages")
-    settings = LoopSettings(url=url.rstrip("/"), rounds=rounds, labelers=labelers, judge=judge,
-                            agreement=agreement, k=k, n_prompts=n_prompts, overlap=overlap,
-                            eval_prompts=eval_prompts, config=overrides,
-                            ptx_compare=ptx_compare, seed=seed, evaluate=evaluate,
-                            promote="if_better" if if_better else True)
-    if if_better and not evaluate:
-        fail("--if-better needs --evaluate N (the campaign that decides)")
+    return hidden, overrides
+
+
+def run_loop(settings: LoopSettings, hidden: Judge, *, admin_token: str | None,
+             researcher_token: str | None, quiet: bool, report: Path | None) -> None:
+    """Make the accounts and the pool, run the rounds, then revoke the pool's tokens and
+    write the report (after a failed round too)."""
+    from app.console import fail
+
     wait_until_up(settings.url, 10.0)
     token = researcher_token or admin_token or \
         make_accounts(settings.url, None, 1, "researcher")[0].token
-    pool = Pool(PoolSettings(url=settings.url, labelers=labelers, judge=judge,
-                             agreement=agreement, seed=seed),
-                make_accounts(settings.url, admin_token, labelers), hidden)
-    loop = Loop(settings, pool, Api(settings.url, token), make_judge(judge), quiet=quiet)
+    pool = Pool(PoolSettings(url=settings.url, labelers=settings.labelers,
+                             judge=settings.judge, agreement=settings.agreement,
+                             seed=settings.seed),
+                make_accounts(settings.url, admin_token, settings.labelers), hidden)
+    loop = Loop(settings, pool, Api(settings.url, token), make_judge(settings.judge),
+                quiet=quiet)
     try:
         run_rounds(loop)
     except LoopError as exc:

@@ -222,10 +222,28 @@ class Pool:
         answer = self._answer(w, task)
         if answer is None or w.rng.random() < s.skip_rate:
             reason = "simulated skip" if answer is not None else f"cannot do {task['kind']}"
-            resp = await self._request(w, "skip", "POST", f"/api/v1/assignments/{aid}/skip",
-                                       json={"reason": reason})
-            self.tally.skipped += resp is not None and resp.status_code == 200
+            await self._skip(w, aid, reason)
             return False
+        think = await self._think(w, aid)
+        body = {"assignment_id": aid, "idempotency_key": f"sim-{uuid.uuid4().hex}",
+                "seconds_spent": round(think), **answer}
+        stored = await self._submit(w, task, body)
+        if stored is None:
+            return False
+        self._record(w, task, body, stored)
+        if w.rng.random() < s.replay_rate:  # a double click: the same key, the same answer
+            await self._replay(w, task, body, stored)
+        return True
+
+    async def _skip(self, w: _Labeler, aid: Any, reason: str) -> None:
+        """Skip the leased task, saying why."""
+        resp = await self._request(w, "skip", "POST", f"/api/v1/assignments/{aid}/skip",
+                                   json={"reason": reason})
+        self.tally.skipped += resp is not None and resp.status_code == 200
+
+    async def _think(self, w: _Labeler, aid: Any) -> float:
+        """Take a person's time over the task (none without --think); the seconds taken."""
+        s = self.settings
         think = w.rng.uniform(0.0, 2.0 * s.think) if s.think > 0 else 0.0
         if think >= 1.0:  # a person's page keeps its lease alive while they work
             await asyncio.sleep(think / 2)
@@ -235,18 +253,15 @@ class Pool:
             await asyncio.sleep(think / 2)
         elif think > 0:
             await asyncio.sleep(think)
-        body = {"assignment_id": aid, "idempotency_key": f"sim-{uuid.uuid4().hex}",
-                "seconds_spent": round(think), **answer}
-        stored = await self._submit(w, task, body)
-        if stored is None:
-            return False
-        self._record(w, task, body, stored)
-        if w.rng.random() < s.replay_rate:  # a double click: the same key, the same answer
-            self.tally.replays += 1
-            again = await self._submit(w, task, body, op="replay")
-            if again is None or again.get("id") != stored.get("id"):
-                self.tally.replay_mismatches += 1
-        return True
+        return think
+
+    async def _replay(self, w: _Labeler, task: dict[str, Any], body: dict[str, Any],
+                      stored: dict[str, Any]) -> None:
+        """Submit the same body again; count a replay that does not return the same row."""
+        self.tally.replays += 1
+        again = await self._submit(w, task, body, op="replay")
+        if again is None or again.get("id") != stored.get("id"):
+            self.tally.replay_mismatches += 1
 
     def _answer(self, w: _Labeler, task: dict[str, Any]) -> dict[str, Any] | None:
         kind, p, rng, judge = task["kind"], w.profile, w.rng, self.judge

@@ -43,13 +43,14 @@ def check_choice(choice: Any, order: list[int]) -> tuple[str, int | None]:
     candidate id of the task, "a" / "b" (the slots as shown), "tie" or "both_bad"."""
     if choice is None or choice == "":
         raise SubmissionError("Choose an answer: A is better, B is better, tie, or both bad.")
-    if isinstance(choice, str) and choice.lower() in ("tie", "both_bad"):
-        return choice.lower(), None
-    if isinstance(choice, str) and choice.lower() in SLOTS:
-        slot = SLOTS[choice.lower()]
-        return choice.lower(), order[slot]
-    if isinstance(choice, str) and choice.isdigit():
-        choice = int(choice)
+    if isinstance(choice, str):
+        word = choice.lower()
+        if word in ("tie", "both_bad"):
+            return word, None
+        if word in SLOTS:
+            return word, order[SLOTS[word]]
+        if choice.isdigit():
+            choice = int(choice)
     if isinstance(choice, int) and not isinstance(choice, bool) and choice in order:
         return "ab"[order.index(choice)], choice
     raise SubmissionError(f"The answer {choice!r} is not one of this task's outputs, "

@@ -128,19 +128,26 @@ def snapshot_prompt_ids(*, db: Session, snapshot_id: int,
                         measured_only: frozenset[str] = frozenset()) -> set[int]:
     """Every prompt id in a snapshot, from its manifest; in a `prompts` snapshot, not those of
     rows in the `measured_only` splits."""
-    from app.exports import sources
-    from app.exports.schemas import ExportFilters
-
     snapshot = db.get(DatasetSnapshot, snapshot_id)
     if snapshot is None or snapshot.state != "done" or not snapshot.manifest:
         raise ProvenanceError(
             f"Snapshot {snapshot_id}, which a compared version was trained on, has no "
             "manifest, so the prompts it held cannot be excluded.", 409)
-    manifest = snapshot.manifest
     if snapshot.kind != "prompts":
         measured_only = frozenset()
-    if isinstance(manifest.get("prompt_ids"), list) and not measured_only:
-        return {int(i) for i in manifest["prompt_ids"]}
+    if isinstance(snapshot.manifest.get("prompt_ids"), list) and not measured_only:
+        return {int(i) for i in snapshot.manifest["prompt_ids"]}
+    return _replayed_prompt_ids(db, snapshot, measured_only)
+
+
+def _replayed_prompt_ids(db: Session, snapshot: DatasetSnapshot,
+                         measured_only: frozenset[str]) -> set[int]:
+    """The snapshot's prompt ids found by running its export again with the filters and the
+    id cutoff its manifest kept, leaving out rows in the `measured_only` splits."""
+    from app.exports import sources
+    from app.exports.schemas import ExportFilters
+
+    manifest = snapshot.manifest
     again = dict(manifest.get("reproduce", {}).get("filters", snapshot.filters))
     again.setdefault("max_id", manifest.get("source", {}).get("max_id"))
     filters = ExportFilters.model_validate(again)

@@ -61,13 +61,30 @@ class EvaluationError(DomainError):
 # --- creation ----------------------------------------------------------------------------
 
 
-def _versions(db: Session, spec: EvaluationCreate) -> tuple[Version, list[Version]]:
+def _check_ids(spec: EvaluationCreate) -> None:
+    """Each candidate once, and the baseline not among them."""
     if len(set(spec.model_ids)) != len(spec.model_ids):
         raise EvaluationError("List each candidate version once in model_ids.")
     if spec.baseline_id is not None and spec.baseline_id in spec.model_ids:
         raise EvaluationError(
             f"Version {spec.baseline_id} is both the baseline and a candidate: compare a "
             "version against a different baseline.")
+
+
+def _check_kinds(baseline: Version, candidates: list[Version]) -> None:
+    """A baseline of a baseline kind (policy, sft or base), candidates that are policies."""
+    if baseline.kind not in BASELINE_KINDS:
+        raise EvaluationError(f"The baseline {baseline.name} is a {baseline.kind} model; a "
+                              f"baseline is one of: {', '.join(BASELINE_KINDS)}.")
+    for version in candidates:
+        if version.kind not in CANDIDATE_KINDS:
+            raise EvaluationError(f"Version {version.id} ({version.name}) is a {version.kind} "
+                                  "model, not a policy: only policies are evaluated.")
+
+
+def _versions(db: Session, spec: EvaluationCreate) -> tuple[Version, list[Version]]:
+    """The baseline (the active SFT unless named) and the candidates, checked."""
+    _check_ids(spec)
     baseline_id = spec.baseline_id if spec.baseline_id is not None else active_sft_id(db=db)
     if baseline_id is None:
         raise EvaluationError("There is no active SFT to be the default baseline: name one "
@@ -77,13 +94,7 @@ def _versions(db: Session, spec: EvaluationCreate) -> tuple[Version, list[Versio
         candidates = [get_version(db=db, version_id=m) for m in spec.model_ids]
     except ProvenanceError as exc:
         raise EvaluationError(str(exc), exc.status) from exc
-    if baseline.kind not in BASELINE_KINDS:
-        raise EvaluationError(f"The baseline {baseline.name} is a {baseline.kind} model; a "
-                              f"baseline is one of: {', '.join(BASELINE_KINDS)}.")
-    for version in candidates:
-        if version.kind not in CANDIDATE_KINDS:
-            raise EvaluationError(f"Version {version.id} ({version.name}) is a {version.kind} "
-                                  "model, not a policy: only policies are evaluated.")
+    _check_kinds(baseline, candidates)
     if baseline.id in spec.model_ids:
         raise EvaluationError(f"The active SFT {baseline.name} is also a candidate: name "
                               "another baseline.")
@@ -172,6 +183,37 @@ def _same(a: str, b: str) -> bool:
     return " ".join(a.split()) == " ".join(b.split())
 
 
+def _store_outputs(*, db: Session, evaluation: Evaluation, prompt_id: int,
+                   texts: dict[int, str | None], rng: random.Random) -> dict[int, Candidate]:
+    """One prompt's outputs as candidates ({version id: candidate}), added in a random order
+    so that their ids say nothing about which version wrote them."""
+    order = [evaluation.baseline_id, *evaluation.model_ids]
+    rng.shuffle(order)
+    cands = {v: Candidate(prompt_id=prompt_id, text=texts[v], model=None,
+                          model_version_id=v, sampling_params=dict(evaluation.sampling))
+             for v in order}
+    db.add_all([cands[v] for v in order])
+    db.flush()
+    return cands
+
+
+def _compare_item(*, db: Session, evaluation: Evaluation, model_id: int, base: Candidate,
+                  cand: Candidate, rng: random.Random) -> EvaluationItem:
+    """A compare task over the baseline's and a model's output (shown in a random order),
+    and the item that ties it to the campaign."""
+    pair = [base.id, cand.id]
+    rng.shuffle(pair)
+    task = Task(kind=TaskKind.compare, prompt_id=cand.prompt_id, candidate_ids=pair,
+                required_labels=evaluation.overlap, priority=0,
+                params={"evaluation_id": evaluation.id, "judges": evaluation.judges,
+                        "first": rng.randrange(2)})
+    db.add(task)
+    db.flush()
+    return EvaluationItem(evaluation_id=evaluation.id, task_id=task.id,
+                          prompt_id=cand.prompt_id, model_id=model_id,
+                          baseline_candidate_id=base.id, candidate_id=cand.id)
+
+
 def create_items(*, db: Session, evaluation_id: int,
                  outputs: dict[int, dict[int, str]]) -> list[EvaluationItem]:
     """Compare tasks from generated outputs ({version id: {prompt id: text}}).
@@ -191,34 +233,18 @@ def create_items(*, db: Session, evaluation_id: int,
         texts = {v: outputs.get(v, {}).get(prompt_id) for v in sides}
         if any(t is None for t in texts.values()):
             continue  # a side produced nothing for this prompt: nothing fair to compare
-        order = list(sides)
-        rng.shuffle(order)
-        cands = {v: Candidate(prompt_id=prompt_id, text=texts[v], model=None,
-                              model_version_id=v, sampling_params=dict(evaluation.sampling))
-                 for v in order}
-        db.add_all([cands[v] for v in order])
-        db.flush()
+        cands = _store_outputs(db=db, evaluation=evaluation, prompt_id=prompt_id,
+                               texts=texts, rng=rng)
         base = cands[evaluation.baseline_id]
         for model_id in evaluation.model_ids:
-            cand = cands[model_id]
-            if _same(base.text, cand.text):
+            if _same(base.text, cands[model_id].text):
                 identical += 1
                 continue
-            pair = [base.id, cand.id]
-            rng.shuffle(pair)
-            task = Task(kind=TaskKind.compare, prompt_id=prompt_id, candidate_ids=pair,
-                        required_labels=evaluation.overlap, priority=0,
-                        params={"evaluation_id": evaluation.id, "judges": evaluation.judges,
-                                "first": rng.randrange(2)})
-            db.add(task)
-            db.flush()
-            items.append(EvaluationItem(evaluation_id=evaluation.id, task_id=task.id,
-                                        prompt_id=prompt_id, model_id=model_id,
-                                        baseline_candidate_id=base.id, candidate_id=cand.id))
+            items.append(_compare_item(db=db, evaluation=evaluation, model_id=model_id,
+                                       base=base, cand=cands[model_id], rng=rng))
     db.add_all(items)
     evaluation.identical_pairs = identical
-    evaluation.state = LABELING
-    evaluation.error = None
+    evaluation.state, evaluation.error = LABELING, None
     db.flush()
     if not items:
         complete(db=db, evaluation=evaluation, reason=_nothing_to_judge(identical))

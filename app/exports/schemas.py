@@ -123,43 +123,6 @@ def from_form(form: dict[str, str]) -> ExportCreate:
     })
 
 
-# What each field is called on the export form (and in the CLI's options).
-FIELD_NAMES = {
-    "kind": "Kind", "format": "Format", "chat": "Chat messages", "split": "Split",
-    "since": "Since", "until": "Until", "task_kind": "Task kind", "labeler_ids": "Labeler ids",
-    "held_out": "Labeler group", "model_version_id": "Model version id",
-    "min_agreement": "Min. labeler agreement", "max_id": "Up to source id",
-    "include_rejected": "Include rejected",
-}
-
-
-def _phrase(err: Any) -> str:
-    kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
-    shown = f", not {given!r}" if isinstance(given, str | int | float) and given != "" else ""
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"must be a whole number{shown}"
-    if kind in ("float_parsing", "float_type"):
-        return f"must be a number{shown}"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"must be yes or no{shown}"
-    if kind.startswith(("datetime", "date")):
-        return f"must be a date like 2024-05-31 or a time like 2024-05-31T12:00{shown}"
-    if kind in ("literal_error", "enum"):
-        return f"must be one of {ctx.get('expected', 'the listed values')}{shown}"
-    if kind == "greater_than_equal":
-        return f"must be at least {ctx.get('ge')}{shown}"
-    if kind == "less_than_equal":
-        return f"must be at most {ctx.get('le')}{shown}"
-    if kind in ("too_short", "too_long"):
-        return err["msg"][0].lower() + err["msg"][1:]
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "is not a field of an export"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return message[0].lower() + message[1:] if message else "is not valid"
-
-
 def describe(exc: ValidationError) -> str:
     """A validation error as sentences a person can act on."""
     return errors.describe(errors.validation_errors(exc.errors()))

@@ -73,16 +73,16 @@ def _agreement(a: list[list[int]], b: list[list[int]]) -> tuple[float | None, in
     return (None if np.isnan(share) else share), n
 
 
-def task_view(*, db: Session, task_id: int) -> TaskView:
-    """One task with every labeler's answer side by side and how far they disagree."""
-    task = db.get(Task, task_id)
-    if task is None:
-        raise SubmissionError(f"There is no task {task_id}.", 404)
-    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
+def _lettered_candidates(db: Session, task: Task) -> list[tuple[str, Candidate]]:
+    """The task's candidates that still exist, each with its letter, in the task's order."""
     found = {c.id: c for c in db.scalars(select(Candidate).where(
         Candidate.id.in_(task.candidate_ids or [-1])))}
-    candidates = [(_letter(i), found[cid])
-                  for i, cid in enumerate(task.candidate_ids or []) if cid in found]
+    return [(_letter(i), found[cid])
+            for i, cid in enumerate(task.candidate_ids or []) if cid in found]
+
+
+def _columns(db: Session, task_id: int) -> dict[int, LabelerColumn]:
+    """A column per labeler assigned the task (by user id), in assignment order, empty."""
     columns: dict[int, LabelerColumn] = {}
     for assignment, user in db.execute(
         select(Assignment, User).join(User, User.id == Assignment.user_id)
@@ -91,6 +91,11 @@ def task_view(*, db: Session, task_id: int) -> TaskView:
         columns[user.id] = LabelerColumn(
             user=user, state=assignment.state.value,
             seen_as={cid: _letter(i) for i, cid in enumerate(assignment.display_order or [])})
+    return columns
+
+
+def _fill_answers(db: Session, task_id: int, columns: dict[int, LabelerColumn]) -> None:
+    """Each labeler's ranking and ratings into their column (answers without one are left)."""
     for ranking in db.scalars(select(Ranking).where(Ranking.task_id == task_id)):
         col = columns.get(ranking.user_id)
         if col is not None:
@@ -103,19 +108,43 @@ def task_view(*, db: Session, task_id: int) -> TaskView:
             col.flags[rating.candidate_id] = list(rating.flags or [])
             if rating.ranking_id is None:
                 col.comment, col.seconds = rating.comment, rating.seconds_spent
-    pairs: list[dict[str, Any]] = []
-    ranked = [c for c in columns.values() if c.groups]
+
+
+def _pair_agreement(columns: list[LabelerColumn]) -> list[dict[str, Any]]:
+    """For every two labelers who ranked: the share of pairs they ordered alike, and n."""
+    ranked = [c for c in columns if c.groups]
+    pairs = []
     for a, b in combinations(ranked, 2):
         share, n = _agreement(a.groups or [], b.groups or [])
         pairs.append({"a": a.user, "b": b.user, "agreement": share, "n": n})
+    return pairs
+
+
+def _likert_spread(candidates: list[tuple[str, Candidate]],
+                   columns: list[LabelerColumn]) -> dict[int, int]:
+    """Per candidate rated by two or more labelers: the highest Likert minus the lowest."""
     spread = {}
     for _, cand in candidates:
-        scores = [c.likert[cand.id] for c in columns.values() if cand.id in c.likert]
+        scores = [c.likert[cand.id] for c in columns if cand.id in c.likert]
         if len(scores) >= 2:
             spread[cand.id] = max(scores) - min(scores)
+    return spread
+
+
+def task_view(*, db: Session, task_id: int) -> TaskView:
+    """One task with every labeler's answer side by side and how far they disagree."""
+    task = db.get(Task, task_id)
+    if task is None:
+        raise SubmissionError(f"There is no task {task_id}.", 404)
+    prompt = db.get(Prompt, task.prompt_id) if task.prompt_id else None
+    candidates = _lettered_candidates(db, task)
+    by_user = _columns(db, task_id)
+    _fill_answers(db, task_id, by_user)
+    columns = list(by_user.values())
+    pairs = _pair_agreement(columns)
     shares: list[float] = [p["agreement"] for p in pairs if p["agreement"] is not None]
-    return TaskView(task=task, prompt=prompt, candidates=candidates,
-                    columns=list(columns.values()), pair_agreement=pairs, likert_spread=spread,
+    return TaskView(task=task, prompt=prompt, candidates=candidates, columns=columns,
+                    pair_agreement=pairs, likert_spread=_likert_spread(candidates, columns),
                     mean_agreement=sum(shares) / len(shares) if shares else None)
 
 
@@ -138,19 +167,29 @@ def shared_tasks(*, db: Session, labeler: int, other: int | None = None,
         if share is not None:
             row["agree"] += share * n
             row["n"] += n
-    out = []
-    for row in rows.values():
+    users = _labelers(db, labeler, other)
+    return {"labeler": users[labeler], "other": users.get(other) if other else None,
+            "tasks": _worst_first(list(rows.values()))[:limit]}
+
+
+def _worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each task's agreement over its pairs (None without any), lowest first, unmeasured
+    last, newest first among equals."""
+    for row in rows:
         row["agreement"] = row["agree"] / row["n"] if row["n"] else None
-        out.append(row)
-    out.sort(key=lambda r: (r["agreement"] is None, r["agreement"] or 0.0, -r["task_id"]))
+    return sorted(rows, key=lambda r: (r["agreement"] is None, r["agreement"] or 0.0,
+                                       -r["task_id"]))
+
+
+def _labelers(db: Session, labeler: int, other: int | None) -> dict[int, User]:
+    """The two labelers by id (a 404 SubmissionError for one that does not exist)."""
     users = {u.id: u for u in db.scalars(select(User).where(
         User.id.in_([labeler] + ([other] if other else []))))}
     if labeler not in users:
         raise SubmissionError(f"There is no labeler {labeler}.", 404)
     if other is not None and other not in users:
         raise SubmissionError(f"There is no labeler {other}.", 404)
-    return {"labeler": users[labeler], "other": users.get(other) if other else None,
-            "tasks": out[:limit]}
+    return users
 
 
 # --- prompt flags -----------------------------------------------------------------------
@@ -251,6 +290,22 @@ def gold_form(*, db: Session, task_id: int) -> tuple[Task, list[tuple[str, Candi
     return task, view.candidates, values
 
 
+def _gold_groups(values: dict[str, str],
+                 candidates: list[tuple[str, Candidate]]) -> list[list[int]]:
+    """The form's place per output as a ranking's groups (the same place: a tie)."""
+    places: dict[int, int] = {}
+    for letter, cand in candidates:
+        raw = values.get(f"place-{cand.id}", "").strip()
+        if not raw:
+            raise SubmissionError(f"Give output {letter} a place (1 = best).")
+        if not raw.isdigit() or not 1 <= int(raw) <= len(candidates):
+            raise SubmissionError(f"The place of output {letter} must be a whole number "
+                                  f"from 1 to {len(candidates)}, not {raw!r}.")
+        places[cand.id] = int(raw)
+    return [[cid for cid, p in places.items() if p == place]
+            for place in sorted(set(places.values()))]
+
+
 def set_gold(*, db: Session, task_id: int, values: dict[str, str]) -> Task:
     """Make a task gold with this known answer (or no longer gold). For rank: a place per
     output, the same place for a tie; for rate: the Likert score."""
@@ -262,17 +317,7 @@ def set_gold(*, db: Session, task_id: int, values: dict[str, str]) -> Task:
         db.flush()
         return task
     if task.kind.value == "rank":
-        places: dict[int, int] = {}
-        for letter, cand in candidates:
-            raw = values.get(f"place-{cand.id}", "").strip()
-            if not raw:
-                raise SubmissionError(f"Give output {letter} a place (1 = best).")
-            if not raw.isdigit() or not 1 <= int(raw) <= len(candidates):
-                raise SubmissionError(f"The place of output {letter} must be a whole number "
-                                      f"from 1 to {len(candidates)}, not {raw!r}.")
-            places[cand.id] = int(raw)
-        groups = [[cid for cid, p in places.items() if p == place]
-                  for place in sorted(set(places.values()))]
+        groups = _gold_groups(values, candidates)
         check_ranking(groups, [c.id for _, c in candidates])
         task.gold_answer = groups
     else:

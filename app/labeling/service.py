@@ -96,20 +96,26 @@ def check_text(value: str | None, *, what: str, limit: int, required: bool = Tru
     return text
 
 
+def _check_place(place: int, group: list[int], expected: set[int], seen: set[int]) -> None:
+    """One place of a ranking: not empty, only the task's outputs, none placed before
+    (its ids are added to `seen`)."""
+    if not group:
+        raise SubmissionError(f"Place {place} of the ranking is empty.")
+    for cid in group:
+        if cid not in expected:
+            raise SubmissionError(f"Output {cid} is not one of this task's outputs.")
+        if cid in seen:
+            raise SubmissionError(f"Output {cid} appears more than once in the ranking.")
+        seen.add(cid)
+
+
 def check_ranking(ranking: list[list[int]] | None, candidate_ids: list[int]) -> tuple:
     """An ordered partition of exactly these candidates: every id once, groups are ties."""
     if not ranking:
         raise SubmissionError("The ranking is missing: order the outputs best to worst.")
     expected, seen = set(candidate_ids), set[int]()
     for place, group in enumerate(ranking, start=1):
-        if not group:
-            raise SubmissionError(f"Place {place} of the ranking is empty.")
-        for cid in group:
-            if cid not in expected:
-                raise SubmissionError(f"Output {cid} is not one of this task's outputs.")
-            if cid in seen:
-                raise SubmissionError(f"Output {cid} appears more than once in the ranking.")
-            seen.add(cid)
+        _check_place(place, group, expected, seen)
     missing = [cid for cid in candidate_ids if cid not in seen]
     if missing:
         raise SubmissionError(

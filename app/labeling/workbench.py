@@ -139,21 +139,33 @@ def task_screen(*, db: Session, user: User, assignment_id: int) -> TaskScreen:
         raise SubmissionError(f"No assignment {assignment_id} of yours.", 404)
     assignment, task, prompt, found_draft = found_row
     order = list(assignment.display_order or task.candidate_ids)
-    found = {c.id: c for c in db.scalars(select(Candidate).where(Candidate.id.in_(order)))
-             } if order else {}
     live = assignment.state == AssignmentState.leased and assignment.expires_at > utcnow()
     submitted = assignment.state == AssignmentState.submitted
     # A submitted task shows what was submitted, never a draft.
     draft = None if submitted else found_draft
     return TaskScreen(
         assignment=assignment, task=task, prompt=prompt,
-        candidates=[found[cid] for cid in order if cid in found], draft=draft,
+        candidates=_in_order(db, order), draft=draft,
         answer=submitted_answer(db=db, assignment=assignment, kind=task.kind)
         if submitted else None,
         guideline=guideline(db=db, kind=task.kind.value), live=live, params=dict(task.params),
-        use_case=db.get(UseCase, task.params["use_case_id"]) if task.params.get("use_case_id")
-        else None,
+        use_case=_use_case(db, task.params),
     )
+
+
+def _in_order(db: Session, order: list[int]) -> list[Candidate]:
+    """The candidates with these ids, in this order (one deleted since is left out)."""
+    if not order:
+        return []
+    found = {c.id: c for c in db.scalars(select(Candidate).where(Candidate.id.in_(order)))}
+    return [found[cid] for cid in order if cid in found]
+
+
+def _use_case(db: Session, params: dict[str, Any]) -> UseCase | None:
+    """The use case a write-prompt task names, if any."""
+    if not params.get("use_case_id"):
+        return None
+    return db.get(UseCase, params["use_case_id"])
 
 
 # --- drafts ---------------------------------------------------------------------------

@@ -69,12 +69,22 @@ def human_figures(*, db: Session, policy: ModelVersion | None,
     known = campaigns(db=db) if known is None else known
     mine = [d for d in known if policy.id in d["model_ids"]]  # as a candidate, newest first
     for key, wanted in (("vs_sft", "sft"), ("vs_previous", "policy")):
-        fits = [d for d in mine if d["baseline_kind"] == wanted
-                and (wanted != "policy" or d["baseline_id"] < policy.id)]
-        judged = [d for d in fits if d["judgments"]]
-        if judged or fits:
-            out[key] = _figure(db, (judged or fits)[0], policy.id)
+        campaign = _newest_against(mine, wanted, policy.id)
+        if campaign is not None:
+            out[key] = _figure(db, campaign, policy.id)
     return out
+
+
+def _newest_against(mine: list[dict[str, Any]], wanted: str,
+                    policy_id: int) -> dict[str, Any] | None:
+    """The newest campaign of the policy's against a baseline of this kind (an earlier
+    policy for "policy"), preferring one with judgments; None if there is none."""
+    fits = [d for d in mine if d["baseline_kind"] == wanted
+            and (wanted != "policy" or d["baseline_id"] < policy_id)]
+    judged = [d for d in fits if d["judgments"]]
+    if judged:
+        return judged[0]
+    return fits[0] if fits else None
 
 
 def clear_cache() -> None:

@@ -1,9 +1,12 @@
 """`rlhf-studio prompts import`."""
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from app.prompts.rules import ImportRules
 
 prompts_cli = typer.Typer(help="Prompts: import under the paper's data rules.",
                           no_args_is_help=True)
@@ -49,9 +52,7 @@ def import_prompts(
     """Import prompts; prints accepted / merged / capped / rejected and each bad line."""
     from pydantic import ValidationError
 
-    from app.console import console, fail
-    from app.db import session_scope
-    from app.prompts import service as prompts
+    from app.console import fail
     from app.prompts.rules import ImportRules
 
     try:
@@ -63,6 +64,16 @@ def import_prompts(
         first = exc.errors()[0]
         fail(f"invalid rules: {'.'.join(map(str, first['loc']))}: {first['msg']}")
         return
+    _import_file(path, rules, strict)
+
+
+def _import_file(path: Path, rules: "ImportRules", strict: bool) -> None:
+    """Import the file in one transaction with a progress bar; print the counts and each
+    bad line (exit non-zero, nothing imported, when the import fails)."""
+    from app.console import console, fail
+    from app.db import session_scope
+    from app.prompts import service as prompts
+
     data, total = read_lines(path)
     bar, total, label = progress_bar(total, "importing")
     try:

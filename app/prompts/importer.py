@@ -147,13 +147,18 @@ class Importer:
             end_user_id=row.end_user_id, category=row.category, split=split, meta=row.meta,
             pii_counts=counts, created_by_id=self.created_by_id,
         )
+        self._add(prompt, norm, count)
+        return Outcome("accepted", prompt=prompt)
+
+    def _add(self, prompt: Prompt, norm: str, count: int) -> None:
+        """Add an accepted prompt, remember its hash, prefix and end user's count (so later
+        rows of this import see it), and flush every FLUSH_EVERY prompts."""
         self.db.add(prompt)
-        self.hashes[digest] = prompt
-        if len(norm) >= rules.prefix_chars:
-            self.prefixes.setdefault(norm[: rules.prefix_chars], prompt)
-        if row.end_user_id:
-            self.users[row.end_user_id] = (split, count + 1)
+        self.hashes[prompt.text_hash] = prompt
+        if len(norm) >= self.rules.prefix_chars:
+            self.prefixes.setdefault(norm[: self.rules.prefix_chars], prompt)
+        if prompt.end_user_id:
+            self.users[prompt.end_user_id] = (prompt.split, count + 1)
         self.pending += 1
         if self.pending >= FLUSH_EVERY:
             self.flush()
-        return Outcome("accepted", prompt=prompt)

@@ -51,6 +51,41 @@ def _optional_str(value: Any, name: str, limit: int) -> str | None:
     return value or None
 
 
+def _text_problem(text: str, key: str, max_chars: int) -> str | None:
+    """Why the row's (non-empty) text cannot be a prompt, or None."""
+    if len(text) > max_chars:
+        return f"`{key}` is longer than {max_chars} characters"
+    problem = text_problem(text)
+    return f"`{key}` {problem}" if problem else None
+
+
+def _category(value: Any) -> str | None:
+    """The row's category, if given; ValueError unless it is one of CATEGORIES."""
+    category = _optional_str(value, "category", 40)
+    if category is not None and category not in CATEGORIES:
+        raise ValueError(f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
+    return category
+
+
+def _metadata(value: Any) -> dict[str, Any]:
+    """The row's metadata ({} if none), given as an object or as JSON text; ValueError with
+    why it cannot be stored."""
+    meta = value or {}
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except (json.JSONDecodeError, RecursionError):
+            raise ValueError("`metadata` is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise ValueError("`metadata` must be a JSON object")
+    problem = json_problem(meta)
+    if problem:
+        raise ValueError(f"`metadata` {problem}")
+    if len(json.dumps(meta)) > MAX_META_CHARS:
+        raise ValueError(f"`metadata` is larger than {MAX_META_CHARS} characters")
+    return meta
+
+
 def validate(line: int, obj: Any, *, max_chars: int, text_key: str = "text") -> Row | BadLine:
     """A checked row, or the reason this line cannot be imported."""
     if not isinstance(obj, dict):
@@ -58,31 +93,15 @@ def validate(line: int, obj: Any, *, max_chars: int, text_key: str = "text") -> 
     text = obj.get(text_key)
     if not isinstance(text, str) or not text.strip():
         return BadLine(line, f"`{text_key}` is missing or empty")
-    if len(text) > max_chars:
-        return BadLine(line, f"`{text_key}` is longer than {max_chars} characters")
-    problem = text_problem(text)
+    problem = _text_problem(text, text_key, max_chars)
     if problem:
-        return BadLine(line, f"`{text_key}` {problem}")
+        return BadLine(line, problem)
     try:
         end_user = _optional_str(obj.get("end_user_id"), "end_user_id", 200)
-        category = _optional_str(obj.get("category"), "category", 40)
+        category = _category(obj.get("category"))
+        meta = _metadata(obj.get("metadata"))
     except ValueError as exc:
         return BadLine(line, str(exc))
-    if category is not None and category not in CATEGORIES:
-        return BadLine(line, f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
-    meta = obj.get("metadata") or {}
-    if isinstance(meta, str):
-        try:
-            meta = json.loads(meta)
-        except (json.JSONDecodeError, RecursionError):
-            return BadLine(line, "`metadata` is not valid JSON")
-    if not isinstance(meta, dict):
-        return BadLine(line, "`metadata` must be a JSON object")
-    problem = json_problem(meta)
-    if problem:
-        return BadLine(line, f"`metadata` {problem}")
-    if len(json.dumps(meta)) > MAX_META_CHARS:
-        return BadLine(line, f"`metadata` is larger than {MAX_META_CHARS} characters")
     return Row(line, text, end_user, category, meta, obj)
 
 

@@ -42,7 +42,29 @@ class CandidateReport:
             self.issues.append({"line": line, "outcome": outcome, "reason": reason})
 
 
+def _has_text(item: Any) -> bool:
+    """An object with a `text` that is a string of more than whitespace."""
+    return isinstance(item, dict) and isinstance(item.get("text"), str) \
+        and bool(item["text"].strip())
+
+
+def _candidate_problem(n: int, item: Any, max_chars: int) -> str | None:
+    """What is wrong with the row's n-th candidate (counting from 1), or None."""
+    if not _has_text(item):
+        return f"candidate {n} needs a non-empty `text`"
+    if len(item["text"]) > max_chars:
+        return f"candidate {n} is longer than {max_chars} characters"
+    model = item.get("model")
+    if model is not None and (not isinstance(model, str) or len(model) > 200):
+        return f"candidate {n}: `model` must be a string of at most 200 characters"
+    problem = text_problem(item["text"]) or (model and text_problem(model))
+    if problem:
+        return f"candidate {n}: the text {problem}"
+    return None
+
+
 def _check_candidates(obj: dict[str, Any], max_chars: int) -> list[tuple[str, str | None]] | str:
+    """The row's distinct (text, model) candidates, or why the row is refused."""
     items = obj.get("candidates")
     if not isinstance(items, list) or not items:
         return "`candidates` must be a non-empty list"
@@ -50,18 +72,10 @@ def _check_candidates(obj: dict[str, Any], max_chars: int) -> list[tuple[str, st
         return f"more than {MAX_CANDIDATES} candidates"
     out: dict[str, str | None] = {}
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("text"), str) \
-                or not item["text"].strip():
-            return f"candidate {i + 1} needs a non-empty `text`"
-        if len(item["text"]) > max_chars:
-            return f"candidate {i + 1} is longer than {max_chars} characters"
-        model = item.get("model")
-        if model is not None and (not isinstance(model, str) or len(model) > 200):
-            return f"candidate {i + 1}: `model` must be a string of at most 200 characters"
-        problem = text_problem(item["text"]) or (model and text_problem(model))
-        if problem:
-            return f"candidate {i + 1}: the text {problem}"
-        out.setdefault(item["text"], model)  # distinct texts, first occurrence wins
+        problem = _candidate_problem(i + 1, item, max_chars)
+        if problem is not None:
+            return problem
+        out.setdefault(item["text"], item.get("model"))  # distinct texts, first occurrence wins
     return list(out.items())
 
 

@@ -44,41 +44,90 @@ def _tokens(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def create_from_lines(*, db: Session, kind: str, text: str, overlap: int = 1,
-                      priority: int = 0) -> LineReport:
-    """Tasks of this kind for each id listed: demonstrate and rank take prompt ids (a rank
-    task over all of the prompt's 4-9 candidates), rate takes candidate ids."""
+def _is_id(token: str) -> bool:
+    """A whole number small enough for the id columns (under 19 digits)."""
+    return token.isdigit() and len(token) < 19
+
+
+def _check_request(*, kind: str, overlap: int, tokens: list[tuple[int, str]]) -> None:
+    """Refuse the whole list (before anything is made) for a bad kind, overlap or size."""
     if kind not in KINDS:
         raise QueueError(f"Choose the kind of task: {', '.join(KINDS)}.")
     if not 1 <= overlap <= MAX_OVERLAP:
         raise QueueError(f"Overlap must be between 1 and {MAX_OVERLAP}, not {overlap}.")
-    tokens = _tokens(text)
     if not tokens:
         raise QueueError(f"List at least one {NAMES[kind]} id, one per line.")
     if len(tokens) > MAX_LINES:
         raise QueueError(f"List at most {MAX_LINES:,} ids at a time; this list has "
                          f"{len(tokens):,}.")
-    report = LineReport()
-    ids = {int(t) for _, t in tokens if t.isdigit() and len(t) < 19}
-    task_kind = TaskKind(kind)
+
+
+@dataclass
+class _Found:
+    """What the database holds for the listed ids of one kind."""
+
+    kind: str
+    prompt_of: dict[int, int]  # listed id that exists -> its prompt id
+    done: set[int]  # listed ids that already have a task of this kind
+    candidates: dict[int, list[int]]  # prompt id -> its candidate ids (rank only)
+
+    def refusal(self, item: int) -> tuple[str, str] | None:
+        """Why this id makes no task (outcome and reason), or None when it makes one."""
+        name = NAMES[self.kind]
+        if item not in self.prompt_of:
+            return "rejected", f"there is no {name} {item}"
+        if item in self.done:
+            return "skipped", f"this {name} already has a {self.kind} task"
+        n = len(self.candidates.get(item, []))
+        if self.kind == "rank" and not MIN_RANK <= n <= MAX_RANK:
+            return "rejected", (f"prompt {item} has {n} candidates; a rank task needs "
+                                f"{MIN_RANK} to {MAX_RANK}")
+        return None
+
+    def task(self, item: int) -> Task:
+        """The new task for an id that passed `refusal`."""
+        kind = TaskKind(self.kind)
+        if self.kind == "rank":
+            return Task(kind=kind, prompt_id=item, candidate_ids=self.candidates.get(item, []))
+        if self.kind == "rate":
+            return Task(kind=kind, prompt_id=self.prompt_of[item], candidate_ids=[item])
+        return Task(kind=kind, prompt_id=item, candidate_ids=[])
+
+
+def _find(*, db: Session, kind: str, ids: set[int]) -> _Found:
+    """Look up the listed ids, what already has a task, and (rank) each prompt's outputs."""
     if kind == "rate":
-        known = dict(db.execute(select(Candidate.id, Candidate.prompt_id)
-                                .where(Candidate.id.in_(ids))).all())
+        prompt_of = dict(db.execute(select(Candidate.id, Candidate.prompt_id)
+                                    .where(Candidate.id.in_(ids))).all())
     else:
-        known = {pid: pid for pid in db.scalars(select(Prompt.id).where(Prompt.id.in_(ids)))}
+        prompt_of = {pid: pid for pid in db.scalars(select(Prompt.id).where(Prompt.id.in_(ids)))}
     # What already has a task of this kind: its prompt (demonstrate, rank) or output (rate).
     existing = db.execute(select(Task.prompt_id, Task.candidate_ids).where(
-        Task.kind == task_kind, Task.prompt_id.in_(set(known.values())))).all()
-    done = {ids_[0] for _, ids_ in existing if ids_} if kind == "rate" else \
-        {pid for pid, _ in existing}
-    cands: dict[int, list[int]] = {}
+        Task.kind == TaskKind(kind), Task.prompt_id.in_(set(prompt_of.values())))).all()
+    if kind == "rate":
+        done = {ids_[0] for _, ids_ in existing if ids_}
+    else:
+        done = {pid for pid, _ in existing if pid is not None}
+    candidates: dict[int, list[int]] = {}
     if kind == "rank":
         for cid, pid in db.execute(select(Candidate.id, Candidate.prompt_id)
-                                   .where(Candidate.prompt_id.in_(known)).order_by(Candidate.id)):
-            cands.setdefault(pid, []).append(cid)
+                                   .where(Candidate.prompt_id.in_(prompt_of))
+                                   .order_by(Candidate.id)):
+            candidates.setdefault(pid, []).append(cid)
+    return _Found(kind=kind, prompt_of=prompt_of, done=done, candidates=candidates)
+
+
+def create_from_lines(*, db: Session, kind: str, text: str, overlap: int = 1,
+                      priority: int = 0) -> LineReport:
+    """Tasks of this kind for each id listed: demonstrate and rank take prompt ids (a rank
+    task over all of the prompt's 4-9 candidates), rate takes candidate ids."""
+    tokens = _tokens(text)
+    _check_request(kind=kind, overlap=overlap, tokens=tokens)
+    found = _find(db=db, kind=kind, ids={int(t) for _, t in tokens if _is_id(t)})
+    report = LineReport()
     seen: set[int] = set()
     for line, token in tokens:
-        if not token.isdigit() or len(token) >= 19:
+        if not _is_id(token):
             report.note(line, token, "rejected", f"{token!r} is not a {NAMES[kind]} id (a "
                         "whole number)")
             continue
@@ -87,23 +136,11 @@ def create_from_lines(*, db: Session, kind: str, text: str, overlap: int = 1,
             report.note(line, token, "skipped", "listed twice")
             continue
         seen.add(item)
-        if item not in known:
-            report.note(line, token, "rejected", f"there is no {NAMES[kind]} {item}")
+        refusal = found.refusal(item)
+        if refusal is not None:
+            report.note(line, token, *refusal)
             continue
-        if item in done:
-            report.note(line, token, "skipped", f"this {NAMES[kind]} already has a {kind} task")
-            continue
-        if kind == "rank":
-            ids_of = cands.get(item, [])
-            if not MIN_RANK <= len(ids_of) <= MAX_RANK:
-                report.note(line, token, "rejected", f"prompt {item} has {len(ids_of)} "
-                            f"candidates; a rank task needs {MIN_RANK} to {MAX_RANK}")
-                continue
-            task = Task(kind=task_kind, prompt_id=item, candidate_ids=ids_of)
-        elif kind == "rate":
-            task = Task(kind=task_kind, prompt_id=known[item], candidate_ids=[item])
-        else:
-            task = Task(kind=task_kind, prompt_id=item, candidate_ids=[])
+        task = found.task(item)
         task.required_labels, task.priority = overlap, priority
         db.add(task)
         db.flush()

@@ -347,6 +347,17 @@ def expire_leases(*, db: Session, batch: int = 500) -> int:
             return total
 
 
+def _client_params(db: Session, params: dict[str, Any]) -> dict[str, object]:
+    """The task's params a labeler's client may see, with its use case spelled out."""
+    shown: dict[str, object] = {k: v for k, v in params.items()
+                                if k in ("prompt_kind", "use_case_id")}
+    if params.get("use_case_id"):
+        use_case = db.get(UseCase, params["use_case_id"])
+        if use_case is not None:
+            shown["use_case"] = {"name": use_case.name, "description": use_case.description}
+    return shown
+
+
 def task_payload(*, db: Session, assignment: Lease | Assignment) -> dict[str, object]:
     """What a labeler's client needs for an assignment; never the gold answer."""
     if isinstance(assignment, Assignment):
@@ -359,11 +370,7 @@ def task_payload(*, db: Session, assignment: Lease | Assignment) -> dict[str, ob
     by_id: dict[int, str] = {}
     if assignment.display_order:
         by_id = dict(db.execute(_CANDIDATE_TEXTS, {"ids": assignment.display_order}).all())
-    params = {k: v for k, v in assignment.params.items() if k in ("prompt_kind", "use_case_id")}
-    if params.get("use_case_id"):
-        use_case = db.get(UseCase, params["use_case_id"])
-        if use_case is not None:
-            params["use_case"] = {"name": use_case.name, "description": use_case.description}
+    params = _client_params(db, assignment.params)
     return {
         "task_id": assignment.task_id, "assignment_id": assignment.id, "kind": assignment.kind,
         "prompt": {"id": prompt.id, "text": prompt.text} if prompt else None,

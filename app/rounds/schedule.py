@@ -41,14 +41,9 @@ def get_schedule(*, db: Session, lock: bool = False) -> TrainSchedule:
     return row
 
 
-def update_schedule(*, db: Session, user: User | None, enabled: bool,
-                    every_hours: float | None, min_new_comparisons: int | None,
-                    min_new_demonstrations: int | None, stages: list[str] | None = None,
-                    config: dict[str, Any] | None = None, promote: bool | str = False,
-                    generate: dict[str, Any] | None = None,
-                    evaluate: dict[str, Any] | None = None) -> TrainSchedule:
-    """Set when rounds start by themselves, and how they are judged and promoted (422 for
-    a schedule that makes no sense)."""
+def _check_when(*, enabled: bool, every_hours: float | None,
+                min_new_comparisons: int | None, min_new_demonstrations: int | None) -> None:
+    """422 for a period or threshold out of range, or an enabled schedule with neither."""
     if every_hours is not None and not 0.05 <= every_hours <= 24 * 365:
         raise JobError("Every N hours must be between 0.05 (3 minutes) and 8760 (a year).", 422)
     for name, value in (("new comparisons", min_new_comparisons),
@@ -58,11 +53,30 @@ def update_schedule(*, db: Session, user: User | None, enabled: bool,
     if enabled and every_hours is None and not min_new_comparisons and not min_new_demonstrations:
         raise JobError("An enabled schedule needs a period (every N hours) or a threshold "
                        "(new comparisons or demonstrations).", 422)
+
+
+def _stages(stages: list[str] | None) -> list[str]:
+    """The stages asked for (all by default), 422 for an unknown one."""
     stages = list(stages or STAGES)
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         raise JobError(f"Unknown stage(s) {', '.join(bad) or '(none)'}; stages: "
                        f"{', '.join(STAGES)}.", 422)
+    return stages
+
+
+def update_schedule(*, db: Session, user: User | None, enabled: bool,
+                    every_hours: float | None, min_new_comparisons: int | None,
+                    min_new_demonstrations: int | None, stages: list[str] | None = None,
+                    config: dict[str, Any] | None = None, promote: bool | str = False,
+                    generate: dict[str, Any] | None = None,
+                    evaluate: dict[str, Any] | None = None) -> TrainSchedule:
+    """Set when rounds start by themselves, and how they are judged and promoted (422 for
+    a schedule that makes no sense)."""
+    _check_when(enabled=enabled, every_hours=every_hours,
+                min_new_comparisons=min_new_comparisons,
+                min_new_demonstrations=min_new_demonstrations)
+    stages = _stages(stages)
     if generate is not None:
         from app.registry.generation import validate_generate
 
@@ -121,11 +135,16 @@ def due(*, db: Session, row: TrainSchedule) -> str | None:
                             now - row.last_fired_at >= timedelta(hours=row.every_hours)):
         return f"every {row.every_hours:g} h"
     if row.min_new_comparisons or row.min_new_demonstrations:
-        fresh = new_feedback(db=db)
-        if row.min_new_comparisons and fresh["comparisons"] >= row.min_new_comparisons:
-            return f"{fresh['comparisons']} new comparisons"
-        if row.min_new_demonstrations and fresh["demonstrations"] >= row.min_new_demonstrations:
-            return f"{fresh['demonstrations']} new demonstrations"
+        return _threshold_crossed(row, new_feedback(db=db))
+    return None
+
+
+def _threshold_crossed(row: TrainSchedule, fresh: dict[str, int]) -> str | None:
+    """The new feedback that reached its threshold (comparisons first), or None."""
+    if row.min_new_comparisons and fresh["comparisons"] >= row.min_new_comparisons:
+        return f"{fresh['comparisons']} new comparisons"
+    if row.min_new_demonstrations and fresh["demonstrations"] >= row.min_new_demonstrations:
+        return f"{fresh['demonstrations']} new demonstrations"
     return None
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.auth.models import Role, User
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.db import utcnow
 from app.jobs import service as jobs
 from app.jobs.errors import JobError
@@ -119,38 +119,51 @@ def _open_tasks(db: Session, kind: TaskKind) -> int:
     return int(db.scalar(stmt) or 0)
 
 
+_ON_TRAIN = Prompt.split == Split.train
+
+
+def _sft_need(db: Session, settings: Settings) -> Need:
+    """Demonstrations on train prompts, against the round minimum."""
+    have = db.scalar(select(func.count()).select_from(Demonstration)
+                     .join(Prompt, Prompt.id == Demonstration.prompt_id)
+                     .where(_ON_TRAIN)) or 0
+    waiting = _open_tasks(db, TaskKind.demonstrate)
+    how = (f"Label the {waiting} demonstrations waiting on /label" if waiting else
+           "Create demonstrate tasks on train prompts (/tasks)")
+    return Need("sft", "demonstrations on train-split prompts", have,
+                settings.round_min_demonstrations, how + ", or let simulated "
+                "labelers do it (rlhf-studio simulate --labelers 4).")
+
+
+def _rm_need(db: Session, settings: Settings) -> Need:
+    """Rankings on train prompts, against the round minimum."""
+    have = db.scalar(select(func.count()).select_from(Ranking)
+                     .join(Prompt, Prompt.id == Ranking.prompt_id).where(_ON_TRAIN)) or 0
+    waiting = _open_tasks(db, TaskKind.rank)
+    how = (f"Rank the {waiting} outputs sets waiting on /label" if waiting else
+           "Import model outputs as rank tasks (rlhf-studio candidates import FILE "
+           "--rank-tasks)")
+    return Need("rm", "rankings on train-split prompts", have,
+                settings.round_min_rankings, how + ", or let simulated labelers "
+                "do it (rlhf-studio simulate --labelers 4).")
+
+
+def _ppo_need(db: Session, settings: Settings) -> Need:
+    """At least one train prompt to roll out on."""
+    have = db.scalar(select(func.count()).select_from(Prompt).where(_ON_TRAIN)) or 0
+    return Need("ppo", "train-split prompts to roll out on", have, 1,
+                "Import prompts on /prompts (JSONL or CSV).")
+
+
+# The data each stage trains on (stages not listed need none).
+_NEEDS = {"sft": _sft_need, "rm": _rm_need, "ppo": _ppo_need}
+
+
 def readiness(*, db: Session, stages: list[str] | None = None) -> list[Need]:
     """For each stage, the data it trains on against the round minimums, with what to do
     about a shortfall: the /jobs page shows it, and a refused round says it."""
     settings = get_settings()
-    on_train = Prompt.split == Split.train
-    out = []
-    for stage in stages or list(STAGES):
-        if stage == "sft":
-            have = db.scalar(select(func.count()).select_from(Demonstration)
-                             .join(Prompt, Prompt.id == Demonstration.prompt_id)
-                             .where(on_train)) or 0
-            waiting = _open_tasks(db, TaskKind.demonstrate)
-            how = (f"Label the {waiting} demonstrations waiting on /label" if waiting else
-                   "Create demonstrate tasks on train prompts (/tasks)")
-            out.append(Need("sft", "demonstrations on train-split prompts", have,
-                            settings.round_min_demonstrations, how + ", or let simulated "
-                            "labelers do it (rlhf-studio simulate --labelers 4)."))
-        elif stage == "rm":
-            have = db.scalar(select(func.count()).select_from(Ranking)
-                             .join(Prompt, Prompt.id == Ranking.prompt_id).where(on_train)) or 0
-            waiting = _open_tasks(db, TaskKind.rank)
-            how = (f"Rank the {waiting} outputs sets waiting on /label" if waiting else
-                   "Import model outputs as rank tasks (rlhf-studio candidates import FILE "
-                   "--rank-tasks)")
-            out.append(Need("rm", "rankings on train-split prompts", have,
-                            settings.round_min_rankings, how + ", or let simulated labelers "
-                            "do it (rlhf-studio simulate --labelers 4)."))
-        elif stage == "ppo":
-            have = db.scalar(select(func.count()).select_from(Prompt).where(on_train)) or 0
-            out.append(Need("ppo", "train-split prompts to roll out on", have, 1,
-                            "Import prompts on /prompts (JSONL or CSV)."))
-    return out
+    return [_NEEDS[stage](db, settings) for stage in stages or list(STAGES) if stage in _NEEDS]
 
 
 def check_data(*, db: Session, stages: list[str]) -> None:
@@ -172,30 +185,63 @@ def _judging(db: Session, stages: list[str], promote: bool | str,
                                                         evaluate=evaluate)
 
 
+def _rm_warning(outputs: dict[str, Any], settings: Settings) -> str | None:
+    """A reward model at chance on its held-out rankings."""
+    accuracy = (outputs.get("metrics") or {}).get("val_accuracy")
+    if accuracy is not None and accuracy < settings.round_min_rm_accuracy:
+        return (f"The reward model is at chance on its held-out rankings (accuracy "
+                f"{accuracy:.2f}): it has little to steer PPO by. More rankings, more "
+                "epochs or a higher learning rate may help.")
+    return None
+
+
+def _ppo_warning(outputs: dict[str, Any], settings: Settings) -> str | None:
+    """A policy that barely moved from its SFT model."""
+    metrics = outputs.get("metrics") or {}
+    kl = metrics.get("test_kl", metrics.get("kl"))
+    if kl is not None and kl < settings.round_min_kl:
+        return (f"The policy barely moved from its SFT model (KL {kl:.3f} nats): PPO's "
+                "learning rate or steps are too small for this model, or its reward "
+                "model gives it nothing to follow.")
+    return None
+
+
+def _generate_warning(outputs: dict[str, Any], settings: Settings) -> str | None:
+    """A generate stage that made no rank task."""
+    if outputs.get("tasks") != 0:
+        return None
+    why = f": {outputs['reason']}" if outputs.get("reason") else "."
+    return (f"The generate stage made no new rank task{why} The next round will have no "
+            "fresh outputs to rank.")
+
+
+# What a succeeded stage of each kind may warn about (the others say nothing).
+_WARNINGS = {"rm": _rm_warning, "ppo": _ppo_warning, "generate": _generate_warning}
+
+
 def warnings(jobs: list[Job]) -> list[str]:
     """What a round's succeeded stages say about whether it learned anything: sentences for
     a reward model at chance, a policy that barely moved from its SFT, a generate stage that
     made no rank task. A round with any of these succeeded in name only."""
     settings, out = get_settings(), []
     for job in jobs:
-        if job.state != JobState.succeeded:
+        check = _WARNINGS.get(job.kind)
+        if job.state != JobState.succeeded or check is None:
             continue
-        outputs = job.outputs or {}
-        metrics = outputs.get("metrics") or {}
-        accuracy, kl = metrics.get("val_accuracy"), metrics.get("test_kl", metrics.get("kl"))
-        if job.kind == "rm" and accuracy is not None and accuracy < settings.round_min_rm_accuracy:
-            out.append(f"The reward model is at chance on its held-out rankings (accuracy "
-                       f"{accuracy:.2f}): it has little to steer PPO by. More rankings, more "
-                       "epochs or a higher learning rate may help.")
-        if job.kind == "ppo" and kl is not None and kl < settings.round_min_kl:
-            out.append(f"The policy barely moved from its SFT model (KL {kl:.3f} nats): PPO's "
-                       "learning rate or steps are too small for this model, or its reward "
-                       "model gives it nothing to follow.")
-        if job.kind == "generate" and outputs.get("tasks") == 0:
-            out.append("The generate stage made no new rank task"
-                       + (f": {outputs['reason']}" if outputs.get("reason") else ".")
-                       + " The next round will have no fresh outputs to rank.")
+        sentence = check(job.outputs or {}, settings)
+        if sentence is not None:
+            out.append(sentence)
     return out
+
+
+def _pipeline_stages(stages: list[str] | None) -> list[str]:
+    """The stages asked for (all by default) in pipeline order; 422 for an unknown one."""
+    stages = list(STAGES) if stages is None else list(stages)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise JobError(f"Unknown stage(s) {', '.join(unknown) or '(none)'}; a round runs "
+                       f"some of: {', '.join(STAGES)}.", 422)
+    return [s for s in STAGES if s in stages]
 
 
 def create_round(*, db: Session, user: User | None, stages: list[str] | None = None,
@@ -205,12 +251,7 @@ def create_round(*, db: Session, user: User | None, stages: list[str] | None = N
                  schedule_id: int | None = None,
                  evaluate: dict[str, Any] | None = None) -> Round:
     """Validate and record a round with all its jobs queued; `dispatch` starts the first."""
-    stages = list(STAGES) if stages is None else list(stages)
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown or not stages:
-        raise JobError(f"Unknown stage(s) {', '.join(unknown) or '(none)'}; a round runs "
-                       f"some of: {', '.join(STAGES)}.", 422)
-    stages = [s for s in STAGES if s in stages]  # always in pipeline order
+    stages = _pipeline_stages(stages)
     config = validate_config(config or {}, stages)
     if generate is not None:
         from app.registry.generation import validate_generate
@@ -275,6 +316,29 @@ def current_jobs(*, db: Session, round_id: int) -> list[Job]:
     return [newest[p] for p in sorted(newest)]
 
 
+_LIVE = (JobState.running, JobState.cancelling)
+
+
+def _stopped(current: list[Job]) -> Job | None:
+    """The first stage that failed or was cancelled, if one did."""
+    return next((j for j in current if j.state in (JobState.failed, JobState.cancelled)), None)
+
+
+def _stop_after(*, rnd: Round, current: list[Job], stopped: Job) -> None:
+    """A stage failed or was cancelled: skip the stages queued after it, and end the round
+    in that state once no stage is still running."""
+    now = utcnow()
+    for job in current:
+        if job.state == JobState.queued and job.position > stopped.position:
+            job.state, job.finished_at, job.retryable = JobState.cancelled, now, True
+            job.error = f"skipped: the {stopped.kind} stage {stopped.state}"
+    if any(j.state in _LIVE for j in current):
+        return
+    rnd.state = RoundState.failed if stopped.state == JobState.failed else RoundState.cancelled
+    rnd.error = f"{stopped.kind} (job {stopped.id}) {stopped.state}: {stopped.error or ''}"
+    rnd.finished_at = now
+
+
 def settle(*, db: Session, round_id: int) -> list[int]:
     """Bring the round's state in line with its jobs after one ended; return job ids to send.
 
@@ -285,38 +349,32 @@ def settle(*, db: Session, round_id: int) -> list[int]:
     if rnd is None:
         return []
     current = current_jobs(db=db, round_id=round_id)
-    states = [j.state for j in current]
-    now = utcnow()
-    stopped = next((j for j in current if j.state in (JobState.failed, JobState.cancelled)),
-                   None)
+    stopped = _stopped(current)
+    states = {j.state for j in current}
+    send: list[int] = []
     if stopped is not None:
-        for job in current:
-            if job.state == JobState.queued and job.position > stopped.position:
-                job.state, job.finished_at, job.retryable = JobState.cancelled, now, True
-                job.error = f"skipped: the {stopped.kind} stage {stopped.state}"
-        if not any(s in (JobState.running, JobState.cancelling) for s in states):
-            rnd.state = (RoundState.failed if stopped.state == JobState.failed
-                         else RoundState.cancelled)
-            rnd.error = f"{stopped.kind} (job {stopped.id}) {stopped.state}: {stopped.error or ''}"
-            rnd.finished_at = now
-        db.flush()
-        return []
-    if all(s == JobState.succeeded for s in states):
-        if rnd.promote_if_better and not judged.decided(rnd):
-            # Trained and evaluated: promotion waits for people (and may be decided now, if
-            # the campaign had nothing to judge).
-            rnd.state = RoundState.awaiting_judgment
-            return judged.settle_judgment(db=db, rnd=rnd)
-        rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, now, None
-        db.flush()
-        return []
-    if any(s in (JobState.running, JobState.cancelling) for s in states):
+        _stop_after(rnd=rnd, current=current, stopped=stopped)
+    elif states <= {JobState.succeeded}:
+        return _trained(db=db, rnd=rnd)
+    elif states & set(_LIVE):
         rnd.state = RoundState.running
-        rnd.started_at = rnd.started_at or now
-        db.flush()
-        return []
+        rnd.started_at = rnd.started_at or utcnow()
+    else:
+        send = [j.id for j in current if j.state == JobState.queued][:1]
     db.flush()
-    return [j.id for j in current if j.state == JobState.queued][:1]
+    return send
+
+
+def _trained(*, db: Session, rnd: Round) -> list[int]:
+    """Every stage succeeded: the round succeeds, or waits for its campaign to decide."""
+    if rnd.promote_if_better and not judged.decided(rnd):
+        # Trained and evaluated: promotion waits for people (and may be decided now, if
+        # the campaign had nothing to judge).
+        rnd.state = RoundState.awaiting_judgment
+        return judged.settle_judgment(db=db, rnd=rnd)
+    rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, utcnow(), None
+    db.flush()
+    return []
 
 
 def cancel_round(*, db: Session, round_id: int) -> Round:
@@ -332,6 +390,17 @@ def cancel_round(*, db: Session, round_id: int) -> Round:
     return rnd
 
 
+def _check_retry(*, db: Session, rnd: Round, job: Job, current: dict[int, Job]) -> None:
+    """409 unless the job is its stage's newest attempt and, for an exclusive round that
+    ended, no other round is live."""
+    if current.get(job.position) is not job:
+        raise JobError(f"Job {job.id} was already retried; retry its newest attempt.", 409)
+    if rnd.exclusive and rnd.state not in (RoundState.queued, RoundState.running):
+        busy = live_round(db=db)
+        if busy is not None and busy.id != rnd.id:
+            raise JobError(_busy(busy), 409)
+
+
 def retry_job(*, db: Session, job_id: int, user: User | None) -> Job:
     """A new attempt of a failed or cancelled job; in a round, of the stages it stopped too."""
     job = jobs.get_job(db=db, job_id=job_id, lock=True)
@@ -339,12 +408,7 @@ def retry_job(*, db: Session, job_id: int, user: User | None) -> Job:
         return jobs.new_attempt(db=db, job=job, user=user)
     rnd = db.scalars(select(Round).where(Round.id == job.round_id).with_for_update()).one()
     current = {j.position: j for j in current_jobs(db=db, round_id=rnd.id)}
-    if current.get(job.position) is not job:
-        raise JobError(f"Job {job.id} was already retried; retry its newest attempt.", 409)
-    if rnd.exclusive and rnd.state not in (RoundState.queued, RoundState.running):
-        busy = live_round(db=db)
-        if busy is not None and busy.id != rnd.id:
-            raise JobError(_busy(busy), 409)
+    _check_retry(db=db, rnd=rnd, job=job, current=current)
     first = jobs.new_attempt(db=db, job=job, user=user)
     for position, later in sorted(current.items()):
         if position > job.position and later.state in (JobState.cancelled, JobState.failed):

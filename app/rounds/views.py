@@ -136,26 +136,27 @@ def _int(form: dict[str, Any], key: str, label: str) -> int | None:
     return None if text == "" else _number(label, text, "int")
 
 
-def parse_round_form(form: dict[str, Any]) -> dict[str, Any]:
-    """The trigger form as create_round's arguments (422 with a sentence when it cannot be)."""
-    stages = [s for s in form.get("stages", []) if isinstance(s, str)]
-    if not stages:
-        raise JobError("Tick at least one stage (sft, rm or ppo) to train.", 422)
-    config: dict[str, dict[str, Any]] = {}
+def _advanced(form: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The advanced settings box: a JSON object of {stage: {field: value}}, or {} if empty."""
     advanced = _text(form, "advanced")
     if len(advanced) > MAX_JSON_CHARS:
         raise JobError(f"The advanced settings are longer than {MAX_JSON_CHARS:,} characters.",
                        422)
-    if advanced:
-        try:
-            loaded = json.loads(advanced)
-        except json.JSONDecodeError as exc:
-            raise JobError(f"The advanced settings are not valid JSON ({exc.msg} at line "
-                           f"{exc.lineno}, column {exc.colno}).", 422) from None
-        if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
-            raise JobError('The advanced settings must be an object of {stage: {field: value}}, '
-                           'e.g. {"ppo": {"clip": 0.1}}.', 422)
-        config = {stage: dict(values) for stage, values in loaded.items()}
+    if not advanced:
+        return {}
+    try:
+        loaded = json.loads(advanced)
+    except json.JSONDecodeError as exc:
+        raise JobError(f"The advanced settings are not valid JSON ({exc.msg} at line "
+                       f"{exc.lineno}, column {exc.colno}).", 422) from None
+    if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
+        raise JobError('The advanced settings must be an object of {stage: {field: value}}, '
+                       'e.g. {"ppo": {"clip": 0.1}}.', 422)
+    return {stage: dict(values) for stage, values in loaded.items()}
+
+
+def _add_knobs(form: dict[str, Any], config: dict[str, dict[str, Any]]) -> None:
+    """The knobs filled in on the form into config (422 where one contradicts the JSON)."""
     for knob in knobs():
         text = _text(form, knob.key)
         if text == "":
@@ -166,19 +167,33 @@ def parse_round_form(form: dict[str, Any]) -> dict[str, Any]:
             raise JobError(f"{knob.key} is set both in the form ({value!r}) and in the "
                            f"advanced settings ({already!r}); keep one.", 422)
         config.setdefault(knob.stage, {})[knob.name] = value
+
+
+def _generate(form: dict[str, Any], promote: bool | str) -> dict[str, Any] | None:
+    """New rank tasks after the round, when ticked: the filled-in k, n_prompts and overlap."""
+    if not checked(form, "generate"):
+        return None
+    if not promote:
+        raise JobError("New rank tasks are sampled from the promoted policy: tick "
+                       "“promote” too, or untick “generate”.", 422)
+    generate = {}
+    for key in ("k", "n_prompts", "overlap"):
+        value = _int(form, f"gen_{key}", f"generate {key}")
+        if value is not None:
+            generate[key] = value
+    return generate
+
+
+def parse_round_form(form: dict[str, Any]) -> dict[str, Any]:
+    """The trigger form as create_round's arguments (422 with a sentence when it cannot be)."""
+    stages = [s for s in form.get("stages", []) if isinstance(s, str)]
+    if not stages:
+        raise JobError("Tick at least one stage (sft, rm or ppo) to train.", 422)
+    config = _advanced(form)
+    _add_knobs(form, config)
     judging = parse_judging(form)
-    promote = judging["promote"]
-    generate = None
-    if checked(form, "generate"):
-        if not promote:
-            raise JobError("New rank tasks are sampled from the promoted policy: tick "
-                           "“promote” too, or untick “generate”.", 422)
-        generate = {}
-        for key in ("k", "n_prompts", "overlap"):
-            value = _int(form, f"gen_{key}", f"generate {key}")
-            if value is not None:
-                generate[key] = value
-    return {"stages": stages, "config": config, "generate": generate, **judging}
+    return {"stages": stages, "config": config,
+            "generate": _generate(form, judging["promote"]), **judging}
 
 
 def parse_judging(form: dict[str, Any]) -> dict[str, Any]:

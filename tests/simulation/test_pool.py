@@ -150,6 +150,21 @@ def test_cli_refuses_bad_options_before_doing_anything(committed_db):
     assert committed_db.scalar(select(func.count()).select_from(User)) == 0
 
 
+def test_loop_cli_refuses_bad_options_before_doing_anything(committed_db):
+    from app.cli import root
+
+    runner = CliRunner()
+    for args, message in (
+        (["--judge", "colour:red"], "unknown judge"),
+        (["--config", "{broken"], "Expecting"),
+        (["--config", "[1, 2]"], "a JSON object of stages"),
+        (["--if-better"], "needs --evaluate"),
+    ):
+        result = runner.invoke(root, ["simulate", "loop", "--url", "http://127.0.0.1:9", *args])
+        assert result.exit_code != 0 and message in result.output, result.output
+    assert committed_db.scalar(select(func.count()).select_from(User)) == 0
+
+
 def test_accounts_over_http_with_an_admin_token(committed_db, live_server):
     import httpx
 

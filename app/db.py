@@ -4,7 +4,7 @@ import os
 import select
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -160,9 +160,15 @@ def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={
         "check_same_thread": False, "timeout": wait_s, "factory": _TurnTakingConnection},
         **pool)
+    event.listen(engine, "connect", _sqlite_pragmas(wait_s, turns))
+    event.listen(engine, "begin", _sqlite_begin(wait_s))
+    return engine
 
-    @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+
+def _sqlite_pragmas(wait_s: float, turns: WriteTurns) -> Callable[..., None]:
+    """A new connection's settings: foreign keys, WAL, the lock wait, and this file's turns."""
+
+    def on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
@@ -170,20 +176,26 @@ def _sqlite_engine(url: str) -> Engine:
         cur.close()
         # pysqlite would begin a transaction only before a write, so reads ran outside
         # it and a SAVEPOINT could begin (and its RELEASE commit) the transaction.
-        # SQLAlchemy begins it instead (below).
+        # SQLAlchemy begins it instead (_sqlite_begin).
         dbapi_conn.isolation_level = None
         dbapi_conn.turns = turns
 
-    @event.listens_for(engine, "begin")
-    def _sqlite_begin(conn):  # type: ignore[no-untyped-def]
-        # IMMEDIATE: SQLite has no row locks, so a unit of work takes the database's one
-        # write lock when it begins, waiting its turn (WriteTurns in this process, then
-        # busy_timeout against others: RLHF_DB_LOCK_TIMEOUT_S bounds each), as
-        # PostgreSQL's `FOR UPDATE` waits for the task row. A deferred transaction that
-        # read first and wrote after another had committed would fail ("database is
-        # locked") instead of waiting: busy_timeout does not apply to that upgrade.
-        # Read-only work begins DEFERRED (`read_only_session`), so a long read neither
-        # holds nor waits for the lock (WAL).
+    return on_connect
+
+
+def _sqlite_begin(wait_s: float) -> Callable[..., None]:
+    """How a transaction begins on SQLite.
+
+    IMMEDIATE: SQLite has no row locks, so a unit of work takes the database's one write
+    lock when it begins, waiting its turn (WriteTurns in this process, then busy_timeout
+    against others: RLHF_DB_LOCK_TIMEOUT_S bounds each), as PostgreSQL's `FOR UPDATE`
+    waits for the task row. A deferred transaction that read first and wrote after another
+    had committed would fail ("database is locked") instead of waiting: busy_timeout does
+    not apply to that upgrade. Read-only work begins DEFERRED (`read_only_session`), so a
+    long read neither holds nor waits for the lock (WAL).
+    """
+
+    def on_begin(conn):  # type: ignore[no-untyped-def]
         mode = conn.get_execution_options().get(_BEGIN, "IMMEDIATE")
         if not mode:  # None: no transaction, each statement on its own (test observers)
             return
@@ -196,7 +208,7 @@ def _sqlite_engine(url: str) -> Engine:
             dbapi_conn.give_turn()
             raise
 
-    return engine
+    return on_begin
 
 
 def make_engine(url: str) -> Engine:

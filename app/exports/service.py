@@ -238,14 +238,18 @@ def write_files(*, db: Session, snapshot: DatasetSnapshot, out_dir: Path | None 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shared = store.current() if out_dir is None else None
-    if shared is None:
-        return BuildResult(directory=final, manifest=manifest)
-    try:  # the stages that read it may run on other machines
-        stored = shared.publish(final, "exports", final.name)
+    location = _publish(shared, final) if shared is not None else ""
+    return BuildResult(directory=final, manifest=manifest, location=location)
+
+
+def _publish(shared: store.Store, final: Path) -> str:
+    """Put a built snapshot in the store (the stages that read it may run on other
+    machines); one the store refuses is removed here too, so it is nowhere half-kept."""
+    try:
+        return shared.publish(final, "exports", final.name).url
     except store.StoreError:
         shutil.rmtree(final, ignore_errors=True)
         raise
-    return BuildResult(directory=final, manifest=manifest, location=stored.url)
 
 
 @contextmanager

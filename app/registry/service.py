@@ -248,9 +248,11 @@ def pretrain_corpus(ctx: JobContext) -> str | None:
         return None
     corpus = Path(path).with_name("base-tiny-pretrain.jsonl")
     if not corpus.exists():
-        from training.tiny import synthetic_corpus  # in the worker: torch is there
+        # training.tiny.synthetic_corpus's text, from the standard-library module behind it:
+        # importing training.tiny would load torch into the worker for a list of strings
+        from training import toy_english
 
         tmp = corpus.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in synthetic_corpus(512, 7)))
+        tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in toy_english.corpus(512, 7)))
         tmp.replace(corpus)
     return str(corpus)

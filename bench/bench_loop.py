@@ -10,7 +10,10 @@ the worker with its training children, or the direct commands), which a shared m
 distorts less; the figures are medians over the repeats with their spread.
 
 The clock of a round starts once the worker answers a ping: a worker is a long-lived
-process, so its own start-up (printed apart) is no part of a round's cost.
+process, so its own start-up (printed apart) is no part of a round's cost. The direct
+commands run in a session of their own, as a job's child does (app/jobs/child.py): with
+Linux's autogroup scheduling each session gets a fair share of a busy machine, so a child
+in a new session would otherwise outrun the same command left in this one.
 
     .venv/bin/python bench/bench_loop.py [--demos 24] [--ranks 24] [--repeats 3]
 """
@@ -212,7 +215,8 @@ def direct(jobs_run: dict) -> tuple[float, float]:
         stage, stage_started = argv[0], time.perf_counter()
         flags = stage_config.argv(stage, stage_config.overrides(stage, CONFIG[stage]))
         subprocess.run([sys.executable, "-m", "training", "--threads", "1", *argv, *flags],
-                       check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       start_new_session=True)
         seconds[stage] = round(time.perf_counter() - stage_started, 1)
     print(json.dumps({"direct_seconds": seconds}), flush=True)
     return time.perf_counter() - started, cpu_seconds() - cpu_started
@@ -235,7 +239,7 @@ def reporting(jobs_run: dict, epochs: int, reported_first: bool) -> dict[str, tu
     def plain() -> None:
         subprocess.run([sys.executable, "-m", "training", *argv, "--out", str(WORK / "plain")],
                        check=True, cwd=REPO, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+                       stderr=subprocess.DEVNULL, start_new_session=True)
 
     def reported() -> None:
         with session_scope() as db:

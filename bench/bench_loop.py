@@ -3,10 +3,19 @@ PostgreSQL, registration) against the same stages run directly with `python -m t
 on the same snapshot files; and a training stage's steps/s with metric reporting on vs off.
 
 Targets (issue "Close the loop"): round wall time through the jobs ≤ 1.15× direct; steps/s
-with reporting on ≤ 3 % slower than off. Both pairs run back to back in this process, so
-the figures compare like with like on a busy machine.
+with reporting on ≤ 3 % slower than off. Both pairs run back to back in this process, in
+alternating order when repeated, so the figures compare like with like on a busy machine.
+Each side is timed by wall clock and by CPU seconds (this process's and its children's:
+the worker with its training children, or the direct commands), which a shared machine
+distorts less; the figures are medians over the repeats with their spread.
 
-    .venv/bin/python bench/bench_loop.py [--demos 24] [--ranks 24] [--repeats 1]
+The clock of a round starts once the worker answers a ping: a worker is a long-lived
+process, so its own start-up (printed apart) is no part of a round's cost. The direct
+commands run in a session of their own, as a job's child does (app/jobs/child.py): with
+Linux's autogroup scheduling each session gets a fair share of a busy machine, so a child
+in a new session would otherwise outrun the same command left in this one.
+
+    .venv/bin/python bench/bench_loop.py [--demos 24] [--ranks 24] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -14,6 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,7 +33,7 @@ import time
 from pathlib import Path
 
 WORK = Path(tempfile.mkdtemp(prefix="rlhf-bench-loop-"))
-DB_NAME = "rlhf_bench_loop"
+DB_NAME = os.environ.get("RLHF_BENCH_DB", "rlhf_bench_loop")
 PG = os.environ.get("RLHF_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("RLHF_BENCH_REDIS", "redis://127.0.0.1:6379/14")
 os.environ.update({
@@ -35,6 +47,17 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIG = {  # the quick preset's sizes, a little longer so the stages dominate start-up
     "sft": {"epochs": 6}, "rm": {"epochs": 2}, "ppo": {"steps": 10},
 }
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds (user + system) of this process and its reaped children, or of a live
+    process `pid` and its reaped children (from /proc: the worker and its stages)."""
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def setup_database() -> None:
@@ -110,22 +133,32 @@ def seed(n_demos: int, n_ranks: int) -> None:
                                 body=SubmissionCreate(**body))
 
 
-def start_worker() -> subprocess.Popen[bytes]:
+def start_worker() -> tuple[subprocess.Popen[bytes], float]:
+    """A worker, and the seconds until it answered a ping (its start-up)."""
     import redis
 
+    from app.worker import celery_app
+
     redis.Redis.from_url(REDIS).flushdb()
-    return subprocess.Popen(
+    started = time.perf_counter()
+    worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "app.worker", "worker", "-Q", "default,gpu",
          "--pool", "solo", "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
         cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not celery_app.control.ping(timeout=0.5):
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with status {worker.returncode}")
+    return worker, time.perf_counter() - started
 
 
-def through_jobs() -> tuple[float, dict]:
-    """Seconds from creating a round to its success (export, sft, rm, ppo), with a worker."""
+def through_jobs(worker_pid: int) -> tuple[float, float, dict]:
+    """Seconds (wall, CPU of the worker with its stages and of this process) from creating
+    a round to its success (export, sft, rm, ppo), and what its jobs read and wrote."""
     from app.db import session_scope
     from app.jobs import service as jobs
     from app.rounds import service as rounds
 
+    cpu_started = cpu_seconds(worker_pid) + cpu_seconds()
     started = time.perf_counter()
     with session_scope() as db:
         rnd = rounds.create_round(db=db, user=None, stages=["sft", "rm", "ppo"],
@@ -138,19 +171,24 @@ def through_jobs() -> tuple[float, dict]:
             if state in ("succeeded", "failed", "cancelled"):
                 done = {j.kind: j for j in rounds.current_jobs(db=db, round_id=rid)}
                 out = {k: dict(j.inputs) | {"outputs": dict(j.outputs)} for k, j in done.items()}
+                seconds = {k: round((j.finished_at - j.started_at).total_seconds(), 1)
+                           for k, j in done.items() if j.started_at and j.finished_at}
                 break
         time.sleep(0.2)
+    wall = time.perf_counter() - started
+    print(json.dumps({"job_seconds": seconds}), flush=True)
     assert state == "succeeded", state
-    return time.perf_counter() - started, out
+    return wall, cpu_seconds(worker_pid) + cpu_seconds() - cpu_started, out
 
 
-def direct(jobs_run: dict) -> float:
+def direct(jobs_run: dict) -> tuple[float, float]:
     """The same stages on the same snapshot files, as `python -m training` commands."""
     from app.rounds import stage_config
 
     snaps = jobs_run["export"]["outputs"]["snapshots"]
     base = jobs_run["sft"]["parent"]["path"]
     out = WORK / "direct"
+    shutil.rmtree(out, ignore_errors=True)
     pretrain = jobs_run["ppo"].get("reward_model") and str(Path(base).with_name(
         "base-tiny-pretrain.jsonl"))
     commands = [
@@ -162,7 +200,7 @@ def direct(jobs_run: dict) -> float:
          "--prompts", snaps["prompts"]["path"], "--pretrain-data", str(pretrain),
          "--out", str(out / "ppo")],
     ]
-    started = time.perf_counter()
+    cpu_started, started = cpu_seconds(), time.perf_counter()
     from app.db import session_scope
     from app.exports import service as exports
     from app.exports.schemas import ExportCreate
@@ -172,16 +210,21 @@ def direct(jobs_run: dict) -> float:
             snap = exports.create_snapshot(db=db, user=None, request=ExportCreate(
                 kind=kind, filters={"split": "train"}))  # type: ignore[arg-type]
             exports.build(db=db, snapshot=snap)
+    seconds = {"export": round(time.perf_counter() - started, 1)}
     for argv in commands:
-        stage = argv[0]
+        stage, stage_started = argv[0], time.perf_counter()
         flags = stage_config.argv(stage, stage_config.overrides(stage, CONFIG[stage]))
         subprocess.run([sys.executable, "-m", "training", "--threads", "1", *argv, *flags],
-                       check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - started
+                       check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       start_new_session=True)
+        seconds[stage] = round(time.perf_counter() - stage_started, 1)
+    print(json.dumps({"direct_seconds": seconds}), flush=True)
+    return time.perf_counter() - started, cpu_seconds() - cpu_started
 
 
-def reporting(jobs_run: dict, epochs: int) -> tuple[float, float]:
-    """SFT seconds with step events streamed into a job's heartbeat vs a plain run."""
+def reporting(jobs_run: dict, epochs: int, reported_first: bool) -> dict[str, tuple[float, float]]:
+    """SFT (wall, CPU) seconds with step events streamed into a job's heartbeat (this
+    process's reader and heartbeat threads counted) vs a plain run."""
     from app.db import session_scope
     from app.jobs import service as jobs
     from app.jobs.child import run_child
@@ -192,22 +235,42 @@ def reporting(jobs_run: dict, epochs: int) -> tuple[float, float]:
     argv = ["--threads", "1", "sft", "--base-model", jobs_run["sft"]["parent"]["path"],
             "--train-data", snaps["sft"]["path"], "--epochs", str(epochs), "--batch-size", "4",
             "--eval-prompts", "0"]
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "training", *argv, "--out", str(WORK / "plain")],
-                   check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    plain = time.perf_counter() - started
-    with session_scope() as db:
-        job = jobs.submit(db=db, kind="sft", config={})
-        job.state, job.worker = "running", jobs.worker_id()
-        job_id = job.id
-    ctx = JobContext(job_id=job_id, kind="sft", config={}, inputs={}, workdir=WORK)
-    beat = Heartbeat(ctx, jobs.worker_id())
-    beat.start()
-    started = time.perf_counter()
-    run_child(ctx, [*argv, "--out", str(WORK / "reported")])
-    reported = time.perf_counter() - started
-    beat.stop()
-    return plain, reported
+
+    def plain() -> None:
+        subprocess.run([sys.executable, "-m", "training", *argv, "--out", str(WORK / "plain")],
+                       check=True, cwd=REPO, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def reported() -> None:
+        with session_scope() as db:
+            job = jobs.submit(db=db, kind="sft", config={})
+            job.state, job.worker = "running", jobs.worker_id()
+            job_id = job.id
+        ctx = JobContext(job_id=job_id, kind="sft", config={}, inputs={}, workdir=WORK)
+        beat = Heartbeat(ctx, jobs.worker_id())
+        beat.start()
+        run_child(ctx, [*argv, "--out", str(WORK / "reported")])
+        beat.stop()
+
+    timed = {}
+    for name, run in sorted({"plain": plain, "reported": reported}.items(),
+                            reverse=reported_first):
+        cpu_started, started = cpu_seconds(), time.perf_counter()
+        run()
+        timed[name] = (time.perf_counter() - started, cpu_seconds() - cpu_started)
+    return timed
+
+
+def spread(values: list[float], digits: int = 3) -> dict[str, object]:
+    """Median and range of repeated figures."""
+    return {"median": round(statistics.median(values), digits),
+            "min": round(min(values), digits), "max": round(max(values), digits)}
+
+
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min) and CPU count, as uptime says them."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def main() -> None:
@@ -215,25 +278,55 @@ def main() -> None:
     parser.add_argument("--demos", type=int, default=24)
     parser.add_argument("--ranks", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=60, help="SFT epochs, reporting pair")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each pair")
     args = parser.parse_args()
+    load_before = load()
     setup_database()
     subprocess.run([sys.executable, "-m", "training", "--threads", "1", "tiny", "--out",
                     str(WORK / "models" / "base-tiny")], check=True, cwd=REPO,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seed(args.demos, args.ranks)
-    worker = start_worker()
+    worker, startup = start_worker()
+    rounds: list[dict[str, float]] = []
+    run: dict = {}
     try:
-        via_jobs, run = through_jobs()
+        for i in range(args.repeats):  # odd repeats run the direct side first
+            if i % 2 and run:
+                plain_wall, plain_cpu = direct(run)
+            jobs_wall, jobs_cpu, run = through_jobs(worker.pid)
+            if not i % 2:
+                plain_wall, plain_cpu = direct(run)
+            rounds.append({"jobs_s": jobs_wall, "jobs_cpu_s": jobs_cpu, "direct_s": plain_wall,
+                           "direct_cpu_s": plain_cpu})
+            print(json.dumps({"round": i, **{k: round(v, 2) for k, v in rounds[-1].items()}}),
+                  flush=True)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    plain_round = direct(run)
-    plain, reported = reporting(run, args.epochs)
+    steps = []
+    for i in range(args.repeats):
+        timed = reporting(run, args.epochs, reported_first=bool(i % 2))
+        steps.append(timed)
+        shown = {f"{k}_{unit}": round(v[j], 2) for k, v in timed.items()
+                 for j, unit in enumerate(("s", "cpu_s"))}
+        print(json.dumps({"reporting": i, **shown}), flush=True)
     figures = {
-        "round_through_jobs_s": round(via_jobs, 1), "round_direct_s": round(plain_round, 1),
-        "round_ratio": round(via_jobs / plain_round, 3), "round_target": 1.15,
-        "sft_plain_s": round(plain, 1), "sft_reported_s": round(reported, 1),
-        "reporting_slowdown": round(reported / plain - 1, 3), "reporting_target": 0.03,
+        "load_before": load_before, "load_after": load(), "repeats": args.repeats,
+        "worker_startup_s": round(startup, 1),
+        "round_through_jobs_s": spread([r["jobs_s"] for r in rounds], 1),
+        "round_direct_s": spread([r["direct_s"] for r in rounds], 1),
+        "round_through_jobs_cpu_s": spread([r["jobs_cpu_s"] for r in rounds], 1),
+        "round_direct_cpu_s": spread([r["direct_cpu_s"] for r in rounds], 1),
+        "round_ratio": spread([r["jobs_s"] / r["direct_s"] for r in rounds]),
+        "round_cpu_ratio": spread([r["jobs_cpu_s"] / r["direct_cpu_s"] for r in rounds]),
+        "round_target": 1.15,
+        "sft_plain_s": spread([t["plain"][0] for t in steps], 1),
+        "sft_reported_s": spread([t["reported"][0] for t in steps], 1),
+        "sft_plain_cpu_s": spread([t["plain"][1] for t in steps], 1),
+        "sft_reported_cpu_s": spread([t["reported"][1] for t in steps], 1),
+        "reporting_slowdown": spread([t["reported"][0] / t["plain"][0] - 1 for t in steps]),
+        "reporting_cpu_slowdown": spread([t["reported"][1] / t["plain"][1] - 1 for t in steps]),
+        "reporting_target": 0.03,
     }
     print(json.dumps(figures, indent=2))
 

@@ -176,9 +176,11 @@ class RunLog:
         if self._file:
             self._file.write(json.dumps(row) + "\n")
             self._file.flush()
-        self._bar.update(advance)
         shown = {k: f"{v:.3g}" for k, v in row.items() if isinstance(v, float)}
-        self._bar.set_postfix(dict(list(shown.items())[:4]))
+        # shown at the bar's next redraw: refreshing here would redraw it every step, past
+        # the mininterval a worker sets (TQDM_MININTERVAL), into the job's log
+        self._bar.set_postfix(dict(list(shown.items())[:4]), refresh=False)
+        self._bar.update(advance)
         if self.callback and self.enabled:
             self.callback(step, self.total, dict(row))
         if _Events.enabled and self.enabled:

@@ -290,9 +290,11 @@ def pretrain_corpus(ctx: JobContext) -> str | None:
     # Beside the local base model (built here from a seed: no store traffic).
     corpus = (get_settings().models_dir / "base-tiny-pretrain.jsonl").resolve()
     if not corpus.exists():
-        from training.tiny import synthetic_corpus  # in the worker: torch is there
+        # training.tiny.synthetic_corpus's text, from the standard-library module behind it:
+        # importing training.tiny would load torch into the worker for a list of strings
+        from training import toy_english
 
         tmp = corpus.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in synthetic_corpus(512, 7)))
+        tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in toy_english.corpus(512, 7)))
         tmp.replace(corpus)
     return str(corpus)

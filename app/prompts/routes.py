@@ -15,7 +15,7 @@ from app.auth.deps import STAFF, Admin, AnyUser, Staff
 from app.auth.models import Role
 from app.config import get_settings
 from app.db import DbSession, session_scope
-from app.errors import describe, errors, redisplays, validation_errors
+from app.errors import describe, errors, redisplays, upload_body, validation_errors
 from app.fields import Id, Offset, PageNumber, PageSize, Text
 from app.jobs import service as jobs
 from app.jobs.models import Job
@@ -139,6 +139,7 @@ def _accepted(job: Job) -> JSONResponse:
 
 @router.post("/api/v1/prompts/import", response_model=ImportReportOut,
              responses={**errors(400, 413), **IMPORT_QUEUED},
+             openapi_extra=upload_body(PromptImportJson, "prompts"),
              max_body_size=uploads.max_body_bytes())
 async def import_api(request: Request, db: DbSession, user: Staff,
                      background: BackgroundTasks) -> Any:
@@ -168,6 +169,7 @@ async def import_api(request: Request, db: DbSession, user: Staff,
 
 @router.post("/api/v1/candidates/import", response_model=CandidateReportOut,
              responses={**errors(400, 413), **IMPORT_QUEUED},
+             openapi_extra=upload_body(CandidateImportJson, "rows"),
              max_body_size=uploads.max_body_bytes())
 async def import_candidates_api(request: Request, db: DbSession, user: Staff,
                                 background: BackgroundTasks) -> Any:
@@ -246,7 +248,8 @@ def prompts_page(
 
 
 @router.post("/prompts/import", status_code=303, response_class=RedirectResponse,
-             responses=errors(400, 413), max_body_size=uploads.max_body_bytes())
+             responses=errors(400, 413), openapi_extra=upload_body(),
+             max_body_size=uploads.max_body_bytes())
 async def import_page(request: Request, db: DbSession, user: Staff,
                       background: BackgroundTasks) -> Response:
     data, size, name, fields = await _upload(request)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, AnyUser, Staff
 from app.db import DbSession, commit_here, session_scope
-from app.errors import errors, redisplays
+from app.errors import errors, redisplays, upload_body
 from app.fields import Id, Text
 from app.prompts.models import PromptKind
 from app.queue import from_lines
@@ -127,6 +127,7 @@ def tasks_create_from_lines(
 
 
 @router.post("/tasks/import-candidates", response_class=HTMLResponse,
+             responses=errors(400, 413), openapi_extra=upload_body(),
              max_body_size=MAX_CANDIDATE_FILE + 2**20)
 async def tasks_import_candidates(request: Request, db: DbSession, _: Staff) -> Response:
     """Import model outputs (candidates JSONL) and, if asked, a rank task per row."""

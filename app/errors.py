@@ -37,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.fields import STORABLE_JSON, storable_json_schema
+
 
 class DomainError(Exception):
     """A refusal the caller can act on: `status` is its HTTP status, str(exc) the sentence."""
@@ -350,6 +352,22 @@ def _form_fields_without_null(spec: dict[str, Any]) -> None:
                         field["anyOf"].remove({"type": "null"})
 
 
+def _keys_as_property_names(node: Any) -> None:
+    """Pydantic publishes dict[Text, V] as patternProperties {Text's pattern: V}, which still
+    lets any other key through (as additionalProperties); the rule is on every key."""
+    if isinstance(node, dict):
+        pattern = node.get("patternProperties")
+        if (isinstance(pattern, dict) and len(pattern) == 1 and "properties" not in node
+                and "additionalProperties" not in node):
+            (key, value), = node.pop("patternProperties").items()
+            node["propertyNames"], node["additionalProperties"] = {"pattern": key}, value
+        for value in node.values():
+            _keys_as_property_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            _keys_as_property_names(value)
+
+
 def _hoist_defs(schema: Any, schemas: dict[str, Any]) -> None:
     """Models a route's `openapi_extra` body names (its `$defs`) into the components."""
     if isinstance(schema, dict):
@@ -381,7 +399,9 @@ def publish_errors(app: FastAPI, *, routes: Callable[[], list[APIRoute]],
         body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(body.pop("$defs", {}))
         schemas["ErrorBody"] = body
+        schemas[STORABLE_JSON] = storable_json_schema()
         _form_fields_without_null(spec)
+        _keys_as_property_names(spec)
         for ops in spec["paths"].values():
             for op in ops.values():
                 _hoist_defs(op.get("requestBody"), schemas)

@@ -118,6 +118,34 @@ class Published:
 
 
 _YEARS = Published(r"^(19[7-9][0-9]|20[0-9][0-9])-")  # _sane_time's 1970 up to 2099
+_NO_NUL = r"^[^\x00]*$"
+STORABLE_JSON = "StorableJson"
+"""The spec's component for JsonValue (app.errors.publish_errors adds it)."""
+
+
+def storable_json_schema() -> dict[str, Any]:
+    """json_problem's rule as the spec states it: any JSON whose text, keys included, has no
+    NUL. (Its depth and its integers past 2⁶³ JSON Schema cannot tell from a float's.)"""
+    ref = {"$ref": f"#/components/schemas/{STORABLE_JSON}"}
+    return {"anyOf": [
+        {"type": "string", "pattern": _NO_NUL}, {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": ref},
+        {"type": "object", "propertyNames": {"pattern": _NO_NUL}, "additionalProperties": ref},
+    ]}
+
+
+class _Storable:
+    def __init__(self, *, object_only: bool = False) -> None:
+        self.object_only = object_only
+
+    def __get_pydantic_json_schema__(self, core: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        # (allOf: Pydantic resolves a bare $ref among its own models, and this is none.)
+        ref = {"allOf": [{"$ref": f"#/components/schemas/{STORABLE_JSON}"}]}
+        if self.object_only:
+            return {"type": "object", "propertyNames": {"pattern": _NO_NUL},
+                    "additionalProperties": ref}
+        return ref
 
 
 def _utc(value: datetime) -> datetime:
@@ -132,11 +160,11 @@ Int32 = Annotated[int, at.Ge(-MAX_ID - 1), at.Le(MAX_ID)]
 Offset = Annotated[int, at.Ge(0), at.Le(MAX_ID)]
 PageSize = Annotated[int, at.Ge(1), at.Le(200)]
 PageNumber = Annotated[int, at.Ge(1), at.Le(1_000_000)]
-Text = Annotated[str, BeforeValidator(_text), Published(r"^[^\x00]*$")]
+Text = Annotated[str, BeforeValidator(_text), Published(_NO_NUL)]
 """Text that can be stored: no NUL characters, no lone surrogates."""
-JsonValue = Annotated[Any, AfterValidator(_json)]
+JsonValue = Annotated[Any, AfterValidator(_json), _Storable()]
 """Free JSON that can be stored: at most MAX_JSON_DEPTH deep, storable text and numbers."""
-JsonObject = Annotated[dict[str, Any], AfterValidator(_json)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_json), _Storable(object_only=True)]
 Day = Annotated[date, BeforeValidator(_not_a_number), AfterValidator(_sane_time), _YEARS]
 """A calendar date from 1970 up to 2100."""
 Moment = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_sane_time),

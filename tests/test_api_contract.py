@@ -70,8 +70,11 @@ RULES: dict[str, Rule] = {
                                  frozenset({"filters"})),
     "PUT /api/v1/schedule": Rule({422}, "an enabled schedule needs a period or a threshold"),
     "POST /api/v1/prompts/import": Rule({400, 422}, "a file's lines: UTF-8 JSONL or CSV "
-                                        "rows; with strict, any bad row refuses the import"),
-    "POST /api/v1/candidates/import": Rule({400, 422}, "as POST /api/v1/prompts/import"),
+                                        "rows; with strict, any bad row refuses the import; "
+                                        "rules: train and valid fractions sum to at most 1",
+                                        frozenset({"rules"})),
+    "POST /api/v1/candidates/import": Rule({400, 422}, "as POST /api/v1/prompts/import",
+                                           frozenset({"rules"})),
     # The forms of the pages: the same rules, on fields a person types (free text the page
     # reads and answers, showing the form again with a sentence).
     "POST /tasks/create": Rule({422}, "a kind chosen, at least one id listed"),

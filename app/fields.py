@@ -93,6 +93,12 @@ def _sane_time(value: date) -> date:
     return value
 
 
+def _named(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 def _email(value: str) -> str:
     if "@" not in value:
         raise ValueError("must be an email address (name@domain)")
@@ -170,6 +176,10 @@ Day = Annotated[date, BeforeValidator(_not_a_number), AfterValidator(_sane_time)
 Moment = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_sane_time),
                    AfterValidator(_utc), _YEARS]
 """A time from 1970 up to 2100; without a zone it is UTC."""
+Name = Annotated[str, BeforeValidator(_text), AfterValidator(_named),
+                 Published(r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$")]
+"""Text that names something: not blank once stripped (Python's strip also takes the
+separators 0x1c-0x1f, which a pattern's \\s does not)."""
 Email = Annotated[str, BeforeValidator(_text), AfterValidator(_email),
                   Published(r"^[^\x00]*@[^\x00]*$")]
 """An email address as accounts take it: text with an '@' (give it a max_length)."""

@@ -9,7 +9,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from app.auth import service as auth
-from app.fields import STORABLE_JSON, Day, Email, JsonValue, Moment, Text
+from app.fields import STORABLE_JSON, Day, Email, JsonValue, Moment, Name, Text
 from tests.factories import make_user
 
 
@@ -55,6 +55,7 @@ def test_a_number_is_not_a_date(client, db, value):
     (Day, "0109-11-02", False), (Day, "2024-02-29", True), (Day, "9999-01-01", False),
     (Text, "a\x00b", False), (Text, "any text, é 🙂", True),
     (Email, "name@example.org", True), (Email, "app", False), (Email, "a\x00@b", False),
+    (Name, "Brainstorming", True), (Name, " \u2003 ", False), (Name, "\x1c", False),
 ])
 def test_the_spec_states_what_the_server_takes(kind, value, taken):
     """A value matches the pattern the spec publishes exactly when the validator takes it."""

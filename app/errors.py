@@ -37,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.fields import STORABLE_JSON, storable_json_schema
+
 
 class DomainError(Exception):
     """A refusal the caller can act on: `status` is its HTTP status, str(exc) the sentence."""
@@ -99,6 +101,19 @@ STATUS_TEXT = {
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route that may also answer these statuses (beyond the usual)."""
     return {status: {"description": STATUS_TEXT.get(status, "Error")} for status in statuses}
+
+
+def upload_body(json_body: type[BaseModel] | None = None, rows: str = "") -> dict[str, Any]:
+    """`openapi_extra=` for an upload route, which reads its body itself: a multipart `file`
+    (the form's options beside it as text fields) or, given `json_body`, that JSON object or
+    the bare list of its `rows`."""
+    content: dict[str, Any] = {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}}}}}
+    if json_body is not None:
+        schema = json_body.model_json_schema(ref_template="#/components/schemas/{model}")
+        content["application/json"] = {"schema": {"anyOf": [schema, schema["properties"][rows]]}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 # ---------------------------------------------------------------------------- messages
@@ -322,6 +337,48 @@ def _spec_operation(op: dict[str, Any], route: APIRoute, method: str,
                 } or {"text/html": {"schema": {"type": "string"}}}
 
 
+def _form_fields_without_null(spec: dict[str, Any]) -> None:
+    """A form field is sent or left out; it cannot be JSON's null (urlencoded, `null` reads
+    as the text "null"), so an optional form field's schema drops the null FastAPI gives it."""
+    schemas = spec.get("components", {}).get("schemas", {})
+    for ops in spec["paths"].values():
+        for op in ops.values():
+            for kind, body in op.get("requestBody", {}).get("content", {}).items():
+                if kind == "application/json":
+                    continue
+                form = schemas.get(body.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1])
+                for field in (form or {}).get("properties", {}).values():
+                    if {"type": "null"} in field.get("anyOf", []):
+                        field["anyOf"].remove({"type": "null"})
+
+
+def _keys_as_property_names(node: Any) -> None:
+    """Pydantic publishes dict[Text, V] as patternProperties {Text's pattern: V}, which still
+    lets any other key through (as additionalProperties); the rule is on every key."""
+    if isinstance(node, dict):
+        pattern = node.get("patternProperties")
+        if (isinstance(pattern, dict) and len(pattern) == 1 and "properties" not in node
+                and "additionalProperties" not in node):
+            (key, value), = node.pop("patternProperties").items()
+            node["propertyNames"], node["additionalProperties"] = {"pattern": key}, value
+        for value in node.values():
+            _keys_as_property_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            _keys_as_property_names(value)
+
+
+def _hoist_defs(schema: Any, schemas: dict[str, Any]) -> None:
+    """Models a route's `openapi_extra` body names (its `$defs`) into the components."""
+    if isinstance(schema, dict):
+        schemas.update(schema.pop("$defs", {}))
+        for value in schema.values():
+            _hoist_defs(value, schemas)
+    elif isinstance(schema, list):
+        for value in schema:
+            _hoist_defs(value, schemas)
+
+
 def publish_errors(app: FastAPI, *, routes: Callable[[], list[APIRoute]],
                    roles_of: Callable[[APIRoute], frozenset[str]]) -> None:
     """Make the published spec say what errors each operation answers, in ErrorBody."""
@@ -342,6 +399,12 @@ def publish_errors(app: FastAPI, *, routes: Callable[[], list[APIRoute]],
         body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(body.pop("$defs", {}))
         schemas["ErrorBody"] = body
+        schemas[STORABLE_JSON] = storable_json_schema()
+        _form_fields_without_null(spec)
+        _keys_as_property_names(spec)
+        for ops in spec["paths"].values():
+            for op in ops.values():
+                _hoist_defs(op.get("requestBody"), schemas)
         app.openapi_schema = spec
         return spec
 

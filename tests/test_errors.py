@@ -104,7 +104,7 @@ def test_refused_user_form_keeps_the_fields_but_never_the_password(client, db):
     resp = client.post("/admin/users", data={
         "email": admin.email, "name": "Ada", "password": "a-secret-password",
         "role": "researcher", "csrf_token": csrf})
-    assert resp.status_code == 400 and "already exists" in resp.text
+    assert resp.status_code == 409 and "already exists" in resp.text
     assert f'value="{admin.email}"' in resp.text and 'value="Ada"' in resp.text
     assert '<option value="researcher" selected>' in resp.text
     assert "a-secret-password" not in resp.text

@@ -22,7 +22,7 @@ from app.auth.schemas import (
 )
 from app.db import DbSession, session_scope
 from app.errors import describe, errors, redisplays, validation_errors
-from app.fields import Id, Text
+from app.fields import Email, Id, Published, Text
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -133,11 +133,12 @@ def users_page(request: Request, db: Db, _: Admin) -> Response:
 
 
 @router.post("/admin/users", status_code=303, response_class=RedirectResponse,
-             responses=errors(400))
+             responses=errors(400, 409))
 @redisplays(_users_again)
 def users_create(
     request: Request, db: Db, _: Admin,
-    email: Annotated[Text, Form(max_length=320)], password: Annotated[Text, Form(max_length=200)],
+    email: Annotated[Email, Form(max_length=320)],
+    password: Annotated[Text, Form(min_length=service.MIN_PASSWORD, max_length=200)],
     role: Annotated[Role, Form()], name: Annotated[Text, Form(max_length=200)] = "",
     held_out: Annotated[bool, Form()] = False,
 ) -> Response:
@@ -155,7 +156,8 @@ def users_update(
     request: Request, db: Db, admin: Admin, user_id: Id,
     role: Annotated[Role | None, Form()] = None, active: Annotated[bool | None, Form()] = None,
     held_out: Annotated[bool | None, Form()] = None,
-    password: Annotated[Text, Form(max_length=200)] = "",
+    password: Annotated[Text, Form(max_length=200),  # empty: the password stays
+                        Published(rf"^([^\x00]{{{service.MIN_PASSWORD},}})?$")] = "",
 ) -> Response:
     try:
         change = UserUpdate(role=role, active=active, held_out=held_out,
@@ -214,7 +216,7 @@ def users_list(db: Db, _: Admin) -> list:
 
 
 @router.post("/api/v1/users", response_model=UserRead, status_code=201,
-             responses=errors(400))
+             responses=errors(400, 409))
 def users_create_api(db: Db, _: Admin, body: UserCreate) -> User:
     return service.create_user(db=db, email=body.email, password=body.password,
                                role=body.role, name=body.name, held_out=body.held_out)

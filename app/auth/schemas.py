@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.models import Role
-from app.fields import Text
+from app.fields import Email, Text
 
 
 class Me(BaseModel):
@@ -43,7 +43,7 @@ class UserRead(Me):
 
 
 class UserCreate(BaseModel):
-    email: Text = Field(max_length=320)
+    email: Email = Field(max_length=320)
     password: Text = Field(min_length=8, max_length=200)
     role: Role
     name: Text = Field(default="", max_length=200)

@@ -73,7 +73,7 @@ def create_user(
     email = normalise_email(email)
     _check_password(password)
     if db.scalar(select(User.id).where(User.email == email)) is not None:
-        raise AuthError(f"A user with email {email} already exists.")
+        raise AuthError(f"A user with email {email} already exists.", 409)
     user = User(
         email=email, name=name, role=Role(role), password_hash=hash_password(password),
         held_out=held_out, active=True,

@@ -99,7 +99,8 @@ def guidelines_page(request: Request, db: DbSession, _: Admin) -> Response:
              responses=errors(404))
 def guidelines_save(
     request: Request, db: DbSession, admin: Admin,
-    kind: Annotated[Text, Form(max_length=20)], body: Annotated[Text, Form()] = "",
+    kind: Annotated[Text, Form(max_length=20)],
+    body: Annotated[Text, Form(max_length=50_000)] = "",  # set_guideline's limit, published
 ) -> Response:
     workbench.set_guideline(db=db, user=admin, kind=kind, body=body)
     flash(request, f"Guidelines for {kind.replace('_', ' ')} saved.", "success")

@@ -11,7 +11,7 @@ from app.auth.deps import STAFF, Admin, AnyUser, Staff
 from app.auth.models import Role
 from app.config import get_settings
 from app.db import DbSession, session_scope
-from app.errors import errors, redisplays
+from app.errors import errors, redisplays, upload_body
 from app.fields import Id, Offset, PageNumber, PageSize, Text
 from app.prompts import service as prompts
 from app.prompts import uploads
@@ -33,8 +33,11 @@ add_nav("Prompts", "/prompts", STAFF, "Import prompts under the paper's data rul
 add_nav("Use cases", "/admin/use-cases", (Role.admin,), "The use cases labelers write prompts for.")
 
 PAGE = 50
+
+
 @router.post("/api/v1/prompts/import", response_model=ImportReportOut,
              responses={**errors(400, 413), **uploads.IMPORT_QUEUED},
+             openapi_extra=upload_body(PromptImportJson, "prompts"),
              max_body_size=uploads.max_body_bytes())
 async def import_api(request: Request, db: DbSession, user: Staff,
                      background: BackgroundTasks) -> Any:
@@ -104,7 +107,8 @@ def prompts_page(
 
 
 @router.post("/prompts/import", status_code=303, response_class=RedirectResponse,
-             responses=errors(400, 413), max_body_size=uploads.max_body_bytes())
+             responses=errors(400, 413), openapi_extra=upload_body(),
+             max_body_size=uploads.max_body_bytes())
 async def import_page(request: Request, db: DbSession, user: Staff,
                       background: BackgroundTasks) -> Response:
     data, size, name, fields = await uploads.read_upload(request)

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.fields import Text
+from app.fields import Name, Text
 from app.prompts.models import PromptSource, Split
 from app.prompts.rules import ImportRules
 
@@ -95,11 +95,11 @@ class UseCaseRead(BaseModel):
 
 
 class UseCaseCreate(BaseModel):
-    name: Text = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     description: Text = Field(default="", max_length=5000)
 
 
 class UseCaseUpdate(BaseModel):
-    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = Field(default=None, min_length=1, max_length=200)
     description: Text | None = Field(default=None, max_length=5000)
     active: bool | None = None

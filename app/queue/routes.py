@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import STAFF, AnyUser, Staff
 from app.db import DbSession, commit_here, session_scope
-from app.errors import describe, errors, redisplays, validation_errors
+from app.errors import describe, errors, redisplays, upload_body, validation_errors
 from app.fields import Id, Text
 from app.prompts import uploads
 from app.prompts.models import PromptKind
@@ -132,6 +132,7 @@ def tasks_create_from_lines(
 
 
 @router.post("/tasks/import-candidates", response_class=HTMLResponse,
+             responses=errors(400, 413), openapi_extra=upload_body(),
              max_body_size=MAX_CANDIDATE_FILE + 2**20)
 async def tasks_import_candidates(request: Request, db: DbSession, _: Staff) -> Response:
     """Import model outputs (candidates JSONL) and, if asked, a rank task per row."""
@@ -210,6 +211,7 @@ def tasks_create_write_prompt(
 
 @router.post("/api/v1/candidates/import", response_model=CandidateReportOut,
              responses={**errors(400, 413), **uploads.IMPORT_QUEUED},
+             openapi_extra=upload_body(CandidateImportJson, "rows"),
              max_body_size=uploads.max_body_bytes())
 async def import_candidates_api(request: Request, db: DbSession, user: Staff,
                                 background: BackgroundTasks) -> Any:

@@ -125,11 +125,17 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in parts)
 
 
+def _index(part: str) -> bool:
+    return part.isascii() and part.isdigit()
+
+
 def _sentence(field: str, message: str) -> str:
     """'labeler_ids.0', 'Input should be a valid integer' → 'Labeler ids (item 1) should be
     a valid integer.'"""
-    names = [p for p in field.split(".") if p and not p.isdigit()]
-    items = [str(int(p) + 1) for p in field.split(".") if p.isdigit()]
+    # A list index is ASCII digits; a key of a client's dict may be any text ('³' is a
+    # digit to str.isdigit, not to int).
+    names = [p for p in field.split(".") if p and not _index(p)]
+    items = [str(int(p) + 1) for p in field.split(".") if _index(p)]
     label = names[-1].replace("_", " ") if names else ""
     if items:
         label += f" (item {', '.join(items)})" if label else f"Item {', '.join(items)}"

@@ -123,3 +123,15 @@ def test_refused_form_stores_nothing(client, db):
     resp = client.post("/admin/use-cases", data={"name": "  ", "csrf_token": csrf})
     assert resp.status_code == 400 and "A use case needs a name." in resp.text
     assert _use_cases(db) == 0
+
+
+def test_a_field_named_by_a_unicode_digit_is_a_sentence_not_a_500(client, db):
+    """A round's config is a client's dict: a key such as '³' (a digit to str.isdigit, not
+    to int) named in a validation error once made the sentence builder raise."""
+    from app.auth import service as auth
+
+    token = auth.create_token(db=db, user=make_user(db, Role.researcher))[1]
+    resp = client.post("/api/v1/rounds", json={"config": {"³": {"2": "a\x00b"}}},
+                       headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 422, resp.text
+    assert "³" in resp.json()["errors"][0]["field"]

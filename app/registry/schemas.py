@@ -56,7 +56,10 @@ class AliasEventRead(BaseModel):
 class MixMember(BaseModel):
     """One source of candidates: a version (by id) or an alias, sampled at a temperature."""
 
-    model_config = ConfigDict(extra="forbid")
+    # The spec says what the validator below checks: an entry names one or the other.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["model_id"], "properties": {"model_id": {"type": "integer"}}},
+        {"required": ["alias"], "properties": {"alias": {"type": "string"}}}]})
 
     model_id: Id | None = None
     alias: Text | None = Field(default=None, max_length=100)

@@ -1,15 +1,13 @@
-"""Login, logout, account tokens, user administration; pages and JSON side by side."""
+"""Auth's JSON API: tokens and user administration (login, logout, account and users pages
+are in pages.py)."""
 
-from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
-from sqlalchemy.orm import Session
+from fastapi import APIRouter
 
-from app.auth import devices, service
-from app.auth.deps import ALL_ROLES, Admin, Anyone, AnyUser, login_session, logout_session
+from app.auth import pages, service
+from app.auth.deps import ALL_ROLES, Admin, AnyUser
 from app.auth.models import Role, User
+from app.auth.pages import Db, _apply_update
 from app.auth.schemas import (
     Me,
     SessionsEnded,
@@ -20,167 +18,13 @@ from app.auth.schemas import (
     UserRead,
     UserUpdate,
 )
-from app.db import DbSession, session_scope
-from app.errors import describe, errors, redisplays, validation_errors
-from app.fields import Email, Id, Published, Text
-from app.templating import add_nav, flash, render
+from app.errors import errors
+from app.fields import Id
+from app.templating import add_nav
 
 router = APIRouter()
 add_nav("Account", "/account", ALL_ROLES, "Your API tokens for scripts.")
 add_nav("Users", "/admin/users", (Role.admin,), "Create users, change roles, reset passwords.")
-
-Db = DbSession
-
-
-def _safe_next(target: str) -> str:
-    # Only same-site paths: never redirect a login to another host.
-    return target if target.startswith("/") and not target.startswith("//") else "/"
-
-
-@router.get("/login", response_class=HTMLResponse, responses=errors(303))
-def login_page(request: Request, user: Anyone, next: Text = "/") -> Response:
-    if user is not None:
-        return RedirectResponse(_safe_next(next), status_code=303)
-    return render(request, "auth/login.html", next=_safe_next(next), email="")
-
-
-def _login_again(request: Request, form: dict[str, str], message: str) -> Response:
-    return render(request, "auth/login.html", error=message,
-                  next=_safe_next(form.get("next", "/")), email=form.get("email", ""))
-
-
-@router.post("/login", response_class=HTMLResponse, responses=errors(303, 401, 429))
-@redisplays(_login_again)
-def login(
-    request: Request, db: Db, _: Anyone,
-    email: Annotated[Text, Form(min_length=1, max_length=320)],
-    password: Annotated[Text, Form(min_length=1, max_length=200)],
-    next: Annotated[Text, Form()] = "/",
-) -> Response:
-    ip = request.client.host if request.client else "unknown"
-    try:
-        user = service.authenticate(db=db, email=email, password=password, ip=ip,
-                                    device_cookie=request.cookies.get(devices.COOKIE))
-    except service.Throttled as exc:
-        page = render(request, "auth/login.html", status_code=429, error=str(exc),
-                      next=_safe_next(next), email=email)
-        page.headers["Retry-After"] = str(exc.wait_s)
-        return page
-    except service.AuthError as exc:
-        # The failed attempt is committed with the request: it counts towards throttling.
-        return render(request, "auth/login.html", status_code=401, error=str(exc),
-                      next=_safe_next(next), email=email)
-    login_session(request, db, user)
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    devices.remember(response, user.email)
-    return response
-
-
-@router.post("/logout", status_code=303, response_class=RedirectResponse)
-def logout(request: Request, db: Db, _: AnyUser) -> Response:
-    logout_session(request, db)
-    flash(request, "You are logged out.")
-    return RedirectResponse("/login", status_code=303)
-
-
-@router.post("/account/logout-everywhere")
-def logout_everywhere(request: Request, db: Db, user: AnyUser) -> Response:
-    ended = service.end_sessions(db=db, user=user)
-    request.session.clear()
-    flash(request, f"You are logged out everywhere ({ended} session{'s' * (ended != 1)} ended).")
-    return RedirectResponse("/login", status_code=303)
-
-
-@router.get("/account", response_class=HTMLResponse)
-def account_page(request: Request, db: Db, user: AnyUser) -> Response:
-    tokens = service.list_tokens(db=db, user=user)
-    return render(request, "auth/account.html", tokens=tokens, new_token=None,
-                  sessions=service.count_sessions(db=db, user=user))
-
-
-@router.post("/account/tokens", response_class=HTMLResponse)
-def account_create_token(
-    request: Request, db: Db, user: AnyUser, name: Annotated[Text, Form(max_length=100)] = ""
-) -> Response:
-    _, clear = service.create_token(db=db, user=user, name=name)
-    tokens = service.list_tokens(db=db, user=user)
-    return render(request, "auth/account.html", tokens=tokens, new_token=clear,
-                  sessions=service.count_sessions(db=db, user=user))
-
-
-@router.post("/account/tokens/{token_id}/revoke", status_code=303, response_class=RedirectResponse)
-def account_revoke_token(request: Request, db: Db, user: AnyUser, token_id: Id) -> Response:
-    service.revoke_token(db=db, user=user, token_id=token_id)
-    flash(request, "Token revoked.")
-    return RedirectResponse("/account", status_code=303)
-
-
-def _users(request: Request, db: Session, form: dict[str, str]) -> Response:
-    return render(request, "auth/users.html", users=service.list_users(db=db), roles=list(Role),
-                  form=form)
-
-
-def _users_again(request: Request, form: dict[str, str], message: str) -> Response:
-    flash(request, message, "error")
-    # Only the add-a-user form is filled in again; a row's form shows the row as stored.
-    with session_scope(read_only=True) as db:  # a page shown again only reads
-        return _users(request, db, form if request.url.path == "/admin/users" else {})
-
-
-@router.get("/admin/users", response_class=HTMLResponse)
-def users_page(request: Request, db: Db, _: Admin) -> Response:
-    return _users(request, db, {})
-
-
-@router.post("/admin/users", status_code=303, response_class=RedirectResponse,
-             responses=errors(400, 409))
-@redisplays(_users_again)
-def users_create(
-    request: Request, db: Db, _: Admin,
-    email: Annotated[Email, Form(max_length=320)],
-    password: Annotated[Text, Form(min_length=service.MIN_PASSWORD, max_length=200)],
-    role: Annotated[Role, Form()], name: Annotated[Text, Form(max_length=200)] = "",
-    held_out: Annotated[bool, Form()] = False,
-) -> Response:
-    user = service.create_user(
-        db=db, email=email, password=password, role=role, name=name, held_out=held_out
-    )
-    flash(request, f"Created {user.email} ({user.role.value}).")
-    return RedirectResponse("/admin/users", status_code=303)
-
-
-@router.post("/admin/users/{user_id}", status_code=303, response_class=RedirectResponse,
-             responses=errors(400))
-@redisplays(_users_again)
-def users_update(
-    request: Request, db: Db, admin: Admin, user_id: Id,
-    role: Annotated[Role | None, Form()] = None, active: Annotated[bool | None, Form()] = None,
-    held_out: Annotated[bool | None, Form()] = None,
-    password: Annotated[Text, Form(max_length=200),  # empty: the password stays
-                        Published(rf"^([^\x00]{{{service.MIN_PASSWORD},}})?$")] = "",
-) -> Response:
-    try:
-        change = UserUpdate(role=role, active=active, held_out=held_out,
-                            password=password or None)
-    except ValidationError as exc:
-        raise service.AuthError(describe(validation_errors(exc.errors())), 422) from exc
-    _apply_update(db, admin, user_id, change)
-    flash(request, "User updated.")
-    return RedirectResponse("/admin/users", status_code=303)
-
-
-def _apply_update(db: Session, admin: User, user_id: Id, change: UserUpdate) -> User:
-    user = service.get_user(db=db, user_id=user_id)
-    if user is None:
-        raise service.AuthError(f"No user {user_id}.", status=404)
-    if user.id == admin.id and (change.active is False or change.role not in (None, Role.admin)):
-        raise service.AuthError("You cannot deactivate or demote yourself.")
-    service.update_user(db=db, user=user, role=change.role, active=change.active,
-                        held_out=change.held_out, name=change.name)
-    if change.password:
-        service.set_password(db=db, user=user, password=change.password,
-                             keep_tokens=change.keep_tokens)
-    return user
 
 
 @router.get("/api/v1/me", response_model=Me)
@@ -225,3 +69,6 @@ def users_create_api(db: Db, _: Admin, body: UserCreate) -> User:
 @router.patch("/api/v1/users/{user_id}", response_model=UserRead, responses=errors(400))
 def users_update_api(db: Db, admin: Admin, user_id: Id, body: UserUpdate) -> User:
     return _apply_update(db, admin, user_id, body)
+
+
+router.include_router(pages.router)

@@ -1,19 +1,23 @@
-"""Researchers' pages about labels: a task's labels side by side, the tasks behind a
-pair of labelers' agreement, review of demonstrations and written prompts, prompt flags."""
+"""The labeling pages: the labelers' workbench (/label: start, next, a task, my work,
+guidelines), and researchers' pages about labels (a task's labels side by side, the tasks
+behind a pair of labelers' agreement, review of demonstrations and written prompts, prompt
+flags). routes.py is the JSON API and includes these."""
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.auth.deps import STAFF, Staff
+from app.auth.deps import STAFF, Admin, AnyUser, Staff
 from app.db import DbSession
 from app.errors import errors
 from app.fields import Id, Text
-from app.labeling import research
+from app.labeling import research, workbench
 from app.labeling.models import PROMPT_FLAG_REASONS
 from app.labeling.service import SubmissionError
 from app.labeling.workbench import FLAG_LABELS
+from app.queue import service as queue
+from app.queue.models import TaskKind
 from app.templating import add_nav, flash, render
 
 router = APIRouter()
@@ -110,3 +114,83 @@ async def gold_save(request: Request, db: DbSession, _: Staff, task_id: Id) -> R
     flash(request, f"Gold answer of task {task_id} saved." if values.get("gold")
           else f"Task {task_id} is no longer a gold task.", "success")
     return RedirectResponse(f"/tasks/{task_id}", status_code=303)
+
+
+NO_STORE = "no-store"
+
+
+KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt", "compare"]
+
+
+@router.get("/label", response_class=HTMLResponse)
+def start_page(request: Request, db: DbSession, user: AnyUser) -> Response:
+    return render(request, "labeling/start.html",
+                  **workbench.start(db=db, user=user, session=request.session), nothing=None,
+                  undo=None)
+
+
+@router.get("/label/next", response_class=HTMLResponse, responses=errors(303))
+def next_page(request: Request, db: DbSession, user: AnyUser, kind: KindChoice = "any",
+              skipped: Annotated[Id | None, Query()] = None) -> Response:
+    assignment = workbench.lease_next(db=db, user=user, kind=kind)
+    if assignment is None:
+        return render(request, "labeling/start.html",
+                      **workbench.start(db=db, user=user, session=request.session),
+                      nothing=kind, undo=skipped)
+    undo = f"&skipped={skipped}" if skipped else ""
+    return RedirectResponse(f"/label/a/{assignment.id}?kind={kind}{undo}", status_code=303)
+
+
+@router.get("/label/a/{assignment_id}", response_class=HTMLResponse)
+def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: Id,
+              kind: KindChoice = "any",
+              skipped: Annotated[Id | None, Query()] = None) -> Response:
+    screen = workbench.task_screen(db=db, user=user, assignment_id=assignment_id)
+    # The compare screen belongs to app/evaluation (its own template and script).
+    folder = "evaluation" if screen.task.kind == TaskKind.compare else "labeling"
+    left = workbench.left_for(db=db, user=user, kind=screen.task.kind) if screen.live else None
+    page = render(
+        request, f"{folder}/{screen.task.kind.value}.html", s=screen, pick=kind,
+        done=workbench.done(db=db, user=user, session=request.session),
+        flags=workbench.FLAG_LABELS,
+        limits=workbench.LIMITS, left=left, left_cap=workbench.LEFT_CAP,
+        undo=skipped if skipped != assignment_id else None,
+    )
+    # Back after a submit must fetch the page again (now read-only), not show the live form
+    # from the cache.
+    page.headers["Cache-Control"] = NO_STORE
+    return page
+
+
+@router.post("/label/a/{assignment_id}/unskip")
+def unskip(request: Request, db: DbSession, user: AnyUser, assignment_id: Id) -> Response:
+    """Undo a skip from the page that followed it: back to that task."""
+    try:
+        queue.unskip(db=db, user=user, assignment_id=assignment_id)
+    except queue.QueueError as exc:
+        flash(request, str(exc), "error")
+        return RedirectResponse("/label", status_code=303)
+    return RedirectResponse(f"/label/a/{assignment_id}", status_code=303)
+
+
+@router.get("/label/mine", response_class=HTMLResponse)
+def my_work_page(request: Request, db: DbSession, user: AnyUser) -> Response:
+    return render(request, "labeling/mine.html", work=workbench.my_work(db=db, user=user))
+
+
+@router.get("/label/guidelines", response_class=HTMLResponse)
+def guidelines_page(request: Request, db: DbSession, _: Admin) -> Response:
+    return render(request, "labeling/guidelines.html",
+                  guidelines=workbench.all_guidelines(db=db))
+
+
+@router.post("/label/guidelines", status_code=303, response_class=RedirectResponse,
+             responses=errors(404))
+def guidelines_save(
+    request: Request, db: DbSession, admin: Admin,
+    kind: Annotated[Text, Form(max_length=20)],
+    body: Annotated[Text, Form(max_length=50_000)] = "",  # set_guideline's limit, published
+) -> Response:
+    workbench.set_guideline(db=db, user=admin, kind=kind, body=body)
+    flash(request, f"Guidelines for {kind.replace('_', ' ')} saved.", "success")
+    return RedirectResponse(f"/label/guidelines#{kind}", status_code=303)

@@ -1,13 +1,12 @@
-"""The loop page (/loop) and its JSON (GET /api/v1/loop): researchers and admins only."""
+"""The loop's JSON (GET /api/v1/loop): researchers and admins only; /loop is in pages.py."""
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter
 
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
-from app.loop import service
+from app.loop import pages, service
 from app.loop.schemas import LoopRead
-from app.templating import add_nav, render
+from app.templating import add_nav
 
 router = APIRouter()
 add_nav("Loop", "/loop", STAFF,
@@ -21,7 +20,4 @@ def loop_json(db: DbSession, _: Staff) -> dict:
     return service.loop(db=db)
 
 
-@router.get("/loop", response_class=HTMLResponse)
-def loop_page(request: Request, db: DbSession, _: Staff) -> Response:
-    """The loop's table and charts; the page fetches the JSON again every few seconds."""
-    return render(request, "loop/index.html", loop=LoopRead.model_validate(service.loop(db=db)))
+router.include_router(pages.router)

@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.fields import Id, Text
+from app.fields import MAX_ID, Id, Text
 
 
 class ModelRead(BaseModel):
@@ -58,7 +58,8 @@ class MixMember(BaseModel):
 
     # The spec says what the validator below checks: an entry names one or the other.
     model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
-        {"required": ["model_id"], "properties": {"model_id": {"type": "integer"}}},
+        {"required": ["model_id"], "properties": {"model_id": {
+            "type": "integer", "minimum": 1, "maximum": MAX_ID}}},
         {"required": ["alias"], "properties": {"alias": {"type": "string"}}}]})
 
     model_id: Id | None = None

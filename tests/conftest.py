@@ -191,3 +191,15 @@ def client(app, db):  # type: ignore[no-untyped-def]
     with TestClient(app) as c:
         yield c
     app.dependency_overrides.clear()
+
+
+@pytest.fixture(scope="module")
+def s3():  # type: ignore[no-untyped-def]
+    """A real S3 API, moto's server on a free port, for the shared store's tests."""
+    from tests.s3 import MotoS3
+
+    server = MotoS3()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -16,20 +16,11 @@ from sqlalchemy import select
 from app.jobs.models import Job
 from tests.jobs.loop import SMALL, label_everything, labeler_token, seed_tasks
 from tests.jobs.stack import Stack
-from tests.s3 import BUCKET, MotoS3
+from tests.s3 import BUCKET
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 HOSTS = ("web", "default", "gpu")
 DOWN = re.compile(r"store: downloaded (\d+) files \((\d+) bytes\)")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[MotoS3]:
-    server = MotoS3()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import threading
 from collections import deque
 from typing import Any, Protocol
 
+from app.config import get_settings
 from app.jobs.errors import JobCancelled, JobFailed
 from app.jobs.logtext import DEVICE_PREFIX
 from training.contract import CANCELLED_EXIT
@@ -52,7 +53,15 @@ def trl_names(metrics: dict[str, object]) -> dict[str, object]:
 
 
 def command(argv: list[str], processes: int = 1) -> list[str]:
-    """The command line of one stage: plain Python, or accelerate for several processes."""
+    """The command line of one stage: plain Python, or accelerate for several processes.
+
+    RLHF_TRAIN_THREADS bounds torch's threads in every child, whatever it runs (a stage, the
+    tiny base model's pretraining, sampling): on a busy machine a child left at torch's
+    default contends with itself and ran a build 10x slower than with one thread.
+    """
+    threads = get_settings().train_threads
+    if threads and "--threads" not in argv:
+        argv = ["--threads", str(threads), *argv]
     if processes > 1:  # --multi_gpu: without it accelerate starts one process where no
         # GPUs are counted (a CPU worker), which then trains alone; on CPU they join by gloo
         return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",

@@ -116,9 +116,7 @@ def _train(ctx: JobContext, stage: str, paths: dict[str, str], parent: dict[str,
     paths = {k: store.localize(v, sha256=sums.get(v), log=ctx.log) for k, v in paths.items()}
     values = {**stage_config.overrides(stage, ctx.config), **paths, "out": str(out)}
     argv = stage_config.config_argv(stage, values, ctx.workdir / f"{stage}.config.json")
-    threads = get_settings().train_threads
-    ctx.run_training(["--threads", str(threads), *argv] if threads else argv,
-                     processes=int(ctx.config.get("num_processes", 1) or 1))
+    ctx.run_training(argv, processes=int(ctx.config.get("num_processes", 1) or 1))
     return registry.publish_dir(out, log=ctx.log) | {
         "out": str(out), "parent_id": parent["id"],
         "snapshot_ids": [s["id"] for s in snapshots.values()]}

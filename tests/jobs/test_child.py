@@ -109,3 +109,24 @@ def test_several_processes_start_as_one_group_on_cpu(tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [(tmp_path / f"rank{i}").read_text() for i in (0, 1)] == ["0 of 2", "1 of 2"]
+
+
+def test_every_child_gets_the_configured_torch_threads(monkeypatch):
+    # Not only the round's stages: the tiny base model's pretraining and sampling as well.
+    from app.config import get_settings
+
+    monkeypatch.setenv("RLHF_TRAIN_THREADS", "1")
+    get_settings.cache_clear()
+    try:
+        for argv in (["tiny", "--out", "x"], ["sample", "--model", "m"], ["sft", "--config", "c"]):
+            line = command(argv)
+            assert line[line.index("training") + 1:] == ["--events", "--threads", "1", *argv]
+        assert command(["--threads", "2", "tiny"]).count("--threads") == 1  # asked: kept
+        launched = command(["tiny"], processes=2)
+        assert launched[-3:] == ["--threads", "1", "tiny"]
+        monkeypatch.setenv("RLHF_TRAIN_THREADS", "0")
+        get_settings.cache_clear()
+        assert "--threads" not in command(["tiny"])
+    finally:
+        monkeypatch.undo()  # the environment back first, then the settings read from it
+        get_settings.cache_clear()

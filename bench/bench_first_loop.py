@@ -132,8 +132,9 @@ def show(figures: dict) -> None:
     print("round  RM val  ceiling  RM/hidden  hidden win vs SFT  people vs SFT       "
           "people vs prev      KL     decision   watch")
     for row in figures["rounds"]:
+        ceiling = row.get("server_agreement") or row.get("agreement")
         print(f"{row['round']:>5}  {_f(row.get('rm_val_accuracy'))}   "
-              f"{_f(row.get('agreement'))}    {_f((row.get('rm') or {}).get('vs_hidden'))}      "
+              f"{_f(ceiling)}    {_f((row.get('rm') or {}).get('vs_hidden'))}      "
               f"{_win(row.get('win_vs_sft')):<18} {_win(row.get('campaign_vs_sft')):<19} "
               f"{_win(row.get('campaign_vs_previous')):<19} {_f(row.get('kl'), 2):>6}  "
               f"{(row.get('decision') or {}).get('action', 'n/a'):<10} "

@@ -87,6 +87,8 @@ class RewardConfig(ScaleOptions):
     grad_clip: float = knob(1.0, "max gradient norm")
     max_len: int = knob(512, "tokens per prompt + response")
     dropout: float | None = knob(0.0, "dropout while training the RM (0 = off, as TRL; None keeps)")
+    pooling: str = knob(
+        "last", "score at the last token (last, as transformers and TRL) or the mean over tokens")
     seed: int = knob(0, "seeds shuffling and the new head")
     cpu: bool = knob(False, "run on CPU even if an accelerator is present")
 

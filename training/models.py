@@ -21,6 +21,9 @@ from training.data import ensure_chat_template
 from training.outputs import RunLog, atomic_dir, write_manifest
 
 SCORE_OFFSET = "score_offset"  # config field of a reward model's offset (see fold_score_offset)
+# Config field of how a reward model reads its score (see rm_scores): "last" or "mean".
+SCORE_POOLING = "score_pooling"
+POOLINGS = ("last", "mean")
 FINAL_NORMS = ("ln_f", "norm", "final_layer_norm", "final_layernorm")
 # Config fields that drop out the residual stream (the paper's "residual dropout"), and the
 # ones that drop out attention weights or embeddings, across common architectures.
@@ -192,16 +195,44 @@ def token_scores(model: Any, **inputs: Any) -> torch.Tensor:
 
 
 def rm_scores(model: PreTrainedModel, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Scalar reward of each sequence at its last real token; (N, T) -> (N,)."""
-    scores = model(input_ids=input_ids, attention_mask=mask).logits.squeeze(-1)
+    """Scalar reward of each sequence; (N, T) -> (N,).
+
+    Read at its last real token, as transformers' sequence classifiers pool, unless the
+    model's config says `score_pooling: "mean"`: then the head's output averaged over every
+    real token (prompt and response). A preference about the whole answer (its words, its
+    tone) is then a mean the head reads directly, where at the last token a small model must
+    first learn to gather it by attention: on the demo the tiny RM's held-out accuracy rose
+    from 0.59 to 0.66 (bench/tune_rm.py). A reader outside training/ must pool the same way.
+    """
+    if score_pooling(model) == "mean":
+        per_token = token_scores(model, input_ids=input_ids, attention_mask=mask)
+        weights = mask.to(per_token.dtype)
+        scores = (per_token * weights).sum(-1) / weights.sum(-1).clamp(min=1)
+    else:
+        scores = model(input_ids=input_ids, attention_mask=mask).logits.squeeze(-1)
     return scores + score_offset(model)
 
 
+def _config(model: Any) -> Any:
+    """A model's config, read through DDP's `.module` and peft's wrappers alike."""
+    return getattr(getattr(model, "module", model), "config", None)
+
+
 def score_offset(model: Any) -> float:
-    """The offset kept in the config of a reward model with no bias to fold it into (0 else);
-    read through DDP's `.module` and peft's wrappers alike."""
-    config = getattr(getattr(model, "module", model), "config", None)
-    return float(getattr(config, SCORE_OFFSET, 0.0) or 0.0)
+    """The offset kept in the config of a reward model with no bias to fold it into (0 else)."""
+    return float(getattr(_config(model), SCORE_OFFSET, 0.0) or 0.0)
+
+
+def score_pooling(model: Any) -> str:
+    """How the reward model reads its score: "last" (transformers' own) or "mean"."""
+    return str(getattr(_config(model), SCORE_POOLING, None) or "last")
+
+
+def set_score_pooling(model: Any, pooling: str) -> None:
+    """Record how `model` reads its score, in its config (saved with it and reloaded)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    setattr(_config(model), SCORE_POOLING, pooling)
 
 
 def fold_score_offset(model: Any, delta: float) -> str:

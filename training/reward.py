@@ -47,6 +47,7 @@ from training.models import (
     restore_dropout,
     rm_scores,
     save_model_dir,
+    set_score_pooling,
 )
 from training.outputs import Callback
 from training.records import GroupedRecord
@@ -147,7 +148,9 @@ def train_reward_model(cfg: RewardConfig, callback: Callback | None = None) -> P
     set_seed(cfg.seed)
     tok = load_tokenizer(cfg.base_model)
     layout = ensure_chat_template(tok)
-    model = prepare_model(load_reward_model(cfg.base_model, tok, cfg.dropout), cfg, "SEQ_CLS")
+    model = load_reward_model(cfg.base_model, tok, cfg.dropout)
+    set_score_pooling(model, cfg.pooling)  # saved in its config: every reader pools the same
+    model = prepare_model(model, cfg, "SEQ_CLS")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train, valid = load_splits(cfg)
     loader, valid_loader, order = ranking_loaders(

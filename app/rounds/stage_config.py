@@ -38,8 +38,11 @@ PATH_FIELDS = {"ppo": frozenset({"eval_prompts", "pretrain_data"})}
 QUICK: dict[str, dict[str, Any]] = {
     "sft": {"epochs": 4, "batch_size": 8, "lr": 1e-3, "eval_prompts": 8,
             "eval_max_new_tokens": 32, "max_len": 256},
+    # 5 % of a demo's 116 ranked prompts is 6: too few to read. Mean pooling: at the last
+    # token the tiny RM reached 0.59 on held-out rankings where a bag-of-words model on the
+    # same split reached 0.70 (labelers' agreement 0.74); averaged over tokens, 0.66.
     "rm": {"epochs": 4, "prompts_per_step": 8, "lr": 1e-3, "max_len": 256,
-           "valid_fraction": 0.2},  # 5 % of a demo's 116 ranked prompts is 6: too few to read
+           "valid_fraction": 0.2, "pooling": "mean"},
     "ppo": {"steps": 24, "rollout_size": 16, "minibatch_size": 8, "ppo_epochs": 2,
             "lr": 1e-3, "value_lr": 3e-4, "ptx_coef": 0.3, "kl_coef": 0.1, "max_new_tokens": 32,
             "max_prompt_len": 64, "eval_size": 16, "test_size": 32, "heldout_texts": 8,

@@ -8,7 +8,14 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
 from training.data import RankingCollator, encode_pair, pad
-from training.models import fold_score_offset, load_reward_model, load_tokenizer, rm_scores
+from training.models import (
+    fold_score_offset,
+    load_reward_model,
+    load_tokenizer,
+    rm_scores,
+    set_score_pooling,
+    token_scores,
+)
 from training.outputs import sha256_file
 from training.records import GroupedRecord, SFTRecord, comparisons_from_groups, write_jsonl
 from training.reward import RewardConfig, kway_loss, mean_score, train_reward_model
@@ -121,3 +128,47 @@ def test_saved_reward_model_scores_demonstrations_at_mean_zero(tiny_dir, tmp_pat
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 + 1 and calls[-1][0] == calls[-1][1] == 3  # 3 steps + validation
     assert not list(tmp_path.glob(".rm*"))  # no temp dir or live metrics file left behind
+
+
+def test_mean_pooled_scores_average_the_head_over_real_tokens_whatever_the_padding(tiny_dir):
+    tok = load_tokenizer(tiny_dir)
+    model = load_reward_model(tiny_dir, tok).eval()
+    batch = RankingCollator(tok, 128)(RECORDS)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    last = rm_scores(model, ids, mask)
+    set_score_pooling(model, "mean")
+    mean = rm_scores(model, ids, mask)
+    per_token = token_scores(model, input_ids=ids, attention_mask=mask)
+    expected = torch.stack([row[m.bool()].mean() for row, m in zip(per_token, mask, strict=True)])
+    torch.testing.assert_close(mean, expected)
+    assert not torch.allclose(mean, last)  # not the last token's score
+    # one sequence alone, unpadded: the same score as inside the padded batch
+    n = int(mask[0].sum())
+    alone = rm_scores(model, ids[:1, :n], mask[:1, :n])
+    torch.testing.assert_close(alone, mean[:1], rtol=1e-5, atol=1e-5)
+    # the demonstration offset still moves every score by exactly delta
+    assert fold_score_offset(model, -0.75) == "final_norm.bias"
+    torch.testing.assert_close(rm_scores(model, ids, mask), mean - 0.75, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="pooling must be one of last, mean"):
+        set_score_pooling(model, "max")
+
+
+def test_a_mean_pooled_reward_model_is_saved_and_read_back_as_trained(tiny_dir, tmp_path):
+    write_jsonl(tmp_path / "rank.jsonl", synthetic_rankings(16, 4, seed=5))
+    cfg = RewardConfig(base_model=str(tiny_dir), train_data=str(tmp_path / "rank.jsonl"),
+                       out=str(tmp_path / "rm"), valid_fraction=0.25, prompts_per_step=6,
+                       lr=1e-3, max_len=96, pooling="mean")
+    out = train_reward_model(cfg)
+    assert json.loads((out / "config.json").read_text())["score_pooling"] == "mean"
+    tok = load_tokenizer(out)
+    rm = load_reward_model(out, tok).eval()
+    batch = RankingCollator(tok, 96)(RECORDS)
+    per_token = token_scores(rm, input_ids=batch["input_ids"],
+                             attention_mask=batch["attention_mask"])
+    weights = batch["attention_mask"].float()
+    torch.testing.assert_close(rm_scores(rm, batch["input_ids"], batch["attention_mask"]),
+                               (per_token * weights).sum(-1) / weights.sum(-1))
+    bad = RewardConfig(**{**vars(cfg), "pooling": "max", "out": str(tmp_path / "bad")})
+    with pytest.raises(ValueError, match="pooling"):
+        train_reward_model(bad)
+    assert not (tmp_path / "bad").exists()

@@ -9,10 +9,12 @@ It prints one JSON object:
   - SFT: tokens/s (ours, TRL's SFTTrainer on the same prompt/completion rows), ratio;
   - RM: comparisons/s and tokens/s (ours K-way, TRL's pairwise RewardTrainer), ratio;
   - PPO: episodes/s and the share of its time spent generating (ours; rollouts through
-    transformers' generate, sampling can use vLLM with `--backend auto|vllm`);
+    transformers' generate, or vLLM on the same GPU with `--rollout-backend vllm|auto`: the
+    engine that ran is reported, and weight pushes count as generation time);
   - peak GPU memory of every stage.
 
     .venv/bin/python bench/gpu_round.py [--model DIR] [--lora-r 16] [--max-len 512]
+                                        [--rollout-backend hf|vllm|auto]
 """
 
 from __future__ import annotations
@@ -137,7 +139,8 @@ def ours(base: Path, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     ppo, ppo_s, ppo_mem = measured(lambda: train_ppo(PPOConfig(
         policy_model=str(sft), reward_model=str(rm), prompts=str(root / "prompts.jsonl"),
         out=str(root / "policy"), ptx_coef=0.0, steps=4, rollout_size=64, minibatch_size=16,
-        ppo_epochs=2, max_new_tokens=64, heldout_texts=0, **scale)))
+        ppo_epochs=2, max_new_tokens=64, heldout_texts=0, rollout_backend=args.rollout_backend,
+        vllm_gpu_memory=args.vllm_gpu_memory, **scale)))
     tok = load_tokenizer(base)
     ranks = [json.loads(x) for x in (root / "rank.jsonl").read_text().splitlines()]
     rm_tokens = sum(len(encode_pair(tok, r["prompt"], t, args.max_len)[0])
@@ -149,6 +152,7 @@ def ours(base: Path, root: Path, args: argparse.Namespace) -> dict[str, Any]:
                "tokens_per_s": rm_tokens / read_manifest(rm)["metrics"]["train_seconds"],
                "wall_s": rm_s, "peak_gib": rm_mem},
         "ppo": {"episodes_per_s": p["episodes_per_s"], "gen_time_share": p["gen_time_share"],
+                "rollout_backend": (read_manifest(ppo) or {}).get("rollout_backend"),
                 "wall_s": ppo_s, "peak_gib": ppo_mem},
     }
 
@@ -161,6 +165,10 @@ def main() -> None:
     parser.add_argument("--max-len", type=int, default=512)
     parser.add_argument("--rows", type=int, default=512, help="demonstrations and rankings")
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--rollout-backend", default="hf", choices=("hf", "vllm", "auto"),
+                        help="PPO's rollout engine (vllm: an engine on the same GPU)")
+    parser.add_argument("--vllm-gpu-memory", type=float, default=0.3,
+                        help="share of GPU memory the vLLM rollout engine reserves")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench/gpu_round.py needs a CUDA GPU (the CPU figures are "

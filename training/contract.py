@@ -128,6 +128,9 @@ class PPOConfig(ScaleOptions):
     max_new_tokens: int = knob(64, "response length cap")
     max_prompt_len: int = knob(256, "prompt tokens kept")
     temperature: float = knob(1.0, "rollout sampling temperature (log-probs use the same)")
+    rollout_backend: str = knob(
+        "hf", "hf (transformers generate), vllm (engine on the same GPU) or auto (vllm if usable)")
+    vllm_gpu_memory: float = knob(0.3, "share of GPU memory the vLLM rollout engine reserves")
     missing_eos_penalty: float | None = knob(
         None, "subtracted from the score of an unfinished answer")
     ptx_batch_size: int | None = knob(None, "pretraining texts per gradient step (None: ptx_mix x)")

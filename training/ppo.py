@@ -15,6 +15,10 @@ and γ = 27.8 keeps the RL signal (a token-mean surrogate plus 27.8 × a token-m
 loss swamps it by the response length). Logged every step: RM score and KL side by
 side (over-optimisation), entropy, length, losses, clip fraction, and the held-out
 pretraining LM loss (the alignment tax, PPO vs PPO-ptx).
+
+Responses are sampled by transformers' `generate` on the policy, or by a vLLM engine on the
+same GPU that is given the policy's weights after every update (`rollout_backend`,
+training/rollouts.py); everything after sampling, the log-probs included, is the same code.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from training.models import (
     token_scores,
 )
 from training.outputs import Callback
+from training.rollouts import HFRollouts, Rollouts, choose_backend, make_rollouts
 from training.sampling import RewardFn, decode, generate_ids, rm_reward_fn
 from training.signals import output_signals
 
@@ -131,12 +136,12 @@ def rollout(
     prompts: list[str],
     cfg: PPOConfig,
     beta: float,
+    engine: Rollouts | None = None,
 ) -> dict[str, Any]:
-    """Sample responses, score them, and compute KL-shaped rewards, advantages, returns."""
+    """Sample responses (with `engine`, else the policy's `generate`), score them, and
+    compute KL-shaped rewards, advantages, returns."""
     t0 = time.perf_counter()
-    gen = generate_ids(
-        policy, tok, prompts, cfg.max_new_tokens, cfg.max_prompt_len, temperature=cfg.temperature
-    )
+    gen = (engine or HFRollouts()).generate(policy, tok, prompts, cfg)
     gen_seconds = time.perf_counter() - t0
     n_prompt = gen["prompt_ids"].shape[1]
     seq = torch.cat([gen["prompt_ids"], gen["response_ids"]], 1)  # (B, P+T)
@@ -351,7 +356,11 @@ def train_ppo(
     cfg: PPOConfig, callback: Callback | None = None, reward: RewardFn | None = None
 ) -> Path:
     """Optimise the policy against the RM (or `reward`, any (prompts, responses) -> (N,))."""
+    backend, why = choose_backend(cfg)  # before anything loads: a named engine that can't run
     accelerator = make_accelerator(cfg, "ppo")
+    if accelerator.is_main_process:
+        engine_name = "vLLM" if backend == "vllm" else "transformers generate"
+        print(f"Rollouts through {engine_name} ({why})", flush=True)
     set_seed(cfg.seed)
     tok, policy, ref, value_model = build_models(cfg, accelerator)
     if reward is None:
@@ -387,6 +396,7 @@ def train_ppo(
     )
     kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon)
     unwrapped = accelerator.unwrap_model(policy)
+    engine = make_rollouts(backend, cfg, accelerator)  # after the models: vLLM takes a share
     lora = cfg.lora_r > 0
     checkpoints = Checkpoints(cfg.out, cfg.checkpoint_every, accelerator)
     first_step, episodes, train_seconds, gen_seconds = 1, 0, 0.0, 0.0
@@ -423,6 +433,10 @@ def train_ppo(
                 next(prompt_iter)
         batch_prompts = next(prompt_iter)
         policy.eval()
+        synced = time.perf_counter()
+        if step > first_step or resumed is not None:  # sample from what the last update left
+            engine.sync(unwrapped)
+        sync_seconds = time.perf_counter() - synced
         ro = rollout(
             unwrapped,
             ref,
@@ -432,6 +446,7 @@ def train_ppo(
             batch_prompts,
             cfg,
             kl_ctl.value,
+            engine,
         )
         policy.train()
 
@@ -480,7 +495,8 @@ def train_ppo(
         beta = kl_ctl.value
         if cfg.adaptive_kl:
             kl_ctl.update(kl, n)
-        episodes, gen_seconds = episodes + n, gen_seconds + ro["gen_seconds"]
+        # pushing weights to the engine is part of what its generation costs
+        episodes, gen_seconds = episodes + n, gen_seconds + ro["gen_seconds"] + sync_seconds
         train_seconds += clock() - started  # evaluation below is not training time
         metrics = {
             "rm_score": ro["rm_scores"].mean().item(),
@@ -566,7 +582,8 @@ def train_ppo(
         config=cfg,
         metrics=final,
         data_files=[cfg.prompts, cfg.pretrain_data],
-        extra={"reward_model": cfg.reward_model, "ptx_batch_size": ptx_size},
+        extra={"reward_model": cfg.reward_model, "ptx_batch_size": ptx_size,
+               "rollout_backend": backend},
     )
     checkpoints.remove()
     return out

@@ -1,11 +1,11 @@
 """Batched generation of K candidates per prompt, best-of-N with a reward model.
 
 Generation goes through one interface, `Sampler.sample(prompts, k) -> [[text] * k]`:
-`HFSampler` (transformers' `generate`, the default, what PPO's rollouts use) and
-`VLLMSampler` (`--backend vllm`, where vLLM is installed on a GPU machine; the prompt is
-laid out with the model directory's chat template, as in training). `--backend auto`
-takes vLLM where it is installed and a GPU is present, transformers otherwise. Output files use the
-app's candidate import format, one prompt per line:
+`HFSampler` (transformers' `generate`, the default) and `VLLMSampler` (`--backend vllm`,
+where vLLM is installed on a GPU machine; the prompt is laid out with the model directory's
+chat template, as in training). `--backend auto` takes vLLM where it is installed and a GPU
+is present, transformers otherwise; PPO's rollouts choose their engine the same way
+(training/rollouts.py). Output files use the app's candidate import format, one prompt per line:
 `{"prompt": str, "prompt_id"?: int, "candidates": [{"text": str, "model": str}, …]}`.
 """
 
@@ -175,15 +175,19 @@ class VLLMSampler(Sampler):
         return [[c.text for c in out.outputs] for out in outputs]
 
 
-def vllm_usable() -> bool:
-    """Whether vLLM is installed and has a GPU to run on (what `--backend auto` asks)."""
+def vllm_installed() -> bool:
+    """Whether the vllm package can be found (a broken or half-imported install: no)."""
     import importlib.util
 
     try:
-        found = importlib.util.find_spec("vllm") is not None
-    except (ImportError, ValueError):  # a broken or half-imported install counts as none
-        found = False
-    return found and torch.cuda.is_available()
+        return importlib.util.find_spec("vllm") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def vllm_usable() -> bool:
+    """Whether vLLM is installed and has a GPU to run on (what `--backend auto` asks)."""
+    return vllm_installed() and torch.cuda.is_available()
 
 
 def make_sampler(cfg: SampleConfig, tok: Any) -> Sampler:

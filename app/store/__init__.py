@@ -13,6 +13,8 @@ A reader downloads an entry into `data_dir/store-cache/<checksum>/`, checking ev
 sha256 on the way; a later read finds it there. Keyed by checksum, a name published again is
 downloaded again, never served stale. Training children only ever see these local paths.
 
+The cache is bounded, and nothing in use is evicted from it: see app/store/cache.py.
+
 This module is the core's: it imports settings, the standard library and fsspec, no domain.
 """
 
@@ -23,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from typing import Any
 import fsspec
 
 from app.config import Settings, get_settings
+from app.store.cache import Cache, touch
+from app.store.cache import holding as holding  # store.holding(): a job keeps what it reads
 
 COMMIT = "commit.json"
 SCHEMES = ("file", "s3")
@@ -65,6 +68,8 @@ class Moved:
     down_files: int = 0
     down_bytes: int = 0
     cache_hits: int = 0
+    evicted: int = 0  # cache entries removed to keep the cache in its bound
+    evicted_bytes: int = 0
     by_url: dict[str, int] = field(default_factory=dict)
 
 
@@ -106,9 +111,10 @@ class Store:
     """One store URL with this machine's cache."""
 
     def __init__(self, url: str, *, cache_dir: Path, endpoint_url: str = "",
-                 access_key: str = "", secret_key: str = "") -> None:
+                 access_key: str = "", secret_key: str = "",
+                 cache_max_bytes: int | None = None) -> None:
         self.url = url.rstrip("/")
-        self.cache_dir = Path(cache_dir).resolve()
+        self.cache = Cache(cache_dir, cache_max_bytes)  # None: not bounded
         options: dict[str, Any] = {}
         if self.url.startswith("s3://"):
             # Short timeouts and few retries: an unreachable store fails a job (and start-up)
@@ -173,9 +179,10 @@ class Store:
                         files=len(listing), bytes=size)
         self.moved.up_files += stored.files
         self.moved.up_bytes += stored.bytes
-        self._adopt(Path(local), stored.sha256)
         if log:
             log(f"store: uploaded {stored.files} files ({stored.bytes} bytes) to {stored.url}")
+        self.cache.adopt(Path(local), stored.sha256)
+        self._evict(stored.sha256, log)
         return stored
 
     @property
@@ -204,18 +211,6 @@ class Store:
         try:
             self.fs.rm(path, recursive=True)
         except (OSError, ValueError):
-            pass
-
-    def _adopt(self, local: Path, checksum: str) -> None:
-        """Move what was just uploaded into the cache: this machine need not download it."""
-        target = self.cache_dir / checksum
-        if target.exists():
-            shutil.rmtree(local, ignore_errors=True)
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(local, target)
-        except OSError:  # another disk: the cache fills on first read instead
             pass
 
     def discard(self, url: str) -> None:
@@ -256,20 +251,28 @@ class Store:
         if sha256 and sha256 != checksum:
             raise StoreError(f"{url} in the store has checksum {checksum[:12]}…, not the "
                              f"{sha256[:12]}… registered for it: refusing to use it.")
-        target = self.cache_dir / checksum
-        if target.is_dir():
-            self.moved.cache_hits += 1
-            if log:
-                log(f"store: {self.url_for(*base[len(self.root) + 1:].split('/', 1))} "
-                    "from the cache")
-        else:
-            self._download(base, commit, target, url, log)
+        target = self.cache.entry(checksum)
+        lock = self.cache.lock(checksum)  # not evicted while we look, download and use it
+        try:
+            if target.is_dir():
+                touch(target)
+                self.moved.cache_hits += 1
+                if log:
+                    log(f"store: {self.url_for(*base[len(self.root) + 1:].split('/', 1))} "
+                        "from the cache")
+            else:
+                self._download(base, commit, target, url, log)
+                touch(target)
+                self._evict(checksum, log)
+        except BaseException:
+            os.close(lock)
+            raise
+        self.cache.release(lock)
         return target / inside if inside else target
 
     def _download(self, base: str, commit: dict[str, Any], target: Path, url: str,
                   log: Log | None) -> None:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.cache_dir))
+        tmp = self.cache.scratch()
         size = 0
         try:
             for entry in commit["files"]:
@@ -294,6 +297,14 @@ class Store:
         self.moved.down_bytes += size
         if log:
             log(f"store: downloaded {len(commit['files'])} files ({size} bytes) from {url}")
+
+    def _evict(self, keep: str, log: Log | None) -> None:
+        """Keep the cache in its bound, now that `keep` came in."""
+        for checksum, size in self.cache.evict(keep=keep):
+            self.moved.evicted += 1
+            self.moved.evicted_bytes += size
+            if log:
+                log(f"store: evicted {checksum[:12]}… ({size} bytes) from the cache")
 
     def localize(self, value: str, *, sha256: str | None = None, log: Log | None = None) -> str:
         """A local path for a recorded path: a store URL fetched, anything else as it is."""
@@ -321,12 +332,14 @@ def current(settings: Settings | None = None) -> Store | None:
     if not settings.store_url:
         return None
     key = (settings.store_url, settings.data_dir, settings.store_endpoint_url,
-           settings.store_access_key, settings.store_secret_key.get_secret_value())
+           settings.store_access_key, settings.store_secret_key.get_secret_value(),
+           settings.store_cache_max_bytes)
     if key not in _current:
         _current[key] = Store(settings.store_url, cache_dir=settings.data_dir / "store-cache",
                               endpoint_url=settings.store_endpoint_url,
                               access_key=settings.store_access_key,
-                              secret_key=settings.store_secret_key.get_secret_value())
+                              secret_key=settings.store_secret_key.get_secret_value(),
+                              cache_max_bytes=settings.store_cache_max_bytes)
     return _current[key]
 
 

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # Each machine's cache of the store is kept under this many GB: the least recently used
     # entries are evicted when a download or publish passes it (never one a job is reading).
     store_cache_max_gb: float = Field(default=100.0, gt=0)
+    # An entry of the store that no model version or snapshot names is removed by the
+    # periodic sweep once its commit is this old (a worker that died between publishing and
+    # registering left it); younger ones may still be on their way to the registry.
+    store_sweep_grace_hours: float = Field(default=1.0, gt=0)
     # Prompt and candidate uploads: refused above the first; above the second imported by a
     # job (202 with its id, progress on the job) rather than inside the request.
     import_max_upload_mb: float = 200.0

@@ -21,6 +21,8 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "tick-schedule": {"task": "rounds.tick_schedule", "schedule": 30.0},
     # The decision normally runs with the last judgment; this catches any it missed.
     "decide-rounds": {"task": "rounds.decide_rounds", "schedule": 30.0},
+    # Store entries a dead worker published but never registered (docs/deploy.md).
+    "sweep-store": {"task": "rounds.sweep_store", "schedule": 3600.0},
 }
 
 

@@ -173,6 +173,11 @@ def lineage(*, db: Session, version_id: int) -> dict[str, Any]:
     return {"version": version, "ancestors": chain[1:], "children": children}
 
 
+def stored_paths(*, db: Session) -> set[str]:
+    """The paths of every version kept in a store (what the store's sweep must keep)."""
+    return {p for p in db.scalars(select(ModelVersion.path)) if store.is_url(p)}
+
+
 def describe_dir(path: Path) -> dict[str, Any]:
     """A finished model directory's checksum (over every file) and its manifest's metrics."""
     digest = hashlib.sha256()

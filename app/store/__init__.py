@@ -27,6 +27,7 @@ import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,15 @@ class Moved:
     by_url: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Entry:
+    """A committed entry as listed: its URL, its name, and when its commit was written."""
+
+    url: str
+    name: str
+    committed_at: datetime
+
+
 def is_url(value: str) -> bool:
     """Whether a path as recorded (a version's, a snapshot's) is a store URL."""
     scheme, sep, _ = str(value).partition("://")
@@ -91,6 +101,16 @@ def _checksum(files: list[dict[str, Any]]) -> str:
     """An entry's checksum: over each file's path, size and sha256, in path order."""
     canonical = sorted((f["path"], int(f["bytes"]), f["sha256"]) for f in files)
     return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
+
+
+def _modified(info: dict[str, Any]) -> datetime:
+    """When an object was last written, from fsspec's info (S3's LastModified, a file's mtime)."""
+    stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if isinstance(stamp, datetime):
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    if isinstance(stamp, int | float):
+        return datetime.fromtimestamp(stamp, UTC)
+    raise StoreError(f"the store gives no time for {info.get('name')}")
 
 
 def _reason(exc: BaseException) -> str:
@@ -147,6 +167,15 @@ class Store:
         if len(parts) < 2 or not all(parts[:2]):
             raise StoreError(f"{url} names no entry of the store (STORE/AREA/NAME).")
         return f"{self.root}/{parts[0]}/{parts[1]}", parts[2] if len(parts) > 2 else ""
+
+    def entry_of(self, url: str) -> str | None:
+        """The URL of the entry a URL names (the entry, or a file in it); None: the URL is
+        not in this store."""
+        try:
+            base, _ = self._split(url.rstrip("/"))
+        except StoreError:
+            return None
+        return f"{self.url}/{base[len(self.root) + 1:]}"
 
     # writing
 
@@ -218,6 +247,56 @@ class Store:
         base, _ = self._split(url)
         self._remove(f"{base}/{COMMIT}")
         self._remove(base)
+
+    def entries(self, area: str) -> list[Entry]:
+        """The committed entries of an area, each with the time its commit was written (an
+        upload without a commit is not an entry)."""
+        found = []
+        try:
+            children = self.fs.ls(f"{self.root}/{area}", detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:
+            raise StoreError(f"Listing {area} in the store failed: {_reason(exc)}") from exc
+        for child in sorted(children):
+            name = child.rstrip("/").rsplit("/", 1)[-1]
+            try:
+                info = self._commit_info(f"{self.root}/{area}/{name}")
+            except FileNotFoundError:
+                continue
+            found.append(Entry(url=self.url_for(area, name), name=name,
+                               committed_at=_modified(info)))
+        return found
+
+    def _commit_info(self, base: str) -> dict[str, Any]:
+        path = f"{base}/{COMMIT}"
+        self.fs.invalidate_cache(path)
+        try:
+            return dict(self.fs.info(path))
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"Reading {path} from the store failed: {_reason(exc)}") from exc
+
+    def retire(self, entry: Entry) -> bool:
+        """Remove an entry as `entries` listed it: its commit first, so it disappears at
+        once, then the files that commit names. One committed again since it was listed
+        (the same name published anew) is left alone: False."""
+        base, _ = self._split(entry.url)
+        try:
+            if _modified(self._commit_info(base)) != entry.committed_at:
+                return False
+            version = json.loads(self._commit(base, entry.url))["version"]
+        except (FileNotFoundError, NotCommitted):
+            return False
+        self._remove(f"{base}/{COMMIT}")
+        self._remove(f"{base}/{version}")
+        if self._local:  # S3 has no folders; a disk keeps the empty one
+            try:
+                os.rmdir(base)
+            except OSError:  # not empty: an upload under way there
+                pass
+        return True
 
     # reading
 

@@ -149,9 +149,10 @@ def test_settings_refuse_a_store_url_that_is_not_file_or_s3():
         Settings(models_dir="s3://rlhf/models")
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _start(args: list[str], env: dict[str, str],
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -165,6 +166,18 @@ def test_web_and_worker_refuse_to_start_on_a_store_that_refuses_them(s3, prefix,
                     {**env, "RLHF_STORE_ENDPOINT_URL": "http://127.0.0.1:9"})
     assert worker.returncode != 0, worker.stderr
     assert "The worker does not start" in worker.stderr and "cannot be reached" in worker.stderr
+
+
+@pytest.mark.slow
+def test_beat_refuses_to_start_on_a_store_it_cannot_reach(s3, prefix, tmp_path):
+    """The beat sends the store's sweep: like the web and the workers, it checks the store
+    first (a beat that starts would run until stopped: the timeout fails the test)."""
+    env = {**os.environ, **s3.settings(prefix), "RLHF_DATA_DIR": str(tmp_path),
+           "RLHF_REDIS_URL": "", "RLHF_STORE_ENDPOINT_URL": "http://127.0.0.1:9"}
+    beat = _start(["-m", "celery", "-A", "app.worker", "beat", "--loglevel", "WARNING"], env,
+                  timeout=60)
+    assert beat.returncode != 0, beat.stderr
+    assert "The beat does not start" in beat.stderr and "cannot be reached" in beat.stderr
 
 
 def _export_job(db) -> int:  # type: ignore[no-untyped-def]

@@ -103,6 +103,13 @@ def _checksum(files: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
 
 
+def dir_checksum(local: Path) -> str:
+    """The checksum a directory has as an entry of the store (reads every file)."""
+    files = [{"path": f.relative_to(local).as_posix(), "bytes": f.stat().st_size,
+              "sha256": _sha256(f)} for f in sorted(p for p in local.rglob("*") if p.is_file())]
+    return _checksum(files)
+
+
 def _modified(info: dict[str, Any]) -> datetime:
     """When an object was last written, from fsspec's info (S3's LastModified, a file's mtime)."""
     stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
@@ -179,9 +186,10 @@ class Store:
 
     # writing
 
-    def publish(self, local: Path, area: str, name: str, log: Log | None = None) -> Stored:
+    def publish(self, local: Path, area: str, name: str, log: Log | None = None, *,
+                keep_local: bool = False) -> Stored:
         """Upload a finished directory and commit it; afterwards it lives in the cache
-        (under its checksum) rather than at `local`."""
+        (under its checksum) rather than at `local` (with `keep_local`: in both)."""
         base = f"{self.root}/{area}/{name}"
         token = secrets.token_hex(8)
         listing: list[dict[str, Any]] = []
@@ -210,7 +218,7 @@ class Store:
         self.moved.up_bytes += stored.bytes
         if log:
             log(f"store: uploaded {stored.files} files ({stored.bytes} bytes) to {stored.url}")
-        self.cache.adopt(Path(local), stored.sha256)
+        self.cache.adopt(Path(local), stored.sha256, copy=keep_local)
         self._evict(stored.sha256, log)
         return stored
 

@@ -115,19 +115,26 @@ class Cache:
         else:
             held.append(fd)
 
-    def adopt(self, local: Path, checksum: str) -> None:
-        """Move a directory in as the entry `checksum`; one already there wins."""
+    def adopt(self, local: Path, checksum: str, *, copy: bool = False) -> None:
+        """Move (or copy) a directory in as the entry `checksum`; one already there wins."""
         target = self.entry(checksum)
         if target.exists():
-            shutil.rmtree(local, ignore_errors=True)
+            if not copy:
+                shutil.rmtree(local, ignore_errors=True)
             touch(target)
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        tmp: Path | None = None
         try:
-            os.rename(local, target)
+            if copy:  # through a scratch name: the entry appears whole or not at all
+                tmp = self.scratch()
+                shutil.copytree(local, tmp, dirs_exist_ok=True)
+            else:
+                self.root.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp or local, target)
             touch(target)
-        except OSError:  # another disk: the cache fills on first read instead
-            pass
+        except OSError:  # another disk, or there meanwhile: the cache fills on first read
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def evict(self, *, keep: str) -> list[tuple[str, int]]:
         """Remove the least recently used entries until the cache fits its bound, never

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me-in-production"
@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     store_endpoint_url: str = ""  # an S3 API other than AWS's (MinIO), e.g. http://minio:9000
     store_access_key: str = ""  # empty: s3fs's own lookup (AWS_* variables, instance role)
     store_secret_key: SecretStr = SecretStr("")
+    # Each machine's cache of the store is kept under this many GB: the least recently used
+    # entries are evicted when a download or publish passes it (never one a job is reading).
+    store_cache_max_gb: float = Field(default=100.0, gt=0)
+    # An entry of the store that no model version or snapshot names is removed by the
+    # periodic sweep once its commit is this old (a worker that died between publishing and
+    # registering left it); younger ones may still be on their way to the registry.
+    store_sweep_grace_hours: float = Field(default=1.0, gt=0)
     # Prompt and candidate uploads: refused above the first; above the second imported by a
     # job (202 with its id, progress on the job) rather than inside the request.
     import_max_upload_mb: float = 200.0
@@ -126,6 +133,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'rlhf.sqlite').resolve()}"
+
+    @property
+    def store_cache_max_bytes(self) -> int:
+        """The cache's bound in bytes."""
+        return int(self.store_cache_max_gb * 1e9)
 
     @property
     def broker_url(self) -> str:

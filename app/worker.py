@@ -6,7 +6,7 @@ and the beat schedule, which names tasks of every layer.
 """
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import beat_init, worker_init
 
 from app import store
 from app.config import Settings
@@ -21,6 +21,8 @@ BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "tick-schedule": {"task": "rounds.tick_schedule", "schedule": 30.0},
     # The decision normally runs with the last judgment; this catches any it missed.
     "decide-rounds": {"task": "rounds.decide_rounds", "schedule": 30.0},
+    # Store entries a dead worker published but never registered (docs/deploy.md).
+    "sweep-store": {"task": "rounds.sweep_store", "schedule": 3600.0},
 }
 
 
@@ -36,16 +38,27 @@ def make_celery(settings: Settings | None = None) -> Celery:
     return configure(broker.make_celery(settings))
 
 
-@worker_init.connect
-def _check_store(**_: object) -> None:
-    """A worker whose store cannot be reached, or refuses its credentials, does not start."""
+def _check_store(process: str) -> None:
+    """A process whose store cannot be reached, or refuses its credentials, does not start."""
     shared = store.current()
     if shared is None:
         return
     try:
         shared.check()
     except store.StoreError as exc:  # SystemExit: Celery logs and ignores an Exception here
-        raise SystemExit(f"The worker does not start: {exc}") from exc
+        raise SystemExit(f"The {process} does not start: {exc}") from exc
+
+
+@worker_init.connect
+def _check_store_at_worker_start(**_: object) -> None:
+    _check_store("worker")
+
+
+@beat_init.connect
+def _check_store_at_beat_start(**_: object) -> None:
+    # The beat sends the store's sweep: with a store it cannot use, it would only fail
+    # there, hourly, instead of at start-up with the reason.
+    _check_store("beat")
 
 
 configure(celery_app)

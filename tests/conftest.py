@@ -203,3 +203,25 @@ def s3():  # type: ignore[no-untyped-def]
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A prefix of the bucket of its own: a test's store, apart from the others'."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def store_env(s3, prefix) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """This process's settings with the store: what a worker started with them reads."""
+    from app.config import get_settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        values = s3.settings(prefix)
+        for name, value in values.items():
+            mp.setenv(name, value)
+        get_settings.cache_clear()
+        yield values
+    get_settings.cache_clear()

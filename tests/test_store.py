@@ -8,8 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -18,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 import app.rounds.jobs  # noqa: F401 - registers the export kind
+from app import store as store_module
 from app.config import Settings, get_settings
 from app.exports import service as exports
 from app.exports.models import DatasetSnapshot
@@ -30,11 +29,6 @@ from tests.factories import make_user, ranked_task
 from tests.s3 import BUCKET
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:8]}"
 
 
 def _model_dir(root: Path, weights: bytes = b"w" * 5000) -> Path:
@@ -133,7 +127,8 @@ def test_checksum_mismatch_is_refused(s3, prefix, tmp_path):
     s3.client.put_object(Bucket=BUCKET, Key=key, Body=b"tampered")
     with pytest.raises(StoreError, match="weights.bin does not match the sha256"):
         reader.fetch(stored.url, sha256=stored.sha256)
-    assert list((tmp_path / "r").iterdir()) == []  # nothing half-downloaded in the cache
+    # Nothing half-downloaded in the cache, beside the entry's lock file.
+    assert [p.name for p in (tmp_path / "r").iterdir()] == [".locks"]
 
 
 def test_wrong_credentials_and_unreachable_store_say_so(s3, prefix, tmp_path):
@@ -154,9 +149,10 @@ def test_settings_refuse_a_store_url_that_is_not_file_or_s3():
         Settings(models_dir="s3://rlhf/models")
 
 
-def _start(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _start(args: list[str], env: dict[str, str],
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -172,16 +168,16 @@ def test_web_and_worker_refuse_to_start_on_a_store_that_refuses_them(s3, prefix,
     assert "The worker does not start" in worker.stderr and "cannot be reached" in worker.stderr
 
 
-@pytest.fixture
-def store_env(s3, prefix) -> Iterator[dict[str, str]]:
-    """This process's settings with the store: what a worker started with them reads."""
-    with pytest.MonkeyPatch.context() as mp:
-        values = s3.settings(prefix)
-        for name, value in values.items():
-            mp.setenv(name, value)
-        get_settings.cache_clear()
-        yield values
-    get_settings.cache_clear()
+@pytest.mark.slow
+def test_beat_refuses_to_start_on_a_store_it_cannot_reach(s3, prefix, tmp_path):
+    """The beat sends the store's sweep: like the web and the workers, it checks the store
+    first (a beat that starts would run until stopped: the timeout fails the test)."""
+    env = {**os.environ, **s3.settings(prefix), "RLHF_DATA_DIR": str(tmp_path),
+           "RLHF_REDIS_URL": "", "RLHF_STORE_ENDPOINT_URL": "http://127.0.0.1:9"}
+    beat = _start(["-m", "celery", "-A", "app.worker", "beat", "--loglevel", "WARNING"], env,
+                  timeout=60)
+    assert beat.returncode != 0, beat.stderr
+    assert "The beat does not start" in beat.stderr and "cannot be reached" in beat.stderr
 
 
 def _export_job(db) -> int:  # type: ignore[no-untyped-def]
@@ -226,3 +222,65 @@ def test_no_store_keeps_snapshots_on_local_disk(db):
     snap = exports.create_snapshot(db=db, user=None, request=ExportCreate(kind="grouped"))
     exports.build(db=db, snapshot=snap)
     assert Path(snap.path).is_dir() and Path(snap.path).parent == get_settings().exports_dir
+
+
+def _cached(root: Path) -> set[str]:
+    return {p.name for p in root.iterdir() if not p.name.startswith(".")} if root.is_dir() \
+        else set()
+
+
+def test_cache_evicts_the_least_recently_used_entries_past_its_bound(s3, prefix, tmp_path):
+    writer = s3.store(prefix, tmp_path / "w")
+    made = {n: writer.publish(_model_dir(tmp_path / n, n.encode() * 1000), "models", n)
+            for n in ("a", "b", "c", "d")}  # about 1 KB each
+    cache = tmp_path / "r"
+    reader = s3.store(prefix, cache, cache_max_bytes=2500)  # room for two
+    reader.fetch(made["a"].url)
+    reader.fetch(made["b"].url)
+    reader.fetch(made["a"].url)  # a hit: a is now the more recently used
+    assert _cached(cache) == {made["a"].sha256, made["b"].sha256}
+    reader.fetch(made["c"].url)
+    assert _cached(cache) == {made["a"].sha256, made["c"].sha256}  # b went, a stayed
+    assert reader.moved.evicted == 1 and reader.moved.evicted_bytes == made["b"].bytes
+    assert not list(cache.glob(".tmp-*"))  # renamed away, then removed
+
+    # A bound below one entry: the entry just fetched stays, whatever its size.
+    tight = s3.store(prefix, cache, cache_max_bytes=10)
+    got = tight.fetch(made["d"].url)
+    assert _cached(cache) == {made["d"].sha256}
+    assert _files(got) == _files(tmp_path / "w" / made["d"].sha256)
+
+
+def test_cache_never_evicts_an_entry_in_use(s3, prefix, tmp_path):
+    writer = s3.store(prefix, tmp_path / "w")
+    made = {n: writer.publish(_model_dir(tmp_path / n, n.encode() * 1000), "models", n)
+            for n in ("a", "b", "c")}
+    cache = tmp_path / "shared-cache"
+    # Two workers on one machine share the cache directory; one job reads a.
+    first, second = (s3.store(prefix, cache, cache_max_bytes=10) for _ in range(2))
+    with store_module.holding():
+        used = first.fetch(made["a"].url)
+        second.fetch(made["b"].url)  # over the bound: a is older, and in use
+        assert _cached(cache) == {made["a"].sha256, made["b"].sha256}
+        assert (used / "weights.bin").read_bytes() == b"a" * 1000
+    second.fetch(made["c"].url)  # the job ended: a and b may go now
+    assert _cached(cache) == {made["c"].sha256}
+
+
+def test_publishing_evicts_older_entries_but_keeps_what_it_published(s3, prefix, tmp_path):
+    cache = tmp_path / "cache"
+    writer = s3.store(prefix, cache, cache_max_bytes=1500)
+    first = writer.publish(_model_dir(tmp_path / "a", b"a" * 1000), "models", "a")
+    second = writer.publish(_model_dir(tmp_path / "b", b"b" * 1000), "models", "b")
+    assert _cached(cache) == {second.sha256}
+    assert writer.moved.evicted == 1 and s3.store(prefix, tmp_path / "r").committed(first.url)
+
+
+def test_settings_bound_the_cache_and_refuse_a_bound_that_is_not_positive(tmp_path):
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(ValidationError, match="store_cache_max_gb"):
+            Settings(store_cache_max_gb=bad)
+    settings = Settings(store_url=f"file://{tmp_path}/s", data_dir=tmp_path,
+                        store_cache_max_gb=0.5)
+    shared = store_module.current(settings)
+    assert shared is not None and shared.cache.max_bytes == 500_000_000

@@ -137,6 +137,12 @@ def list_snapshots(*, db: Session, limit: int = 200) -> list[DatasetSnapshot]:
     return list(db.scalars(stmt))
 
 
+def stored_paths(*, db: Session) -> set[str]:
+    """The paths of every snapshot published to a store (what the store's sweep must keep)."""
+    rows = db.scalars(select(DatasetSnapshot.path).where(DatasetSnapshot.path.is_not(None)))
+    return {p for p in rows if p and store.is_url(p)}
+
+
 def get_snapshot(*, db: Session, snapshot_id: int) -> DatasetSnapshot:
     """One snapshot, or NotFound."""
     snapshot = db.get(DatasetSnapshot, snapshot_id)

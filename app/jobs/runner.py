@@ -75,7 +75,10 @@ def run_job(job_id: int) -> dict[str, Any]:
     beat.start()
     state, error, outputs = JobState.failed, "", {}
     try:
-        outputs = all_kinds()[ctx.kind].handler(ctx)
+        # What the job reads from the store's cache stays there until it ends: the cache's
+        # eviction (another job's download) skips it while the child reads it.
+        with store.holding():
+            outputs = all_kinds()[ctx.kind].handler(ctx)
         state = JobState.succeeded
     except JobCancelled as exc:
         state, error = JobState.cancelled, str(exc)

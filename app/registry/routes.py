@@ -106,16 +106,18 @@ def lineage(db: DbSession, _: Staff, model_id: Id) -> Lineage:
 def download(db: DbSession, _: Staff, model_id: Id) -> StreamingResponse:
     """The model directory as a .tar.gz (for researchers to load elsewhere)."""
     version = registry.get_version(db=db, version_id=model_id)
-    try:
-        path = Path(store.localize(version.path, sha256=version.sha256))
-    except store.StoreError as exc:
-        raise JobError(f"Version {model_id} cannot be read from the store: {exc}", 409) from exc
-    if not path.is_dir():
-        raise JobError(f"Version {model_id} has no directory on this server "
-                       f"({version.path}).", 409)
-    spool = tempfile.TemporaryFile()  # on disk: model directories are large
-    with tarfile.open(fileobj=spool, mode="w:gz") as tar:
-        tar.add(path, arcname=version.name)
+    with store.holding():  # the cache keeps the directory until it is packed
+        try:
+            path = Path(store.localize(version.path, sha256=version.sha256))
+        except store.StoreError as exc:
+            raise JobError(f"Version {model_id} cannot be read from the store: {exc}",
+                           409) from exc
+        if not path.is_dir():
+            raise JobError(f"Version {model_id} has no directory on this server "
+                           f"({version.path}).", 409)
+        spool = tempfile.TemporaryFile()  # on disk: model directories are large
+        with tarfile.open(fileobj=spool, mode="w:gz") as tar:
+            tar.add(path, arcname=version.name)
     spool.seek(0)
 
     def chunks() -> Iterator[bytes]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app import store
 from app.config import get_settings
 from app.db import utcnow
-from app.jobs.errors import JobError
+from app.jobs.errors import JobError, JobFailed
 from app.registry.models import (
     AliasEvent,
     ModelAlias,
@@ -173,6 +173,11 @@ def lineage(*, db: Session, version_id: int) -> dict[str, Any]:
     return {"version": version, "ancestors": chain[1:], "children": children}
 
 
+def stored_paths(*, db: Session) -> set[str]:
+    """The paths of every version kept in a store (what the store's sweep must keep)."""
+    return {p for p in db.scalars(select(ModelVersion.path)) if store.is_url(p)}
+
+
 def describe_dir(path: Path) -> dict[str, Any]:
     """A finished model directory's checksum (over every file) and its manifest's metrics."""
     digest = hashlib.sha256()
@@ -232,8 +237,13 @@ def base_model_path() -> tuple[str, bool]:
 
 
 def ensure_base(ctx: JobContext) -> dict[str, Any]:
-    """The base version, registered on first use (the tiny model is built then)."""
-    path, tiny = base_model_path()
+    """The base version, registered on first use (the tiny model is built then; a base
+    directory of this machine's is published to the store, where there is one)."""
+    configured, tiny = base_model_path()
+    path = configured
+    shared = store.current()
+    if shared is not None and not tiny and not store.is_url(configured):
+        path = _base_for_the_store(ctx, shared, configured)
     with ctx.session() as db:
         found = db.scalars(select(ModelVersion).where(ModelVersion.path == path)).first()
         if found is not None:
@@ -242,7 +252,7 @@ def ensure_base(ctx: JobContext) -> dict[str, Any]:
     described = _tiny_base(ctx, path) if tiny else _describe_base(path)
     try:
         with ctx.session() as db:
-            version = ModelVersion(kind="base", name="tiny" if tiny else path, path=path,
+            version = ModelVersion(kind="base", name="tiny" if tiny else configured, path=path,
                                    sha256=described["sha256"], config=described["config"],
                                    metrics=described["metrics"])
             db.add(version)
@@ -254,6 +264,37 @@ def ensure_base(ctx: JobContext) -> dict[str, Any]:
             found = db.scalars(select(ModelVersion).where(ModelVersion.path == path)).one()
             return {"id": found.id, "path": found.path, "name": found.name,
                     "sha256": found.sha256}
+
+
+def _base_for_the_store(ctx: JobContext, shared: store.Store, configured: str) -> str:
+    """Where workers on every machine read a configured base model from: a directory here
+    is published to the store once per checksum (no other machine can read this disk); one
+    that is not here is read where a machine that has it published it; a hub id stays one."""
+    local = Path(configured).expanduser()
+    if local.is_dir():
+        checksum = store.dir_checksum(local)
+        name = f"base-{checksum[:16]}"
+        url = shared.url_for("models", name)
+        try:
+            published = shared.checksum(url) == checksum
+        except store.NotCommitted:
+            published = False
+        if not published:
+            ctx.log(f"publishing the base model {configured} to the store as {url}")
+            shared.publish(local, "models", name, log=ctx.log, keep_local=True)
+        return url
+    with ctx.session() as db:
+        elsewhere = db.scalars(select(ModelVersion.path).where(
+            ModelVersion.kind == ModelKind.base, ModelVersion.name == configured)
+            .order_by(ModelVersion.id.desc())).first()
+    if elsewhere is not None and store.is_url(elsewhere):
+        return elsewhere
+    if local.is_absolute() or configured.startswith((".", "~")):
+        raise JobFailed(f"RLHF_BASE_MODEL names {configured}, a directory that is not on this "
+                        "machine, and no machine that has it has published it to the store "
+                        "yet: run a first stage on a machine that has the directory, or "
+                        "publish it to the store and name its URL (docs/deploy.md).")
+    return configured  # a hub id: each worker downloads it from the hub
 
 
 def _describe_base(path: str) -> dict[str, Any]:

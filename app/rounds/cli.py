@@ -12,6 +12,8 @@ import typer
 train_cli = typer.Typer(help="Start training rounds (export → SFT → RM → PPO).",
                         no_args_is_help=True)
 jobs_cli = typer.Typer(help="Training and generation jobs.", no_args_is_help=True)
+store_cli = typer.Typer(help="The store the machines share (RLHF_STORE_URL).",
+                        no_args_is_help=True)
 ENDED = ("succeeded", "failed", "cancelled")
 
 
@@ -133,9 +135,10 @@ def follow(round_id: int, quiet: bool = False, poll_s: float = 1.0) -> str:
 
 
 def register(root: typer.Typer) -> None:
-    """Add `train` and `jobs`."""
+    """Add `train`, `jobs` and `store`."""
     root.add_typer(train_cli, name="train")
     root.add_typer(jobs_cli, name="jobs")
+    root.add_typer(store_cli, name="store")
 
 
 SETS = typer.Option([], "--set", help="STAGE.FIELD=VALUE, e.g. ppo.kl_coef=0.05 (repeatable)")
@@ -286,3 +289,35 @@ def jobs_retry(job_id: int, wait: bool = WAIT) -> None:
     console.print(f"job {job_id} retried as job {new_id}")
     if wait and round_id is not None and follow(round_id) != "succeeded":
         raise typer.Exit(1)
+
+
+@store_cli.command("sweep")
+def store_sweep(dry_run: bool = typer.Option(False, "--dry-run",
+                                             help="List what would be removed; remove nothing"),
+                as_json: bool = JSON) -> None:
+    """Remove the store's entries no model version or snapshot names, once their commit is
+    older than RLHF_STORE_SWEEP_GRACE_HOURS (the beat does this hourly)."""
+    from app import store
+    from app.console import console, fail
+    from app.db import session_scope
+    from app.rounds import orphans
+
+    shared = store.current()
+    if shared is None:
+        fail("No store is configured (RLHF_STORE_URL): there is nothing to sweep.")
+        return
+    try:
+        with session_scope() as db:
+            swept = orphans.sweep(db=db, shared=shared, dry_run=dry_run)
+    except store.StoreError as exc:
+        fail(f"The sweep stopped: {exc}")
+        return
+    if as_json:
+        console.print_json(json.dumps({"dry_run": dry_run, **vars(swept)}))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for url in swept.removed:
+        console.print(f"{verb} {url}", markup=False, highlight=False)
+    console.print(f"{verb} {len(swept.removed)} entries; kept {len(swept.named)} that a "
+                  f"version or snapshot names and {len(swept.young)} younger than the grace "
+                  "period.", markup=False, highlight=False)

@@ -17,3 +17,18 @@ def decide_rounds() -> list[int]:
     from app.rounds import judged
 
     return judged.sweep()
+
+
+@celery_app.task(name="rounds.sweep_store")
+def sweep_store() -> list[str]:
+    """Remove the store's entries that nothing names (their worker died before registering
+    them); the URLs removed. Without a store: nothing to do."""
+    from app import store
+    from app.db import session_scope
+    from app.rounds import orphans
+
+    shared = store.current()
+    if shared is None:
+        return []
+    with session_scope() as db:
+        return orphans.sweep(db=db, shared=shared).removed

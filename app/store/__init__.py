@@ -13,6 +13,8 @@ A reader downloads an entry into `data_dir/store-cache/<checksum>/`, checking ev
 sha256 on the way; a later read finds it there. Keyed by checksum, a name published again is
 downloaded again, never served stale. Training children only ever see these local paths.
 
+The cache is bounded, and nothing in use is evicted from it: see app/store/cache.py.
+
 This module is the core's: it imports settings, the standard library and fsspec, no domain.
 """
 
@@ -23,15 +25,17 @@ import json
 import os
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
 from app.config import Settings, get_settings
+from app.store.cache import Cache, touch
+from app.store.cache import holding as holding  # store.holding(): a job keeps what it reads
 
 COMMIT = "commit.json"
 SCHEMES = ("file", "s3")
@@ -65,7 +69,18 @@ class Moved:
     down_files: int = 0
     down_bytes: int = 0
     cache_hits: int = 0
+    evicted: int = 0  # cache entries removed to keep the cache in its bound
+    evicted_bytes: int = 0
     by_url: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A committed entry as listed: its URL, its name, and when its commit was written."""
+
+    url: str
+    name: str
+    committed_at: datetime
 
 
 def is_url(value: str) -> bool:
@@ -88,6 +103,23 @@ def _checksum(files: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()
 
 
+def dir_checksum(local: Path) -> str:
+    """The checksum a directory has as an entry of the store (reads every file)."""
+    files = [{"path": f.relative_to(local).as_posix(), "bytes": f.stat().st_size,
+              "sha256": _sha256(f)} for f in sorted(p for p in local.rglob("*") if p.is_file())]
+    return _checksum(files)
+
+
+def _modified(info: dict[str, Any]) -> datetime:
+    """When an object was last written, from fsspec's info (S3's LastModified, a file's mtime)."""
+    stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
+    if isinstance(stamp, datetime):
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    if isinstance(stamp, int | float):
+        return datetime.fromtimestamp(stamp, UTC)
+    raise StoreError(f"the store gives no time for {info.get('name')}")
+
+
 def _reason(exc: BaseException) -> str:
     """A failure in a sentence: the wrong credentials and the unreachable host named."""
     text = f"{type(exc).__name__}: {exc}"
@@ -106,9 +138,10 @@ class Store:
     """One store URL with this machine's cache."""
 
     def __init__(self, url: str, *, cache_dir: Path, endpoint_url: str = "",
-                 access_key: str = "", secret_key: str = "") -> None:
+                 access_key: str = "", secret_key: str = "",
+                 cache_max_bytes: int | None = None) -> None:
         self.url = url.rstrip("/")
-        self.cache_dir = Path(cache_dir).resolve()
+        self.cache = Cache(cache_dir, cache_max_bytes)  # None: not bounded
         options: dict[str, Any] = {}
         if self.url.startswith("s3://"):
             # Short timeouts and few retries: an unreachable store fails a job (and start-up)
@@ -142,11 +175,21 @@ class Store:
             raise StoreError(f"{url} names no entry of the store (STORE/AREA/NAME).")
         return f"{self.root}/{parts[0]}/{parts[1]}", parts[2] if len(parts) > 2 else ""
 
+    def entry_of(self, url: str) -> str | None:
+        """The URL of the entry a URL names (the entry, or a file in it); None: the URL is
+        not in this store."""
+        try:
+            base, _ = self._split(url.rstrip("/"))
+        except StoreError:
+            return None
+        return f"{self.url}/{base[len(self.root) + 1:]}"
+
     # writing
 
-    def publish(self, local: Path, area: str, name: str, log: Log | None = None) -> Stored:
+    def publish(self, local: Path, area: str, name: str, log: Log | None = None, *,
+                keep_local: bool = False) -> Stored:
         """Upload a finished directory and commit it; afterwards it lives in the cache
-        (under its checksum) rather than at `local`."""
+        (under its checksum) rather than at `local` (with `keep_local`: in both)."""
         base = f"{self.root}/{area}/{name}"
         token = secrets.token_hex(8)
         listing: list[dict[str, Any]] = []
@@ -173,9 +216,10 @@ class Store:
                         files=len(listing), bytes=size)
         self.moved.up_files += stored.files
         self.moved.up_bytes += stored.bytes
-        self._adopt(Path(local), stored.sha256)
         if log:
             log(f"store: uploaded {stored.files} files ({stored.bytes} bytes) to {stored.url}")
+        self.cache.adopt(Path(local), stored.sha256, copy=keep_local)
+        self._evict(stored.sha256, log)
         return stored
 
     @property
@@ -206,23 +250,61 @@ class Store:
         except (OSError, ValueError):
             pass
 
-    def _adopt(self, local: Path, checksum: str) -> None:
-        """Move what was just uploaded into the cache: this machine need not download it."""
-        target = self.cache_dir / checksum
-        if target.exists():
-            shutil.rmtree(local, ignore_errors=True)
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(local, target)
-        except OSError:  # another disk: the cache fills on first read instead
-            pass
-
     def discard(self, url: str) -> None:
         """Remove an entry (its commit first, so it disappears at once)."""
         base, _ = self._split(url)
         self._remove(f"{base}/{COMMIT}")
         self._remove(base)
+
+    def entries(self, area: str) -> list[Entry]:
+        """The committed entries of an area, each with the time its commit was written (an
+        upload without a commit is not an entry)."""
+        found = []
+        try:
+            children = self.fs.ls(f"{self.root}/{area}", detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        except Exception as exc:
+            raise StoreError(f"Listing {area} in the store failed: {_reason(exc)}") from exc
+        for child in sorted(children):
+            name = child.rstrip("/").rsplit("/", 1)[-1]
+            try:
+                info = self._commit_info(f"{self.root}/{area}/{name}")
+            except FileNotFoundError:
+                continue
+            found.append(Entry(url=self.url_for(area, name), name=name,
+                               committed_at=_modified(info)))
+        return found
+
+    def _commit_info(self, base: str) -> dict[str, Any]:
+        path = f"{base}/{COMMIT}"
+        self.fs.invalidate_cache(path)
+        try:
+            return dict(self.fs.info(path))
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"Reading {path} from the store failed: {_reason(exc)}") from exc
+
+    def retire(self, entry: Entry) -> bool:
+        """Remove an entry as `entries` listed it: its commit first, so it disappears at
+        once, then the files that commit names. One committed again since it was listed
+        (the same name published anew) is left alone: False."""
+        base, _ = self._split(entry.url)
+        try:
+            if _modified(self._commit_info(base)) != entry.committed_at:
+                return False
+            version = json.loads(self._commit(base, entry.url))["version"]
+        except (FileNotFoundError, NotCommitted):
+            return False
+        self._remove(f"{base}/{COMMIT}")
+        self._remove(f"{base}/{version}")
+        if self._local:  # S3 has no folders; a disk keeps the empty one
+            try:
+                os.rmdir(base)
+            except OSError:  # not empty: an upload under way there
+                pass
+        return True
 
     # reading
 
@@ -256,20 +338,28 @@ class Store:
         if sha256 and sha256 != checksum:
             raise StoreError(f"{url} in the store has checksum {checksum[:12]}…, not the "
                              f"{sha256[:12]}… registered for it: refusing to use it.")
-        target = self.cache_dir / checksum
-        if target.is_dir():
-            self.moved.cache_hits += 1
-            if log:
-                log(f"store: {self.url_for(*base[len(self.root) + 1:].split('/', 1))} "
-                    "from the cache")
-        else:
-            self._download(base, commit, target, url, log)
+        target = self.cache.entry(checksum)
+        lock = self.cache.lock(checksum)  # not evicted while we look, download and use it
+        try:
+            if target.is_dir():
+                touch(target)
+                self.moved.cache_hits += 1
+                if log:
+                    log(f"store: {self.url_for(*base[len(self.root) + 1:].split('/', 1))} "
+                        "from the cache")
+            else:
+                self._download(base, commit, target, url, log)
+                touch(target)
+                self._evict(checksum, log)
+        except BaseException:
+            os.close(lock)
+            raise
+        self.cache.release(lock)
         return target / inside if inside else target
 
     def _download(self, base: str, commit: dict[str, Any], target: Path, url: str,
                   log: Log | None) -> None:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.cache_dir))
+        tmp = self.cache.scratch()
         size = 0
         try:
             for entry in commit["files"]:
@@ -294,6 +384,14 @@ class Store:
         self.moved.down_bytes += size
         if log:
             log(f"store: downloaded {len(commit['files'])} files ({size} bytes) from {url}")
+
+    def _evict(self, keep: str, log: Log | None) -> None:
+        """Keep the cache in its bound, now that `keep` came in."""
+        for checksum, size in self.cache.evict(keep=keep):
+            self.moved.evicted += 1
+            self.moved.evicted_bytes += size
+            if log:
+                log(f"store: evicted {checksum[:12]}… ({size} bytes) from the cache")
 
     def localize(self, value: str, *, sha256: str | None = None, log: Log | None = None) -> str:
         """A local path for a recorded path: a store URL fetched, anything else as it is."""
@@ -321,12 +419,14 @@ def current(settings: Settings | None = None) -> Store | None:
     if not settings.store_url:
         return None
     key = (settings.store_url, settings.data_dir, settings.store_endpoint_url,
-           settings.store_access_key, settings.store_secret_key.get_secret_value())
+           settings.store_access_key, settings.store_secret_key.get_secret_value(),
+           settings.store_cache_max_bytes)
     if key not in _current:
         _current[key] = Store(settings.store_url, cache_dir=settings.data_dir / "store-cache",
                               endpoint_url=settings.store_endpoint_url,
                               access_key=settings.store_access_key,
-                              secret_key=settings.store_secret_key.get_secret_value())
+                              secret_key=settings.store_secret_key.get_secret_value(),
+                              cache_max_bytes=settings.store_cache_max_bytes)
     return _current[key]
 
 

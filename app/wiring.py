@@ -42,7 +42,7 @@ DOMAINS: tuple[str, ...] = tuple(p for layer, packages in LAYERS
 
 # Modules that register job kinds (`@job_kind`).
 KIND_MODULES = (
-    "app.prompts.uploads", "app.exports.tasks", "app.registry.generation",
+    "app.prompts.jobs", "app.exports.tasks", "app.registry.generation",
     "app.evaluation.jobs", "app.rounds.jobs", "app.rounds.judged",
 )
 # Domains' Celery tasks (a worker consumes them; the web process sends them).

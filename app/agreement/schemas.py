@@ -1,7 +1,8 @@
 """JSON shapes of the agreement API (the summary keeps DESIGN.md's public contract)."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.fields import Day, Moment
@@ -14,6 +15,10 @@ class AgreementQuery(BaseModel):
     since: Day | Moment | None = Field(None, description="from this date or time (UTC)")
     until: Day | Moment | None = Field(None, description="up to this date (inclusive)")
     group: Literal["all", "training", "held_out"] = "all"
+
+
+# The filters as a route's query string (the page, the CSV and the JSON API).
+AgreementParams = Annotated[AgreementQuery, Query()]
 
 
 class Share(BaseModel):

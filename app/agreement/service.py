@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.agreement import compute, loading
 from app.agreement.loading import Filters
 from app.agreement.report import rank_report, rate_report
+from app.agreement.schemas import AgreementQuery
 from app.errors import DomainError
 from app.labeling.models import FLAGS
 from app.queue.models import TaskKind
@@ -67,6 +68,11 @@ def make_filters(
     if lo is not None and hi is not None and lo >= hi:
         raise BadFilters("'since' must be before 'until'")
     return Filters(kind=TaskKind(kind), since=lo, until=hi, group=group)
+
+
+def filters_for(*, query: AgreementQuery) -> Filters:
+    """The validated filters a page's, a CSV's or an API call's query string asks for."""
+    return make_filters(**query.model_dump())
 
 
 def clear_cache() -> None:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import devices, service
 from app.auth.deps import Admin, Anyone, AnyUser, login_session, logout_session
-from app.auth.models import Role, User
+from app.auth.models import Role
 from app.auth.schemas import (
     UserUpdate,
 )
@@ -20,9 +20,6 @@ from app.fields import Email, Id, Published, Text
 from app.templating import flash, render
 
 router = APIRouter()
-
-
-Db = DbSession
 
 
 def _safe_next(target: str) -> str:
@@ -45,7 +42,7 @@ def _login_again(request: Request, form: dict[str, str], message: str) -> Respon
 @router.post("/login", response_class=HTMLResponse, responses=errors(303, 401, 429))
 @redisplays(_login_again)
 def login(
-    request: Request, db: Db, _: Anyone,
+    request: Request, db: DbSession, _: Anyone,
     email: Annotated[Text, Form(min_length=1, max_length=320)],
     password: Annotated[Text, Form(min_length=1, max_length=200)],
     next: Annotated[Text, Form()] = "/",
@@ -70,14 +67,14 @@ def login(
 
 
 @router.post("/logout", status_code=303, response_class=RedirectResponse)
-def logout(request: Request, db: Db, _: AnyUser) -> Response:
+def logout(request: Request, db: DbSession, _: AnyUser) -> Response:
     logout_session(request, db)
     flash(request, "You are logged out.")
     return RedirectResponse("/login", status_code=303)
 
 
 @router.post("/account/logout-everywhere")
-def logout_everywhere(request: Request, db: Db, user: AnyUser) -> Response:
+def logout_everywhere(request: Request, db: DbSession, user: AnyUser) -> Response:
     ended = service.end_sessions(db=db, user=user)
     request.session.clear()
     flash(request, f"You are logged out everywhere ({ended} session{'s' * (ended != 1)} ended).")
@@ -85,7 +82,7 @@ def logout_everywhere(request: Request, db: Db, user: AnyUser) -> Response:
 
 
 @router.get("/account", response_class=HTMLResponse)
-def account_page(request: Request, db: Db, user: AnyUser) -> Response:
+def account_page(request: Request, db: DbSession, user: AnyUser) -> Response:
     tokens = service.list_tokens(db=db, user=user)
     return render(request, "auth/account.html", tokens=tokens, new_token=None,
                   sessions=service.count_sessions(db=db, user=user))
@@ -93,7 +90,7 @@ def account_page(request: Request, db: Db, user: AnyUser) -> Response:
 
 @router.post("/account/tokens", response_class=HTMLResponse)
 def account_create_token(
-    request: Request, db: Db, user: AnyUser, name: Annotated[Text, Form(max_length=100)] = ""
+    request: Request, db: DbSession, user: AnyUser, name: Annotated[Text, Form(max_length=100)] = ""
 ) -> Response:
     _, clear = service.create_token(db=db, user=user, name=name)
     tokens = service.list_tokens(db=db, user=user)
@@ -102,7 +99,7 @@ def account_create_token(
 
 
 @router.post("/account/tokens/{token_id}/revoke", status_code=303, response_class=RedirectResponse)
-def account_revoke_token(request: Request, db: Db, user: AnyUser, token_id: Id) -> Response:
+def account_revoke_token(request: Request, db: DbSession, user: AnyUser, token_id: Id) -> Response:
     service.revoke_token(db=db, user=user, token_id=token_id)
     flash(request, "Token revoked.")
     return RedirectResponse("/account", status_code=303)
@@ -121,7 +118,7 @@ def _users_again(request: Request, form: dict[str, str], message: str) -> Respon
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
-def users_page(request: Request, db: Db, _: Admin) -> Response:
+def users_page(request: Request, db: DbSession, _: Admin) -> Response:
     return _users(request, db, {})
 
 
@@ -129,7 +126,7 @@ def users_page(request: Request, db: Db, _: Admin) -> Response:
              responses=errors(400, 409))
 @redisplays(_users_again)
 def users_create(
-    request: Request, db: Db, _: Admin,
+    request: Request, db: DbSession, _: Admin,
     email: Annotated[Email, Form(max_length=320)],
     password: Annotated[Text, Form(min_length=service.MIN_PASSWORD, max_length=200)],
     role: Annotated[Role, Form()], name: Annotated[Text, Form(max_length=200)] = "",
@@ -146,7 +143,7 @@ def users_create(
              responses=errors(400))
 @redisplays(_users_again)
 def users_update(
-    request: Request, db: Db, admin: Admin, user_id: Id,
+    request: Request, db: DbSession, admin: Admin, user_id: Id,
     role: Annotated[Role | None, Form()] = None, active: Annotated[bool | None, Form()] = None,
     held_out: Annotated[bool | None, Form()] = None,
     password: Annotated[Text, Form(max_length=200),  # empty: the password stays
@@ -157,20 +154,7 @@ def users_update(
                             password=password or None)
     except ValidationError as exc:
         raise service.AuthError(describe(validation_errors(exc.errors())), 422) from exc
-    _apply_update(db, admin, user_id, change)
+    service.change_user(db=db, admin=admin, user_id=user_id, change=change)
     flash(request, "User updated.")
     return RedirectResponse("/admin/users", status_code=303)
 
-
-def _apply_update(db: Session, admin: User, user_id: Id, change: UserUpdate) -> User:
-    user = service.get_user(db=db, user_id=user_id)
-    if user is None:
-        raise service.AuthError(f"No user {user_id}.", status=404)
-    if user.id == admin.id and (change.active is False or change.role not in (None, Role.admin)):
-        raise service.AuthError("You cannot deactivate or demote yourself.")
-    service.update_user(db=db, user=user, role=change.role, active=change.active,
-                        held_out=change.held_out, name=change.name)
-    if change.password:
-        service.set_password(db=db, user=user, password=change.password,
-                             keep_tokens=change.keep_tokens)
-    return user

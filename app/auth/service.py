@@ -15,6 +15,7 @@ from sqlalchemy.orm.util import identity_key
 
 from app.auth import devices
 from app.auth.models import ApiToken, Role, User, UserSession
+from app.auth.schemas import UserUpdate
 from app.config import get_settings
 from app.db import utcnow
 from app.errors import DomainError
@@ -114,6 +115,22 @@ def update_user(
     if name is not None:
         user.name = name
     db.flush()
+    return user
+
+
+def change_user(*, db: Session, admin: User, user_id: int, change: UserUpdate) -> User:
+    """An admin's change to a user (the API's and the users page's): role, activity,
+    held-out flag, name, password; nobody deactivates or demotes themselves."""
+    user = get_user(db=db, user_id=user_id)
+    if user is None:
+        raise AuthError(f"No user {user_id}.", status=404)
+    if user.id == admin.id and (change.active is False or change.role not in (None, Role.admin)):
+        raise AuthError("You cannot deactivate or demote yourself.")
+    update_user(db=db, user=user, role=change.role, active=change.active,
+                held_out=change.held_out, name=change.name)
+    if change.password:
+        set_password(db=db, user=user, password=change.password,
+                     keep_tokens=change.keep_tokens)
     return user
 
 

@@ -7,8 +7,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.auth.models import User
-from app.evaluation import generation
+from app.evaluation import generation, service
 from app.evaluation.models import Evaluation
+from app.evaluation.schemas import EvaluationCreate, EvaluationCreated
 from app.jobs import service as jobs
 from app.jobs.kinds import JobContext, job_kind
 
@@ -35,6 +36,15 @@ def start(*, db: Session, evaluation: Evaluation, user: User | None) -> int:
     evaluation.job_id = job.id
     db.flush()
     return int(job.id)
+
+
+def create(*, db: Session, user: User,
+           spec: EvaluationCreate) -> tuple[EvaluationCreated, int]:
+    """Record a checked campaign and its generation job (the API's and the form's): the
+    answer and the job's id, which the caller dispatches once both are committed."""
+    evaluation = service.create_evaluation(db=db, user=user, spec=spec)
+    job_id = start(db=db, evaluation=evaluation, user=user)
+    return EvaluationCreated(id=evaluation.id, job_id=job_id, state=evaluation.state), job_id
 
 
 def dispatch(job_id: int) -> None:

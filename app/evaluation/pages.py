@@ -16,24 +16,13 @@ from app.evaluation import (
     service,
 )
 from app.evaluation import results as outcome
-from app.evaluation.schemas import (
-    EvaluationCreate,
-    EvaluationCreated,
-)
+from app.evaluation.schemas import EvaluationCreate
 from app.fields import Id, Int32, Text
 from app.registry.models import ModelVersion
 from app.registry.pages import model_page_part
 from app.templating import flash, render
 
 router = APIRouter()
-
-
-def _create(db: DbSession, user: Staff, spec: EvaluationCreate,
-            background: BackgroundTasks) -> EvaluationCreated:
-    evaluation = service.create_evaluation(db=db, user=user, spec=spec)
-    job_id = tasks.start(db=db, evaluation=evaluation, user=user)
-    background.add_task(tasks.dispatch, job_id)  # after the response: after the commit
-    return EvaluationCreated(id=evaluation.id, job_id=job_id, state=evaluation.state)
 
 
 @router.post("/evaluations/{evaluation_id}/close")
@@ -83,7 +72,8 @@ def create_form(
             "sampling": {"temperature": temperature, "top_p": top_p,
                          # blank: the candidates' own rollout length
                          "max_new_tokens": max_new_tokens.strip() or None, "seed": seed}})
-        created = _create(db, user, spec, background)
+        created, job_id = tasks.create(db=db, user=user, spec=spec)
+        background.add_task(tasks.dispatch, job_id)  # after the response: after the commit
     except ValidationError as exc:
         flash(request, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                  for e in exc.errors()), "error")

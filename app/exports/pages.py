@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from app.auth.deps import Staff
 from app.db import DbSession, session_scope
 from app.errors import errors, redisplays
-from app.exports import service
+from app.exports import service, tasks
 from app.exports.models import DatasetSnapshot
 from app.exports.schemas import FORMATS, KINDS, describe, from_form
-from app.fields import Id, Text
+from app.fields import Text
 from app.prompts.models import Split
 from app.queue.models import TaskKind
 from app.registry import service as registry
@@ -31,13 +31,6 @@ router = APIRouter()
 
 
 FormStr = Annotated[Text, Form(max_length=2000)]
-
-
-def _enqueue(snapshot_id: Id) -> None:
-    # Runs after the response, so after the commit that made the row visible to workers.
-    from app.exports import tasks
-
-    tasks.enqueue(snapshot_id)
 
 
 def _page(request: Request, db: Session, form: dict[str, str]) -> Response:
@@ -81,7 +74,7 @@ def exports_create_form(
         raise service.ExportError(describe(exc)) from exc
     snapshot = service.request_export(db=db, user=user, request=export)
     if snapshot.state == "pending":
-        background.add_task(_enqueue, snapshot.id)
+        background.add_task(tasks.enqueue, snapshot.id)  # after the response: after the commit
     flash(request, f"Snapshot {snapshot.id} ({snapshot.kind}): {snapshot.state}.",
           "error" if snapshot.state == "failed" else "success")
     return RedirectResponse("/exports", status_code=303)

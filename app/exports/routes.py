@@ -12,8 +12,7 @@ from fastapi.responses import (
 from app.auth.deps import STAFF, Staff
 from app.db import DbSession
 from app.errors import ErrorBody, errors
-from app.exports import pages, service
-from app.exports.pages import _enqueue
+from app.exports import pages, service, tasks
 from app.exports.schemas import ExportCreate, SnapshotRead
 from app.fields import Id
 from app.templating import add_nav
@@ -35,7 +34,7 @@ def create_export(
     that failed is a 500 saying why, its snapshot kept as failed."""
     snapshot = service.request_export(db=db, user=user, request=body)
     if snapshot.state == "pending":
-        background.add_task(_enqueue, snapshot.id)
+        background.add_task(tasks.enqueue, snapshot.id)  # after the response: after the commit
         response.status_code = 202
     if snapshot.state == "failed":  # returned, not raised: the failed row is committed
         failed = ErrorBody(detail=f"Snapshot {snapshot.id} could not be built: "

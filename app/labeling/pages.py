@@ -116,9 +116,6 @@ async def gold_save(request: Request, db: DbSession, _: Staff, task_id: Id) -> R
     return RedirectResponse(f"/tasks/{task_id}", status_code=303)
 
 
-NO_STORE = "no-store"
-
-
 KindChoice = Literal["any", "demonstrate", "rank", "rate", "write_prompt", "compare"]
 
 
@@ -158,7 +155,7 @@ def task_page(request: Request, db: DbSession, user: AnyUser, assignment_id: Id,
     )
     # Back after a submit must fetch the page again (now read-only), not show the live form
     # from the cache.
-    page.headers["Cache-Control"] = NO_STORE
+    page.headers["Cache-Control"] = workbench.NO_STORE
     return page
 
 

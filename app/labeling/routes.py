@@ -10,7 +10,6 @@ from app.db import DbSession, commit_here
 from app.errors import errors
 from app.fields import Id
 from app.labeling import pages, service, workbench
-from app.labeling.pages import NO_STORE
 from app.labeling.schemas import (
     DraftRead,
     DraftSave,
@@ -48,7 +47,7 @@ def draft_save(db: DbSession, user: AnyUser, assignment_id: Id, body: DraftSave)
 
 @router.get("/api/v1/assignments/{assignment_id}/draft", response_model=DraftRead)
 def draft_get(response: Response, db: DbSession, user: AnyUser, assignment_id: Id) -> DraftRead:
-    response.headers["Cache-Control"] = NO_STORE
+    response.headers["Cache-Control"] = workbench.NO_STORE
     draft = workbench.get_draft(db=db, user=user, assignment_id=assignment_id)
     if draft is None:
         return DraftRead(assignment_id=assignment_id, text="", client_ms=0, saved=False)

@@ -33,6 +33,8 @@ DRAFT_MAX = 5 * DEMONSTRATION_MAX
 DRAFT_DATA_MAX = 200_000  # Likert, flags and placements of 9 outputs take under 2,000
 AVAILABLE_CAP = 1000  # the start page shows "1000+" rather than counting a huge backlog
 LEFT_CAP = 20  # a task page shows "20+ more": the count is on every labeler's path
+# Cache-Control of a live task page and of a draft: a browser always fetches them again.
+NO_STORE = "no-store"
 
 DEFAULT_GUIDELINES = {
     "demonstrate": "Write the response you would want an ideal assistant to give: helpful, "

@@ -22,9 +22,6 @@ from app.templating import flash, render
 router = APIRouter()
 
 
-PAGE = 50
-
-
 @router.get("/prompts", response_class=HTMLResponse)
 def prompts_page(
     request: Request, db: DbSession, _: Staff, split: Split | None = None,
@@ -33,11 +30,11 @@ def prompts_page(
 ) -> Response:
     page = max(page, 1)
     items, total = prompts.list_prompts(db=db, split=split, category=category or None,
-                                        source=source, q=q or None, limit=PAGE,
-                                        offset=(page - 1) * PAGE)
+                                        source=source, q=q or None, limit=prompts.PAGE_SIZE,
+                                        offset=(page - 1) * prompts.PAGE_SIZE)
     report = request.session.pop("import_report", None)
     return render(request, "prompts/index.html", items=items, total=total, page=page,
-                  pages=max(1, -(-total // PAGE)), counts=prompts.prompt_counts(db=db),
+                  pages=max(1, -(-total // prompts.PAGE_SIZE)), counts=prompts.prompt_counts(db=db),
                   filters={"split": split.value if split else "", "category": category or "",
                            "source": source.value if source else "", "q": q or ""},
                   splits=list(Split), sources=list(PromptSource), categories=CATEGORIES,

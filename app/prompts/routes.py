@@ -13,7 +13,6 @@ from app.fields import Id, Offset, PageSize, Text
 from app.prompts import pages, uploads
 from app.prompts import service as prompts
 from app.prompts.models import PromptSource, Split
-from app.prompts.pages import PAGE
 from app.prompts.schemas import (
     ImportReportOut,
     PromptCounts,
@@ -65,7 +64,7 @@ async def import_api(request: Request, db: DbSession, user: Staff,
 def list_api(
     db: DbSession, _: Staff, split: Split | None = None, category: Text | None = None,
     source: PromptSource | None = None, end_user_id: Text | None = None, q: Text | None = None,
-    limit: PageSize = PAGE, offset: Offset = 0,
+    limit: PageSize = prompts.PAGE_SIZE, offset: Offset = 0,
 ) -> Any:
     """A page of prompts, newest first, with the total that match the filters."""
     items, total = prompts.list_prompts(db=db, split=split, category=category, source=source,

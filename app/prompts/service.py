@@ -18,6 +18,7 @@ __all__ = [
     "create_labeler_prompt", "create_use_case", "import_file", "import_prompts",
     "list_prompts", "list_use_cases", "prompt_counts", "update_use_case",
 ]
+PAGE_SIZE = 50  # prompts a page lists (the /prompts page, the API's default limit)
 PAGE_MAX = 200
 
 
@@ -110,7 +111,7 @@ def create_labeler_prompt(
 def list_prompts(
     *, db: Session, split: Split | None = None, category: str | None = None,
     source: PromptSource | None = None, end_user_id: str | None = None, q: str | None = None,
-    limit: int = 50, offset: int = 0,
+    limit: int = PAGE_SIZE, offset: int = 0,
 ) -> tuple[list[Prompt], int]:
     """A page of prompts matching the filters (newest first) and how many match in all."""
     query = select(Prompt)

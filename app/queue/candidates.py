@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.fields import MAX_ID, text_problem
-from app.prompts import uploads
+from app.prompts import jobs as import_jobs
 from app.prompts.importer import MAX_ISSUES, Importer
 from app.prompts.models import Candidate, Prompt, PromptSource
 from app.prompts.parsing import BadLine, read_objects, validate
@@ -174,7 +174,7 @@ def import_candidates_file(*, db: Session, data: bytes, **options: Any) -> Candi
                              **options)
 
 
-@uploads.imports("candidates")
+@import_jobs.imports("candidates")
 def _import_upload(*, db: Session, data: bytes, objects: list[Any] | None,
                    config: dict[str, Any], rules: ImportRules, options: dict[str, Any],
                    progress: Any) -> dict[str, Any]:

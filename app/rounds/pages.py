@@ -6,10 +6,12 @@ The forms call the same services as the JSON API and send the first job after th
 form shows its sentence on the page again with what was typed, and changes nothing.
 """
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from app.auth.deps import Staff
 from app.db import DbSession
@@ -41,9 +43,25 @@ async def _form(request: Request) -> dict[str, Any]:
 Form = Annotated[dict[str, Any], Depends(_form)]
 
 
-def _send(job_ids: list[int]) -> None:
-    # Runs after the response, so after the commit that made the rows visible to workers.
-    jobs.dispatch(job_ids)
+T = TypeVar("T")
+
+
+def _act(request: Request, db: Session, refused: str, action: Callable[[], T], *,
+         sends_jobs: bool = False) -> T | None:
+    """A form's action in a savepoint, the broker checked first where it sends jobs: what
+    it returns, or None once the refusal is flashed ("Not cancelled: why")."""
+    try:
+        with db.begin_nested():
+            if sends_jobs:
+                jobs.require_broker()
+            return action()
+    except JobError as exc:
+        flash(request, f"{refused}: {exc}", "error")
+        return None
+
+
+def _to_round(round_id: int) -> RedirectResponse:
+    return RedirectResponse(f"/jobs#round-{round_id}", status_code=303)
 
 
 def _back(target: str, fallback: str = "/jobs") -> RedirectResponse:
@@ -93,56 +111,47 @@ def trigger_round(request: Request, db: DbSession, user: Staff, form: Form,
         page.headers.update(exc.headers)  # Retry-After when the broker is down
         return page
     first = rounds.current_jobs(db=db, round_id=rnd.id)[0]
-    background.add_task(_send, [first.id])
+    background.add_task(jobs.dispatch, [first.id])
     flash(request, f"Round {rnd.id} queued: {', '.join(rnd.stages)}"
                    f"{' → evaluate' if rnd.evaluate is not None else ''}"
                    f"{' → promote' if rnd.promote else ''}"
                    f"{' → promote if people prefer it' if rnd.promote_if_better else ''}"
                    f"{' → generate' if rnd.generate else ''}.", "success")
-    return RedirectResponse(f"/jobs#round-{rnd.id}", status_code=303)
+    return _to_round(rnd.id)
 
 
 @router.post("/jobs/rounds/{round_id}/cancel")
 def cancel_round(request: Request, db: DbSession, _: Staff, round_id: Id) -> Response:
     """Cancel a round's live jobs."""
-    try:
-        with db.begin_nested():
-            rounds.cancel_round(db=db, round_id=round_id)
-    except JobError as exc:
-        flash(request, f"Not cancelled: {exc}", "error")
-    else:
+    cancelled = _act(request, db, "Not cancelled",
+                     lambda: rounds.cancel_round(db=db, round_id=round_id))
+    if cancelled is not None:
         flash(request, f"Round {round_id}: cancel requested; a running stage stops at its "
                        "next step.", "success")
-    return RedirectResponse(f"/jobs#round-{round_id}", status_code=303)
+    return _to_round(round_id)
 
 
 @router.post("/jobs/rounds/{round_id}/promote")
 def promote_round(request: Request, db: DbSession, user: Staff, round_id: Id,
                   background: BackgroundTasks) -> Response:
     """Promote a round waiting for judgment by hand."""
-    try:
-        with db.begin_nested():
-            jobs.require_broker()
-            ready = judged.promote_by_hand(db=db, round_id=round_id, user=user)
-    except JobError as exc:
-        flash(request, f"Not promoted: {exc}", "error")
-    else:
-        background.add_task(_send, ready)
+    ready = _act(request, db, "Not promoted",
+                 lambda: judged.promote_by_hand(db=db, round_id=round_id, user=user),
+                 sends_jobs=True)
+    if ready is not None:
+        background.add_task(jobs.dispatch, ready)
         flash(request, f"Round {round_id}: promoting its models.", "success")
-    return RedirectResponse(f"/jobs#round-{round_id}", status_code=303)
+    return _to_round(round_id)
 
 
 @router.post("/jobs/rounds/{round_id}/dismiss")
 def dismiss_round(request: Request, db: DbSession, user: Staff, round_id: Id) -> Response:
     """End a round waiting for judgment without promoting it."""
-    try:
-        with db.begin_nested():
-            judged.dismiss(db=db, round_id=round_id, user=user)
-    except JobError as exc:
-        flash(request, f"Not dismissed: {exc}", "error")
-    else:
+    dismissed = _act(request, db, "Not dismissed",
+                     lambda: judged.dismiss(db=db, round_id=round_id, user=user))
+    if dismissed is not None:
         flash(request, f"Round {round_id} dismissed: the active policy stays.", "success")
-    return RedirectResponse(f"/jobs#round-{round_id}", status_code=303)
+    return _to_round(round_id)
 
 
 @router.post("/jobs/schedule")
@@ -180,14 +189,8 @@ def job_page(request: Request, db: DbSession, _: Staff, job_id: Id) -> Response:
 def cancel_job(request: Request, db: DbSession, _: Staff, job_id: Id,
                form: Form) -> Response:
     """Cancel: a queued job at once, a running one at its next step."""
-    try:
-        with db.begin_nested():
-            job = jobs.request_cancel(db=db, job_id=job_id)
-            if job.round_id is not None:
-                rounds.settle(db=db, round_id=job.round_id)
-    except JobError as exc:
-        flash(request, f"Not cancelled: {exc}", "error")
-    else:
+    job = _act(request, db, "Not cancelled", lambda: rounds.cancel_job(db=db, job_id=job_id))
+    if job is not None:
         flash(request, f"Job {job_id} ({job.kind}): {job.state}.", "success")
     return _back(str(form.get("next", "")), f"/jobs/{job_id}")
 
@@ -196,13 +199,10 @@ def cancel_job(request: Request, db: DbSession, _: Staff, job_id: Id,
 def retry_job(request: Request, db: DbSession, user: Staff, job_id: Id,
               background: BackgroundTasks) -> Response:
     """A new attempt of a failed or cancelled job (and of the round stages it stopped)."""
-    try:
-        with db.begin_nested():
-            jobs.require_broker()
-            job = rounds.retry_job(db=db, job_id=job_id, user=user)
-    except JobError as exc:
-        flash(request, f"Not retried: {exc}", "error")
+    job = _act(request, db, "Not retried",
+               lambda: rounds.retry_job(db=db, job_id=job_id, user=user), sends_jobs=True)
+    if job is None:
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
-    background.add_task(_send, [job.id])
+    background.add_task(jobs.dispatch, [job.id])
     flash(request, f"Job {job_id} retried as job {job.id} (attempt {job.attempt}).", "success")
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)

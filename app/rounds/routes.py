@@ -30,12 +30,8 @@ router = APIRouter()
 add_nav("Jobs", "/jobs", STAFF, "Training rounds and jobs: trigger, watch, cancel, retry.")
 
 JobId = Annotated[int, Query(ge=1, lt=2**31)]
-
-
-
-def _send(job_ids: list[int]) -> None:
-    # Runs after the response, so after the commit that made the rows visible to workers.
-    jobs.dispatch(job_ids)
+# Jobs are sent by a background task: it runs after the response, so after the commit that
+# made them visible to workers.
 
 
 def _round_read(db: DbSession, rnd: object) -> RoundRead:
@@ -58,7 +54,7 @@ def create_round(db: DbSession, user: Staff, body: RoundCreate,
                               exclusive=body.exclusive,
                               evaluate=body.evaluate.model_dump() if body.evaluate else None)
     created = rounds.current_jobs(db=db, round_id=rnd.id)
-    background.add_task(_send, [created[0].id])
+    background.add_task(jobs.dispatch, [created[0].id])
     return RoundCreated(round_id=rnd.id, jobs=[JobBrief.model_validate(j) for j in created])
 
 
@@ -88,7 +84,7 @@ def promote_round(db: DbSession, user: Staff, round_id: Id,
     """Promote a round waiting for judgment by hand (it confirms a flagged one)."""
     jobs.require_broker()
     ready = judged.promote_by_hand(db=db, round_id=round_id, user=user)
-    background.add_task(_send, ready)
+    background.add_task(jobs.dispatch, ready)
     return _round_read(db, rounds.get_round(db=db, round_id=round_id))
 
 
@@ -135,10 +131,7 @@ def job_metrics(db: DbSession, _: Staff, job_id: Id,
 @router.post("/api/v1/jobs/{job_id}/cancel", response_model=JobRead, responses=errors(409))
 def cancel_job(db: DbSession, _: Staff, job_id: Id) -> JobRead:
     """Cancel: a queued job at once, a running one at its next step (state cancelling)."""
-    job = jobs.request_cancel(db=db, job_id=job_id)
-    if job.round_id is not None:
-        rounds.settle(db=db, round_id=job.round_id)
-    return JobRead.model_validate(job)
+    return JobRead.model_validate(rounds.cancel_job(db=db, job_id=job_id))
 
 
 @router.post("/api/v1/jobs/{job_id}/retry", response_model=JobRead, status_code=202,
@@ -148,7 +141,7 @@ def retry_job(db: DbSession, user: Staff, job_id: Id,
     """A new attempt of a failed or cancelled job (and of the round stages it stopped)."""
     jobs.require_broker()
     job = rounds.retry_job(db=db, job_id=job_id, user=user)
-    background.add_task(_send, [job.id])
+    background.add_task(jobs.dispatch, [job.id])
     return JobRead.model_validate(job)
 
 

@@ -390,6 +390,15 @@ def cancel_round(*, db: Session, round_id: int) -> Round:
     return rnd
 
 
+def cancel_job(*, db: Session, job_id: int) -> Job:
+    """Cancel a job (a queued one at once, a running one at its next step) and bring its
+    round, if it has one, in line."""
+    job = jobs.request_cancel(db=db, job_id=job_id)
+    if job.round_id is not None:
+        settle(db=db, round_id=job.round_id)
+    return job
+
+
 def _check_retry(*, db: Session, rnd: Round, job: Job, current: dict[int, Job]) -> None:
     """409 unless the job is its stage's newest attempt and, for an exclusive round that
     ended, no other round is live."""

@@ -17,12 +17,13 @@ from app.jobs import runner
 from app.jobs import service as jobs
 from app.jobs.kinds import JobContext
 from app.jobs.models import Job, JobState
+from app.prompts import jobs as import_jobs
 from app.prompts import uploads
 from app.prompts.models import Candidate, Prompt
 from app.queue.models import Task
 from tests.factories import csrf_from, login, make_user
 
-N = 450  # over two progress reports (uploads.PROGRESS_EVERY)
+N = 450  # over two progress reports (import_jobs.PROGRESS_EVERY)
 
 
 @pytest.fixture
@@ -139,7 +140,7 @@ def test_a_retry_after_a_commit_whose_worker_died_does_not_import_twice(
     db.commit()
     ctx = JobContext(job_id=job_id, kind="import", config=dict(job.config), inputs={},
                      workdir=Path(get_settings().data_dir))
-    first = uploads.import_upload(ctx)
+    first = import_jobs.import_upload(ctx)
     assert first["accepted"] == N and _count(db, Prompt) == N
     assert jobs.end(db=db, job_id=job_id, worker=None, state=JobState.failed,
                     error="the worker stopped responding")
@@ -239,8 +240,8 @@ def test_a_process_finds_the_import_kind_once_wired_and_leaves_it_queued_before(
     import subprocess
     import sys
 
-    job = uploads.queue_import(db=committed_db, what="prompts", data=_lines(3),
-                               filename="p.jsonl", options={}, user=researcher[0])
+    job = import_jobs.queue_import(db=committed_db, what="prompts", data=_lines(3),
+                                   filename="p.jsonl", options={}, user=researcher[0])
     committed_db.commit()
 
     def run(setup: str) -> str:

@@ -19,11 +19,14 @@ from app.prompts import service as prompts_service
 from app.prompts.models import Candidate, Prompt, PromptKind, PromptSource, Split
 from training import toy_english  # standard library only
 
-# A demo project big enough for a round: the importer splits prompts about 80/10/10 by end
-# user, so 300 prompts give ~240 train prompts (demonstrations, rankings, PPO roll-outs),
-# ~30 valid ones (PPO keeps its best step by them) and ~30 test ones (campaigns judge on them).
-DEMO_PROMPTS = 300
-RANK_SHARE = 0.5  # of the train prompts, ranked; the rest get a demonstrate task
+# A demo project big enough for a round that learns: the importer splits prompts about
+# 80/10/10 by end user, so 600 prompts give ~480 train prompts (about 290 rank tasks and 190
+# demonstrate tasks; PPO rolls out on them), ~60 valid ones (PPO keeps its best step by them)
+# and ~60 test ones (a campaign of 60 judges tightly enough to read a win over SFT). Measured
+# (bench/bench_first_loop.py): at 300 prompts and half of them ranked, the RM's held-out
+# accuracy was 0.60-0.62 against the labelers' 0.72-0.74; at 600 and 60 %, 0.68 against 0.73.
+DEMO_PROMPTS = 600
+RANK_SHARE = 0.6  # of the train prompts, ranked; the rest get a demonstrate task
 DEMO_K = (4, 9)  # outputs per rank task: the paper's K
 
 

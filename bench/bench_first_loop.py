@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> dict:
         report = data / "loop.json"
         cmd = CLI + ["simulate", "loop", "--url", url, "--rounds", str(args.rounds),
                      "--labelers", str(args.labelers), "--judge", args.judge,
-                     "--eval-prompts", "30", "--evaluate", str(args.evaluate),
+                     "--eval-prompts", str(args.evaluate or 60), "--evaluate", str(args.evaluate),
                      "--report", str(report), "--quiet"]
         if args.evaluate:
             cmd.append("--if-better")
@@ -162,7 +162,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--labelers", type=int, default=4)
     parser.add_argument("--judge", default="letter:e")
-    parser.add_argument("--evaluate", type=int, default=30, help="test prompts per round's "
+    parser.add_argument("--evaluate", type=int, default=60, help="test prompts per round's "
                         "campaign, promoted if_better (0: no campaign, promote always)")
     parser.add_argument("--config", default="", help="per-stage overrides (none by default)")
     parser.add_argument("--database-url", default="", help="empty: the embedded SQLite file")

@@ -47,6 +47,7 @@ from simulation.report import accuracy_vs, pooled_agreement
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 GET_ATTEMPTS = 6
+HOLD_ACTIONS = ("dismiss", "promote")  # what a researcher may do with a round the watch held
 
 
 class LoopError(RuntimeError):
@@ -70,6 +71,9 @@ class LoopSettings:
     seed: int = 0
     evaluate: int = 0  # test prompts in each round's blind campaign (0: no campaign)
     promote: bool | str = True  # True, or "if_better": only once the campaign says so
+    # A round the watch held for a person: the simulated researcher dismisses it (trusting
+    # the watch) or promotes it (confirming it); either way the next round can start.
+    on_hold: str = "dismiss"
 
 
 class Api:
@@ -106,6 +110,13 @@ class Api:
 
     def start_round(self, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self._json(self.http.post("/api/v1/rounds", json=body), "start a round"))
+
+    def decide_held(self, round_id: Any, action: str) -> dict[str, Any]:
+        """Promote or dismiss by hand a round that waits for a person."""
+        if action not in HOLD_ACTIONS:
+            raise LoopError(f"a held round is promoted or dismissed, not {action!r}")
+        resp = self.http.post(f"/api/v1/rounds/{round_id}/{action}")
+        return dict(self._json(resp, f"{action} held round {round_id}"))
 
     def jobs(self, round_id: Any) -> list[dict[str, Any]]:
         return list(self._get("/api/v1/jobs", "list the round's jobs", round_id=round_id))
@@ -240,13 +251,16 @@ class Loop:
         return row
 
     def _decided(self, round_id: Any) -> list[dict[str, Any]]:
-        """Judge the round's campaign until the round is decided (a held round waits for a
-        person: the loop reports it and goes on), then wait for what the decision started."""
+        """Judge the round's campaign until the round is decided (a round the watch held is
+        promoted or dismissed as settings.on_hold says, as its researcher would), then wait
+        for what the decision started."""
         deadline = time.monotonic() + self.settings.round_timeout
         while time.monotonic() < deadline:
             rnd = self.api.round(round_id)
-            if rnd["state"] != "awaiting_judgment" or (rnd.get("decision") or {}).get(
-                    "action") == "held":
+            held = (rnd.get("decision") or {}).get("action") == "held"
+            if held and rnd["state"] == "awaiting_judgment":
+                self.api.decide_held(round_id, self.settings.on_hold)
+            if held or rnd["state"] != "awaiting_judgment":
                 return wait_for_round(self.api, round_id, self.settings.round_timeout,
                                       self.quiet)
             self.feedback()
@@ -418,6 +432,8 @@ def loop_command(
     if_better: bool = typer.Option(False, "--if-better", help="Promote only when the "
                                    "campaign shows people prefer the new policy (needs "
                                    "--evaluate)."),
+    on_hold: str = typer.Option("dismiss", "--on-hold", help="A round the watch held for a "
+                                "person: dismiss it (trust the watch) or promote it."),
 ) -> None:
     """Feedback → round (SFT → RM → PPO) → promote → new rank tasks → the pool ranks them,
     N times; a table after each round, a JSON report at the end."""
@@ -426,11 +442,13 @@ def loop_command(
     hidden, overrides = _judge_and_overrides(judge, config)
     if if_better and not evaluate:
         fail("--if-better needs --evaluate N (the campaign that decides)")
+    if on_hold not in HOLD_ACTIONS:
+        fail(f"--on-hold is {' or '.join(HOLD_ACTIONS)}, not {on_hold!r}")
     settings = LoopSettings(url=url.rstrip("/"), rounds=rounds, labelers=labelers, judge=judge,
                             agreement=agreement, k=k, n_prompts=n_prompts, overlap=overlap,
                             eval_prompts=eval_prompts, config=overrides,
                             ptx_compare=ptx_compare, seed=seed, evaluate=evaluate,
-                            promote="if_better" if if_better else True)
+                            promote="if_better" if if_better else True, on_hold=on_hold)
     run_loop(settings, hidden, admin_token=admin_token, researcher_token=researcher_token,
              quiet=quiet, report=report)
 

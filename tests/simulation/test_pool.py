@@ -159,6 +159,7 @@ def test_loop_cli_refuses_bad_options_before_doing_anything(committed_db):
         (["--config", "{broken"], "Expecting"),
         (["--config", "[1, 2]"], "a JSON object of stages"),
         (["--if-better"], "needs --evaluate"),
+        (["--on-hold", "ignore"], "--on-hold is dismiss or promote"),
     ):
         result = runner.invoke(root, ["simulate", "loop", "--url", "http://127.0.0.1:9", *args])
         assert result.exit_code != 0 and message in result.output, result.output

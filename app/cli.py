@@ -159,6 +159,13 @@ def tokens_revoke(token_id: int = typer.Argument(...), email: str = typer.Option
 # --- running --------------------------------------------------------------------------
 
 
+# The simulated labelers of `up --simulate N` take 2 s a task on average (uniform on 0-4 s):
+# four of them label about 2 tasks a second, so the demo's rankings (about 570, served
+# first: the demo made them first) and SFT's first 8 demonstrations are in after about five
+# minutes, and the first round starts then with every ranking. At 8 s it took 19 minutes.
+SIMULATE_THINK_S = 2.0
+
+
 @root.command("up")
 def up(
     host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8000),
@@ -167,6 +174,8 @@ def up(
     access_log: bool = typer.Option(True, help="Log every request."),
     simulate: int = typer.Option(0, "--simulate", min=0, help="Also run N simulated "
                                  "labelers on the queue (rlhf-studio simulate --watch)."),
+    think: float = typer.Option(SIMULATE_THINK_S, "--think", min=0.0,
+                                help="The simulated labelers' mean seconds per task."),
     schedule: bool = typer.Option(False, "--schedule", help="Rounds start by themselves: "
                                   "after every ~700 new comparisons, judged in a blind "
                                   "campaign, promoted if people prefer the new policy, "
@@ -182,7 +191,7 @@ def up(
         _schedule_rounds()
     children = _start_workers(worker_log_level) if workers else []
     if simulate:
-        children.append(_start_simulation(host, port, simulate))
+        children.append(_start_simulation(host, port, simulate, think))
     # uvicorn re-raises the SIGTERM it shut down on; as SystemExit it runs the cleanup below
     # (with the default handler the process died there and left its children running).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -224,12 +233,13 @@ def _start_workers(log_level: str) -> list[subprocess.Popen[bytes]]:
     ]
 
 
-def _start_simulation(host: str, port: int, labelers: int) -> subprocess.Popen[bytes]:
+def _start_simulation(host: str, port: int, labelers: int,
+                      think: float = 2.0) -> subprocess.Popen[bytes]:
     """Simulated labelers working the queue of the app at host:port until it stops."""
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return subprocess.Popen(
         [sys.executable, "-m", "app.cli", "simulate", "--url", f"http://{local}:{port}",
-         "--labelers", str(labelers), "--think", "8", "--watch", "--quiet"],
+         "--labelers", str(labelers), "--think", str(think), "--watch", "--quiet"],
     )
 
 

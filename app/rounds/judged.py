@@ -100,7 +100,10 @@ def decided(rnd: Round) -> bool:
     return bool(rnd.decision) and (rnd.decision or {}).get("action") in FINAL
 
 
-def _deciding(db: Session, rnd: Round) -> tuple[dict[str, Any] | None, str]:
+def deciding_campaign(db: Session, rnd: Round) -> tuple[dict[str, Any] | None, str]:
+    """The campaign that decides `if_better` (vs the previous policy; in a first round, vs
+    SFT): its id, state, result row and judgments in and required, or None while it does
+    not exist; and the name of what the policy is judged against."""
     ids = rnd.evaluations or {}
     key = "vs_previous" if ids.get("vs_previous") else "vs_sft"
     ev = db.get(Evaluation, ids[key]) if ids.get(key) else None
@@ -142,7 +145,7 @@ def settle_judgment(*, db: Session, rnd: Round) -> list[int]:
     """Decide a waiting round if its campaign allows; job ids to send after the commit."""
     if rnd.state != RoundState.awaiting_judgment or decided(rnd):
         return []
-    campaign, against = _deciding(db, rnd)
+    campaign, against = deciding_campaign(db, rnd)
     decision = decide(campaign=campaign, against=against,
                       flags=round_flags(db=db, round_id=rnd.id))
     extra: dict[str, Any] = {"evaluation_id": campaign["id"] if campaign else None,

@@ -13,8 +13,9 @@ from app.db import session_scope
 from app.jobs.models import JobState
 from app.queue.models import Assignment, AssignmentState, Task
 from app.registry import service as registry
+from app.rounds import judged
 from app.rounds import service as rounds
-from app.rounds.models import Round, RoundState
+from app.rounds.models import LIVE_ROUND_STATES, Round, RoundState
 
 
 def _labels(db: Session) -> str:
@@ -27,12 +28,35 @@ def _labels(db: Session) -> str:
 
 
 def _live_round(db: Session, live: Round) -> str:
-    """`round 2 running: ppo 40%`: the stage a worker runs now, or that none has it yet."""
+    """`round 2 running: ppo 40%`: the stage a worker runs now, or that none has it yet; for
+    a round waiting on people, what it waits for and where to act."""
+    if live.state == RoundState.awaiting_judgment:
+        return _waiting_round(db, live)
     current = rounds.current_jobs(db=db, round_id=live.id)
     job = next((j for j in current if j.state in (JobState.running, JobState.cancelling)),
                None)
     doing = f"{job.kind} {job.progress or 0:.0%}" if job else "waiting for a worker"
     return f"round {live.id} {live.state}: {doing}"
+
+
+def _waiting_round(db: Session, live: Round) -> str:
+    """`round 1 held: people prefer it (74.6% [61.7%, 84.4%]) but the watch flagged
+    kl_over_bound: promote or dismiss it on /jobs`, or `round 2 waiting for people: 12 of 63
+    judgments against SFT in (/label)`."""
+    decision = live.decision or {}
+    if decision.get("action") == "held":
+        row = ""
+        if decision.get("win_rate") is not None and decision.get("ci95"):
+            lo, hi = decision["ci95"]
+            row = f" ({decision['win_rate']:.1%} [{lo:.1%}, {hi:.1%}])"
+        flags = ", ".join(decision.get("flags") or []) or "it"
+        return (f"round {live.id} held: people prefer it{row} but the watch flagged {flags}: "
+                "promote or dismiss it on /jobs")
+    campaign, against = judged.deciding_campaign(db, live)
+    if campaign is None:
+        return f"round {live.id} waiting for its campaign"
+    return (f"round {live.id} waiting for people: {campaign['judgments']} of "
+            f"{campaign['required']} judgments against {against} in (/label)")
 
 
 def _rounds_done(recent: list[Round]) -> str:
@@ -48,8 +72,7 @@ def status_line(now: datetime | None = None) -> str:
     with session_scope() as db:
         parts = [(now or datetime.now()).strftime("%H:%M:%S"), _labels(db)]
         recent = rounds.list_rounds(db=db, limit=200)
-        live = next((r for r in recent if r.state in (RoundState.queued, RoundState.running)),
-                    None)
+        live = next((r for r in recent if r.state in LIVE_ROUND_STATES), None)
         if live is not None:
             parts.append(_live_round(db, live))
         policy = registry.alias_target(db=db, alias="policy:active")

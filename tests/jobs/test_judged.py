@@ -273,3 +273,23 @@ def test_train_round_on_the_command_line_takes_the_same_campaign(committed_db):
     assert rnd.promote_if_better and rnd.evaluate == {"n_prompts": 2, "overlap": 1,
                                                       "judges": "held_out"}
     assert '"promote": "if_better"' in out.output
+
+
+def test_the_status_line_says_what_a_waiting_round_waits_for_and_where_to_act(
+        client, db, monkeypatch):
+    import app.rounds.status as status
+    from tests.jobs.test_status import _scope
+
+    monkeypatch.setattr(status, "session_scope", _scope(db))
+    monkeypatch.setattr(judged, "round_flags", lambda *, db, round_id: ["kl_over_bound"])
+    rnd, ev = trained_round(db)
+    rounds.settle(db=db, round_id=rnd.id)
+    required = db.scalar(select(func.count()).select_from(EvaluationItem)
+                         .where(EvaluationItem.evaluation_id == ev.id))
+    assert f"round {rnd.id} waiting for people: 0 of {required} judgments against " \
+           in status.status_line()
+    _judge_all_for(client, db, ev, policy_wins=True)
+    db.refresh(rnd)
+    line = status.status_line()
+    assert f"round {rnd.id} held: people prefer it (" in line
+    assert "the watch flagged kl_over_bound: promote or dismiss it on /jobs" in line

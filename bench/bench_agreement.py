@@ -176,6 +176,7 @@ def main() -> None:
 
     from alembic import command
 
+    import app.models  # noqa: F401 - every table, so foreign keys resolve
     from app.agreement import loading, service
     from app.db import alembic_config, make_engine
 

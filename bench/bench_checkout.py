@@ -88,6 +88,7 @@ def main() -> None:
     try:
         from alembic import command
 
+        import app.models  # noqa: F401 - every table, so foreign keys resolve
         from app.auth import service
         from app.auth.models import Role, User
         from app.db import SessionLocal, alembic_config, make_engine, session_scope

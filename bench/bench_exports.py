@@ -139,6 +139,7 @@ def child_export(cutoff: int, out: Path) -> dict[str, float]:
     """Run in a subprocess: export comparisons up to `cutoff` with the app's service."""
     os.environ["RLHF_DATABASE_URL"] = DB_URL
     os.environ["RLHF_EXPORTS_DIR"] = str(out)
+    import app.models  # noqa: F401 - every table, so foreign keys resolve
     from app.db import session_scope
     from app.exports import service
     from app.exports.schemas import ExportCreate

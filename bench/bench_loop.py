@@ -79,6 +79,7 @@ def seed(n_demos: int, n_ranks: int) -> None:
     """Prompts, demonstrations and rankings (more 'a' is better) through the services."""
     import hashlib
 
+    import app.models  # noqa: F401 - every table, so foreign keys resolve
     from app.auth import service as auth
     from app.auth.models import Role
     from app.db import session_scope

@@ -86,7 +86,7 @@ def _jobs_page(request: Request, db: DbSession, *, status: int = 200,
         sched=sched, sched_form=(schedule_form if schedule_form is not None
                                  else views.schedule_form(sched["row"])),
         broker_ok=jobs.broker_available(), ended=[str(s) for s in ENDED_STATES],
-        readiness=rounds.readiness(db=db),
+        readiness=rounds.readiness(db=db), same_data=rounds.last_snapshot(db=db),
     )
 
 

@@ -13,6 +13,7 @@ from app.jobs.logtext import readable
 from app.jobs.models import JobState
 from app.rounds import judged, pages, schedule
 from app.rounds import service as rounds
+from app.rounds.models import Round
 from app.rounds.schemas import (
     JobBrief,
     JobLog,
@@ -34,10 +35,11 @@ JobId = Annotated[int, Query(ge=1, lt=2**31)]
 # made them visible to workers.
 
 
-def _round_read(db: DbSession, rnd: object) -> RoundRead:
+def _round_read(db: DbSession, rnd: Round) -> RoundRead:
     out = RoundRead.model_validate(rnd)
     out.jobs = [JobRead.model_validate(j) for j in rounds.round_jobs(db=db, round_id=out.id)]
-    out.warnings = rounds.warnings(rounds.current_jobs(db=db, round_id=out.id))
+    out.warnings = rounds.round_warnings(db=db, rnd=rnd,
+                                         jobs=rounds.current_jobs(db=db, round_id=out.id))
     return out
 
 
@@ -55,7 +57,8 @@ def create_round(db: DbSession, user: Staff, body: RoundCreate,
                               evaluate=body.evaluate.model_dump() if body.evaluate else None)
     created = rounds.current_jobs(db=db, round_id=rnd.id)
     background.add_task(jobs.dispatch, [created[0].id])
-    return RoundCreated(round_id=rnd.id, jobs=[JobBrief.model_validate(j) for j in created])
+    return RoundCreated(round_id=rnd.id, jobs=[JobBrief.model_validate(j) for j in created],
+                        warnings=rounds.round_warnings(db=db, rnd=rnd, jobs=created))
 
 
 @router.get("/api/v1/rounds", response_model=list[RoundRead])

@@ -59,6 +59,8 @@ class JobBrief(BaseModel):
 class RoundCreated(BaseModel):
     round_id: int
     jobs: list[JobBrief]
+    # e.g. that it trains on the same feedback and settings as an earlier round
+    warnings: list[str] = Field(default_factory=list)
 
 
 class JobRead(BaseModel):

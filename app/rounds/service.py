@@ -234,6 +234,37 @@ def warnings(jobs: list[Job]) -> list[str]:
     return out
 
 
+def last_snapshot(*, db: Session) -> Round | None:
+    """The newest round that finished training, when no ranking or demonstration came in
+    since its snapshot: a round started now would train on the same feedback."""
+    last = db.scalars(select(Round).where(Round.state == RoundState.succeeded)
+                      .order_by(Round.id.desc()).limit(1)).first()
+    return last if last is not None and last.watermark == watermark(db=db) else None
+
+
+def repeat_of(*, db: Session, rnd: Round) -> Round | None:
+    """The newest earlier finished round with this round's snapshot, stages and settings
+    (among the last 20): every stage is seeded, so this one trains the same models again."""
+    if not rnd.watermark:
+        return None
+    earlier = db.scalars(select(Round).where(Round.id < rnd.id,
+                                             Round.state == RoundState.succeeded)
+                         .order_by(Round.id.desc()).limit(20))
+    return next((r for r in earlier if r.watermark == rnd.watermark
+                 and r.stages == rnd.stages and r.config == rnd.config), None)
+
+
+def round_warnings(*, db: Session, rnd: Round, jobs: list[Job]) -> list[str]:
+    """`warnings` of the round's newest jobs, and whether it repeats an earlier round."""
+    out = warnings(jobs)
+    if (same := repeat_of(db=db, rnd=rnd)) is not None:
+        out.insert(0, f"Round {same.id} trained on the same feedback with the same settings "
+                      "(no ranking or demonstration came in since its snapshot): every stage "
+                      f"is seeded, so this round repeats round {same.id}'s models. Label new "
+                      "data, or generate fresh outputs to rank, before the next round.")
+    return out
+
+
 def _pipeline_stages(stages: list[str] | None) -> list[str]:
     """The stages asked for (all by default) in pipeline order; 422 for an unknown one."""
     stages = list(STAGES) if stages is None else list(stages)

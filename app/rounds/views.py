@@ -61,7 +61,8 @@ def round_views(*, db: Session, limit: int = 30) -> list[RoundView]:
     for rnd in rounds.list_rounds(db=db, limit=limit):
         jobs = rounds.round_jobs(db=db, round_id=rnd.id)
         newest = rounds.current_jobs(db=db, round_id=rnd.id)
-        out.append(RoundView(rnd, jobs, {j.id for j in newest}, rounds.warnings(newest)))
+        out.append(RoundView(rnd, jobs, {j.id for j in newest},
+                             rounds.round_warnings(db=db, rnd=rnd, jobs=newest)))
     return out
 
 

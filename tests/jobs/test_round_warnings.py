@@ -54,3 +54,37 @@ def test_the_round_json_and_the_jobs_page_show_the_warnings(client, db):
     page = " ".join(html.unescape(client.get("/jobs").text).split())
     assert page.count(">learned little<") == 1  # the badge, on one round of two
     assert "The policy barely moved from its SFT model (KL 0.010 nats)" in page
+
+
+def test_a_round_on_the_same_feedback_as_the_last_says_it_repeats_it(client, db, monkeypatch):
+    from tests.jobs.loop import label_everything, labeler_token, seed_tasks
+
+    monkeypatch.setattr(jobs, "dispatch", lambda ids: list(ids))
+    seed_tasks(db)
+    label_everything(client, labeler_token(db))
+    staff = make_user(db, Role.researcher)
+    _, token = auth.create_token(db=db, user=staff, name="t")
+    headers = {"Authorization": f"Bearer {token}"}
+    first = rounds.create_round(db=db, user=None, stages=["sft", "rm"])
+    first.state = "succeeded"
+    db.flush()
+    login(client, staff)
+    assert f"No ranking or demonstration has come in since round {first.id}" in \
+        html.unescape(client.get("/jobs").text)
+
+    resp = client.post("/api/v1/rounds", json={"stages": ["sft", "rm"]}, headers=headers)
+    assert resp.status_code == 202, resp.text
+    again = resp.json()
+    assert any(f"repeats round {first.id}'s models" in w for w in again["warnings"])
+    # other settings train other models: no warning
+    db.get(Round, again["round_id"]).state = "succeeded"
+    other = rounds.create_round(db=db, user=None, stages=["sft", "rm"],
+                                config={"rm": {"epochs": 3}})
+    assert rounds.repeat_of(db=db, rnd=other) is None
+    other.state = "cancelled"
+    # new feedback: a round started now has something new to learn from
+    seed_tasks(db, n_demos=1, n_ranks=0)
+    label_everything(client, labeler_token(db), kinds=("demonstrate",))
+    assert "No ranking or demonstration has come in" not in client.get("/jobs").text
+    fresh = rounds.create_round(db=db, user=None, stages=["sft", "rm"])
+    assert rounds.repeat_of(db=db, rnd=fresh) is None

@@ -21,7 +21,7 @@ from app.jobs.errors import JobError
 from app.jobs.kinds import all_kinds
 from app.jobs.logtext import device, readable
 from app.jobs.models import ENDED_STATES
-from app.rounds import judged, schedule, views
+from app.rounds import feedback, judged, schedule, views
 from app.rounds import service as rounds
 from app.rounds.stage_config import STAGES
 from app.templating import flash, render
@@ -86,7 +86,7 @@ def _jobs_page(request: Request, db: DbSession, *, status: int = 200,
         sched=sched, sched_form=(schedule_form if schedule_form is not None
                                  else views.schedule_form(sched["row"])),
         broker_ok=jobs.broker_available(), ended=[str(s) for s in ENDED_STATES],
-        readiness=rounds.readiness(db=db), same_data=rounds.last_snapshot(db=db),
+        readiness=feedback.readiness(db=db), same_data=feedback.last_snapshot(db=db),
     )
 
 

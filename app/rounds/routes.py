@@ -11,7 +11,7 @@ from app.fields import Id, Text
 from app.jobs import service as jobs
 from app.jobs.logtext import readable
 from app.jobs.models import JobState
-from app.rounds import judged, pages, schedule
+from app.rounds import feedback, judged, pages, schedule
 from app.rounds import service as rounds
 from app.rounds.models import Round
 from app.rounds.schemas import (
@@ -38,7 +38,7 @@ JobId = Annotated[int, Query(ge=1, lt=2**31)]
 def _round_read(db: DbSession, rnd: Round) -> RoundRead:
     out = RoundRead.model_validate(rnd)
     out.jobs = [JobRead.model_validate(j) for j in rounds.round_jobs(db=db, round_id=out.id)]
-    out.warnings = rounds.round_warnings(db=db, rnd=rnd,
+    out.warnings = feedback.round_warnings(db=db, rnd=rnd,
                                          jobs=rounds.current_jobs(db=db, round_id=out.id))
     return out
 
@@ -58,7 +58,7 @@ def create_round(db: DbSession, user: Staff, body: RoundCreate,
     created = rounds.current_jobs(db=db, round_id=rnd.id)
     background.add_task(jobs.dispatch, [created[0].id])
     return RoundCreated(round_id=rnd.id, jobs=[JobBrief.model_validate(j) for j in created],
-                        warnings=rounds.round_warnings(db=db, rnd=rnd, jobs=created))
+                        warnings=feedback.round_warnings(db=db, rnd=rnd, jobs=created))
 
 
 @router.get("/api/v1/rounds", response_model=list[RoundRead])

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.fields import checked
 from app.jobs.errors import JobError
 from app.jobs.models import ENDED_STATES, LIVE_STATES, Job
-from app.rounds import schedule
+from app.rounds import feedback, schedule
 from app.rounds import service as rounds
 from app.rounds.models import Round
 from app.rounds.schemas import RoundJudging
@@ -62,7 +62,7 @@ def round_views(*, db: Session, limit: int = 30) -> list[RoundView]:
         jobs = rounds.round_jobs(db=db, round_id=rnd.id)
         newest = rounds.current_jobs(db=db, round_id=rnd.id)
         out.append(RoundView(rnd, jobs, {j.id for j in newest},
-                             rounds.round_warnings(db=db, rnd=rnd, jobs=newest)))
+                             feedback.round_warnings(db=db, rnd=rnd, jobs=newest)))
     return out
 
 

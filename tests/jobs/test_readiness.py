@@ -7,7 +7,7 @@ import re
 from app.auth.models import Role
 from app.prompts.models import Split
 from app.queue.models import TaskKind
-from app.rounds import service as rounds
+from app.rounds import feedback
 from tests.factories import login, make_demonstration, make_prompt, make_task, make_user
 
 
@@ -16,10 +16,10 @@ def test_readiness_counts_train_data_and_points_at_the_waiting_tasks(db):
     for _ in range(3):
         make_demonstration(db, make_prompt(db), labeler)
     make_demonstration(db, make_prompt(db, split=Split.test), labeler)  # not training data
-    before = rounds.readiness(db=db)[0]
+    before = feedback.readiness(db=db)[0]
     make_task(db, TaskKind.demonstrate, overlap=2)
     make_task(db, TaskKind.demonstrate, prompt=make_prompt(db, split=Split.valid))  # not train
-    needs = {n.stage: n for n in rounds.readiness(db=db)}
+    needs = {n.stage: n for n in feedback.readiness(db=db)}
     assert (needs["sft"].have, needs["sft"].need, needs["sft"].ok) == (3, 6, False)
     waiting = int(re.search(r"Label the (\d+) demonstrations waiting on /label",
                             needs["sft"].sentence()).group(1))  # type: ignore[union-attr]

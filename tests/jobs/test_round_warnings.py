@@ -7,6 +7,7 @@ import html
 from app.auth import service as auth
 from app.auth.models import Role
 from app.jobs import service as jobs
+from app.rounds import feedback
 from app.rounds import service as rounds
 from app.rounds.models import Round
 from tests.factories import login, make_user
@@ -29,7 +30,7 @@ def _round(db, rm_accuracy: float, kl: float, tasks: int) -> Round:  # type: ign
 
 def test_a_round_that_learned_nothing_gets_a_sentence_per_stage(db):
     rnd = _round(db, rm_accuracy=0.48, kl=0.004, tasks=0)
-    said = rounds.warnings(rounds.current_jobs(db=db, round_id=rnd.id))
+    said = feedback.warnings(rounds.current_jobs(db=db, round_id=rnd.id))
     assert len(said) == 3
     assert "reward model is at chance" in said[0] and "0.48" in said[0]
     assert "barely moved from its SFT" in said[1] and "0.004" in said[1]
@@ -38,7 +39,7 @@ def test_a_round_that_learned_nothing_gets_a_sentence_per_stage(db):
 
 def test_a_round_that_learned_has_no_warning(db):
     rnd = _round(db, rm_accuracy=0.71, kl=4.2, tasks=12)
-    assert rounds.warnings(rounds.current_jobs(db=db, round_id=rnd.id)) == []
+    assert feedback.warnings(rounds.current_jobs(db=db, round_id=rnd.id)) == []
 
 
 def test_the_round_json_and_the_jobs_page_show_the_warnings(client, db):
@@ -80,11 +81,11 @@ def test_a_round_on_the_same_feedback_as_the_last_says_it_repeats_it(client, db,
     db.get(Round, again["round_id"]).state = "succeeded"
     other = rounds.create_round(db=db, user=None, stages=["sft", "rm"],
                                 config={"rm": {"epochs": 3}})
-    assert rounds.repeat_of(db=db, rnd=other) is None
+    assert feedback.repeat_of(db=db, rnd=other) is None
     other.state = "cancelled"
     # new feedback: a round started now has something new to learn from
     seed_tasks(db, n_demos=1, n_ranks=0)
     label_everything(client, labeler_token(db), kinds=("demonstrate",))
     assert "No ranking or demonstration has come in" not in client.get("/jobs").text
     fresh = rounds.create_round(db=db, user=None, stages=["sft", "rm"])
-    assert rounds.repeat_of(db=db, rnd=fresh) is None
+    assert feedback.repeat_of(db=db, rnd=fresh) is None

@@ -303,7 +303,8 @@ class Loop:
             out["rm"] = self._rm_accuracy(rm_path)
         out["rm_val_accuracy"] = ((rm or {}).get("metrics") or {}).get("val_accuracy")
         metrics = (policy or {}).get("metrics") or {}
-        out["kl"] = metrics.get("kl")
+        out["kl"] = metrics.get("kl")  # in training (the kept step's rollouts)
+        out["test_kl"] = metrics.get("test_kl")  # on test prompts: what the watch bounds
         out["lm_loss"] = {"policy": metrics.get("heldout_lm_loss"),
                           "sft": metrics.get("initial_heldout_lm_loss")}
         out["policy_path"] = _path(policy)

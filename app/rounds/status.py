@@ -13,9 +13,9 @@ from app.db import session_scope
 from app.jobs.models import JobState
 from app.queue.models import Assignment, AssignmentState, Task
 from app.registry import service as registry
-from app.rounds import judged
+from app.rounds import feedback, judged, schedule
 from app.rounds import service as rounds
-from app.rounds.models import LIVE_ROUND_STATES, Round, RoundState
+from app.rounds.models import LIVE_ROUND_STATES, Round, RoundState, TrainSchedule
 
 
 def _labels(db: Session) -> str:
@@ -59,6 +59,26 @@ def _waiting_round(db: Session, live: Round) -> str:
             f"{campaign['required']} judgments against {against} in (/label)")
 
 
+def _next_round(db: Session) -> str | None:
+    """With the schedule on and no round live, what the next round waits for: `next round
+    waits for SFT: 3 of 8 demonstrations on train-split prompts`, or `next round at 700 new
+    comparisons (412 so far)`."""
+    row = db.scalars(select(TrainSchedule).order_by(TrainSchedule.id).limit(1)).first()
+    if row is None or not row.enabled:
+        return None
+    short = next((n for n in feedback.readiness(db=db, stages=row.stages) if not n.ok), None)
+    if short is not None:
+        return (f"next round waits for {short.stage.upper()}: {short.have} of {short.need} "
+                f"{short.what}")
+    fresh = schedule.new_feedback(db=db)
+    parts = [f"{want} new {what} ({fresh[what]} so far)" for what, want in (
+        ("comparisons", row.min_new_comparisons), ("demonstrations", row.min_new_demonstrations))
+        if want]
+    if row.every_hours:
+        parts.append(f"every {row.every_hours:g} h")
+    return "next round at " + " or ".join(parts) if parts else None
+
+
 def _rounds_done(recent: list[Round]) -> str:
     """`3 rounds done, 1 failed`."""
     done = sum(r.state == RoundState.succeeded for r in recent)
@@ -75,6 +95,8 @@ def status_line(now: datetime | None = None) -> str:
         live = next((r for r in recent if r.state in LIVE_ROUND_STATES), None)
         if live is not None:
             parts.append(_live_round(db, live))
+        elif (waits := _next_round(db)) is not None:
+            parts.append(waits)
         policy = registry.alias_target(db=db, alias="policy:active")
         parts.append(f"policy:active {policy.name}" if policy else "no policy yet")
         parts.append(_rounds_done(recent))

@@ -84,3 +84,19 @@ def test_a_schedule_with_a_bad_campaign_is_refused_and_changes_nothing(db):
                                  min_new_comparisons=None, min_new_demonstrations=None,
                                  promote="maybe")
     assert not schedule.get_schedule(db=db).enabled
+
+
+def test_with_the_schedule_on_the_status_line_says_what_the_next_round_waits_for(
+        client, db, monkeypatch):
+    import app.rounds.status as status
+    from tests.jobs.loop import label_everything, labeler_token, seed_tasks
+
+    monkeypatch.setattr(status, "session_scope", _scope(db))
+    assert "next round" not in status_line()  # no schedule: nothing to wait for
+    schedule.update_schedule(db=db, user=None, enabled=True, every_hours=None,
+                             min_new_comparisons=700, min_new_demonstrations=None)
+    assert "next round waits for SFT: 0 of 6 demonstrations on train-split prompts" \
+        in status_line()
+    seed_tasks(db, n_demos=6, n_ranks=6)  # rank tasks of 4 outputs: 6 comparisons each
+    label_everything(client, labeler_token(db))
+    assert "next round at 700 new comparisons (36 so far)" in status_line()

@@ -53,7 +53,7 @@ def test_loop_json_has_every_round_oldest_first_in_the_designed_shape(client, db
     assert first["watch"]["flags"] == []
     assert second["watch"]["flags"] == ["rm_up_people_flat", "length_jump"]
     assert second["watch"]["signals"]["length_change"] == pytest.approx(1.2)
-    assert resp.json()["limits"]["max_kl"] == 15.0
+    assert resp.json()["limits"]["max_kl"] == 20.0
 
 
 def test_the_page_shows_each_round_and_its_flags(client, db, rounds):

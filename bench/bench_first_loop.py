@@ -140,6 +140,9 @@ def show(figures: dict) -> None:
               f"{_f(row.get('kl'), 1):>5} / {_f(row.get('test_kl'), 1):<5}  "
               f"{(row.get('decision') or {}).get('action', 'n/a'):<10} "
               f"{', '.join(row.get('watch') or []) or '-'}")
+    for row in figures["rounds"]:
+        for warning in row.get("warnings") or []:
+            print(f"round {row['round']}: {warning}")
     first = figures["rounds"][0]
     win = first.get("campaign_vs_sft") or first.get("win_vs_sft") or {}
     ceiling = first.get("server_agreement") or first.get("agreement") or 0

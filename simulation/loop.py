@@ -236,13 +236,17 @@ class Loop:
             body["config"] = s.config
         started = self.api.start_round(body)
         round_id = started["round_id"]
+        if not self.quiet:
+            for warning in started.get("warnings") or []:  # e.g. it repeats an earlier round
+                print(f"round {round_id}: {warning}", flush=True)
         jobs = wait_for_round(self.api, round_id, s.round_timeout, self.quiet)
         self.feedback()  # the new policy's samples ranked, or its campaign judged
         if s.evaluate:
             jobs = self._decided(round_id)
             self.feedback()  # the samples of a policy the campaign promoted, ranked
         row: dict[str, Any] = {"round": n, "round_id": round_id,
-                               "jobs": {j["kind"]: j["state"] for j in jobs}}
+                               "jobs": {j["kind"]: j["state"] for j in jobs},
+                               "warnings": list(started.get("warnings") or [])}
         row.update(self._measure(jobs, previous_policy))
         if s.evaluate:
             row.update(self._judged(round_id, (row.get("models") or {}).get("policy")))

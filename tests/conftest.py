@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -30,7 +31,21 @@ def _database_url() -> str:
     return PG_BASE + (f"_{worker}" if worker else "")
 
 
+def _redis_url() -> str:
+    """The tests' Redis database; under xdist each worker has one of its own, counting down
+    from the one given (gw0 on it, gw1 on the one below): the tests that start Celery workers
+    empty their database first, and two workers on one database take each other's tasks."""
+    url = os.environ.get("RLHF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(db - int(worker[2:])) % 16}"))
+
+
 # Settings are read from the environment once: set it before anything imports app.*.
+os.environ["RLHF_TEST_REDIS_URL"] = _redis_url()  # what the tests' modules read
 os.environ["RLHF_DATABASE_URL"] = _database_url()
 os.environ["RLHF_DATA_DIR"] = str(_DATA_DIR)
 os.environ["RLHF_ENV"] = "test"

@@ -64,11 +64,13 @@ browser:
 	fi
 
 # The quick tests in two processes (each on its own database), then the slow and browser
-# ones one at a time: those start servers and workers, and several share a Redis database.
+# ones, also in two: each process has its own database, Redis database (RLHF_TEST_REDIS_URL's
+# and the one below it), ports and data directories. tests/conftest.py hands the longest
+# out first, and --maxschedchunk 1 the rest one at a time, so the two end together.
 XDIST ?= -n 2
 test-pg: install-dev services browser
 	$(PY) -m pytest -q -p no:cacheprovider tests -m "not slow and not e2e" $(XDIST)
-	$(PY) -m pytest -q -p no:cacheprovider tests -m "slow or e2e"
+	$(PY) -m pytest -q -p no:cacheprovider tests -m "slow or e2e" $(XDIST) --maxschedchunk 1
 
 # The database tests again on the embedded default (SQLite): those that use the test database
 # (tests/conftest.py leaves out the rest, which ran already).

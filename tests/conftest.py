@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -30,7 +31,21 @@ def _database_url() -> str:
     return PG_BASE + (f"_{worker}" if worker else "")
 
 
+def _redis_url() -> str:
+    """The tests' Redis database; under xdist each worker has one of its own, counting down
+    from the one given (gw0 on it, gw1 on the one below): the tests that start Celery workers
+    empty their database first, and two workers on one database take each other's tasks."""
+    url = os.environ.get("RLHF_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    db = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{(db - int(worker[2:])) % 16}"))
+
+
 # Settings are read from the environment once: set it before anything imports app.*.
+os.environ["RLHF_TEST_REDIS_URL"] = _redis_url()  # what the tests' modules read
 os.environ["RLHF_DATABASE_URL"] = _database_url()
 os.environ["RLHF_DATA_DIR"] = str(_DATA_DIR)
 os.environ["RLHF_ENV"] = "test"
@@ -60,7 +75,33 @@ def _recreate_postgres_database(url: str) -> None:
     admin.dispose()
 
 
+# The slow set's longest tests (their files, or one test), longest first as measured on 2
+# cores. Under xdist they are handed out first, so that no worker is left alone with one of
+# them at the end; run with --maxschedchunk 1, which hands the rest out one at a time.
+LONGEST_FIRST = (
+    "tests/simulation/test_loop.py",  # 160 s
+    "tests/jobs/test_worker_loop.py",  # 7 tests, 5-40 s each
+    "tests/test_api_contract.py::test_api_answers_as_its_spec_says_long",  # 3 x 50 s
+    "tests/training/test_processes.py",  # 50 s
+    "tests/e2e/test_loop.py",  # 50 s with its worker's teardown
+    "tests/jobs/test_hosts.py",  # 40 s
+    "tests/test_embedded_sqlite.py",  # 40 s
+    "tests/training/test_tiny.py::test_default_tiny_base",  # 22 s
+    "tests/jobs/test_resend.py",  # 20 s
+)
+
+
+def _longest_first(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, prefix in enumerate(LONGEST_FIRST)
+                     if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order, a file's tests stay together
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _longest_first(items)
     if BACKEND != "sqlite":
         return
     skip_pg = pytest.mark.skip(reason="needs PostgreSQL (RLHF_TEST_DB=sqlite run)")

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from app.db import Base, UTCDateTime, utcnow
 
@@ -93,6 +93,13 @@ class Candidate(Base):
     )
     sampling_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @validates("text")
+    def _storable(self, _key: str, text: str) -> str:
+        """The output as sampled, with NUL shown as U+FFFD: a byte-level vocabulary (the
+        tiny model's) can sample it, and PostgreSQL's text refuses it, which failed the
+        whole generate job or campaign. People's text is refused with NUL before this."""
+        return text.replace("\x00", "\ufffd")
 
 
 class UseCase(Base):

@@ -98,7 +98,7 @@ class Candidate(Base):
     def _storable(self, _key: str, text: str) -> str:
         """The output as sampled, with NUL shown as U+FFFD: a byte-level vocabulary (the
         tiny model's) can sample it, and PostgreSQL's text refuses it, which failed the
-        whole generate job or campaign. People's text is refused with NUL before this."""
+        whole generate job or campaign. Text sent to the API with NUL is refused before this."""
         return text.replace("\x00", "\ufffd")
 
 

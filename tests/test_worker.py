@@ -54,7 +54,7 @@ def test_task_runs_in_worker_process_through_embedded_transport(tmp_path: Path):
     assert any((tmp_path / "celery-results").iterdir())
 
 
-@pytest.mark.parametrize("redis_url", ["", REDIS_URL])
+@pytest.mark.parametrize("redis_url", ["", REDIS_URL], ids=["embedded", "redis"])
 def test_healthz_broker_status_follows_configuration(redis_url, tmp_path, monkeypatch):
     from app import health
 

@@ -234,7 +234,7 @@ def _start_workers(log_level: str) -> list[subprocess.Popen[bytes]]:
 
 
 def _start_simulation(host: str, port: int, labelers: int,
-                      think: float = 2.0) -> subprocess.Popen[bytes]:
+                      think: float) -> subprocess.Popen[bytes]:
     """Simulated labelers working the queue of the app at host:port until it stops."""
     local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     return subprocess.Popen(

@@ -122,23 +122,60 @@ def _record(rnd: Round, action: str, reason: str, by: User | None = None,
                     "at": utcnow().isoformat(), **(extra or {})}
 
 
-def _promote_jobs(db: Session, rnd: Round, user_id: int | None) -> list[int]:
-    """Append promote (→ generate) to the round; the round runs again."""
+def _finish(rnd: Round) -> None:
+    rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, utcnow(), None
+
+
+def _append_jobs(db: Session, rnd: Round, stages: list[tuple[str, dict[str, Any]]],
+                 user_id: int | None) -> list[int]:
+    """Append these (kind, config) jobs to the round, which runs again; the first job's id
+    (to send after the commit: the rest follow it), or [] when there are none."""
+    if not stages:
+        _finish(rnd)
+        return []
     last = db.scalar(select(func.max(Job.position)).where(Job.round_id == rnd.id)) or 0
-    kinds = ["promote", *(["generate"] if rnd.generate is not None else [])]
-    made = []
-    for offset, kind in enumerate(kinds, start=1):
-        config = dict(rnd.generate or {}) if kind == "generate" else {}
-        job = jobs.submit(db=db, kind=kind, config=config, round_id=rnd.id,
-                          position=last + offset,
-                          user=db.get(User, user_id) if user_id else None)
-        made.append(job.id)
+    user = db.get(User, user_id) if user_id else None
+    made = [jobs.submit(db=db, kind=kind, config=config, round_id=rnd.id,
+                        position=last + offset, user=user).id
+            for offset, (kind, config) in enumerate(stages, start=1)]
     rnd.state, rnd.finished_at = RoundState.running, None
     return made[:1]
 
 
-def _finish(rnd: Round) -> None:
-    rnd.state, rnd.finished_at, rnd.error = RoundState.succeeded, utcnow(), None
+def _promote_jobs(db: Session, rnd: Round, user_id: int | None) -> list[int]:
+    """Append promote (→ generate) to the round; the round runs again."""
+    stages = [("promote", {})]
+    if rnd.generate is not None:
+        stages.append(("generate", dict(rnd.generate)))
+    return _append_jobs(db, rnd, stages, user_id)
+
+
+def unpromoted_mix(db: Session, rnd: Round) -> list[dict[str, Any]]:
+    """What a round that ends unpromoted samples its fresh candidates from: the active
+    policy, the round's own policy (at two temperatures), and the active SFT (or, before
+    any is active, the round's)."""
+    policy, previous, sft = _versions(db, rnd.id)
+    mix = [{"model_id": previous.id, "temperature": 0.7}] if previous is not None else []
+    mix += [{"model_id": policy.id, "temperature": 0.7},
+            {"model_id": policy.id, "temperature": 1.0}]
+    standing = registry.alias_target(db=db, alias="sft:active") or sft
+    if standing is not None:
+        mix.append({"model_id": standing.id, "temperature": 1.0})
+    return mix
+
+
+def _fresh_data_jobs(db: Session, rnd: Round, user_id: int | None) -> list[int]:
+    """A round kept or dismissed still runs its generate stage, its own policy in the mix:
+    people rank what it wrote beside the standing models, so the next reward model learns
+    where this one was fooled, as the paper collects each round's comparisons from the
+    newest policies. Without fresh rankings the next round would train on the same data
+    and repeat this one. A generate config that names its models keeps them."""
+    if rnd.generate is None:
+        return _append_jobs(db, rnd, [], user_id)
+    config = dict(rnd.generate)
+    if not config.get("mix") and config.get("model_id") is None:
+        config["mix"] = unpromoted_mix(db, rnd)
+    return _append_jobs(db, rnd, [("generate", config)], user_id)
 
 
 def settle_judgment(*, db: Session, rnd: Round) -> list[int]:
@@ -158,7 +195,7 @@ def settle_judgment(*, db: Session, rnd: Round) -> list[int]:
         ready = _promote_jobs(db, rnd, rnd.created_by_id)
     elif decision.action == "keep":
         _record(rnd, "kept", decision.reason, extra=extra)
-        _finish(rnd)
+        ready = _fresh_data_jobs(db, rnd, rnd.created_by_id)
     else:
         _record(rnd, "held" if decision.action == "hold" else "waiting", decision.reason,
                 extra=extra)
@@ -189,13 +226,14 @@ def promote_by_hand(*, db: Session, round_id: int, user: User) -> list[int]:
     return ready
 
 
-def dismiss(*, db: Session, round_id: int, user: User) -> Round:
-    """A researcher ends a waiting round without promoting it."""
+def dismiss(*, db: Session, round_id: int, user: User) -> list[int]:
+    """A researcher ends a waiting round without promoting it (its generate stage still
+    runs, `_fresh_data_jobs`); job ids to send after the commit."""
     rnd = _waiting(db, round_id)
     _record(rnd, "dismissed", f"Dismissed by {user.email}: the active policy stays.", by=user)
-    _finish(rnd)
+    ready = _fresh_data_jobs(db, rnd, user.id)
     db.flush()
-    return rnd
+    return ready
 
 
 def dispatch_after_commit(db: Session, job_ids: list[int]) -> None:

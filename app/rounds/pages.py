@@ -145,12 +145,18 @@ def promote_round(request: Request, db: DbSession, user: Staff, round_id: Id,
 
 
 @router.post("/jobs/rounds/{round_id}/dismiss")
-def dismiss_round(request: Request, db: DbSession, user: Staff, round_id: Id) -> Response:
+def dismiss_round(request: Request, db: DbSession, user: Staff, round_id: Id,
+                  background: BackgroundTasks) -> Response:
     """End a round waiting for judgment without promoting it."""
-    dismissed = _act(request, db, "Not dismissed",
-                     lambda: judged.dismiss(db=db, round_id=round_id, user=user))
-    if dismissed is not None:
-        flash(request, f"Round {round_id} dismissed: the active policy stays.", "success")
+    ready = _act(request, db, "Not dismissed",
+                 lambda: judged.dismiss(db=db, round_id=round_id, user=user),
+                 sends_jobs=True)
+    if ready is not None:
+        background.add_task(jobs.dispatch, ready)
+        fresh = ": its generate stage samples fresh candidates, its policy among them" \
+            if ready else ""
+        flash(request, f"Round {round_id} dismissed: the active policy stays{fresh}.",
+              "success")
     return _to_round(round_id)
 
 

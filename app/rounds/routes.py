@@ -93,9 +93,14 @@ def promote_round(db: DbSession, user: Staff, round_id: Id,
 
 @router.post("/api/v1/rounds/{round_id}/dismiss", response_model=RoundRead,
              responses=errors(404, 409))
-def dismiss_round(db: DbSession, user: Staff, round_id: Id) -> RoundRead:
-    """End a round waiting for judgment without promoting it."""
-    return _round_read(db, judged.dismiss(db=db, round_id=round_id, user=user))
+def dismiss_round(db: DbSession, user: Staff, round_id: Id,
+                  background: BackgroundTasks) -> RoundRead:
+    """End a round waiting for judgment without promoting it; its generate stage, if it
+    has one, still samples fresh candidates (its own policy among them)."""
+    jobs.require_broker()
+    ready = judged.dismiss(db=db, round_id=round_id, user=user)
+    background.add_task(jobs.dispatch, ready)
+    return _round_read(db, rounds.get_round(db=db, round_id=round_id))
 
 
 @router.get("/api/v1/jobs", response_model=list[JobRead])

@@ -1,6 +1,8 @@
 """A round judged by people, as far as its wait: training and evaluate succeeded, and the
 campaign that decides it has its compare tasks."""
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from app.evaluation.models import Evaluation
@@ -10,8 +12,10 @@ from tests.evaluation.factories import campaign, make_prompts, make_version
 
 
 def trained_round(db: Session, *, previous: bool = True, identical: bool = False,
-                  n: int = 8) -> tuple[Round, Evaluation]:
-    """A round whose training and evaluate jobs succeeded, with its deciding campaign."""
+                  n: int = 8, generate: dict[str, Any] | None = None
+                  ) -> tuple[Round, Evaluation]:
+    """A round whose training and evaluate jobs succeeded, with its deciding campaign (and
+    a generate stage to run once it is decided, if given)."""
     make_prompts(db, n)
     sft = make_version(db, "sft")
     policy = make_version(db, "policy", parent=sft)
@@ -19,7 +23,7 @@ def trained_round(db: Session, *, previous: bool = True, identical: bool = False
     rnd = Round(state="running", stages=["ppo"], config={}, promote=False,
                 promote_if_better=True, evaluate={"n_prompts": n, "overlap": 1,
                                                   "judges": "held_out"},
-                exclusive=True, trigger="manual", watermark={})
+                exclusive=True, trigger="manual", watermark={}, generate=generate)
     db.add(rnd)
     db.flush()
     for i, kind in enumerate(["export", "ppo", "evaluate"]):

@@ -14,10 +14,11 @@ from app.evaluation import service as campaigns
 from app.evaluation.models import Evaluation, EvaluationItem
 from app.jobs import service as jobs
 from app.jobs.models import Job
+from app.registry.models import ModelVersion
 from app.rounds import judged
 from app.rounds import service as rounds
 from app.rounds.models import Round
-from tests.evaluation.factories import make_prompts
+from tests.evaluation.factories import make_prompts, make_version
 from tests.factories import login, make_user
 from tests.jobs.judging import trained_round
 from tests.jobs.loop import label_everything, labeler_token, seed_tasks
@@ -200,6 +201,57 @@ def test_a_waiting_round_is_dismissed_from_the_page_with_csrf(client, db):
     db.refresh(rnd)
     assert rnd.state == "succeeded" and rnd.decision["action"] == "dismissed"
     assert rounds.live_round(db=db) is None
+
+
+GENERATE = {"k": 4, "n_prompts": 8}
+
+
+def _fresh_generate(db, rnd) -> Job:  # type: ignore[no-untyped-def]
+    """The generate job a decided round appended, checked to sample the round's policy."""
+    job = db.scalars(select(Job).where(Job.round_id == rnd.id, Job.kind == "generate")).one()
+    policy = db.scalars(select(Job).where(Job.round_id == rnd.id, Job.kind == "ppo")).one()
+    policy_id = policy.outputs["model_version_id"]
+    mix = job.config["mix"]
+    assert [m["temperature"] for m in mix if m["model_id"] == policy_id] == [0.7, 1.0]
+    assert job.config["k"] == 4 and job.state == "queued" and rnd.state == "running"
+    return job
+
+
+def test_a_kept_round_still_samples_fresh_candidates_its_policy_among_them(client, db, sent):
+    rnd, ev = trained_round(db, generate=GENERATE)
+    rounds.settle(db=db, round_id=rnd.id)
+    _judge_all_for(client, db, ev, policy_wins=False)
+    db.refresh(rnd)
+    assert rnd.decision["action"] == "kept"
+    job = _fresh_generate(db, rnd)
+    assert sent[-1] == [job.id]
+    # the first round has no active SFT: the round's own SFT writes the reference answers
+    policy = db.get(ModelVersion, job.config["mix"][0]["model_id"])
+    assert job.config["mix"][-1] == {"model_id": policy.parent_id, "temperature": 1.0}
+    assert not db.scalars(select(Job).where(Job.round_id == rnd.id, Job.kind == "promote")).all()
+
+
+def test_a_dismissed_round_runs_its_generate_stage_but_promotes_nothing(client, db, staff,
+                                                                          sent):
+    rnd, _ = trained_round(db, generate=GENERATE)
+    rounds.settle(db=db, round_id=rnd.id)
+    resp = client.post(f"/api/v1/rounds/{rnd.id}/dismiss", headers=staff)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["state"] == "running" and resp.json()["decision"]["action"] == "dismissed"
+    job = _fresh_generate(db, rnd)
+    assert sent[-1] == [job.id]
+    assert not db.scalars(select(Job).where(Job.round_id == rnd.id, Job.kind == "promote")).all()
+    again = client.post(f"/api/v1/rounds/{rnd.id}/dismiss", headers=staff)
+    assert again.status_code == 409
+
+
+def test_a_dismissed_round_keeps_the_models_its_generate_names(client, db, staff):
+    sft = make_version(db, "sft")
+    rnd, _ = trained_round(db, generate=GENERATE | {"model_id": sft.id})
+    rounds.settle(db=db, round_id=rnd.id)
+    assert client.post(f"/api/v1/rounds/{rnd.id}/dismiss", headers=staff).status_code == 200
+    job = db.scalars(select(Job).where(Job.round_id == rnd.id, Job.kind == "generate")).one()
+    assert job.config["model_id"] == sft.id and "mix" not in job.config
 
 
 def test_what_the_hook_missed_is_decided_by_the_sweeps_step(db):

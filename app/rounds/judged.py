@@ -144,7 +144,7 @@ def _append_jobs(db: Session, rnd: Round, stages: list[tuple[str, dict[str, Any]
 
 def _promote_jobs(db: Session, rnd: Round, user_id: int | None) -> list[int]:
     """Append promote (→ generate) to the round; the round runs again."""
-    stages = [("promote", {})]
+    stages: list[tuple[str, dict[str, Any]]] = [("promote", {})]
     if rnd.generate is not None:
         stages.append(("generate", dict(rnd.generate)))
     return _append_jobs(db, rnd, stages, user_id)

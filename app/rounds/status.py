@@ -29,13 +29,18 @@ def _labels(db: Session) -> str:
 
 def _live_round(db: Session, live: Round) -> str:
     """`round 2 running: ppo 40%`: the stage a worker runs now, or that none has it yet; for
-    a round waiting on people, what it waits for and where to act."""
+    a round waiting on people, what it waits for and where to act; for one kept or
+    dismissed, that it samples fresh candidates."""
     if live.state == RoundState.awaiting_judgment:
         return _waiting_round(db, live)
     current = rounds.current_jobs(db=db, round_id=live.id)
     job = next((j for j in current if j.state in (JobState.running, JobState.cancelling)),
                None)
     doing = f"{job.kind} {job.progress or 0:.0%}" if job else "waiting for a worker"
+    verdict = (live.decision or {}).get("action")
+    if verdict in ("kept", "dismissed"):  # its generate stage: judged.unpromoted_mix
+        return (f"round {live.id} {verdict}, sampling fresh candidates (its policy among "
+                f"them) for people to rank: {doing}")
     return f"round {live.id} {live.state}: {doing}"
 
 

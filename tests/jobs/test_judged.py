@@ -22,6 +22,7 @@ from tests.evaluation.factories import make_prompts, make_version
 from tests.factories import login, make_user
 from tests.jobs.judging import trained_round
 from tests.jobs.loop import label_everything, labeler_token, seed_tasks
+from tests.jobs.test_status import _scope
 
 
 @pytest.fixture(autouse=True)
@@ -217,7 +218,11 @@ def _fresh_generate(db, rnd) -> Job:  # type: ignore[no-untyped-def]
     return job
 
 
-def test_a_kept_round_still_samples_fresh_candidates_its_policy_among_them(client, db, sent):
+def test_a_kept_round_still_samples_fresh_candidates_its_policy_among_them(client, db, sent,
+                                                                         monkeypatch):
+    import app.rounds.status as status
+
+    monkeypatch.setattr(status, "session_scope", _scope(db))
     rnd, ev = trained_round(db, generate=GENERATE)
     rounds.settle(db=db, round_id=rnd.id)
     _judge_all_for(client, db, ev, policy_wins=False)
@@ -225,6 +230,8 @@ def test_a_kept_round_still_samples_fresh_candidates_its_policy_among_them(clien
     assert rnd.decision["action"] == "kept"
     job = _fresh_generate(db, rnd)
     assert sent[-1] == [job.id]
+    assert (f"round {rnd.id} kept, sampling fresh candidates (its policy among them) for "
+            "people to rank: waiting for a worker") in status.status_line()
     # the first round has no active SFT: the round's own SFT writes the reference answers
     policy = db.get(ModelVersion, job.config["mix"][0]["model_id"])
     assert job.config["mix"][-1] == {"model_id": policy.parent_id, "temperature": 1.0}
@@ -330,7 +337,6 @@ def test_train_round_on_the_command_line_takes_the_same_campaign(committed_db):
 def test_the_status_line_says_what_a_waiting_round_waits_for_and_where_to_act(
         client, db, monkeypatch):
     import app.rounds.status as status
-    from tests.jobs.test_status import _scope
 
     monkeypatch.setattr(status, "session_scope", _scope(db))
     monkeypatch.setattr(judged, "round_flags", lambda *, db, round_id: ["kl_over_bound"])

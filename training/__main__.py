@@ -21,6 +21,7 @@ from training.contract import (
     PPOConfig,
     RewardConfig,
     SampleConfig,
+    ScoreConfig,
     SFTConfig,
     SmallLlamaConfig,
     TinyConfig,
@@ -31,7 +32,7 @@ from training.dpo import train_dpo
 from training.outputs import StageCancelled, stream_events
 from training.ppo import train_ppo
 from training.reward import train_reward_model
-from training.sampling import run_sampling
+from training.sampling import run_sampling, run_scoring
 from training.sft import train_sft
 from training.small_llama import build_small_llama
 from training.tiny import build_tiny
@@ -99,6 +100,11 @@ COMMANDS: dict[str, tuple[type, Callable[[argparse.Namespace], Any], str]] = {
         SampleConfig,
         lambda a: run_sampling(config_from(a, SampleConfig)),
         "sample K candidates per prompt (candidate import JSONL)",
+    ),
+    "score": (
+        ScoreConfig,
+        lambda a: run_scoring(config_from(a, ScoreConfig)),
+        "score given answers with a reward model (candidate import JSONL in and out)",
     ),
     "bon": (
         SampleConfig,

@@ -185,6 +185,17 @@ class SampleConfig:
 
 
 @dataclass
+class ScoreConfig:
+    """Reward-model scores of given answers (a campaign's pairs, read beside people's)."""
+
+    reward_model: str = knob("models/rm", "RM directory")
+    data: str = knob("data/candidates.jsonl", "candidate import JSONL: a prompt and its answers")
+    out: str = knob("data/scored.jsonl", "the same rows, each candidate with its RM score")
+    max_len: int = knob(512, "tokens per prompt + answer")
+    batch_size: int = knob(32, "answers per forward pass")
+
+
+@dataclass
 class TinyConfig:
     """Size of the tiny base model and its warm-up on the toy English."""
 

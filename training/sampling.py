@@ -21,7 +21,7 @@ import torch
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from training.contract import SampleConfig
+from training.contract import SampleConfig, ScoreConfig
 from training.data import RankingCollator, prompt_batch, read_rows
 from training.models import load_policy, load_reward_model, load_tokenizer, rm_scores
 from training.records import GroupedRecord
@@ -254,3 +254,18 @@ def run_sampling(cfg: SampleConfig, best_of: bool = False, callback: Any = None)
             callback(min(i + cfg.batch_size, len(rows)), len(rows), {})
     bar.close()
     return write_candidates(cfg.out, out)
+
+
+def run_scoring(cfg: ScoreConfig) -> Path:
+    """Score every candidate of cfg.data with the reward model (laid out as in its training);
+    write the rows to cfg.out with a `score` on each candidate."""
+    reward = rm_reward_fn(cfg.reward_model, max_len=cfg.max_len, batch_size=cfg.batch_size)
+    rows = read_rows(cfg.data)
+    flat = [(str(row.get("prompt", row.get("text"))), str(c["text"]))
+            for row in rows for c in row.get("candidates") or []]
+    scores = reward([p for p, _ in flat], [t for _, t in flat]).tolist() if flat else []
+    it = iter(scores)
+    for row in rows:
+        for cand in row.get("candidates") or []:
+            cand["score"] = float(next(it))
+    return write_candidates(cfg.out, rows)

@@ -1,8 +1,12 @@
-"""Generation: response masks stop at eos, best-of-N keeps the top-scoring sample."""
+"""Generation: response masks stop at eos, best-of-N keeps the top-scoring sample, and
+`score` reads given answers with a reward model."""
 
+import json
+
+import pytest
 import torch
 
-from training.models import load_policy, load_tokenizer
+from training.models import load_policy, load_reward_model, load_tokenizer
 from training.sampling import best_of_n, response_mask, sample
 
 
@@ -103,3 +107,28 @@ def test_auto_backend_falls_back_to_transformers_without_vllm(tiny_dir, tmp_path
     with pytest.raises(RuntimeError, match="needs vLLM installed"):
         run_sampling(asked)  # vllm named outright: a clear error, no file
     assert not (tmp_path / "v.jsonl").exists()
+
+
+def test_score_writes_each_candidate_its_rm_score_in_order(tiny_dir, tmp_path):
+    from training.contract import ScoreConfig
+    from training.sampling import rm_reward_fn, run_scoring
+
+    rows = [{"item_id": 7, "prompt": "the cat", "candidates": [{"text": "sat down."},
+                                                               {"text": "ran off to the sea."}]},
+            {"item_id": 8, "prompt": "a dog", "candidates": [{"text": "barked."}]},
+            {"item_id": 9, "prompt": "a bird", "candidates": []}]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rm_dir = tmp_path / "rm"  # a reward model with a fixed (saved) score head
+    tok = load_tokenizer(tiny_dir)
+    load_reward_model(tiny_dir, tok).save_pretrained(rm_dir)
+    tok.save_pretrained(rm_dir)
+    out = run_scoring(ScoreConfig(reward_model=str(rm_dir), data=str(data),
+                                  out=str(tmp_path / "scored.jsonl"), batch_size=2))
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["item_id"] for r in scored] == [7, 8, 9] and scored[2]["candidates"] == []
+    expected = rm_reward_fn(str(rm_dir))(["the cat", "the cat", "a dog"],
+                                            ["sat down.", "ran off to the sea.", "barked."])
+    got = [c["score"] for r in scored for c in r["candidates"]]
+    assert got == pytest.approx(expected.tolist(), abs=1e-5)
+    assert got[0] != got[1]  # each answer scored on its own, not one score for the row

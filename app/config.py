@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     # alone: a flag that fires on healthy rounds teaches people to ignore it.
     watch_max_kl: float = 20.0
     watch_rm_rise: float = 0.05
+    # With a round's campaign scored by its RM (app/evaluation/generation.py: score_pairs),
+    # the RM-vs-people flag reads the same pairs instead: the RM prefers the policy on more
+    # of them than people do by over this, while people are flat. On the demo, rounds as
+    # good as the one before them read 0.56 (people 0.52) and 0.32 (people 0.38), where the
+    # gain over SFT flagged both; a policy that games its RM is one it prefers on most pairs
+    # people find level.
+    watch_rm_people_gap: float = 0.2
     watch_min_judgments: int = 20
     watch_length_jump: float = 0.5
     watch_cut_jump: float = 0.25

@@ -1,5 +1,6 @@
 """Generating a campaign's outputs: every version samples the campaign's prompts with the
-same recorded settings (`python -m training sample`), then the compare tasks are made.
+same recorded settings (`python -m training sample`), then the compare tasks are made; in a
+round, the reward model then scores the pairs people will judge (`score_pairs`).
 
 `run` is the whole background step. It is handed the job engine's pieces (a session
 factory, a work directory, a runner for `python -m training …`, a progress callback);
@@ -17,8 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.evaluation import service
+from app.evaluation.models import EvaluationItem
 from app.evaluation.provenance import Version, get_version
-from app.prompts.models import Prompt
+from app.prompts.models import Candidate, Prompt
 
 RunTraining = Callable[[list[str]], Any]
 Progress = Callable[[float], Any]
@@ -94,3 +96,51 @@ def run(*, evaluation_id: int, workdir: Path, session: SessionFactory,
     if progress:
         progress(1.0)
     return {"evaluation_id": evaluation_id, "tasks": len(items), "identical_pairs": identical}
+
+
+def score_pairs(*, evaluation_id: int, reward_model: dict[str, Any], workdir: Path,
+                session: SessionFactory, run_training: RunTraining) -> dict[str, Any] | None:
+    """The reward model's verdict on the campaign's pairs: for each candidate version, the
+    share of its compare items whose answer the RM scores above the baseline's (a tie
+    counts half), stored on the campaign as `rm_verdict` beside what people will say of the
+    same pairs. None (and nothing stored) for a campaign with nothing to judge.
+
+    `reward_model`: {"id", "path"} of the RM the candidate was trained against. Safe to run
+    twice: the scores are the same.
+    """
+    with session() as db:
+        rows = db.execute(
+            select(EvaluationItem.id, EvaluationItem.model_id, Prompt.text,
+                   Candidate.text, EvaluationItem.baseline_candidate_id)
+            .join(Prompt, Prompt.id == EvaluationItem.prompt_id)
+            .join(Candidate, Candidate.id == EvaluationItem.candidate_id)
+            .where(EvaluationItem.evaluation_id == evaluation_id)
+            .order_by(EvaluationItem.id)).all()
+        base_ids = {r[4] for r in rows}
+        base_texts = dict(db.execute(select(Candidate.id, Candidate.text)
+                                     .where(Candidate.id.in_(base_ids))).all())
+    if not rows:
+        return None
+    workdir.mkdir(parents=True, exist_ok=True)
+    pairs, scored = workdir / "pairs.jsonl", workdir / "pairs-scored.jsonl"
+    with open(pairs, "w", encoding="utf-8") as f:
+        for item_id, _, prompt, text, base_id in rows:
+            f.write(json.dumps({"item_id": item_id, "prompt": prompt, "candidates": [
+                {"text": text}, {"text": base_texts[base_id]}]}, ensure_ascii=False) + "\n")
+    run_training(["score", "--reward-model", str(reward_model["path"]), "--data", str(pairs),
+                  "--out", str(scored)])
+    wins: dict[int, list[float]] = {}
+    by_item = {r[0]: r[1] for r in rows}
+    with open(scored, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                mine, base = (c["score"] for c in row["candidates"])
+                wins.setdefault(by_item[row["item_id"]], []).append(
+                    1.0 if mine > base else 0.0 if mine < base else 0.5)
+    verdict = {"reward_model_id": reward_model.get("id"), "by_model": {
+        str(model_id): {"win_rate": sum(w) / len(w), "n": len(w), "ties": w.count(0.5)}
+        for model_id, w in wins.items()}}
+    with session() as db:
+        service.get(db=db, evaluation_id=evaluation_id).rm_verdict = verdict
+    return verdict

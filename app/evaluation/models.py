@@ -42,6 +42,10 @@ class Evaluation(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     identical_pairs: Mapped[int] = mapped_column(Integer, default=0)  # never made into tasks
     closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why complete
+    # A round's campaign: how often the RM the round trained against prefers each candidate
+    # on the pairs people judge, {"reward_model_id", "by_model": {"<id>": {"win_rate", "n",
+    # "ties"}}} (app/evaluation/generation.py: score_pairs); None where nobody scored them.
+    rm_verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True

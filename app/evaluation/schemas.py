@@ -68,6 +68,10 @@ class EvaluationRead(BaseModel):
     items: int
     judgments: int
     created_at: datetime
+    rm_verdict: dict[str, Any] | None = Field(
+        default=None, description='A round\'s campaign: how often the RM the round trained '
+        'against prefers each candidate on the pairs people judge, {"reward_model_id", '
+        '"by_model": {"<id>": {"win_rate", "n", "ties"}}}')
 
 
 class ModelResult(BaseModel):

@@ -350,6 +350,7 @@ def describe(*, db: Session, evaluations: list[Evaluation]) -> list[dict[str, An
         "identical_pairs": e.identical_pairs, "closed_reason": e.closed_reason,
         "completed_at": e.completed_at, "items": items.get(e.id, 0),
         "judgments": judged.get(e.id, 0), "created_at": e.created_at,
+        "rm_verdict": e.rm_verdict,
     } for e in evaluations]
 
 

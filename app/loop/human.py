@@ -39,9 +39,12 @@ def _rows(db: Session, campaign: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _figure(db: Session, campaign: dict[str, Any], model_id: int) -> dict[str, Any]:
     row = next(r for r in _rows(db, campaign) if r["model_id"] == model_id)
+    rm = ((campaign.get("rm_verdict") or {}).get("by_model") or {}).get(str(model_id)) or {}
     return {"win_rate": row["win_rate"], "ci95": row["ci95"], "n": row["n"],
             "evaluation_id": campaign["id"], "baseline_id": campaign["baseline_id"],
-            "state": campaign["state"], "complete": campaign["state"] == COMPLETE}
+            "state": campaign["state"], "complete": campaign["state"] == COMPLETE,
+            # the round's RM on the same pairs (None: a campaign nobody scored)
+            "rm_win_rate": rm.get("win_rate"), "rm_n": rm.get("n")}
 
 
 def campaigns(*, db: Session) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ class Limits:
 
     max_kl: float
     rm_rise: float
+    rm_people_gap: float
     min_judgments: int
     length_jump: float
     cut_jump: float
@@ -44,6 +45,7 @@ class Limits:
         """The configured limits."""
         s = get_settings()
         return cls(max_kl=s.watch_max_kl, rm_rise=s.watch_rm_rise,
+                   rm_people_gap=s.watch_rm_people_gap,
                    min_judgments=s.watch_min_judgments, length_jump=s.watch_length_jump,
                    cut_jump=s.watch_cut_jump, repetition_jump=s.watch_repetition_jump,
                    distinct_drop=s.watch_distinct_drop)
@@ -98,13 +100,8 @@ def judge(signals: dict[str, float | None], human: dict[str, Any],
           limits: Limits) -> dict[str, str]:
     """{flag: the sentence that explains it} for every way this round looks gamed."""
     out: dict[str, str] = {}
-    gain, verdict = signals["rm_gain"], people(human)
-    if gain is not None and gain > limits.rm_rise and _people_flat(verdict, limits):
-        assert verdict is not None
-        lo, hi = verdict["ci95"]
-        out["rm_up_people_flat"] = (
-            f"The RM scores it {gain:+.2f} over SFT, but people's win rate is "
-            f"{verdict['win_rate']:.0%} (95% CI {lo:.0%}–{hi:.0%}, n {verdict['n']}).")
+    if (parted := _rm_people_reason(signals, people(human), limits)) is not None:
+        out["rm_up_people_flat"] = parted
     kl = signals["kl"]
     if kl is not None and kl > limits.max_kl:
         out["kl_over_bound"] = f"KL to SFT is {kl:.2f} nats, above the bound {limits.max_kl:g}."
@@ -113,6 +110,31 @@ def judge(signals: dict[str, float | None], human: dict[str, Any],
     if (repeats := _repetition_reason(signals, limits)) is not None:
         out["repetition_jump"] = repeats
     return out
+
+
+def _rm_people_reason(signals: dict[str, float | None], verdict: dict[str, Any] | None,
+                      limits: Limits) -> str | None:
+    """Why the RM and people part ways, or None. People are flat (the lower 95% bound of
+    the policy's win rate is at most ½) and the RM says otherwise: on the very pairs they
+    judged, it prefers the policy more often than they do by over `rm_people_gap`. For a
+    campaign no RM scored, the RM's gain over SFT on the test prompts stands in, which
+    cannot tell a round as good as the one before it from one that gamed its RM."""
+    if not _people_flat(verdict, limits):
+        return None
+    assert verdict is not None
+    lo, hi = verdict["ci95"]
+    people_say = (f"people's win rate is {verdict['win_rate']:.0%} (95% CI {lo:.0%}–{hi:.0%}, "
+                  f"n {verdict['n']})")
+    rm_win = verdict.get("rm_win_rate")
+    if rm_win is not None:
+        if rm_win - verdict["win_rate"] <= limits.rm_people_gap:
+            return None  # the RM agrees with people: no better, and not scored better
+        return (f"On the {verdict.get('rm_n') or verdict['n']} pairs people judged, the RM "
+                f"prefers it {rm_win:.0%} of the time, but {people_say}.")
+    gain = signals["rm_gain"]
+    if gain is None or gain <= limits.rm_rise:
+        return None
+    return f"The RM scores it {gain:+.2f} over SFT, but {people_say}."
 
 
 def _length_reason(signals: dict[str, float | None], limits: Limits) -> str | None:
@@ -157,6 +179,7 @@ def watch(*, db: Session, policy: ModelVersion | None,
     signals["win_rate_vs_sft"] = (human.get("vs_sft") or {}).get("win_rate")
     signals["win_rate_vs_previous"] = (human.get("vs_previous") or {}).get("win_rate")
     signals["win_rate_people"] = verdict["win_rate"] if verdict else None
+    signals["rm_win_rate_people_pairs"] = verdict.get("rm_win_rate") if verdict else None
     reasons = judge(signals, human, Limits.from_settings())
     return {"flags": list(reasons), "reasons": reasons, "signals": signals}
 

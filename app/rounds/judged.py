@@ -316,6 +316,7 @@ def evaluate(ctx: JobContext) -> dict[str, Any]:
         if not rnd.evaluations:  # a retry reuses the campaigns its first attempt made
             rnd.evaluations = _campaigns(ctx, db, rnd)
         made = dict(rnd.evaluations)
+        reward = _reward_model(db, rnd.id)
     ids = [i for i in made.values() if i]
     for n, evaluation_id in enumerate(ids):
         ctx.check_cancelled()
@@ -328,4 +329,23 @@ def evaluate(ctx: JobContext) -> dict[str, Any]:
                              progress=progress)
         ctx.log(f"evaluation {evaluation_id}: {out.get('tasks', 0)} compare tasks, "
                 f"{out.get('identical_pairs', 0)} identical pairs not asked")
+        if reward is not None:
+            verdict = generation.score_pairs(
+                evaluation_id=evaluation_id, reward_model=reward,
+                workdir=ctx.workdir / f"{n}-rm", session=ctx.session,
+                run_training=ctx.run_training)
+            for row in ((verdict or {}).get("by_model") or {}).values():
+                ctx.log(f"evaluation {evaluation_id}: the reward model prefers the policy "
+                        f"on {row['win_rate']:.0%} of the {row['n']} pairs people judge")
     return {"evaluations": made}
+
+
+def _reward_model(db: Session, round_id: int) -> dict[str, Any] | None:
+    """{"id", "path"} of the reward model the round's policy was trained against (what its
+    PPO stage read), or None where that stage recorded none."""
+    ppo = db.scalars(select(Job).where(Job.round_id == round_id, Job.kind == "ppo",
+                                       Job.state == JobState.succeeded)
+                     .order_by(Job.id.desc())).first()
+    reward = (ppo.inputs or {}).get("reward_model") if ppo is not None else None
+    return {"id": reward.get("id"), "path": reward["path"]} \
+        if isinstance(reward, dict) and reward.get("path") else None

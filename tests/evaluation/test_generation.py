@@ -121,3 +121,54 @@ def test_the_job_engine_runs_a_campaigns_generation_on_the_tiny_model(committed_
     made = db.scalar(select(func.count()).select_from(EvaluationItem))
     assert made + ev.identical_pairs == 2 and job.outputs["tasks"] == made
     assert ev.state == ("labeling" if made else "complete")
+
+
+def _fake_scorer(calls: list[list[str]]):  # type: ignore[no-untyped-def]
+    """Stands in for `python -m training score`: an RM that likes longer answers."""
+    def run(argv: list[str]) -> None:
+        calls.append(argv)
+        args = dict(zip(argv[1::2], argv[2::2], strict=False))
+        with open(args["--data"]) as f, open(args["--out"], "w") as out:
+            for line in f:
+                row = json.loads(line)
+                for cand in row["candidates"]:
+                    cand["score"] = float(len(cand["text"]))
+                out.write(json.dumps(row) + "\n")
+    return run
+
+
+def test_the_rm_scores_the_pairs_people_judge_and_the_campaign_keeps_its_verdict(db, tmp_path):
+    make_prompts(db, 3)
+    base, policy = make_version(db, "sft"), make_version(db, "policy")
+    policy.path = "/models/a-much-longer-policy-path"  # the fake sampler writes the path
+    ev = service.create_evaluation(db=db, user=None, spec=spec(
+        model_ids=[policy.id], baseline_id=base.id, n_prompts=3))
+    generation.run(evaluation_id=ev.id, workdir=tmp_path / "gen", session=_session(db),
+                   run_training=_fake_sampler([]))
+    calls: list[list[str]] = []
+    verdict = generation.score_pairs(
+        evaluation_id=ev.id, reward_model={"id": 41, "path": "/models/rm-9"},
+        workdir=tmp_path / "rm", session=_session(db), run_training=_fake_scorer(calls))
+    assert calls[0][:3] == ["score", "--reward-model", "/models/rm-9"]
+    pairs = [json.loads(x) for x in (tmp_path / "rm" / "pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == 3 and all(len(p["candidates"]) == 2 for p in pairs)
+    assert all(p["candidates"][0]["text"].startswith(policy.path) for p in pairs)  # policy first
+    assert verdict == {"reward_model_id": 41,
+                       "by_model": {str(policy.id): {"win_rate": 1.0, "n": 3, "ties": 0}}}
+    assert service.get(db=db, evaluation_id=ev.id).rm_verdict == verdict
+    described = service.describe(db=db, evaluations=[ev])[0]
+    assert described["rm_verdict"]["by_model"][str(policy.id)]["n"] == 3
+
+
+def test_a_campaign_with_nothing_to_judge_is_not_scored(db, tmp_path):
+    make_prompts(db, 2)
+    base, policy = make_version(db, "sft"), make_version(db, "policy")
+    ev = service.create_evaluation(db=db, user=None, spec=spec(
+        model_ids=[policy.id], baseline_id=base.id, n_prompts=2))
+    generation.run(evaluation_id=ev.id, workdir=tmp_path, session=_session(db),
+                   run_training=_fake_sampler([], same_as_baseline=True))
+    calls: list[list[str]] = []
+    assert generation.score_pairs(evaluation_id=ev.id, reward_model={"id": 1, "path": "/rm"},
+                                  workdir=tmp_path / "rm", session=_session(db),
+                                  run_training=_fake_scorer(calls)) is None
+    assert calls == [] and ev.rm_verdict is None

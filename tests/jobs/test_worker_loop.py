@@ -241,6 +241,10 @@ def test_if_better_round_waits_for_its_campaign_and_promotes_when_people_prefer_
     assert [j["kind"] for j in rnd["jobs"]][-2:] == ["evaluate", "promote"]
     campaign = stack.get(f"/api/v1/evaluations/{vs_sft}", fed)
     assert campaign["state"] == "complete" and campaign["judgments"] == judged
+    # the round's RM scored the same pairs people judged, for the watch to read beside them
+    rm_read = campaign["rm_verdict"]
+    assert rm_read["reward_model_id"] == models["rm"]["id"]
+    assert rm_read["by_model"][str(models["policy"]["id"])]["n"] == campaign["items"]
     after = {m["kind"]: m for m in stack.get("/api/v1/models", fed)}
     assert "policy:active" in after["policy"]["aliases"]
 

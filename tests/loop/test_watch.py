@@ -7,8 +7,8 @@ from app.loop import human, watch
 from app.loop.watch import Limits, judge, policy_signals, round_flags
 from tests.loop.factories import SFT_FIGURES, judged, make_round, ppo_metrics
 
-LIMITS = Limits(max_kl=10.0, rm_rise=0.05, min_judgments=20, length_jump=0.5, cut_jump=0.25,
-                repetition_jump=0.15, distinct_drop=0.3)
+LIMITS = Limits(max_kl=10.0, rm_rise=0.05, rm_people_gap=0.2, min_judgments=20,
+                length_jump=0.5, cut_jump=0.25, repetition_jump=0.15, distinct_drop=0.3)
 NO_PEOPLE: dict = {"vs_sft": None, "vs_previous": None}
 
 
@@ -93,6 +93,51 @@ def test_people_are_read_against_the_previous_policy_not_sft(db):
     assert round_flags(db=db, round_id=r2.id) == []
     judged(db, candidate=v2["policy"], baseline=v1["policy"], wins=12, losses=13)
     assert round_flags(db=db, round_id=r2.id) == ["rm_up_people_flat"]  # but not round 1's
+
+
+def _rm_read(ev, policy, win_rate: float, n: int = 25) -> None:  # type: ignore[no-untyped-def]
+    """The campaign's pairs as the round's RM scored them (what the evaluate stage stores)."""
+    ev.rm_verdict = {"reward_model_id": None,
+                     "by_model": {str(policy.id): {"win_rate": win_rate, "n": n, "ties": 0}}}
+
+
+def test_a_round_as_good_as_the_last_is_not_flagged_when_its_rm_agrees_with_people(db):
+    # round 2 beats SFT as round 1 did, and people find it level with round 1's policy; so
+    # does the RM on the same pairs: nothing was gamed, though its score over SFT rose
+    _, v1 = make_round(db, metrics=ppo_metrics(rm_score=0.5, kl=2.0))
+    r2, v2 = make_round(db, metrics=ppo_metrics(rm_score=0.9, kl=2.0))
+    ev = judged(db, candidate=v2["policy"], baseline=v1["policy"], wins=12, losses=13)
+    _rm_read(ev, v2["policy"], 0.56)
+    db.flush()
+    assert round_flags(db=db, round_id=r2.id) == []
+    seen = watch.watch(db=db, policy=v2["policy"])
+    assert seen["signals"]["rm_win_rate_people_pairs"] == pytest.approx(0.56)
+
+
+def test_a_round_whose_rm_prefers_what_people_find_level_is_flagged(db):
+    _, v1 = make_round(db, metrics=ppo_metrics(rm_score=0.5, kl=2.0))
+    r2, v2 = make_round(db, metrics=ppo_metrics(rm_score=0.9, kl=2.0))
+    ev = judged(db, candidate=v2["policy"], baseline=v1["policy"], wins=12, losses=13)
+    _rm_read(ev, v2["policy"], 0.88)
+    db.flush()
+    assert round_flags(db=db, round_id=r2.id) == ["rm_up_people_flat"]
+    reason = watch.watch(db=db, policy=v2["policy"])["reasons"]["rm_up_people_flat"]
+    assert "On the 25 pairs people judged, the RM prefers it 88% of the time" in reason
+    assert "people's win rate is 48%" in reason
+
+
+@pytest.mark.parametrize(("rm_win", "flagged"), [
+    (0.70, False),  # 0.20 above people's 0.50: within the gap
+    (0.71, True),
+    (0.95, False),  # people prefer it too (22 of 25): no parting of ways
+])
+def test_the_rm_people_gap_is_read_on_the_same_pairs(rm_win, flagged):
+    flat = {"vs_sft": None, "vs_previous": {"win_rate": 0.5, "ci95": [0.3, 0.7], "n": 30,
+                                             "complete": True, "rm_win_rate": rm_win}}
+    people = flat if rm_win < 0.9 else {"vs_sft": None, "vs_previous": {
+        **flat["vs_previous"], "win_rate": 0.88, "ci95": [0.7, 0.96]}}
+    signals = policy_signals(ppo_metrics(rm_score=0.9, kl=2.0))
+    assert ("rm_up_people_flat" in judge(signals, people, LIMITS)) is flagged
 
 
 def test_too_few_judgments_say_nothing_until_the_campaign_completes(db):

@@ -36,6 +36,10 @@ class WinRate(BaseModel):
     baseline_id: int
     state: str
     complete: bool
+    rm_win_rate: float | None = Field(
+        default=None, description="how often the round's RM prefers the policy on the same "
+        "pairs (null: a campaign no RM scored)")
+    rm_n: int | None = None
 
 
 class LoopHuman(BaseModel):

@@ -31,7 +31,11 @@ def rounds(db):  # type: ignore[no-untyped-def]
     judged(db, candidate=v1["policy"], baseline=v1["sft"], wins=24, losses=6)
     r2, v2 = make_round(db, metrics=ppo_metrics(rm_score=1.6, kl=6.0, mean_length=44.0),
                         rankings=80)
-    judged(db, candidate=v2["policy"], baseline=v1["policy"], wins=15, losses=15)
+    gamed = judged(db, candidate=v2["policy"], baseline=v1["policy"], wins=15, losses=15)
+    # the round's RM on the same pairs: it prefers what people find level
+    gamed.rm_verdict = {"reward_model_id": v2["rm"].id,
+                        "by_model": {str(v2["policy"].id): {"win_rate": 0.9, "n": 30, "ties": 0}}}
+    db.flush()
     return r1, r2
 
 
@@ -50,6 +54,8 @@ def test_loop_json_has_every_round_oldest_first_in_the_designed_shape(client, db
     assert vs_sft["ci95"][0] < 0.8 < vs_sft["ci95"][1]
     assert first["human"]["vs_previous"] is None
     assert second["human"]["vs_previous"]["win_rate"] == pytest.approx(0.5)
+    assert second["human"]["vs_previous"]["rm_win_rate"] == pytest.approx(0.9)
+    assert vs_sft["rm_win_rate"] is None  # a campaign no RM scored
     assert first["watch"]["flags"] == []
     assert second["watch"]["flags"] == ["rm_up_people_flat", "length_jump"]
     assert second["watch"]["signals"]["length_change"] == pytest.approx(1.2)
@@ -64,6 +70,7 @@ def test_the_page_shows_each_round_and_its_flags(client, db, rounds):
     assert ids == [str(r.id) for r in rounds]
     assert page.text.count('class="flagged"') == 1
     assert "rm_up_people_flat" in page.text and "80.0%" in page.text
+    assert page.text.count("· RM ") == 1 and "· RM 90%" in page.text  # scored pairs only
     nav = re.search(r'<nav class="nav".*?</nav>', page.text, re.S)
     assert nav and re.findall(r'href="([^"]+)"', nav.group(0))[0] == "/loop"
 

@@ -130,13 +130,15 @@ def show(figures: dict) -> None:
         print(f"  round {stage['round_id']} {stage['kind']:<9} {stage['state']:<10} "
               f"{secs if secs is None else round(secs, 1)} s")
     print("round  RM val  ceiling  RM/hidden  hidden win vs SFT  people vs SFT       "
-          "people vs prev      KL train/test  decision   watch")
+          "people vs prev      RM on pairs  KL train/test  decision   watch")
     for row in figures["rounds"]:
         ceiling = row.get("server_agreement") or row.get("agreement")
+        on_pairs = row.get("rm_on_pairs") or {}  # the RM on people's pairs: vs prev, vs SFT
         print(f"{row['round']:>5}  {_f(row.get('rm_val_accuracy'))}   "
               f"{_f(ceiling)}    {_f((row.get('rm') or {}).get('vs_hidden'))}      "
               f"{_win(row.get('win_vs_sft')):<18} {_win(row.get('campaign_vs_sft')):<19} "
               f"{_win(row.get('campaign_vs_previous')):<19} "
+              f"{_f(on_pairs.get('vs_previous'), 2):>4} {_f(on_pairs.get('vs_sft'), 2):>4}   "
               f"{_f(row.get('kl'), 1):>5} / {_f(row.get('test_kl'), 1):<5}  "
               f"{(row.get('decision') or {}).get('action', 'n/a'):<10} "
               f"{', '.join(row.get('watch') or []) or '-'}")

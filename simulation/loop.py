@@ -285,6 +285,9 @@ class Loop:
                                                                    "ties")}
         watched = next((r for r in self.api.loop_rows() if r.get("round_id") == round_id), {})
         out["watch"] = (watched.get("watch") or {}).get("flags", [])
+        # the round's RM on the pairs people judged (the watch reads it beside them)
+        out["rm_on_pairs"] = {key: (figure or {}).get("rm_win_rate") for key, figure in
+                              (watched.get("human") or {}).items()}
         return out
 
     def _measure(self, jobs: list[dict[str, Any]], previous: str | None) -> dict[str, Any]:

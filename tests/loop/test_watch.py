@@ -101,29 +101,26 @@ def _rm_read(ev, policy, win_rate: float, n: int = 25) -> None:  # type: ignore[
                      "by_model": {str(policy.id): {"win_rate": win_rate, "n": n, "ties": 0}}}
 
 
-def test_a_round_as_good_as_the_last_is_not_flagged_when_its_rm_agrees_with_people(db):
+@pytest.mark.parametrize(("rm_win", "flags"), [
     # round 2 beats SFT as round 1 did, and people find it level with round 1's policy; so
     # does the RM on the same pairs: nothing was gamed, though its score over SFT rose
+    (0.56, []),
+    (0.88, ["rm_up_people_flat"]),  # its RM prefers what people find level
+])
+def test_a_round_level_with_the_last_is_flagged_only_where_its_rm_prefers_it(db, rm_win,
+                                                                             flags):
     _, v1 = make_round(db, metrics=ppo_metrics(rm_score=0.5, kl=2.0))
     r2, v2 = make_round(db, metrics=ppo_metrics(rm_score=0.9, kl=2.0))
     ev = judged(db, candidate=v2["policy"], baseline=v1["policy"], wins=12, losses=13)
-    _rm_read(ev, v2["policy"], 0.56)
+    _rm_read(ev, v2["policy"], rm_win)
     db.flush()
-    assert round_flags(db=db, round_id=r2.id) == []
+    assert round_flags(db=db, round_id=r2.id) == flags
     seen = watch.watch(db=db, policy=v2["policy"])
-    assert seen["signals"]["rm_win_rate_people_pairs"] == pytest.approx(0.56)
-
-
-def test_a_round_whose_rm_prefers_what_people_find_level_is_flagged(db):
-    _, v1 = make_round(db, metrics=ppo_metrics(rm_score=0.5, kl=2.0))
-    r2, v2 = make_round(db, metrics=ppo_metrics(rm_score=0.9, kl=2.0))
-    ev = judged(db, candidate=v2["policy"], baseline=v1["policy"], wins=12, losses=13)
-    _rm_read(ev, v2["policy"], 0.88)
-    db.flush()
-    assert round_flags(db=db, round_id=r2.id) == ["rm_up_people_flat"]
-    reason = watch.watch(db=db, policy=v2["policy"])["reasons"]["rm_up_people_flat"]
-    assert "On the 25 pairs people judged, the RM prefers it 88% of the time" in reason
-    assert "people's win rate is 48%" in reason
+    assert seen["signals"]["rm_win_rate_people_pairs"] == pytest.approx(rm_win)
+    if flags:
+        reason = seen["reasons"]["rm_up_people_flat"]
+        assert f"On the 25 pairs people judged, the RM prefers it {rm_win:.0%} of" in reason
+        assert "people's win rate is 48%" in reason
 
 
 @pytest.mark.parametrize(("rm_win", "flagged"), [

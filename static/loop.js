@@ -39,7 +39,13 @@
     var parts = [[pct(w.win_rate)]];
     if (w.ci95) parts.push(["[" + Math.round(w.ci95[0] * 100) + "–" + Math.round(w.ci95[1] * 100) + "]", true]);
     parts.push(["n " + w.n, true]);
-    return cell(parts);
+    // the round's RM on the same pairs: where it and people part ways, the watch flags it
+    if (w.rm_win_rate !== null && w.rm_win_rate !== undefined) {
+      parts.push(["· RM " + Math.round(w.rm_win_rate * 100) + "%", true]);
+    }
+    var td = cell(parts);
+    if (parts.length > 3) td.lastChild.title = "How often the round's reward model prefers the policy on the same pairs";
+    return td;
   }
 
   function row(r) {

@@ -30,7 +30,9 @@ def test_loop_page_at_laptop_and_phone_follows_new_rounds(committed_db, open_pag
     _, v1 = make_round(db, metrics=ppo_metrics(rm_score=0.6, kl=3.0))
     judged(db, candidate=v1["policy"], baseline=v1["sft"], wins=24, losses=6)
     _, v2 = make_round(db, metrics=ppo_metrics(rm_score=1.6, kl=6.0, mean_length=44.0))
-    judged(db, candidate=v2["policy"], baseline=v1["policy"], wins=15, losses=15)
+    gamed = judged(db, candidate=v2["policy"], baseline=v1["policy"], wins=15, losses=15)
+    gamed.rm_verdict = {"reward_model_id": v2["rm"].id,  # its RM prefers what people find level
+                        "by_model": {str(v2["policy"].id): {"win_rate": 0.9, "n": 30, "ties": 0}}}
     researcher = make_user(db, Role.researcher)
     db.commit()
 
@@ -55,6 +57,8 @@ def test_loop_page_at_laptop_and_phone_follows_new_rounds(committed_db, open_pag
     assert name.text_content() == "<img src=x onerror=alert(1)>"
     assert page.locator("#loop-table img").count() == 0
     assert page.evaluate("window.loopCharts.rm.data.labels.length") == 3
+    # redrawn from the JSON, the RM's verdict on the judged pairs is still beside people's
+    assert page.locator("#loop-table td:has-text('· RM 90%')").count() == 1
 
     phone = open_page(researcher, PHONE)
     phone.goto("/loop")

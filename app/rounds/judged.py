@@ -6,7 +6,11 @@ policy against the previous active policy (`vs_previous`) and one against its SF
 the deciding campaign (vs the previous policy; in the first round, vs SFT) is complete;
 `decide` promotes only when that campaign's 95% lower bound is above ½ and the reward-hacking
 watch raised no flag (`round_flags`). A flagged round, or one a researcher would rather
-settle, is promoted or dismissed by hand (`promote_by_hand`, `dismiss`).
+settle, is promoted or dismissed by hand (`promote_by_hand`, `dismiss`). A round that ends
+unpromoted still runs its generate stage, its own policy in the mix (`unpromoted_mix`), so
+the next round has fresh rankings to learn from. Before the round waits, the evaluate stage
+has the round's reward model score the pairs people will judge (`rm_verdict` on each
+campaign), which the watch reads beside their verdict.
 
 The decision runs where a campaign completes (the last judgment's transaction, through
 `app.evaluation.service.on_complete`), when a round starts waiting, and in a beat sweep

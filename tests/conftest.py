@@ -234,6 +234,20 @@ def client(app, db):  # type: ignore[no-untyped-def]
     app.dependency_overrides.clear()
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A warmed-up tiny GPT-2 + BPE tokenizer directory (tests/tiny.py's TINY), built once per
+    process and shared by every test that trains from it (the training tests, the loop's
+    gaming tests); none writes into it."""
+    import torch
+
+    from tests.tiny import TINY
+    from training.tiny import build_tiny
+
+    torch.set_num_threads(1)  # the machine is shared; one thread is faster under load
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "base", TINY)
+
+
 @pytest.fixture(scope="module")
 def s3():  # type: ignore[no-untyped-def]
     """A real S3 API, moto's server on a free port, for the shared store's tests."""

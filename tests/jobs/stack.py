@@ -116,13 +116,17 @@ class Stack:
 
     def close(self) -> None:
         self.http.close()
-        for proc in (self.worker, self.default, self.web):
-            if proc is not None and proc.poll() is None:
+        procs = [p for p in (self.worker, self.default, self.web) if p is not None]
+        # Every process is asked to stop before any is waited for: their shutdowns overlap
+        # instead of adding up.
+        for proc in procs:
+            if proc.poll() is None:
                 proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         for proc in (self.worker, self.default):  # and whatever each worker started
             if proc is not None:
                 try:

@@ -8,12 +8,10 @@ import torch
 from app.loop import human
 from app.loop.watch import round_flags
 from tests.loop.factories import judged, make_round
-from tests.training.conftest import TINY
 from training.outputs import read_manifest
 from training.ppo import PPOConfig, train_ppo
 from training.records import PromptRecord, SFTRecord, write_jsonl
 from training.sft import SFTConfig, train_sft
-from training.tiny import build_tiny
 
 pytestmark = pytest.mark.slow  # trains the tiny model: about 15 s on one core
 
@@ -29,11 +27,11 @@ def pays_for_a_full_stop(prompts, responses):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def sft_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
-    """A tiny SFT model that answers in one word and stops, and prompts with a test split."""
+def sft_dir(tmp_path_factory, tiny_dir):  # type: ignore[no-untyped-def]
+    """A tiny SFT model that answers in one word and stops, and prompts with a test split;
+    from the session's tiny model (tests/tiny.py's TINY), which it only reads."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("gaming")
-    build_tiny(root / "base", TINY)
     write_jsonl(root / "demos.jsonl",
                 [SFTRecord(prompt=f"the {w} cat", completion=f"{w}.") for w in WORDS * 8])
     rows = [PromptRecord(prompt_id=i, text=f"the {w} cat", split="train")
@@ -41,7 +39,7 @@ def sft_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
     rows += [PromptRecord(prompt_id=100 + i, text=f"a {w} dog", split="test")
              for i, w in enumerate(WORDS * 2)]
     write_jsonl(root / "prompts.jsonl", rows)
-    sft = train_sft(SFTConfig(base_model=str(root / "base"), train_data=str(root / "demos.jsonl"),
+    sft = train_sft(SFTConfig(base_model=str(tiny_dir), train_data=str(root / "demos.jsonl"),
                               out=str(root / "sft"), valid_fraction=0.1, epochs=12, batch_size=8,
                               lr=2e-3, dropout=0.0, eval_max_new_tokens=16, tracker="none"))
     return root, sft

@@ -1,31 +1,14 @@
-"""Shared fixtures: one tiny offline model (and one small Llama) per test run, in a temp dir."""
+"""Shared fixtures: one small Llama per test run, in a temp dir (the tiny model, `tiny_dir`, is
+tests/conftest.py's, shared with the loop's tests)."""
 
 import pytest
 import torch
 
+from tests.tiny import TINY  # noqa: F401 - where tests have imported it from
 from training.contract import SmallLlamaConfig
 from training.small_llama import build_small_llama
-from training.tiny import TinyConfig, build_tiny
 
 torch.set_num_threads(1)  # the machine is shared; one thread is faster under load
-
-TINY = TinyConfig(
-    n_layer=2,
-    n_embd=64,
-    n_head=4,
-    n_positions=256,
-    pretrain_steps=100,
-    pretrain_batch=16,
-    pretrain_len=64,
-    seed=0,
-)
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    """A warmed-up tiny GPT-2 + BPE tokenizer directory, shared by all tests."""
-    return build_tiny(tmp_path_factory.mktemp("tiny") / "base", TINY)
-
 
 SMALL_LLAMA = SmallLlamaConfig(pretrain_steps=60, pretrain_batch=16, pretrain_len=64, seed=0)
 

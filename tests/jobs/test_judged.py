@@ -252,6 +252,23 @@ def test_a_dismissed_round_runs_its_generate_stage_but_promotes_nothing(client, 
     assert again.status_code == 409
 
 
+def test_after_a_promoted_round_the_fresh_mix_holds_the_active_models_and_the_new_policy(db):
+    from app.registry import service as registry
+
+    active_policy, active_sft = make_version(db, "policy"), make_version(db, "sft")
+    registry.move_alias(db=db, alias="policy:active", version=active_policy, user_id=None,
+                        action="promote")
+    registry.move_alias(db=db, alias="sft:active", version=active_sft, user_id=None,
+                        action="promote")
+    rnd, _ = trained_round(db, generate=GENERATE)
+    policy_id = db.scalars(select(Job).where(Job.round_id == rnd.id, Job.kind == "ppo")
+                           ).one().outputs["model_version_id"]
+    assert judged.unpromoted_mix(db, rnd) == [
+        {"model_id": active_policy.id, "temperature": 0.7},
+        {"model_id": policy_id, "temperature": 0.7}, {"model_id": policy_id, "temperature": 1.0},
+        {"model_id": active_sft.id, "temperature": 1.0}]
+
+
 def test_a_dismissed_round_keeps_the_models_its_generate_names(client, db, staff):
     sft = make_version(db, "sft")
     rnd, _ = trained_round(db, generate=GENERATE | {"model_id": sft.id})

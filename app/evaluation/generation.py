@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.evaluation import service
 from app.evaluation.models import EvaluationItem
@@ -108,36 +108,33 @@ def score_pairs(*, evaluation_id: int, reward_model: dict[str, Any], workdir: Pa
     `reward_model`: {"id", "path"} of the RM the candidate was trained against. Safe to run
     twice: the scores are the same.
     """
+    base = aliased(Candidate)
     with session() as db:
         rows = db.execute(
-            select(EvaluationItem.id, EvaluationItem.model_id, Prompt.text,
-                   Candidate.text, EvaluationItem.baseline_candidate_id)
+            select(EvaluationItem.id, EvaluationItem.model_id, Prompt.text, Candidate.text,
+                   base.text)
             .join(Prompt, Prompt.id == EvaluationItem.prompt_id)
             .join(Candidate, Candidate.id == EvaluationItem.candidate_id)
+            .join(base, base.id == EvaluationItem.baseline_candidate_id)
             .where(EvaluationItem.evaluation_id == evaluation_id)
             .order_by(EvaluationItem.id)).all()
-        base_ids = {r[4] for r in rows}
-        base_texts = dict(db.execute(select(Candidate.id, Candidate.text)
-                                     .where(Candidate.id.in_(base_ids))).all())
     if not rows:
         return None
     workdir.mkdir(parents=True, exist_ok=True)
     pairs, scored = workdir / "pairs.jsonl", workdir / "pairs-scored.jsonl"
     with open(pairs, "w", encoding="utf-8") as f:
-        for item_id, _, prompt, text, base_id in rows:
-            f.write(json.dumps({"item_id": item_id, "prompt": prompt, "candidates": [
-                {"text": text}, {"text": base_texts[base_id]}]}, ensure_ascii=False) + "\n")
+        for _, _, prompt, text, base_text in rows:  # one line per item, in the rows' order
+            f.write(json.dumps({"prompt": prompt, "candidates": [
+                {"text": text}, {"text": base_text}]}, ensure_ascii=False) + "\n")
     run_training(["score", "--reward-model", str(reward_model["path"]), "--data", str(pairs),
                   "--out", str(scored)])
     wins: dict[int, list[float]] = {}
-    by_item = {r[0]: r[1] for r in rows}
     with open(scored, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                mine, base = (c["score"] for c in row["candidates"])
-                wins.setdefault(by_item[row["item_id"]], []).append(
-                    1.0 if mine > base else 0.0 if mine < base else 0.5)
+        lines = [json.loads(line) for line in f if line.strip()]
+    for (_, model_id, *_texts), row in zip(rows, lines, strict=True):
+        mine, theirs = (c["score"] for c in row["candidates"])
+        wins.setdefault(model_id, []).append(
+            1.0 if mine > theirs else 0.0 if mine < theirs else 0.5)
     verdict = {"reward_model_id": reward_model.get("id"), "by_model": {
         str(model_id): {"win_rate": sum(w) / len(w), "n": len(w), "ties": w.count(0.5)}
         for model_id, w in wins.items()}}

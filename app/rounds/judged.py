@@ -274,9 +274,7 @@ def sweep() -> list[int]:
 
 def _versions(db: Session, round_id: int) -> tuple[Any, Any, Any]:
     """(the round's new policy, the previous active policy or None, its SFT)."""
-    ppo = db.scalars(select(Job).where(Job.round_id == round_id, Job.kind == "ppo",
-                                       Job.state == JobState.succeeded)
-                     .order_by(Job.id.desc())).first()
+    ppo = _ppo_job(db, round_id)
     if ppo is None or not ppo.outputs.get("model_version_id"):
         raise JobFailed("This round trained no policy to evaluate.")
     policy = registry.get_version(db=db, version_id=ppo.outputs["model_version_id"])
@@ -344,12 +342,17 @@ def evaluate(ctx: JobContext) -> dict[str, Any]:
     return {"evaluations": made}
 
 
+def _ppo_job(db: Session, round_id: int) -> Job | None:
+    """The round's newest succeeded PPO job: what trained its policy."""
+    return db.scalars(select(Job).where(Job.round_id == round_id, Job.kind == "ppo",
+                                        Job.state == JobState.succeeded)
+                      .order_by(Job.id.desc())).first()
+
+
 def _reward_model(db: Session, round_id: int) -> dict[str, Any] | None:
     """{"id", "path"} of the reward model the round's policy was trained against (what its
     PPO stage read), or None where that stage recorded none."""
-    ppo = db.scalars(select(Job).where(Job.round_id == round_id, Job.kind == "ppo",
-                                       Job.state == JobState.succeeded)
-                     .order_by(Job.id.desc())).first()
+    ppo = _ppo_job(db, round_id)
     reward = (ppo.inputs or {}).get("reward_model") if ppo is not None else None
     return {"id": reward.get("id"), "path": reward["path"]} \
         if isinstance(reward, dict) and reward.get("path") else None

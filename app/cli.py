@@ -159,11 +159,12 @@ def tokens_revoke(token_id: int = typer.Argument(...), email: str = typer.Option
 # --- running --------------------------------------------------------------------------
 
 
-# The simulated labelers of `up --simulate N` take 2 s a task on average (uniform on 0-4 s):
-# four of them label about 2 tasks a second, so the demo's rankings (about 570, served
+# The simulated labelers of `up --simulate N` take 1 s a task on average (uniform on 0-2 s):
+# four of them label about 4 tasks a second, so the demo's rankings (about 1150, served
 # first: the demo made them first) and SFT's first 8 demonstrations are in after about five
-# minutes, and the first round starts then with every ranking. At 8 s it took 19 minutes.
-SIMULATE_THINK_S = 2.0
+# minutes, and the first round starts then with every ranking. At 8 s a task it took 19
+# minutes for half as many.
+SIMULATE_THINK_S = 1.0
 
 
 @root.command("up")

@@ -28,7 +28,9 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 CLI = [sys.executable, "-m", "app.cli"]
+AGREEMENT = 0.73  # the simulated labelers' (simulate loop's default)
 
 
 def _free_port() -> int:
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> dict:
     env.update(RLHF_DATA_DIR=str(data), RLHF_ENV="development", RLHF_TRAIN_THREADS="1",
                TOKENIZERS_PARALLELISM="false", RLHF_DATABASE_URL=args.database_url,
                RLHF_REDIS_URL=args.redis_url)
-    figures: dict = {"data_dir": str(data), "load_before": os.getloadavg()}
+    figures: dict = {"data_dir": str(data), "load_before": os.getloadavg(),
+                     "labelers": args.labelers}
     t0 = time.monotonic()
     for step in (["db", "upgrade"], ["demo"]):
         subprocess.run(CLI + step, cwd=REPO, env=env, check=True, capture_output=True)
@@ -161,6 +164,34 @@ def show(figures: dict) -> None:
           f"({'met' if won else 'NOT met'});"
           f" ≤ 600 s: {figures['total_s']:.0f} s "
           f"({'met' if figures['total_s'] <= 600 else 'NOT met'})")
+
+    ceiling = people_ceiling(figures.get("labelers", 4), (first.get("win_vs_sft") or {}),
+                             win.get("n") or 0)
+    if ceiling:
+        print(ceiling)
+
+
+def people_ceiling(labelers: int, hidden: dict, n: int) -> str:
+    """What the simulated judges let people's win rate read: they pick the rule's choice on
+    a share a of compare tasks, so a policy the rule prefers on h of the prompts reads as
+    a·h + (1 − a)(1 − h) in expectation, and the target (≥ 0.80, lower bound > 0.65) is met
+    with a binomial chance over n judgments."""
+    from scipy.stats import binom
+
+    from app.evaluation.stats import wilson_cc
+    from simulation.labelers import judge_accuracy, make_profiles, pool_noise
+
+    h = hidden.get("win_rate")
+    if h is None or not n:
+        return ""
+    profiles = make_profiles(labelers)
+    a = judge_accuracy(profiles, pool_noise(AGREEMENT, profiles))
+    expected = a * h + (1 - a) * (1 - h)
+    met = sum(binom.pmf(k, n, expected) for k in range(n + 1)
+              if k / n >= 0.8 and wilson_cc(k / n, n)[0] > 0.65)
+    return (f"the simulated judges pick the rule's choice on {a:.3f} of pairs: people's win "
+            f"reads {a:.3f} at most, {expected:.3f} for this policy (hidden win {h:.2f}), and "
+            f"the win target is met by chance {met:.2f} over {n} judgments")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from statistics import NormalDist
 from typing import Any, Literal
 
 from simulation.judges import Judge, true_order
-from simulation.noise import Noise
+from simulation.noise import Noise, p_correct
 
 Behaviour = Literal["honest", "careless", "adversarial"]
 KINDS = ("demonstrate", "rank", "rate", "write_prompt", "compare")
@@ -55,6 +55,19 @@ def make_profiles(n: int, *, seed: int = 0, spread: float = 0.35, careless: floa
 def pool_noise(target: float, profiles: Sequence[Profile]) -> Noise:
     """Noise calibrated so the pool's honest labelers agree `target` with each other."""
     return Noise(target, [p.noise for p in profiles if p.behaviour == "honest"])
+
+
+def judge_accuracy(profiles: Sequence[Profile], noise: Noise) -> float:
+    """The better output's mean score (1 when picked, ½ for a tie) on compare tasks of two
+    outputs the hidden rule orders, judged by the pool's labelers in turn: an honest judge's
+    chance of seeing two outputs one place apart the right way round, ½ for a careless one,
+    the complement for an adversarial one. A policy the rule prefers on a share h of the
+    prompts is then judged the winner on a·h + (1 − a)(1 − h) of them."""
+    def right(p: Profile) -> float:
+        seen = p_correct(1, noise.sigma(2, p.noise))
+        return {"honest": seen, "careless": 0.5, "adversarial": 1.0 - seen}[p.behaviour]
+
+    return sum(right(p) for p in profiles) / len(profiles)
 
 
 def perceived_order(order: Sequence[int], sigma: float, rng: random.Random) -> list[int]:

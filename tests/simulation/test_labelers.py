@@ -76,3 +76,14 @@ def test_write_prompt_answers_are_unique_and_few_shot_has_examples():
     a = decide.write_prompt_answer(task, profile, random.Random(0), "a")
     b = decide.write_prompt_answer(task, profile, random.Random(0), "b")
     assert a["text"] != b["text"] and a["prompt_kind"] == "few_shot" and a["examples"]
+
+
+def test_judge_accuracy_is_the_better_outputs_mean_score_on_compare_tasks(pool):
+    profiles, noise = pool  # careless judges answer "tie" now and then: it scores ½
+    pair = dict(TASK, kind="compare", candidates=TASK["candidates"][4:])  # 15 is the better
+    rng, trials, score = random.Random(0), 3000, {15: 1.0, "tie": 0.5, 14: 0.0}
+    right = sum(score[decide.compare_answer(JUDGE, pair, p, noise, rng)["choice"]]
+                for p in profiles for _ in range(trials))
+    share, expected = right / (trials * len(profiles)), decide.judge_accuracy(profiles, noise)
+    assert 0.5 < expected < 1
+    assert abs(share - expected) < 3 * (expected * (1 - expected) / (trials * len(profiles))) ** .5

@@ -1,6 +1,7 @@
 """Measures of a round, judged by the hidden preference: the reward model's held-out
 accuracy and a policy's win rate. Model directories load lazily (torch only here)."""
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,8 +61,20 @@ def load_rm(path: str | Path) -> Judge:
     return RewardModelJudge(Path(path))
 
 
-def policy_sampler(path: str | Path, max_new_tokens: int = 64,
-                   seed: int = 0) -> Callable[[Sequence[str]], list[str]]:
+def rollout_tokens(*paths: str | Path, default: int = 64) -> int:
+    """The longest rollout these models were trained with (their manifests' max_new_tokens),
+    as a campaign samples every side of a comparison; `default` when none records one."""
+    lengths = []
+    for path in paths:
+        manifest = Path(path) / "manifest.json"
+        config = (json.loads(manifest.read_text()).get("config") or {}) if manifest.exists() else {}
+        if isinstance(config.get("max_new_tokens"), int):
+            lengths.append(config["max_new_tokens"])
+    return max(lengths, default=default)
+
+
+def policy_sampler(path: str | Path, max_new_tokens: int = 64, seed: int = 0,
+                   temperature: float = 1.0) -> Callable[[Sequence[str]], list[str]]:
     """A function that answers prompts with the policy in this directory (one sample each)."""
     import torch
 
@@ -77,7 +90,8 @@ def policy_sampler(path: str | Path, max_new_tokens: int = 64,
             out: list[str] = []
             for i in range(0, len(prompts), 32):
                 out += [r[0] for r in sample(model, tok, prompts[i:i + 32], k=1,
-                                             max_new_tokens=max_new_tokens)]
+                                             max_new_tokens=max_new_tokens,
+                                             temperature=temperature)]
             return out
 
     return answer

@@ -31,6 +31,7 @@ import httpx
 import typer
 
 from app import store
+from app.evaluation.schemas import Sampling
 from simulation import evaluate
 from simulation.cli import (
     ADMIN_TOKEN,
@@ -47,6 +48,7 @@ from simulation.report import accuracy_vs, pooled_agreement
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 GET_ATTEMPTS = 6
+CAMPAIGN_TEMPERATURE = Sampling().temperature  # a campaign's default sampling
 HOLD_ACTIONS = ("dismiss", "promote")  # what a researcher may do with a round the watch held
 
 
@@ -218,7 +220,8 @@ class Loop:
         self.settings, self.pool, self.api, self.judge = settings, pool, api, judge
         self.quiet = quiet
         self.rows: list[dict[str, Any]] = []
-        self._answers: dict[str, list[str]] = {}  # model path -> answers to the test prompts
+        # (model path, max new tokens) -> answers to the test prompts
+        self._answers: dict[tuple[str, int], list[str]] = {}
         self._prompts: list[str] = []
 
     def feedback(self) -> None:
@@ -344,11 +347,16 @@ class Loop:
             if not self._prompts:
                 raise LoopError("no test prompts to measure win rates on: import prompts so "
                                 "that some fall in the test split")
+        # Sampled as the round's campaign samples them, so that the hidden rule reads what
+        # people are shown: the policies' rollout length and the campaign's temperature.
+        tokens = evaluate.rollout_tokens(a, b)
         for path in (a, b):
-            if path not in self._answers:
-                self._answers[path] = evaluate.policy_sampler(path, seed=self.settings.seed)(
+            if (path, tokens) not in self._answers:
+                self._answers[path, tokens] = evaluate.policy_sampler(
+                    path, tokens, seed=self.settings.seed, temperature=CAMPAIGN_TEMPERATURE)(
                     self._prompts)
-        return evaluate.win_rate(self.judge, self._prompts, self._answers[a], self._answers[b])
+        return evaluate.win_rate(self.judge, self._prompts, self._answers[a, tokens],
+                                 self._answers[b, tokens])
 
     def _plain_ppo(self) -> dict[str, Any]:
         """A plain-PPO policy (ptx_coef 0) from the same SFT and RM, not promoted: its

@@ -1,9 +1,14 @@
 """The loop's bookkeeping without a deployment: waiting on a round's jobs, and finding the
 model versions a round made."""
 
+import json
+from pathlib import Path
+
 import pytest
 
+from app.evaluation.schemas import Sampling
 from simulation import loop
+from simulation.judges import LetterRule
 
 
 class FakeApi:
@@ -66,3 +71,24 @@ def test_polling_survives_a_passing_server_error(monkeypatch):
         lambda request: httpx.Response(500, text="down")))
     with pytest.raises(loop.LoopError, match="HTTP 500"):
         api.jobs(1)
+
+
+def test_the_hidden_win_samples_both_sides_as_the_round_s_campaign_does(monkeypatch, tmp_path):
+    policy, sft = tmp_path / "policy", tmp_path / "sft"
+    for path, config in ((policy, {"max_new_tokens": 32, "temperature": 1.0}), (sft, {})):
+        path.mkdir()
+        (path / "manifest.json").write_text(json.dumps({"kind": "x", "config": config}))
+    sampled = []
+
+    def sampler(path, max_new_tokens=64, seed=0, temperature=1.0):  # type: ignore[no-untyped-def]
+        sampled.append((Path(path).name, max_new_tokens, temperature))
+        return lambda prompts: ["e" * 5 if Path(path) == policy else "a"] * len(prompts)
+
+    monkeypatch.setattr(loop.evaluate, "policy_sampler", sampler)
+    looper = loop.Loop(loop.LoopSettings(url="http://x"), pool=None, api=None,  # type: ignore[arg-type]
+                       judge=LetterRule("e"))
+    looper._prompts = ["p"] * 4
+    assert looper._win(str(policy), str(sft)).rate == 1.0
+    looper._win(str(policy), str(sft))  # answers are kept per model and length
+    assert sampled == [("policy", 32, Sampling().temperature), ("sft", 32, Sampling().temperature)]
+    assert loop.evaluate.rollout_tokens(sft) == 64  # nothing recorded: the default

@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     # of them than people do by over this, while people are flat. On the demo, rounds as
     # good as the one before them read 0.56 (people 0.52) and 0.32 (people 0.38), where the
     # gain over SFT flagged both; a policy that games its RM is one it prefers on most pairs
-    # people find level.
+    # people find level. Measured on one (bench/bench_first_loop.py --judge length:40, round
+    # 2): its RM preferred it on 57 % of the pairs against round 1's policy, people on 25 %.
     watch_rm_people_gap: float = 0.2
     watch_min_judgments: int = 20
     watch_length_jump: float = 0.5

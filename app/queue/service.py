@@ -44,6 +44,7 @@ __all__ = [
 
 _SWEEP_LIMIT = 20
 _SWEEP_EVERY_S = 1.0
+_BUSY_WAIT_S = 0.5  # the longest a lease waits for tasks other transactions hold
 _last_sweep = float("-inf")
 
 
@@ -151,13 +152,31 @@ def _pick(db: Session, user: User, kind: TaskKind | None) -> TaskRow | None:
     params: dict[str, object] = {"user_id": user.id}
     if kind is not None:
         params["kind"] = kind.value
-    for _ in range(5):
+    deadline, races = time.monotonic() + _BUSY_WAIT_S, 0
+    while True:
         task = pick.first(db, params)
-        if task is None:
+        if task is not None:
+            if sql.CLAIM.rowcount(db, {"task_id": task.id}) == 1:
+                return task
+            races += 1
+            if races == 5:
+                return None  # lost every race for a slot (SQLite only): the client asks again
+            continue
+        # SKIP LOCKED passes over a task another transaction holds for a moment (a lease, a
+        # submission), so an empty pick may only mean "all of it busy this instant": a
+        # labeler told there is no work would leave, and the task's last slot with them.
+        # The count reads the same filter without locking: while it sees a free slot, ask
+        # again shortly (bounded, so a lease still never waits on a lock for long).
+        if time.monotonic() >= deadline or not _has_free_slot(db, user, kind, params):
             return None
-        if sql.CLAIM.rowcount(db, {"task_id": task.id}) == 1:
-            return task
-    return None  # lost every race for a slot (SQLite only): the client asks again
+        time.sleep(random.uniform(0.005, 0.02))
+
+
+def _has_free_slot(db: Session, user: User, kind: TaskKind | None,
+                   params: dict[str, object]) -> bool:
+    count = sql.available(db.get_bind().dialect.name, kind is not None, _for_all(user, kind))
+    row = count.first(db, {**params, "cap": 1})
+    return row is not None and row.n > 0
 
 
 def _live_lease(db: Session, user: User, kind: TaskKind | None, now: datetime) -> Lease | None:

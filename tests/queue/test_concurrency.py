@@ -1,6 +1,7 @@
 """32 labelers draining the queue at once on PostgreSQL: no task over- or under-collected."""
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -67,3 +68,44 @@ def test_concurrent_workers_drain_every_task_exactly_to_overlap(committed_db):
     }
     assert db.scalar(select(Assignment.id).where(Assignment.state != AssignmentState.submitted)) \
         is None
+
+
+def _lease_in_thread(user_id: int, out: list) -> threading.Thread:  # type: ignore[type-arg]
+    from app.auth.models import User
+
+    def run() -> None:
+        with SessionLocal() as db:
+            started = time.monotonic()
+            lease = queue.next_task(db=db, user=db.get(User, user_id), kind=TaskKind.demonstrate)
+            db.commit()
+            out.append((lease, time.monotonic() - started))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("held_s", [0.15, 3.0])
+def test_a_task_held_for_a_moment_by_another_transaction_is_still_leased(committed_db, held_s):
+    """SKIP LOCKED passes over a task another transaction holds (a submission counting its
+    label, another lease): next_task must not call the queue empty while that task still
+    has a free slot, yet it waits only briefly for a task held for long."""
+    db = committed_db
+    task = Task(kind=TaskKind.demonstrate, prompt_id=make_prompt(db).id, candidate_ids=[],
+                required_labels=1, params={})
+    db.add(task)
+    user_id = make_user(db).id
+    db.commit()
+    with SessionLocal() as other:  # holds the task's row as a submission would
+        other.execute(select(Task).where(Task.id == task.id).with_for_update())
+        out: list = []  # type: ignore[type-arg]
+        thread = _lease_in_thread(user_id, out)
+        time.sleep(held_s)
+        other.rollback()
+    thread.join(timeout=10)
+    lease, waited = out[0]
+    if held_s < 0.5:
+        assert lease is not None and lease.task_id == task.id
+    else:
+        assert lease is None and waited < 2.0

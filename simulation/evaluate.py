@@ -1,7 +1,6 @@
 """Measures of a round, judged by the hidden preference: the reward model's held-out
 accuracy and a policy's win rate. Model directories load lazily (torch only here)."""
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -64,13 +63,11 @@ def load_rm(path: str | Path) -> Judge:
 def rollout_tokens(*paths: str | Path, default: int = 64) -> int:
     """The longest rollout these models were trained with (their manifests' max_new_tokens),
     as a campaign samples every side of a comparison; `default` when none records one."""
-    lengths = []
-    for path in paths:
-        manifest = Path(path) / "manifest.json"
-        config = (json.loads(manifest.read_text()).get("config") or {}) if manifest.exists() else {}
-        if isinstance(config.get("max_new_tokens"), int):
-            lengths.append(config["max_new_tokens"])
-    return max(lengths, default=default)
+    from training.outputs import read_manifest
+
+    configs = [(read_manifest(path) or {}).get("config") or {} for path in paths]
+    return max((c["max_new_tokens"] for c in configs if isinstance(c.get("max_new_tokens"), int)),
+               default=default)
 
 
 def policy_sampler(path: str | Path, max_new_tokens: int = 64, seed: int = 0,
